@@ -1,0 +1,36 @@
+# Two entry points: `make run` launches the app, `make test` runs the tests. Both set up .venv.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/imgfinder gui
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check imgfinder tests benchmarks
+	$(BIN)/ruff format --check imgfinder tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format imgfinder tests benchmarks
+	$(BIN)/ruff check --fix imgfinder tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/indexing.py
+	$(BIN)/python benchmarks/search.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,55 @@
+"""Shared helpers for the benchmark scripts (weights without a network, timing, memory)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from pathlib import Path
+
+
+def seeded_weights(directory: Path) -> Path:
+    """ImageNet weights cannot be downloaded here: a seeded random-init ResNet50 instead.
+
+    Speed does not depend on the weight values; quality figures must say which were used.
+    """
+    import torch
+    from torchvision.models import resnet50
+
+    path = directory / "resnet50-seed0.pth"
+    if not path.exists():
+        torch.manual_seed(0)
+        torch.save(resnet50(weights=None).state_dict(), path)
+    return path
+
+
+def weights_for_bench(directory: Path) -> tuple[str, str]:
+    """(path, description): IMGFINDER_WEIGHTS if set, else seeded random init."""
+    env = os.environ.get("IMGFINDER_WEIGHTS")
+    if env:
+        return env, f"local weights {env}"
+    return str(seeded_weights(directory)), "seeded random-init ResNet50 (no ImageNet weights here)"
+
+
+def timed(fn, repeat: int = 1) -> float:
+    """Median wall seconds of `repeat` calls."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    out = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    out.append("  ".join("-" * widths[c] for c in columns))
+    for r in rows:
+        out.append("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+    return "\n".join(out)

@@ -1,0 +1,5 @@
+"""Allow `python -m imgfinder`."""
+
+from imgfinder.cli import main
+
+raise SystemExit(main())

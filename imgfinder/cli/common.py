@@ -1,0 +1,92 @@
+"""Helpers shared by the CLI subcommands: opening the library, progress on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from imgfinder.core.extract import ModelConfig
+from imgfinder.core.library import Library
+from imgfinder.core.types import Progress
+
+
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    return ModelConfig(
+        weights=args.weights, head=args.head, device=args.device, input_size=args.input_size
+    )
+
+
+def open_library(args: argparse.Namespace) -> Library:
+    return Library(
+        args.data_dir,
+        model_config(args),
+        index_backend=args.index_backend,
+        allow_download=not args.offline,
+        weights_progress=DownloadBar() if not args.offline else None,
+    )
+
+
+def fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class ProgressBar:
+    """One self-overwriting line on a terminal; a line every few seconds otherwise."""
+
+    def __init__(self, stream=None, interval: float = 5.0):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        final = p.total is not None and p.done >= p.total
+        if not self.tty and not final and now - self._last < self.interval:
+            return
+        self._last = now
+        if p.stage == "scan":
+            line = f"scanning: {p.done} files found" if p.done else f"{p.message}"
+        else:
+            total = p.total or 0
+            pct = 100.0 * p.done / total if total else 100.0
+            bar = "#" * int(pct / 5)
+            rate = f"{p.rate:.1f} img/s" if p.rate else "-- img/s"
+            line = f"{p.stage} [{bar:<20}] {p.done}/{total} {rate} ETA {fmt_eta(p.eta_s)}"
+        if self.tty:
+            pad = max(0, self._width - len(line))
+            self.stream.write("\r" + line + " " * pad)
+            self._width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class DownloadBar:
+    """Progress of the first-run weights download on stderr."""
+
+    def __init__(self) -> None:
+        self._last = -1
+
+    def __call__(self, done: int, total: int | None) -> None:
+        pct = int(100 * done / total) if total else -1
+        if pct == self._last:
+            return
+        self._last = pct
+        mb = done / 1e6
+        msg = f"downloading model weights: {mb:.1f} MB" + (f" ({pct}%)" if total else "")
+        end = "\n" if total and done >= total else ""
+        sys.stderr.write("\r" + msg + end)
+        sys.stderr.flush()

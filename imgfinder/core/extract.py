@@ -1,0 +1,266 @@
+"""Batched feature extraction: decoder threads overlapped with inference on the best device.
+
+Decoding (file read, hash, JPEG DCT-scaled decode, resize) runs in a thread pool
+(Pillow releases the GIL while decoding) that stays a bounded number of images
+ahead of the model, so the model is fed while the previous batch decodes.
+Normalisation and the dtype cast happen on the device, so only uint8 crosses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from imgfinder.core import decode
+from imgfinder.core.model import DESCRIPTOR_DIM, FusedECA, FusedOutput
+from imgfinder.core.weights import LoadedWeights, ProgressFn, resolve_weights
+from imgfinder.errors import DecodeError, ImgfinderError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PREPROCESSING = "sq-in1k"  # whole image resized to a square, ImageNet mean/std
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class ModelConfig:
+    """What determines the vectors (and so the model id), plus how to run it."""
+
+    weights: str | None = None  # local state dict; None: IMGFINDER_WEIGHTS or torchvision enum
+    head: str | None = None  # trained ECA head file (imgfinder train)
+    device: str = "auto"
+    input_size: int = 224
+    batch_size: int | None = None  # None: chosen per device
+    decode_workers: int | None = None  # None: chosen from the core count
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name not in DEVICES:
+        raise ImgfinderError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if has_mps else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ImgfinderError("--device cuda requested but no CUDA GPU is available")
+    if name == "mps" and not has_mps:
+        raise ImgfinderError("--device mps requested but Metal is not available")
+    return torch.device(name)
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
+
+
+def cpu_has_native_bf16() -> bool:
+    """bf16 autocast is only worth it with AVX512-BF16 or AMX; on AVX2 it is ~7x slower."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def head_tag(head: dict[str, torch.Tensor] | None) -> str:
+    if head is None:
+        return "eca0"
+    h = hashlib.sha256()
+    for k in sorted(head):
+        h.update(k.encode())
+        h.update(head[k].detach().cpu().float().numpy().tobytes())
+    return "eca-" + h.hexdigest()[:10]
+
+
+@dataclass
+class Prepared:
+    """One file after the decode stage (array is None when skipped or failed)."""
+
+    path: str
+    size: int = 0
+    mtime_ns: int = 0
+    hash: str = ""
+    width: int = 0
+    height: int = 0
+    array: np.ndarray | None = None  # (S, S, 3) uint8, dropped once embedded
+    vector: np.ndarray | None = None  # (4096,) float32
+    error: str | None = None
+    known: bool = False  # content hash already has a vector: no decode needed
+
+
+class Extractor:
+    """Owns the model on its device; turns images into 4096-d float32 descriptors."""
+
+    dim = DESCRIPTOR_DIM
+
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        *,
+        allow_download: bool = True,
+        progress: ProgressFn | None = None,
+        loaded: LoadedWeights | None = None,
+    ):
+        self.config = config or ModelConfig()
+        self.input_size = int(self.config.input_size)
+        if not 32 <= self.input_size <= 1024:
+            raise ImgfinderError(f"input size {self.input_size} out of range 32..1024")
+        self.device = pick_device(self.config.device)
+        weights = loaded or resolve_weights(
+            self.config.weights, allow_download=allow_download, progress=progress
+        )
+        model = FusedECA()
+        try:
+            model.load_backbone(weights.backbone)
+        except (RuntimeError, ValueError) as exc:
+            raise ImgfinderError(
+                f"{weights.source} is not a ResNet50 state dict: {str(exc).splitlines()[0]}"
+            ) from None
+        head = weights.head
+        if self.config.head:
+            head = torch.load(self.config.head, map_location="cpu", weights_only=True)
+            head = head.get("head", head)
+        if head is not None:
+            model.load_head(head)
+        self.model_id = (
+            f"fused-eca-r50/{weights.tag}/{head_tag(head)}/{self.input_size}/{PREPROCESSING}"
+        )
+        self.weights_source = weights.source
+        self.half = self.device.type in ("cuda", "mps")
+        self.bf16 = self.device.type == "cpu" and cpu_has_native_bf16()
+        model.eval().to(self.device, memory_format=torch.channels_last)
+        if self.half:
+            model.half()
+        self.model = model
+        default_batch = 128 if self.device.type == "cuda" else 16
+        self.batch_size = self.config.batch_size or default_batch
+        cores = os.cpu_count() or 2
+        self.decode_workers = self.config.decode_workers or max(2, min(8, cores))
+        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
+        self._mean, self._std = mean, std
+        log.info("model %s on %s", self.model_id, device_description(self.device))
+
+    # -- preprocessing -------------------------------------------------------------
+    def to_array(self, img: Image.Image) -> np.ndarray:
+        """RGB image -> (S, S, 3) uint8, the whole picture squashed to the input square."""
+        s = self.input_size
+        if img.size != (s, s):
+            img = img.resize((s, s), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        return np.asarray(img, dtype=np.uint8)
+
+    def load_array(self, source) -> np.ndarray:
+        return self.to_array(decode.open_image(source, min_size=self.input_size))
+
+    def _batch_tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        x = torch.from_numpy(np.stack(arrays)).to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float()
+        x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        return x.half() if self.half else x
+
+    # -- inference -----------------------------------------------------------------
+    def forward_maps(self, arrays: list[np.ndarray]) -> FusedOutput:
+        """Descriptors plus layer4 maps and ECA weights (float32, on CPU)."""
+        x = self._batch_tensor(arrays)
+        with torch.inference_mode():
+            if self.bf16:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    fmap = self.model.trunk(x)
+            else:
+                fmap = self.model.trunk(x)
+            out = self.model.fuse(fmap.float())
+        return FusedOutput(out.descriptor.cpu(), out.fmap.cpu(), out.eca.cpu())
+
+    def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
+        if not arrays:
+            return np.zeros((0, self.dim), np.float32)
+        out = []
+        for i in range(0, len(arrays), self.batch_size):
+            out.append(self.forward_maps(arrays[i : i + self.batch_size]).descriptor.numpy())
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    def embed(self, source) -> np.ndarray:
+        """One image (path, bytes or PIL image) -> (4096,) float32."""
+        return self.embed_arrays([self.load_array(source)])[0]
+
+    # -- the pipelined path used for indexing ------------------------------------------
+    def prepare(self, path: str, known_hashes: Callable[[str], bool] | None = None) -> Prepared:
+        """Decode stage, run in worker threads: stat, read, hash, decode unless known."""
+        p = Prepared(path=path)
+        try:
+            st = os.stat(path)
+            p.size, p.mtime_ns = st.st_size, st.st_mtime_ns
+            data = decode.read_file(path)
+            p.hash = decode.content_hash(data)
+            if known_hashes is not None and known_hashes(p.hash):
+                p.known = True
+                return p
+            img = decode.open_image(data, min_size=self.input_size, path_hint=path)
+            p.width, p.height = img.size
+            p.array = self.to_array(img)
+        except DecodeError as exc:
+            p.error = exc.reason
+        except OSError as exc:
+            p.error = exc.strerror or str(exc)
+        except Exception as exc:  # a decoder bug must not stop a library scan
+            log.exception("unexpected failure preparing %s", path)
+            p.error = f"unexpected error: {exc}"
+        return p
+
+    def pipeline(
+        self,
+        paths: Iterable[str],
+        *,
+        known_hashes: Callable[[str], bool] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[list[Prepared]]:
+        """Yield batches of prepared files, decoded ones with `vector` set, decode overlapped."""
+        ahead = self.batch_size * 2 + self.decode_workers
+        it = iter(paths)
+        pending: deque[Future[Prepared]] = deque()
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
+
+            def refill() -> None:
+                while len(pending) < ahead:
+                    try:
+                        path = next(it)
+                    except StopIteration:
+                        return
+                    pending.append(pool.submit(self.prepare, str(path), known_hashes))
+
+            refill()
+            while pending:
+                if cancel is not None and cancel.is_set():
+                    for f in pending:
+                        f.cancel()
+                    return
+                batch: list[Prepared] = []
+                decoded: list[Prepared] = []
+                while pending and len(decoded) < self.batch_size:
+                    item = pending.popleft().result()
+                    batch.append(item)
+                    if item.array is not None:
+                        decoded.append(item)
+                    refill()
+                vecs = self.embed_arrays([d.array for d in decoded])
+                for d, v in zip(decoded, vecs):
+                    d.vector, d.array = v, None
+                yield batch

@@ -1,0 +1,529 @@
+"""The library: catalog + vector store + model + index behind one object.
+
+The CLI and the GUI both drive this. `index()` is a generator that yields one
+Progress per batch and checks the cancel flag between batches; it returns an
+IndexSummary. Search goes through the configured index backend, which re-ranks
+against the memory-mapped vector store (no second copy of the vectors).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgfinder import paths
+from imgfinder.core import scan
+from imgfinder.core.catalog import Catalog
+from imgfinder.core.extract import Extractor, ModelConfig, device_description
+from imgfinder.core.index import BACKENDS, open_index
+from imgfinder.core.types import Hit, IndexSummary, Progress
+from imgfinder.core.vectors import VectorStore, model_digest
+from imgfinder.core.weights import ProgressFn
+from imgfinder.errors import ImgfinderError, IndexFormatError, ModelMismatchError
+
+log = logging.getLogger(__name__)
+
+COMPACT_MIN_DEAD = 1000  # rewrite the vector store when this many rows are dead ...
+COMPACT_DEAD_FRACTION = 0.3  # ... and they are this share of the file
+
+
+@dataclass
+class RootInfo:
+    id: int
+    path: str
+    available: bool
+    ok: int
+    failed: int
+
+
+class CatalogSource:
+    """Image id -> vector, for the index's exact re-rank (the index keeps no copy)."""
+
+    def __init__(self, store: VectorStore, pairs: Iterable[tuple[int, int]] = ()):
+        self.store = store
+        self.rows: dict[int, int] = dict(pairs)
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        rows = [self.rows[int(i)] for i in np.asarray(ids).ravel()]
+        return self.store.get(np.asarray(rows, dtype=np.int64))
+
+
+class Library:
+    """One data directory's photo library."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike | None = None,
+        config: ModelConfig | None = None,
+        *,
+        index_backend: str = "lsh",
+        allow_download: bool = True,
+        weights_progress: ProgressFn | None = None,
+    ):
+        if index_backend not in BACKENDS:
+            raise ImgfinderError(
+                f"unknown index backend {index_backend!r}; choose one of {', '.join(BACKENDS)}"
+            )
+        self.data_dir = Path(data_dir).resolve() if data_dir else paths.data_dir()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config or ModelConfig()
+        self.index_backend = index_backend
+        self.allow_download = allow_download
+        self.weights_progress = weights_progress
+        self.catalog = Catalog(self.data_dir / "catalog.sqlite")
+        self._extractor: Extractor | None = None
+        self._store: VectorStore | None = None
+        self._index = None
+        self._source: CatalogSource | None = None
+        self._lock = threading.RLock()  # index + store state shared by search and indexing
+
+    # -- model ---------------------------------------------------------------------
+    @property
+    def extractor(self) -> Extractor:
+        if self._extractor is None:
+            self._extractor = Extractor(
+                self.config, allow_download=self.allow_download, progress=self.weights_progress
+            )
+        return self._extractor
+
+    @property
+    def model_id(self) -> str:
+        return self.extractor.model_id
+
+    # -- storage -------------------------------------------------------------------
+    @property
+    def vectors_dir(self) -> Path:
+        d = self.data_dir / "vectors"
+        d.mkdir(exist_ok=True)
+        return d
+
+    @property
+    def index_path(self) -> Path:
+        d = self.data_dir / "index"
+        d.mkdir(exist_ok=True)
+        return d / f"{self.index_backend}.idx"
+
+    def store(self) -> VectorStore:
+        if self._store is None:
+            key = f"vectors:{self.model_id}"
+            name = self.catalog.get_meta(key)
+            if name is None:
+                name = f"{model_digest(self.model_id).hex()[:20]}-0.f16"
+                self.catalog.set_meta(key, name)
+            self._store = VectorStore(self.vectors_dir / name, self.extractor.dim, self.model_id)
+            self._remove_orphan_stores()
+        return self._store
+
+    def _remove_orphan_stores(self) -> None:
+        """Delete vector files no catalog entry names (left by a crash during compaction)."""
+        named = {
+            v for (v,) in self.catalog.execute("SELECT value FROM meta WHERE key LIKE 'vectors:%'")
+        }
+        for f in self.vectors_dir.glob("*.f16"):
+            if f.name not in named:
+                log.info("removing orphaned vector file %s", f)
+                f.unlink(missing_ok=True)
+
+    # -- roots ---------------------------------------------------------------------
+    def add_root(self, path: str | os.PathLike) -> str:
+        p = Path(path).expanduser().resolve()
+        if not p.exists():
+            raise ImgfinderError(f"no such folder: {p}")
+        if not p.is_dir():
+            raise ImgfinderError(f"not a folder: {p}")
+        sp = str(p)
+        for _, existing in self.catalog.roots():
+            if sp == existing:
+                return sp
+            if Path(sp).is_relative_to(existing):
+                raise ImgfinderError(f"{sp} is already inside the library folder {existing}")
+        new_id = self.catalog.add_root(sp)
+        # a new parent absorbs roots below it, keeping their images (and vectors)
+        with self.catalog.transaction() as c:
+            for rid, existing in self.catalog.roots():
+                if rid != new_id and Path(existing).is_relative_to(sp):
+                    c.execute("UPDATE images SET root_id=? WHERE root_id=?", (new_id, rid))
+                    c.execute("DELETE FROM roots WHERE id=?", (rid,))
+        return sp
+
+    def remove_root(self, path: str | os.PathLike) -> int:
+        sp = str(Path(path).expanduser().resolve())
+        known = {p for _, p in self.catalog.roots()}
+        if sp not in known and str(path) in known:
+            sp = str(path)
+        if sp not in known:
+            raise ImgfinderError(f"{path} is not a library folder")
+        ids = self.catalog.remove_root(sp)
+        with self._lock:
+            if self._index is not None and ids:
+                self._index.remove(np.asarray(ids, dtype=np.int64))
+                self._forget_rows(ids)
+                self._save_index()
+        return len(ids)
+
+    def roots(self) -> list[RootInfo]:
+        counts = self.catalog.root_counts()
+        return [
+            RootInfo(rid, p, scan.root_available(p), *counts.get(rid, (0, 0)))
+            for rid, p in self.catalog.roots()
+        ]
+
+    # -- indexing ------------------------------------------------------------------
+    def index(
+        self,
+        add_paths: Iterable[str | os.PathLike] = (),
+        *,
+        cancel: threading.Event | None = None,
+    ) -> Generator[Progress, None, IndexSummary]:
+        """Bring the catalog, vectors and index up to date with the roots' files."""
+        t0 = time.perf_counter()
+        summary = IndexSummary()
+        for p in add_paths:
+            self.add_root(p)
+        cancel = cancel or threading.Event()
+        model_id = self.model_id
+        store = self.store()
+        index = self.load_index()
+        hash_rows = self.catalog.hash_rows(model_id)
+        for root in self.roots():
+            if cancel.is_set():
+                break
+            if not root.available:
+                log.warning("library folder %s is not available; keeping its entries", root.path)
+                summary.missing_roots.append(root.path)
+                continue
+            yield Progress("scan", 0, None, message=f"scanning {root.path}")
+            existing = self.catalog.images_under(root.id)
+            found: list[str] = []
+            todo: list[str] = []
+            for f in scan.iter_image_files([root.path], cancel=cancel):
+                sf = str(f)
+                found.append(sf)
+                row = existing.get(sf)
+                try:
+                    st = f.stat()
+                except OSError:
+                    todo.append(sf)
+                    continue
+                fresh = (
+                    row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns
+                )
+                if fresh and (row.status == "failed" or row.model_id == model_id):
+                    summary.unchanged += 1
+                else:
+                    todo.append(sf)
+                if len(found) % 2000 == 0:
+                    yield Progress("scan", len(found), None, message=root.path)
+            if cancel.is_set():
+                break
+            gone = set(existing) - set(found)
+            gone_hashes = {existing[g].hash for g in gone if existing[g].status == "ok"}
+            done = 0
+            started = time.perf_counter()
+            pipeline = self.extractor.pipeline(
+                todo, known_hashes=hash_rows.__contains__, cancel=cancel
+            )
+            for batch in pipeline:
+                new_vecs = [b.vector for b in batch if b.vector is not None]
+                rows = store.append(np.stack(new_vecs)) if new_vecs else np.zeros(0, np.int64)
+                row_iter = iter(rows.tolist())
+                records = []
+                for b in batch:
+                    if b.error is not None:
+                        summary.skipped[b.path] = b.error
+                        records.append((b, "failed", None))
+                        continue
+                    if b.known:
+                        vec_row = hash_rows[b.hash]
+                        if b.hash in gone_hashes:
+                            summary.moved += 1
+                    else:
+                        vec_row = next(row_iter)
+                        hash_rows[b.hash] = vec_row
+                    summary.indexed += 1
+                    records.append((b, "ok", vec_row))
+                ids = self._write_records(root.id, model_id, records)
+                self._index_add(index, ids, records)
+                done += len(batch)
+                elapsed = time.perf_counter() - started
+                rate = done / elapsed if elapsed > 0 else None
+                eta = (len(todo) - done) / rate if rate else None
+                yield Progress("extract", done, len(todo), rate, eta, message=root.path)
+                if cancel.is_set():
+                    break
+            if cancel.is_set():
+                break
+            if gone:
+                summary.removed += self._delete_paths(sorted(gone))
+        summary.cancelled = cancel.is_set()
+        with self._lock:
+            self._save_index()
+        self._maybe_compact()
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    def _write_records(self, root_id: int, model_id: str, records: list) -> list[int | None]:
+        now = time.time()
+        ids: list[int | None] = []
+        with self.catalog.transaction() as c:
+            for b, status, vec_row in records:
+                c.execute(
+                    """INSERT INTO images (path, root_id, size, mtime_ns, hash, width, height,
+                           status, error, vec_row, model_id, updated_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(path) DO UPDATE SET root_id=excluded.root_id,
+                           size=excluded.size, mtime_ns=excluded.mtime_ns, hash=excluded.hash,
+                           width=COALESCE(excluded.width, images.width),
+                           height=COALESCE(excluded.height, images.height),
+                           status=excluded.status, error=excluded.error,
+                           vec_row=excluded.vec_row, model_id=excluded.model_id,
+                           updated_at=excluded.updated_at""",
+                    (
+                        b.path,
+                        root_id,
+                        b.size,
+                        b.mtime_ns,
+                        b.hash or None,
+                        b.width or None,
+                        b.height or None,
+                        status,
+                        b.error,
+                        vec_row,
+                        model_id if status == "ok" else None,
+                        now,
+                    ),
+                )
+                (image_id,) = c.execute("SELECT id FROM images WHERE path=?", (b.path,)).fetchone()
+                ids.append(int(image_id) if status == "ok" else None)
+        return ids
+
+    def _index_add(self, index, ids: list[int | None], records: list) -> None:
+        pairs = [(i, r[2]) for i, r in zip(ids, records) if i is not None]
+        failed = [self.catalog.image_by_path(r[0].path) for i, r in zip(ids, records) if i is None]
+        with self._lock:
+            stale = [row.id for row in failed if row is not None and row.id in self._source.rows]
+            if stale:  # a file that became unreadable leaves the index
+                index.remove(np.asarray(stale, dtype=np.int64))
+                self._forget_rows(stale)
+            if not pairs:
+                return
+            id_arr = np.asarray([p[0] for p in pairs], dtype=np.int64)
+            row_arr = np.asarray([p[1] for p in pairs], dtype=np.int64)
+            self._source.rows.update(zip(id_arr.tolist(), row_arr.tolist()))
+            index.add(id_arr, self._store.get(row_arr).astype(np.float32))
+
+    def _forget_rows(self, ids: Iterable[int]) -> None:
+        if self._source is not None:
+            for i in ids:
+                self._source.rows.pop(int(i), None)
+
+    def _delete_paths(self, gone: list[str]) -> int:
+        ids = []
+        with self.catalog.transaction() as c:
+            for p in gone:
+                row = c.execute("SELECT id FROM images WHERE path=?", (p,)).fetchone()
+                if row:
+                    ids.append(int(row[0]))
+                    c.execute("DELETE FROM images WHERE id=?", (row[0],))
+        with self._lock:
+            live = [i for i in ids if self._source is not None and i in self._source.rows]
+            if live and self._index is not None:
+                self._index.remove(np.asarray(live, dtype=np.int64))
+            self._forget_rows(ids)
+        return len(ids)
+
+    def _maybe_compact(self) -> None:
+        store = self.store()
+        used = sorted({r for _, r in self.catalog.vector_rows(self.model_id)})
+        dead = len(store) - len(used)
+        if dead < COMPACT_MIN_DEAD or dead < COMPACT_DEAD_FRACTION * len(store):
+            return
+        self.compact()
+
+    def compact(self) -> None:
+        """Drop vector rows no image uses; crash-safe (see VectorStore.compact_to)."""
+        with self._lock:
+            store = self.store()
+            key = f"vectors:{self.model_id}"
+            old_name = self.catalog.get_meta(key)
+            stem, _, gen = Path(old_name).stem.rpartition("-")
+            new_name = f"{stem}-{int(gen) + 1}.f16"
+            used = sorted({r for _, r in self.catalog.vector_rows(self.model_id)})
+            new_store = store.compact_to(self.vectors_dir / new_name, np.asarray(used))
+            mapping = {old: new for new, old in enumerate(used)}
+            with self.catalog.transaction() as c:
+                for old, new in mapping.items():
+                    c.execute(
+                        "UPDATE images SET vec_row=? WHERE vec_row=? AND model_id=?",
+                        (-1 - new, old, self.model_id),
+                    )
+                c.execute(
+                    "UPDATE images SET vec_row=-1-vec_row WHERE vec_row<0 AND model_id=?",
+                    (self.model_id,),
+                )
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, new_name))
+            store.close()
+            (self.vectors_dir / old_name).unlink(missing_ok=True)
+            log.info("compacted vectors: %d -> %d rows", len(store), len(used))
+            self._store = new_store
+            if self._source is not None:
+                self._source.store = new_store
+                self._source.rows = dict(self.catalog.vector_rows(self.model_id))
+
+    # -- index ---------------------------------------------------------------------
+    def load_index(self):
+        """The search index, loaded from disk, reconciled with the catalog, or rebuilt."""
+        with self._lock:
+            if self._index is not None:
+                return self._index
+            store = self.store()
+            pairs = self.catalog.vector_rows(self.model_id)
+            self._source = CatalogSource(store, pairs)
+            cls = BACKENDS[self.index_backend]
+            index = None
+            if self.index_path.exists():
+                try:
+                    index = cls.load(self.index_path, model_id=self.model_id, source=self._source)
+                except (IndexFormatError, ModelMismatchError) as exc:
+                    log.warning(
+                        "index %s unusable (%s); rebuilding from the catalog", self.index_path, exc
+                    )
+            if index is not None:
+                index = self._reconcile(index, pairs)
+            if index is None:
+                index = self._build_index(pairs)
+                self._index = index
+                self._save_index()
+            self._index = index
+            return index
+
+    def _reconcile(self, index, pairs: list[tuple[int, int]]):
+        """Bring a loaded index in line with the catalog (e.g. after a killed run)."""
+        have = set(np.asarray(index.ids()).tolist())
+        want = {i for i, _ in pairs}
+        extra, missing = have - want, want - have
+        if not extra and not missing:
+            return index
+        log.info("index out of date (+%d/-%d); updating", len(missing), len(extra))
+        if self.index_backend == "annoy" or len(missing) + len(extra) > 0.5 * max(1, len(want)):
+            return None  # cheaper to rebuild
+        if extra:
+            index.remove(np.asarray(sorted(extra), dtype=np.int64))
+        if missing:
+            ids = np.asarray(sorted(missing), dtype=np.int64)
+            index.add(ids, self._source.get(ids).astype(np.float32))
+        index.build()
+        self._index = index
+        self._save_index()
+        return index
+
+    def _build_index(self, pairs: list[tuple[int, int]]):
+        index = open_index(
+            self.index_backend, self.extractor.dim, model_id=self.model_id, source=self._source
+        )
+        ids = np.asarray([i for i, _ in pairs], dtype=np.int64)
+        for s in range(0, len(ids), 8192):
+            chunk = ids[s : s + 8192]
+            index.add(chunk, self._source.get(chunk).astype(np.float32))
+        index.build()
+        return index
+
+    def _save_index(self) -> None:
+        if self._index is None:
+            return
+        if getattr(self._index, "needs_rebuild", False) or not self._index.is_built:
+            self._index.build()
+        self._index.save(self.index_path)
+
+    # -- search --------------------------------------------------------------------
+    def check_model(self) -> None:
+        """Raise a clear 're-index needed' error when the library was made by another model."""
+        counts = self.catalog.model_counts()
+        if counts and self.model_id not in counts:
+            other = max(counts, key=counts.get)
+            raise ModelMismatchError(
+                f"re-index needed: the library was indexed with model {other}, the current model "
+                f"is {self.model_id}; run `imgfinder index` to re-extract {sum(counts.values())} "
+                "images",
+                stored=other,
+                current=self.model_id,
+            )
+
+    def search(self, source, k: int = 20) -> list[Hit]:
+        """Similar photos for an image (path, bytes or PIL image), best first."""
+        return self.search_vector(self.extractor.embed(source), k)
+
+    def search_vector(self, vector: np.ndarray, k: int = 20) -> list[Hit]:
+        self.check_model()
+        with self._lock:
+            index = self.load_index()
+            if len(index) == 0:
+                return []
+            ids, scores = index.query(np.asarray(vector, dtype=np.float32), k)
+        rows = self.catalog.images(ids.tolist())
+        return [
+            Hit(int(i), rows[int(i)].path, float(s)) for i, s in zip(ids, scores) if int(i) in rows
+        ]
+
+    # -- reporting -----------------------------------------------------------------
+    def disk_usage(self) -> dict[str, int]:
+        def size(pattern: str) -> int:
+            return sum(f.stat().st_size for f in self.data_dir.glob(pattern) if f.is_file())
+
+        return {
+            "catalog": size("catalog.sqlite*"),
+            "vectors": size("vectors/*.f16"),
+            "index": size("index/*"),
+        }
+
+    def status(self) -> dict:
+        counts = self.catalog.counts()
+        model_counts = self.catalog.model_counts()
+        usage = self.disk_usage()
+        info = {
+            "data_dir": str(self.data_dir),
+            "roots": [
+                {"path": r.path, "available": r.available, "images": r.ok, "failed": r.failed}
+                for r in self.roots()
+            ],
+            "images": counts.get("ok", 0),
+            "failed": counts.get("failed", 0),
+            "index_backend": self.index_backend,
+            "bytes_on_disk": usage,
+        }
+        try:
+            ex = self.extractor
+            info["model_id"] = ex.model_id
+            info["device"] = device_description(ex.device)
+            info["weights"] = ex.weights_source
+            info["stale"] = sum(n for m, n in model_counts.items() if m != ex.model_id)
+        except ImgfinderError as exc:
+            info["model_id"] = None
+            info["model_error"] = str(exc)
+        ok = max(1, counts.get("ok", 0))
+        info["bytes_per_image"] = sum(usage.values()) // ok if counts.get("ok") else 0
+        return info
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+        self.catalog.close()
+
+
+def run(gen: Generator[Progress, None, IndexSummary], on_progress=None) -> IndexSummary:
+    """Drive a core generator to the end, passing each Progress to `on_progress`."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(p)

@@ -1,0 +1,40 @@
+"""Plain data types shared by the core, the CLI and the GUI (safe to pass between threads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    image_id: int
+    path: str
+    score: float
+
+
+@dataclass
+class Progress:
+    """Progress of a long job, yielded once per batch by core generators."""
+
+    stage: str  # e.g. "scan", "extract", "index", "dupes"
+    done: int = 0
+    total: int | None = None
+    rate: float | None = None  # items per second
+    eta_s: float | None = None
+    message: str = ""
+
+
+@dataclass
+class IndexSummary:
+    """What an indexing run did."""
+
+    indexed: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    removed: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
+    missing_roots: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
