@@ -76,6 +76,7 @@ def test_roots_commands(library, capsys, tmp_path):
     other.mkdir()
     capsys.readouterr()
     assert main([*args, "roots", "add", str(other)]) == 0
+    assert capsys.readouterr().out.strip() == f"added {other}"
     assert main([*args, "roots", "list"]) == 0
     assert sorted(capsys.readouterr().out.split()) == sorted([str(other), str(root)])
     assert main([*args, "roots", "remove", str(root)]) == 0

@@ -113,13 +113,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_roots_list(args: argparse.Namespace) -> int:
-    from imgfinder import paths
-    from imgfinder.core.catalog import Catalog
-
-    cat = Catalog(paths.catalog_path())
-    for _, path in cat.roots():
-        print(path)
-    cat.close()
+    lib = open_library(args)
+    try:
+        for root in lib.roots():
+            print(root.path + ("" if root.available else "  [missing]"))
+    finally:
+        lib.close()
     return 0
 
 

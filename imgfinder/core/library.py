@@ -369,9 +369,10 @@ class Library:
                     (self.model_id,),
                 )
                 c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, new_name))
+            old_rows = len(store)
             store.close()
             (self.vectors_dir / old_name).unlink(missing_ok=True)
-            log.info("compacted vectors: %d -> %d rows", len(store), len(used))
+            log.info("compacted vectors: %d -> %d rows", old_rows, len(used))
             self._store = new_store
             if self._source is not None:
                 self._source.store = new_store
@@ -438,7 +439,7 @@ class Library:
     def _save_index(self) -> None:
         if self._index is None:
             return
-        if getattr(self._index, "needs_rebuild", False) or not self._index.is_built:
+        if getattr(self._index, "needs_rebuild", False) or not self._index.built:
             self._index.build()
         self._index.save(self.index_path)
 
