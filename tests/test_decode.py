@@ -771,3 +771,14 @@ def test_module_leaves_pillow_globals_alone():
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS > 0
     assert decode.IMAGE_EXTENSIONS is IMAGE_EXTENSIONS
+
+
+def test_decoded_image_is_not_rotated_twice(tmp_path):
+    """open_image's output fed back in (e.g. a pasted query) keeps its upright shape."""
+    from imgfinder.core.decode import open_image
+    from tests.imgutil import make_jpeg
+
+    path = make_jpeg(tmp_path / "rot.jpg", size=(64, 48), orientation=6)
+    once = open_image(path)
+    assert once.size == (48, 64)
+    assert open_image(once).size == (48, 64)

@@ -9,14 +9,14 @@ import sys
 from collections.abc import Sequence
 
 from imgfinder import __version__, paths
-from imgfinder.cli import eval_cmd, library_cmds
+from imgfinder.cli import eval_cmd, explain_cmd, library_cmds
 from imgfinder.errors import ImgfinderError
 from imgfinder.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 
 # Each module registers its subcommands with `register(subparsers, parent)`.
-COMMAND_MODULES = [library_cmds, eval_cmd]
+COMMAND_MODULES = [library_cmds, eval_cmd, explain_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imgfinder {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     gui = sub.add_parser("gui", parents=[common], help="launch the desktop app")
+    gui.add_argument("open", nargs="*", metavar="IMAGE",
+                     help="image files or URLs to search for on start (the .desktop entry's %%U)")
     gui.set_defaults(func=_run_gui)
     for module in COMMAND_MODULES:
         module.register(sub, common)
