@@ -1,0 +1,154 @@
+"""Application entry: QApplication, app icon, excepthook dialog + log, orderly thread shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+import imgfinder
+from imgfinder import APP_NAME, paths
+from imgfinder.cli import DEFAULTS
+from imgfinder.gui.settings import LaunchOptions
+from imgfinder.logsetup import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def icon_path() -> Path | None:
+    """resources/icons/imgfinder.svg: source tree, PyInstaller bundle, or inside the package."""
+    pkg = Path(imgfinder.__file__).resolve().parent
+    bases = [pkg.parent / "resources", pkg / "resources"]
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        bases.insert(0, Path(bundle) / "resources")
+    for base in bases:
+        p = base / "icons" / "imgfinder.svg"
+        if p.is_file():
+            return p
+    return None
+
+
+def app_icon() -> QIcon:
+    """The app icon, or an empty icon (Qt then uses the platform default) when it is absent."""
+    p = icon_path()
+    if p is None:
+        log.info("no app icon found; using the platform default")
+        return QIcon()
+    icon = QIcon(str(p))
+    pngs = p.parent / "hicolor"
+    for size in (16, 24, 32, 48, 64, 128, 256):
+        png = pngs / f"{size}x{size}" / "apps" / "imgfinder.png"
+        if png.is_file():
+            icon.addFile(str(png))
+    if icon.isNull():
+        log.info("app icon %s could not be loaded", p)
+    return icon
+
+
+class ErrorReporter(QObject):
+    """sys/threading excepthooks: log the traceback, show one dialog at a time, never crash."""
+
+    report = Signal(str, str)
+
+    def __init__(self, parent_widget: QWidget | None = None):
+        super().__init__()
+        self.parent_widget = parent_widget
+        self.box: QMessageBox | None = None
+        self.suppressed = 0
+        self.report.connect(self._show, Qt.ConnectionType.QueuedConnection)
+        self._old_hook = sys.excepthook
+        self._old_thread_hook = threading.excepthook
+
+    def install(self) -> None:
+        sys.excepthook = self.excepthook
+        threading.excepthook = self._thread_hook
+
+    def uninstall(self) -> None:
+        sys.excepthook = self._old_hook
+        threading.excepthook = self._old_thread_hook
+
+    def excepthook(self, etype, value, tb) -> None:
+        if issubclass(etype, KeyboardInterrupt):
+            QApplication.quit()
+            return
+        log.error("uncaught exception", exc_info=(etype, value, tb))
+        details = "".join(traceback.format_exception(etype, value, tb))
+        self.report.emit(f"{etype.__name__}: {value}", details)
+
+    def _thread_hook(self, args) -> None:
+        if args.exc_type is SystemExit:
+            return
+        self.excepthook(args.exc_type, args.exc_value, args.exc_traceback)
+
+    @Slot(str, str)
+    def _show(self, summary: str, details: str) -> None:
+        if self.box is not None and self.box.isVisible():
+            self.suppressed += 1
+            self.box.setInformativeText(f"{self.suppressed} more error(s) since; see the log.")
+            return
+        self.suppressed = 0
+        box = QMessageBox(
+            QMessageBox.Icon.Critical,
+            "imgfinder: unexpected error",
+            f"Something went wrong, but your library is safe.\n\n{summary}\n\n"
+            f"The details are in {paths.log_dir() / 'imgfinder.log'}.",
+            QMessageBox.StandardButton.Ok,
+            self.parent_widget,
+        )
+        box.setDetailedText(details)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        self.box = box
+        box.show()
+
+
+def options_from_args(args: argparse.Namespace) -> LaunchOptions:
+    """Values left at the CLI defaults do not override the saved settings."""
+
+    def given(name: str):
+        value = getattr(args, name, None)
+        return None if value == DEFAULTS.get(name) else value
+
+    return LaunchOptions(
+        data_dir=getattr(args, "data_dir", None),
+        weights=given("weights"),
+        head=given("head"),
+        device=given("device"),
+        input_size=given("input_size"),
+        index_backend=given("index_backend"),
+        offline=bool(getattr(args, "offline", False)),
+    )
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """`imgfinder gui`: run the desktop app until the window closes."""
+    from imgfinder.gui.main_window import MainWindow  # noqa: PLC0415 (after logging is set)
+
+    if getattr(args, "data_dir", None):
+        paths.set_data_dir(args.data_dir)
+    setup_logging(getattr(args, "verbose", 0) or 0)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName("imgfinder")
+    app.setOrganizationName(APP_NAME)
+    app.setDesktopFileName("imgfinder")
+    icon = app_icon()
+    if not icon.isNull():
+        app.setWindowIcon(icon)
+    window = MainWindow(options_from_args(args), icon=icon)
+    reporter = ErrorReporter(window)
+    reporter.install()
+    app.aboutToQuit.connect(window.shutdown)
+    window.show()
+    try:
+        return int(app.exec())
+    finally:
+        reporter.uninstall()
+        window.shutdown()

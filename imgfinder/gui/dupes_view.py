@@ -1,0 +1,739 @@
+"""The Duplicates view: scan, review groups side by side, choose a keeper, move the rest to trash.
+
+API (a self-contained widget; the main window only places it and passes the library):
+
+    view = DuplicatesView(lambda: window.lib, parent, thumbnails=window.loader)
+    window.add_view(view, "Duplicates")          # a tab (or window.add_dock(...))
+    view.library_changed.connect(...)            # files left or came back: refresh results
+    view.compare_requested.connect(...)          # (path_a, path_b): show match maps elsewhere
+    view.shutdown()                              # before the app quits (waits for the scan)
+
+Signals: `compare_requested(str, str)`, `library_changed()`, `scan_finished(int groups)`,
+`status_message(str)`. With `own_compare=True` (default) "Compare" also opens the match view
+of gui/explain_view.py in a dialog when that module is available.
+All heavy work is off the GUI thread: the scan in a QThread, file facts in the thread pool,
+thumbnails through the shared ThumbnailLoader. Moving the slider regroups the cached pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from imgfinder.core import dupes
+from imgfinder.gui.items import thumb_key
+from imgfinder.gui.thumbnails import ThumbnailLoader, ThumbRequest
+
+log = logging.getLogger(__name__)
+
+THUMB = 192
+TIER_FILTERS = (
+    ("All tiers", None),
+    ("Exact duplicates", "exact"),
+    ("Same photo", "copy"),
+    ("Similar shots", "similar"),
+)
+
+
+def qt_trash(path: str) -> str:
+    """Move a file to the platform trash with Qt; returns where it went, raises if impossible."""
+    from PySide6.QtCore import QFile  # noqa: PLC0415
+
+    f = QFile(path)
+    if not f.moveToTrash():
+        raise OSError(f"the trash is not available for {path}")
+    return f.fileName()
+
+
+class _ScanWorker(QObject):
+    """Drives the core scan generator in its own thread."""
+
+    progress = Signal(object)
+    finished = Signal(object)  # PairList, or None (cancelled or failed)
+    failed = Signal(str)
+
+    def __init__(self, gen_factory: Callable[[threading.Event], object]):
+        super().__init__()
+        self.cancel = threading.Event()
+        self._factory = gen_factory
+
+    @Slot()
+    def run(self) -> None:
+        result = None
+        try:
+            gen = self._factory(self.cancel)
+            while True:
+                try:
+                    self.progress.emit(next(gen))
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+        except Exception as exc:  # noqa: BLE001 - the worker boundary
+            log.exception("duplicate scan failed")
+            self.failed.emit(str(exc) or type(exc).__name__)
+        finally:
+            self.finished.emit(result)
+
+
+class _FactsSignals(QObject):
+    done = Signal(int, object)  # token, (facts, choice)
+
+
+class _FactsJob(QRunnable):
+    def __init__(self, token: int, group, rule, signals: _FactsSignals):
+        super().__init__()
+        self.token, self.group, self.rule, self.signals = token, group, rule, signals
+
+    def run(self) -> None:
+        try:
+            self.signals.done.emit(self.token, dupes.describe(self.group, self.rule))
+        except Exception:  # noqa: BLE001 - a worker must not take the app down
+            log.exception("describing a duplicate group failed")
+
+
+class KeeperRuleDialog(QDialog):
+    """Edit the keeper rule: drag criteria and formats into order, list preferred folders."""
+
+    def __init__(self, rule: dupes.KeeperRule, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Keeper rule")
+        self.criteria = self._list(rule.criteria)
+        self.formats = self._list(rule.formats)
+        self.folders = QListWidget()
+        self.folders.addItems(list(rule.preferred_folders))
+        add, remove = QPushButton("Add folder…"), QPushButton("Remove")
+        add.clicked.connect(self._add_folder)
+        remove.clicked.connect(
+            lambda: [
+                self.folders.takeItem(self.folders.row(i)) for i in self.folders.selectedItems()
+            ]
+        )
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel("Criteria, first difference decides (drag to reorder):"))
+        lay.addWidget(self.criteria)
+        lay.addWidget(QLabel("Format preference, best first:"))
+        lay.addWidget(self.formats)
+        lay.addWidget(QLabel("Preferred folders, best first:"))
+        lay.addWidget(self.folders)
+        row = QHBoxLayout()
+        row.addWidget(add)
+        row.addWidget(remove)
+        lay.addLayout(row)
+        box = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        box.accepted.connect(self.accept)
+        box.rejected.connect(self.reject)
+        lay.addWidget(box)
+
+    @staticmethod
+    def _list(values) -> QListWidget:
+        w = QListWidget()
+        w.addItems(list(values))
+        w.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        w.setMaximumHeight(120)
+        return w
+
+    def _add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Preferred folder")
+        if folder:
+            self.folders.addItem(folder)
+
+    def rule(self) -> dupes.KeeperRule:
+        def items(w: QListWidget) -> tuple[str, ...]:
+            return tuple(w.item(i).text() for i in range(w.count()))
+
+        return dupes.KeeperRule(items(self.criteria), items(self.formats), items(self.folders))
+
+
+class MemberCard(QFrame):
+    """One photo of a group: thumbnail, keep button and the facts that tell copies apart."""
+
+    def __init__(self, index: int, path: str, buttons: QButtonGroup):
+        super().__init__()
+        self.index, self.path = index, path
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.thumb = QLabel("…")
+        self.thumb.setFixedSize(THUMB, THUMB)
+        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.keep = QRadioButton("Keep this one")
+        buttons.addButton(self.keep, index)
+        self.info = QLabel(Path(path).name)
+        self.info.setTextFormat(Qt.TextFormat.RichText)
+        self.info.setWordWrap(True)
+        self.info.setToolTip(path)
+        self.info.setFixedWidth(THUMB)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.thumb)
+        lay.addWidget(self.keep)
+        lay.addWidget(self.info)
+        lay.addStretch(1)
+
+    def set_facts(self, facts: dupes.FileFacts, score: float, differs: set[str]) -> None:
+        def field(name: str, text: str) -> str:
+            return f"<b>{text}</b>" if name in differs else text
+
+        lines = [
+            f"<b>{_esc(Path(facts.path).name)}</b>",
+            field("folder", _esc(facts.folder)),
+            field("dims", facts.dims_text()) + " · " + field("format", facts.format or "?"),
+            field("size", _size(facts.size)) + " · " + field("date", facts.date_text()),
+            f"{facts.date_source}; similarity to keeper {score:.3f}",
+        ]
+        if not facts.exists:
+            lines.append("<span style='color:#b00020'>missing</span>")
+        self.info.setText("<br>".join(lines))
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
+
+
+class DuplicatesView(QWidget):
+    """Duplicate groups of the library, largest first, with review and resolve actions."""
+
+    compare_requested = Signal(str, str)
+    library_changed = Signal()
+    scan_finished = Signal(int)
+    status_message = Signal(str)
+
+    def __init__(
+        self,
+        library_provider: Callable[[], object | None],
+        parent: QWidget | None = None,
+        *,
+        thumbnails: ThumbnailLoader | None = None,
+        trash_fn: Callable[[str], str] = qt_trash,
+        own_compare: bool = True,
+    ):
+        super().__init__(parent)
+        self.library_provider = library_provider
+        self.trash_fn = trash_fn
+        self.own_compare = own_compare
+        self.loader = thumbnails or ThumbnailLoader(self)
+        self.loader.ready.connect(self._thumb_ready)
+        self.pairs: dupes.PairList | None = None
+        self.groups: list[dupes.DuplicateGroup] = []
+        self.thresholds = dict(dupes.DEFAULT_THRESHOLDS)
+        self.rule = dupes.KeeperRule()
+        self.scan_count = 0
+        self._thread: QThread | None = None
+        self._worker: _ScanWorker | None = None
+        self._token = 0
+        self._cards: list[MemberCard] = []
+        self.suggested: dupes.KeeperChoice | None = None
+        self._facts: list[dupes.FileFacts] = []
+        self._facts_signals = _FactsSignals(self)
+        self._facts_signals.done.connect(self._facts_ready)
+        self._save_timer = QTimer(self, singleShot=True, interval=500)
+        self._save_timer.timeout.connect(self._save_thresholds)
+        self._build()
+
+    # -- layout ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.scan_button = QPushButton("Find duplicates")
+        self.scan_button.clicked.connect(self.scan)
+        self.tier_combo = QComboBox()
+        for label, _ in TIER_FILTERS:
+            self.tier_combo.addItem(label)
+        self.tier_combo.currentIndexChanged.connect(lambda _i: self.regroup())
+        self.copy_slider, self.copy_label = self._slider("copy")
+        self.similar_slider, self.similar_label = self._slider("similar")
+        self.rule_button = QPushButton("Keeper rule…")
+        self.rule_button.clicked.connect(self.edit_rule)
+        self.undo_button = QPushButton("Undo last resolution")
+        self.undo_button.clicked.connect(self.undo_last)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(180)
+        self.progress.hide()
+        self.status_label = QLabel()
+        top = QHBoxLayout()
+        for w in (
+            self.scan_button,
+            self.tier_combo,
+            QLabel("Same photo ≥"),
+            self.copy_slider,
+            self.copy_label,
+            QLabel("Similar ≥"),
+            self.similar_slider,
+            self.similar_label,
+        ):
+            top.addWidget(w)
+        top.addStretch(1)
+        for w in (self.progress, self.rule_button, self.undo_button):
+            top.addWidget(w)
+
+        self.group_list = QListWidget()
+        self.group_list.currentRowChanged.connect(self._show_group)
+        self.rule_label = QLabel(self.rule.describe())
+        self.rule_label.setWordWrap(True)
+        self.reason_label = QLabel("“Find duplicates” scans the library.")
+        self.reason_label.setWordWrap(True)
+        self.cards_box = QWidget()
+        self.cards_layout = QHBoxLayout(self.cards_box)
+        self.cards_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.cards_box)
+        self.keep_buttons = QButtonGroup(self)
+        self.keep_buttons.idToggled.connect(self._keeper_toggled)
+        self.resolve_button = QPushButton("Move others to trash…")
+        self.resolve_button.clicked.connect(self.resolve_selected)
+        self.distinct_button = QPushButton("Not duplicates")
+        self.distinct_button.clicked.connect(lambda: self.mark_selected(dupes.DISTINCT))
+        self.keep_all_button = QPushButton("Keep all")
+        self.keep_all_button.clicked.connect(lambda: self.mark_selected(dupes.KEEP_BOTH))
+        self.compare_combo = QComboBox()
+        self.compare_button = QPushButton("Compare with keeper")
+        self.compare_button.clicked.connect(self.compare_selected)
+        actions = QHBoxLayout()
+        for w in (self.resolve_button, self.distinct_button, self.keep_all_button):
+            actions.addWidget(w)
+        actions.addStretch(1)
+        actions.addWidget(self.compare_combo)
+        actions.addWidget(self.compare_button)
+        detail = QWidget()
+        dl = QVBoxLayout(detail)
+        dl.addWidget(self.rule_label)
+        dl.addWidget(self.reason_label)
+        dl.addWidget(scroll, 1)
+        dl.addLayout(actions)
+        split = QSplitter()
+        split.addWidget(self.group_list)
+        split.addWidget(detail)
+        split.setStretchFactor(1, 3)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(split, 1)
+        lay.addWidget(self.status_label)
+        self._set_actions_enabled(False)
+
+    def _slider(self, tier: str) -> tuple[QSlider, QLabel]:
+        lo, hi = dupes.THRESHOLD_RANGES[tier]
+        s = QSlider(Qt.Orientation.Horizontal)
+        s.setRange(round(lo * 100), round(hi * 100))
+        s.setValue(round(self.thresholds[tier] * 100))
+        s.setMaximumWidth(140)
+        label = QLabel(f"{self.thresholds[tier]:.2f}")
+        s.valueChanged.connect(lambda v, t=tier: self._threshold_changed(t, v))
+        return s, label
+
+    def _set_actions_enabled(self, on: bool) -> None:
+        for w in (
+            self.resolve_button,
+            self.distinct_button,
+            self.keep_all_button,
+            self.compare_button,
+            self.compare_combo,
+        ):
+            w.setEnabled(on)
+
+    # -- library ---------------------------------------------------------------------------------
+    def library(self):
+        lib = self.library_provider()
+        if lib is None:
+            raise RuntimeError("no library is open")
+        return lib
+
+    def load_settings(self) -> None:
+        """Read the keeper rule and thresholds saved in the library (called before a scan)."""
+        lib = self.library()
+        self.rule = dupes.load_rule(lib.catalog)
+        self.rule_label.setText(self.rule.describe())
+        self.thresholds = dupes.load_thresholds(lib.catalog)
+        for tier, slider in (("copy", self.copy_slider), ("similar", self.similar_slider)):
+            slider.blockSignals(True)
+            slider.setValue(round(self.thresholds[tier] * 100))
+            slider.blockSignals(False)
+        self._update_labels()
+
+    # -- scanning --------------------------------------------------------------------------------
+    def scan(self) -> None:
+        """Scan the library in a worker thread; the pair list is then cached for regrouping."""
+        if self._thread is not None:
+            return
+        try:
+            lib = self.library()
+            self.load_settings()
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._say(str(exc))
+            return
+        self._start(lambda cancel: dupes.scan(lib, cancel=cancel), "Scanning for duplicates…")
+
+    def _start(self, factory: Callable[[threading.Event], object], message: str) -> None:
+        self.scan_count += 1
+        self._worker = _ScanWorker(factory)
+        self._thread = QThread()
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.failed.connect(self._say)
+        self._worker.finished.connect(self._on_scanned)
+        self._worker.finished.connect(self._thread.quit)
+        self.scan_button.setEnabled(False)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self._say(message)
+        self._thread.start()
+
+    def cancel_scan(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel.set()
+
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Cancel a running scan and wait for its thread (call before the app quits)."""
+        self.cancel_scan()
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait(timeout_ms)
+
+    @Slot(object)
+    def _on_progress(self, p) -> None:
+        if p.total:
+            self.progress.setRange(0, p.total)
+            self.progress.setValue(p.done)
+        self.progress.setFormat(f"{p.message or p.stage} %p%")
+
+    @Slot(object)
+    def _on_scanned(self, pairs) -> None:
+        if self._thread is not None:
+            self._thread.wait()
+        self._thread = self._worker = None
+        self.scan_button.setEnabled(True)
+        self.progress.hide()
+        if pairs is not None:
+            self.pairs = pairs
+            self.regroup()
+            self._say(f"{len(self.groups)} groups found in {pairs.seconds:.1f} s")
+        self.scan_finished.emit(len(self.groups))
+
+    # -- grouping (instant, from the cached pairs) --------------------------------------------
+    def current_tier(self) -> str | None:
+        return TIER_FILTERS[self.tier_combo.currentIndex()][1]
+
+    def _threshold_changed(self, tier: str, value: int) -> None:
+        self.thresholds[tier] = value / 100
+        self._update_labels()
+        self.regroup()
+        self._save_timer.start()
+
+    def _update_labels(self) -> None:
+        self.copy_label.setText(f"{self.thresholds['copy']:.2f}")
+        self.similar_label.setText(f"{self.thresholds['similar']:.2f}")
+
+    def _save_thresholds(self) -> None:
+        lib = self.library_provider()
+        if lib is not None:
+            dupes.save_thresholds(lib.catalog, self.thresholds)
+
+    def regroup(self) -> None:
+        """Rebuild the group list from the cached pairs (no scanning)."""
+        if self.pairs is None:
+            return
+        keep = self._selected_key()
+        tier = self.current_tier()
+        tiers = dupes.TIERS if tier is None else (tier,)
+        self.groups = []
+        for t in tiers:
+            self.groups += dupes.group(
+                self.pairs, t, self.thresholds[t], copy_threshold=self.thresholds["copy"]
+            )
+        self.groups.sort(key=lambda g: (-len(g), dupes.TIERS.index(g.tier), -g.weakest))
+        self.group_list.blockSignals(True)
+        self.group_list.clear()
+        for g in self.groups:
+            label = dupes.TIER_LABELS[g.tier]
+            item = QListWidgetItem(
+                f"{len(g)} photos · {label} · weakest {g.weakest:.3f}\n"
+                f"{Path(g.members[0].path).name}"
+            )
+            item.setToolTip("\n".join(g.paths))
+            self.group_list.addItem(item)
+        keys = [(g.tier, g.key()) for g in self.groups]
+        row = keys.index(keep) if keep in keys else (0 if self.groups else -1)
+        self.group_list.setCurrentRow(row)
+        self.group_list.blockSignals(False)
+        self._show_group(row)
+
+    def _selected_key(self):
+        g = self.selected_group()
+        return (g.tier, g.key()) if g is not None else None
+
+    def selected_group(self) -> dupes.DuplicateGroup | None:
+        row = self.group_list.currentRow()
+        return self.groups[row] if 0 <= row < len(self.groups) else None
+
+    # -- one group ------------------------------------------------------------------------------
+    @Slot(int)
+    def _show_group(self, row: int) -> None:
+        for card in self._cards:
+            self.keep_buttons.removeButton(card.keep)
+            self.cards_layout.removeWidget(card)
+            card.deleteLater()
+        self._cards, self._facts, self.suggested = [], [], None
+        self._token += 1
+        g = self.groups[row] if 0 <= row < len(self.groups) else None
+        self._set_actions_enabled(g is not None)
+        self.compare_combo.clear()
+        if g is None:
+            self.reason_label.setText("No duplicate groups at these thresholds.")
+            return
+        self.reason_label.setText("Reading file details…")
+        for i, m in enumerate(g.members):
+            card = MemberCard(i, m.path, self.keep_buttons)
+            self._cards.append(card)
+            self.cards_layout.insertWidget(self.cards_layout.count() - 1, card)
+            self._request_thumb(card, m.hash)
+            self.compare_combo.addItem(Path(m.path).name, i)
+        QThreadPool.globalInstance().start(
+            _FactsJob(self._token, g, self.rule, self._facts_signals)
+        )
+
+    def _request_thumb(self, card: MemberCard, identity: str) -> None:
+        req = ThumbRequest(thumb_key(identity, THUMB), card.path, THUMB)
+        card.setProperty("thumb_key", req.key)
+        pm = self.loader.pixmap(req)
+        if pm is not None:
+            card.thumb.setPixmap(
+                pm.scaled(
+                    THUMB,
+                    THUMB,
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            )
+
+    @Slot(str)
+    def _thumb_ready(self, key: str) -> None:
+        for card in self._cards:
+            if card.property("thumb_key") == key:
+                pm = self.loader.cached(key)
+                if pm is None:
+                    card.thumb.setText(self.loader.broken(key) or "no preview")
+                else:
+                    card.thumb.setPixmap(
+                        pm.scaled(
+                            THUMB,
+                            THUMB,
+                            Qt.AspectRatioMode.KeepAspectRatio,
+                            Qt.TransformationMode.SmoothTransformation,
+                        )
+                    )
+
+    @Slot(int, object)
+    def _facts_ready(self, token: int, result) -> None:
+        g = self.selected_group()
+        if token != self._token or g is None:
+            return  # an answer for a group no longer shown
+        facts, choice = result
+        self._facts = facts
+        differs = {
+            name
+            for name, get in (
+                ("folder", lambda f: f.folder),
+                ("dims", lambda f: f.pixels),
+                ("format", lambda f: f.format),
+                ("size", lambda f: f.size),
+                ("date", lambda f: int(f.date)),
+            )
+            if len({get(f) for f in facts}) > 1
+        }
+        for card, f in zip(self._cards, facts):
+            card.set_facts(f, g.score(choice.keeper, card.index), differs)
+        self._cards[choice.keeper].keep.setChecked(True)
+        self.suggested = choice
+        self.reason_label.setText(
+            f"Suggested keeper: <b>{_esc(Path(g.members[choice.keeper].path).name)}</b> "
+            f"— {_esc(choice.reason)}"
+        )
+
+    def _keeper_toggled(self, index: int, checked: bool) -> None:
+        g = self.selected_group()
+        if checked and g is not None and self._facts:
+            for card, f in zip(self._cards, self._facts):
+                card.set_facts(f, g.score(index, card.index), set())
+
+    def keeper_index(self) -> int:
+        return max(0, self.keep_buttons.checkedId())
+
+    # -- decisions ------------------------------------------------------------------------------
+    def mark_selected(self, decision: str) -> None:
+        """Remember "not duplicates" / "keep all" for the group; it is not shown again."""
+        g = self.selected_group()
+        if g is None or self.pairs is None:
+            return
+        hash_pairs = dupes.mark(self.library().catalog, g, decision)
+        self.pairs = self.pairs.suppress(hash_pairs)
+        self.regroup()
+        self._say("Remembered: these photos will not be shown together again.")
+
+    def compare_selected(self) -> None:
+        g = self.selected_group()
+        if g is None:
+            return
+        other = self.compare_combo.currentData()
+        keeper = self.keeper_index()
+        if other is None or other == keeper:
+            other = 1 if keeper == 0 else 0
+        a, b = g.members[keeper].path, g.members[other].path
+        self.compare_requested.emit(a, b)
+        if self.own_compare:
+            self._open_match_view(a, b)
+
+    def _open_match_view(self, a: str, b: str) -> None:
+        try:
+            from imgfinder.gui.explain_view import MatchView  # noqa: PLC0415
+        except ImportError:
+            return
+        lib = self.library()
+        dlg = QDialog(self)
+        dlg.setWindowTitle(f"{Path(a).name} ↔ {Path(b).name}")
+        view = MatchView(lambda: lib.extractor, dlg)
+        QVBoxLayout(dlg).addWidget(view)
+        dlg.resize(1000, 600)
+        dlg.finished.connect(lambda _r: view.shutdown())
+        view.set_pair(a, b)
+        dlg.show()
+
+    def edit_rule(self) -> None:
+        dlg = KeeperRuleDialog(self.rule, self)
+        if dlg.exec() != QDialog.DialogCode.Accepted:
+            return
+        self.rule = dlg.rule()
+        lib = self.library_provider()
+        if lib is not None:
+            dupes.save_rule(lib.catalog, self.rule)
+        self.rule_label.setText(self.rule.describe())
+        self._show_group(self.group_list.currentRow())
+
+    # -- resolving ------------------------------------------------------------------------------
+    def resolve_selected(self) -> dupes.ResolveResult | None:
+        """Ask, then move every member but the chosen keeper to the trash (journaled)."""
+        g = self.selected_group()
+        if g is None:
+            return None
+        keeper = g.members[self.keeper_index()].path
+        others = [p for p in g.paths if p != keeper]
+        text = (
+            f"Move {len(others)} file(s) to the trash?\n\n"
+            + "\n".join(others)
+            + f"\n\nKept: {keeper}"
+        )
+        answer = QMessageBox.question(
+            self,
+            "Move duplicates to trash",
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return None
+        lib = self.library()
+        try:
+            result = dupes.resolve_group(lib, g, keeper, self.trash_fn)
+        except dupes.ResolveError as exc:
+            QMessageBox.warning(self, "Nothing was moved", str(exc))
+            return None
+        if result.remaining:
+            result = self._offer_quarantine(lib, g, keeper, result)
+        self._after_moves([p for p, _ in result.moved])
+        return result
+
+    def _offer_quarantine(self, lib, g, keeper: str, result) -> dupes.ResolveResult:
+        failed = "\n".join(f"{p}: {e}" for p, e in result.failed) or "\n".join(result.remaining)
+        answer = QMessageBox.question(
+            self,
+            "Trash not available",
+            f"These files could not be moved to the trash and are untouched:\n{failed}\n\n"
+            "Move them to a quarantine folder instead?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return result
+        folder = QFileDialog.getExistingDirectory(self, "Quarantine folder")
+        if not folder:
+            return result
+        keep = set(result.remaining) | {keeper}
+        sub = dupes.DuplicateGroup(g.tier, [m for m in g.members if m.path in keep], g.weakest)
+        roots = [r.path for r in lib.roots()]
+        more = dupes.resolve_group(
+            lib, sub, keeper, dupes.quarantine_fn(folder, roots), method="quarantine"
+        )
+        result.moved += more.moved
+        result.failed, result.not_attempted = more.failed, more.not_attempted
+        if more.remaining:
+            QMessageBox.warning(self, "Some files were not moved", "\n".join(more.remaining))
+        return result
+
+    def _after_moves(self, moved: list[str]) -> None:
+        if not moved:
+            return
+        if self.pairs is not None:
+            self.pairs = self.pairs.without_paths(moved)
+        self.regroup()
+        self._say(f"Moved {len(moved)} file(s); “Undo last resolution” brings them back.")
+        self.library_changed.emit()
+
+    def undo_last(self) -> dupes.UndoResult | None:
+        """Move the files of the last resolution back, then re-index and re-scan."""
+        lib = self.library()
+        result = dupes.undo(lib)
+        if result.id is None:
+            self._say("Nothing to undo.")
+            return result
+        if result.failed:
+            QMessageBox.warning(
+                self,
+                "Some files could not be restored",
+                "\n".join(f"{p}: {e}" for p, e in result.failed),
+            )
+        self._say(f"Restored {len(result.restored)} file(s); re-indexing…")
+        if result.restored:
+            self.library_changed.emit()
+            self._reindex_then_scan(lib)
+        return result
+
+    def _reindex_then_scan(self, lib) -> None:
+        if self._thread is not None:
+            return
+
+        def gen(cancel):
+            yield from lib.index(cancel=cancel)
+            return (yield from dupes.scan(lib, cancel=cancel))
+
+        self._start(gen, "Re-indexing restored files…")
+
+    def _say(self, text: str) -> None:
+        self.status_label.setText(text)
+        self.status_message.emit(text)

@@ -1,0 +1,421 @@
+"""The main window: panels, actions and signal wiring; the work happens in workers and the core."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from imgfinder import paths
+from imgfinder.gui.details_panel import DetailsPanel
+from imgfinder.gui.indexing import IndexController
+from imgfinder.gui.library_panel import LibraryPanel
+from imgfinder.gui.query import clean_downloads
+from imgfinder.gui.query_panel import QueryPanel
+from imgfinder.gui.results_model import ResultsModel
+from imgfinder.gui.results_view import ResultsView
+from imgfinder.gui.search import SearchController
+from imgfinder.gui.settings import GuiSettings, LaunchOptions
+from imgfinder.gui.skipped_view import SkippedPanel
+from imgfinder.gui.status_bar import IndexProgress
+from imgfinder.gui.thumbnails import ThumbnailLoader
+from imgfinder.gui.watcher import FolderWatcher
+from imgfinder.gui.window_library import LibraryMixin
+from imgfinder.gui.window_search import SearchMixin
+from imgfinder.gui.workers import TaskRunner
+
+log = logging.getLogger(__name__)
+
+READY_TEXT = (
+    "Drop a photo on the window, paste one (Ctrl+V) or open one (Ctrl+O) to find similar photos "
+    "in your library."
+)
+EMPTY_TEXT = (
+    "Add a folder to your library (Ctrl+Shift+O), then drop a photo on the window, paste one "
+    "(Ctrl+V) or open one (Ctrl+O) to find similar photos."
+)
+
+
+def _separator() -> QFrame:
+    line = QFrame()
+    line.setFrameShape(QFrame.Shape.VLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line
+
+
+class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
+    """Library panel, query panel, results grid, details panel, status bar."""
+
+    def __init__(
+        self,
+        opts: LaunchOptions | None = None,
+        *,
+        debounce_ms: int = 1500,
+        watch_budget: int | None = None,
+        icon: QIcon | None = None,
+    ):
+        super().__init__()
+        self.opts = opts or LaunchOptions()
+        self.data_dir = (
+            Path(self.opts.data_dir).resolve() if self.opts.data_dir else paths.data_dir()
+        )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = GuiSettings.load(self.data_dir)
+        self.auto_index = True
+        self.weights_dialog = self.reindex_box = self.remove_box = self.settings_dialog = None
+        self._download = None
+        self._download_failed = False
+        self._message_box: QMessageBox | None = None
+        self.tasks = TaskRunner(2, self)
+        self.loader = ThumbnailLoader(self)
+        self.index_ctl = IndexController(self)
+        self.search_ctl = SearchController(self)
+        self.search_ctl.k = self.settings.result_count
+        self.watcher = FolderWatcher(
+            self.tasks,
+            self,
+            debounce_ms=debounce_ms,
+            budget=watch_budget,
+            rescan_minutes=self.settings.rescan_minutes,
+        )
+        self.setWindowTitle("imgfinder")
+        if icon is not None and not icon.isNull():
+            self.setWindowIcon(icon)
+        self.setAcceptDrops(True)
+        self.resize(1280, 820)
+        self._build_ui()
+        self._build_actions()
+        self._wire()
+        self._restore_window_state()
+        self._open_library()
+        QTimer.singleShot(0, self._startup)
+
+    # -- layout ------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.views = QTabWidget()
+        self.views.setDocumentMode(True)
+        self.views.setTabBarAutoHide(True)
+        self.query_panel = QueryPanel()
+        self.query_panel.set_values(self.settings.result_count, self.settings.min_score)
+        self.results_model = ResultsModel(self.loader, self)
+        self.results_model.set_filter(min_score=self.settings.min_score)
+        self.results_view = ResultsView()
+        self.results_view.setModel(self.results_model)
+        self.results_view.empty_text = EMPTY_TEXT
+        page = QWidget()
+        lay = QVBoxLayout(page)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.query_panel)
+        lay.addWidget(self.results_view, 1)
+        self.add_view(page, "Search")
+        self.setCentralWidget(self.views)
+
+        self.library_panel = LibraryPanel()
+        self.library_dock = self.add_dock("Library", self.library_panel, "left")
+        self.details = DetailsPanel(self.loader)
+        self.details_dock = self.add_dock("Details", self.details, "right")
+        self.details.setMinimumWidth(300)
+        self.skipped = SkippedPanel()
+        self.skipped_dock = self.add_dock("Skipped files", self.skipped, "bottom")
+        self.skipped_dock.hide()
+
+        sb = self.statusBar()
+        self.index_progress = IndexProgress()
+        self.skipped_button = QToolButton()
+        self.skipped_button.setAutoRaise(True)
+        self.skipped_button.clicked.connect(self.show_skipped)
+        self.skipped_button.hide()
+        self.size_label = QLabel()
+        self.watch_label = QLabel()
+        self.device_label = QLabel()
+        self.device_label.setToolTip("Inference device")
+        sb.addPermanentWidget(self.index_progress)
+        sb.addPermanentWidget(self.skipped_button)
+        for label in (self.watch_label, self.size_label, self.device_label):
+            label.setContentsMargins(8, 0, 8, 0)
+            sb.addPermanentWidget(_separator())
+            sb.addPermanentWidget(label)
+        self.set_thumb_size(self.settings.thumb_size)
+
+    def add_view(self, widget: QWidget, title: str) -> int:
+        """Add a main view (e.g. duplicates review) as a tab; the tab bar appears with the second."""
+        return self.views.addTab(widget, title)
+
+    def add_dock(self, title: str, widget: QWidget, area: str = "right") -> QDockWidget:
+        """Add a side panel; it gets a View-menu toggle when added before the menus are built."""
+        areas = {
+            "left": Qt.DockWidgetArea.LeftDockWidgetArea,
+            "right": Qt.DockWidgetArea.RightDockWidgetArea,
+            "bottom": Qt.DockWidgetArea.BottomDockWidgetArea,
+        }
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")
+        dock.setWidget(widget)
+        self.addDockWidget(areas[area], dock)
+        if hasattr(self, "view_menu"):
+            self.view_menu.addAction(dock.toggleViewAction())
+        return dock
+
+    # -- actions -----------------------------------------------------------------------------
+    def _act(self, menu: QMenu, text: str, slot, *keys, tip: str = "") -> QAction:
+        a = QAction(text, self)
+        if keys:
+            a.setShortcuts([QKeySequence(k) for k in keys])
+        if tip:
+            a.setStatusTip(tip)
+        a.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(a)
+        return a
+
+    def _build_actions(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        K = QKeySequence.StandardKey
+        self.open_action = self._act(m, "&Open image…", self.choose_image, K.Open)
+        self.paste_action = self._act(m, "&Paste image", self.paste, K.Paste)
+        m.addSeparator()
+        self.add_folder_action = self._act(m, "&Add folder…", self.choose_folder, "Ctrl+Shift+O")
+        self._act(m, "&Settings…", self.open_settings, K.Preferences, "Ctrl+,")
+        m.addSeparator()
+        self._act(m, "&Quit", self.close, K.Quit, "Ctrl+Q")
+
+        m = mb.addMenu("&Edit")
+        self._act(m, "&Copy path", self.copy_selected_path, "Ctrl+Shift+C")
+        self.find_action = self._act(m, "&Filter results", self.focus_filter, K.Find)
+        self.delete_action = self._act(m, "Delete (not available)", self.delete_hint, K.Delete)
+
+        m = mb.addMenu("&Go")
+        self.back_action = self._act(m, "&Back", self.go_back, "Alt+Left", K.Back)
+        self.forward_action = self._act(m, "&Forward", self.go_forward, "Alt+Right", K.Forward)
+        m.addSeparator()
+        self._act(m, "&Search similar", self.search_selected, "Ctrl+Return")
+        self._act(m, "&Open file", self.details.open_file, "Shift+Return")
+        self._act(m, "Show in &folder", self.details.show_in_folder, "Ctrl+Shift+R")
+        self._act(m, "Focus &results", self.results_view.setFocus, "F6")
+
+        m = mb.addMenu("&Library")
+        m.addAction(self.add_folder_action)
+        self._act(m, "&Remove folder…", self.confirm_remove_folder)
+        self._act(m, "Re&scan", self.rescan, "F5")
+        self._act(m, "Re-&index", self.reindex)
+        m.addSeparator()
+        self.pause_action = self._act(
+            m, "&Pause/resume indexing", self.toggle_pause, "Ctrl+Shift+P"
+        )
+        self.cancel_action = self._act(m, "&Cancel indexing", self.index_ctl.cancel)
+        self._act(m, "S&kipped files", self.show_skipped, "Ctrl+Shift+K")
+
+        self.view_menu = m = mb.addMenu("&View")
+        self._act(m, "Zoom &in", lambda: self.zoom(1), K.ZoomIn, "Ctrl+=")
+        self._act(m, "Zoom &out", lambda: self.zoom(-1), K.ZoomOut)
+        self._act(m, "&Reset zoom", lambda: self.set_thumb_size(160), "Ctrl+0")
+        m.addSeparator()
+        for dock in (self.library_dock, self.details_dock, self.skipped_dock):
+            m.addAction(dock.toggleViewAction())
+
+        m = mb.addMenu("&Help")
+        self._act(m, "&Keyboard shortcuts", self.show_shortcuts, K.HelpContents)
+        self._act(m, "&About imgfinder", self.show_about)
+        self.query_panel.back_button.setDefaultAction(self.back_action)
+        self.query_panel.forward_button.setDefaultAction(self.forward_action)
+        self._update_history_actions()
+
+    def _wire(self) -> None:
+        qp = self.query_panel
+        qp.incoming.connect(self.handle_incoming)
+        qp.count_changed.connect(self._count_changed)
+        qp.min_score_changed.connect(self._min_score_changed)
+        qp.filter_changed.connect(lambda t: self.results_model.set_filter(text=t))
+        rv = self.results_view
+        rv.item_activated.connect(self.search_similar)
+        rv.context_requested.connect(self._result_menu)
+        rv.zoom_requested.connect(self.zoom)
+        rv.selectionModel().currentChanged.connect(
+            lambda cur, _prev: self.details.set_item(self.results_model.item(cur.row()))
+        )
+        self.results_model.modelReset.connect(lambda: self.details.set_item(None))
+        self.details.search_similar.connect(self.search_similar)
+        self.details.message.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        sc = self.search_ctl
+        sc.results.connect(self._show_results)
+        sc.failed.connect(self._search_failed)
+        sc.busy_changed.connect(lambda b: qp.set_busy("Searching…" if b else qp.busy.text()))
+        sc.preview_changed.connect(self._preview_arrived)
+        sc.history_changed.connect(self._update_history_actions)
+        sc.model_ready.connect(self._model_ready)
+        sc.model_failed.connect(self._model_failed)
+        ic = self.index_ctl
+        ic.progress.connect(self._index_progress)
+        ic.batch_done.connect(self._index_batch)
+        ic.finished.connect(self._index_finished)
+        ic.failed.connect(self._index_failed)
+        ic.state_changed.connect(self.index_progress.set_state)
+        self.index_progress.pause_clicked.connect(ic.pause)
+        self.index_progress.resume_clicked.connect(ic.resume)
+        self.index_progress.cancel_clicked.connect(ic.cancel)
+        lp = self.library_panel
+        lp.add_clicked.connect(self.choose_folder)
+        lp.remove_clicked.connect(self.confirm_remove_folder)
+        lp.rescan_clicked.connect(self.rescan)
+        self.skipped.count_changed.connect(self._skipped_count)
+        self.watcher.changed.connect(self._auto_rescan)
+        self.watcher.states_changed.connect(self._watch_states)
+        self._roots_timer = QTimer(self, singleShot=True, interval=1500)
+        self._roots_timer.timeout.connect(self.refresh_roots)
+        self._avail_timer = QTimer(self, interval=60_000)  # notice drives coming and going
+        self._avail_timer.timeout.connect(self.refresh_roots)
+        self._avail_timer.start()
+        self._save_timer = QTimer(self, singleShot=True, interval=2000)
+        self._save_timer.timeout.connect(self.save_settings)
+        self._available: dict[str, bool] = {}
+
+    def _startup(self) -> None:
+        clean_downloads()
+        self.refresh_roots()
+        self.refresh_skipped()
+        self.load_model()
+
+    # -- library panel and status bar --------------------------------------------------------
+    def refresh_roots(self) -> None:
+        lib = self.lib
+        self.tasks.run(lambda: (lib.roots(), lib.catalog.counts()), self._roots_loaded)
+
+    def _roots_loaded(self, result) -> None:
+        roots, counts = result
+        self.library_panel.set_roots(roots, self.watcher.states, self.watcher.rescan_minutes)
+        self.watcher.set_roots([(r.path, r.available) for r in roots])
+        ok = counts.get("ok", 0)
+        self.size_label.setText(f"{ok:,} photo{'s' if ok != 1 else ''} in the library")
+        self.results_view.empty_text = EMPTY_TEXT if not ok else READY_TEXT
+        self.results_view.viewport().update()
+        back = [r.path for r in roots if r.available and self._available.get(r.path) is False]
+        self._available = {r.path: r.available for r in roots}
+        if back:
+            self._auto_rescan(f"{len(back)} folder(s) available again")
+
+    def _watch_states(self) -> None:
+        states = self.watcher.states
+        polling = self.watcher.polling()
+        watching = sum(s.folders for s in states.values() if s.mode == "watching")
+        if polling:
+            self.watch_label.setText(
+                f"⚠ {len(polling)} folder(s) not watched (system limit); rescan every "
+                f"{self.watcher.rescan_minutes} min"
+            )
+        else:
+            plural = "s" if watching != 1 else ""
+            self.watch_label.setText(f"Watching {watching:,} folder{plural}" if watching else "")
+        roots = self.library_panel.roots
+        self.library_panel.set_roots(roots, states, self.watcher.rescan_minutes)
+
+    def refresh_skipped(self) -> None:
+        lib = self.lib
+        self.tasks.run(lambda: lib.catalog.failed(), self.skipped.set_rows)
+
+    def _skipped_count(self, n: int) -> None:
+        self.skipped_button.setText(f"{n:,} skipped")
+        self.skipped_button.setToolTip("Show the files indexing could not use, and why")
+        self.skipped_button.setVisible(n > 0)
+
+    def show_skipped(self) -> None:
+        self.skipped_dock.show()
+        self.skipped_dock.raise_()
+        self.skipped.table.setFocus()
+
+    def toggle_pause(self) -> None:
+        if self.index_ctl.state == "paused":
+            self.index_ctl.resume()
+        else:
+            self.index_ctl.pause()
+
+    # -- messages ----------------------------------------------------------------------------
+    def notify(self, title: str, text: str) -> None:
+        """One non-modal message at a time: a burst of errors updates it instead of stacking."""
+        box = self._message_box
+        if box is not None and box.isVisible():
+            box.setInformativeText(f"(also: {title})")
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self
+        )
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        self._message_box = box
+        box.show()
+        log.warning("%s: %s", title, text)
+
+    def show_shortcuts(self) -> None:
+        lines = []
+        for menu in self.menuBar().findChildren(QMenu):
+            for a in menu.actions():
+                if a.shortcut().toString():
+                    lines.append(f"{a.text().replace('&', '')}: {a.shortcut().toString()}")
+        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+
+    def show_about(self) -> None:
+        from imgfinder import __version__
+
+        QMessageBox.about(
+            self,
+            "About imgfinder",
+            f"imgfinder {__version__}\nFind similar photos and duplicates in your folders.\n\n"
+            f"Data folder: {self.data_dir}",
+        )
+
+    # -- state and shutdown --------------------------------------------------------------------
+    def save_settings(self) -> None:
+        try:
+            self.settings.save(self.data_dir)
+        except OSError as exc:
+            log.warning("cannot save settings: %s", exc)
+
+    def _restore_window_state(self) -> None:
+        s = self.settings
+        try:
+            if s.window_geometry:
+                self.restoreGeometry(QByteArray.fromHex(s.window_geometry.encode()))
+            if s.window_state:
+                self.restoreState(QByteArray.fromHex(s.window_state.encode()))
+        except (ValueError, TypeError):
+            log.info("ignoring saved window layout")
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.settings.window_geometry = bytes(self.saveGeometry().toHex()).decode()
+        self.settings.window_state = bytes(self.saveState().toHex()).decode()
+        self.save_settings()
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Cancel, quit, wait for every worker; then close the library (it stays loadable)."""
+        if getattr(self, "_shut", False):
+            return
+        self._shut = True
+        self._avail_timer.stop()
+        self.watcher.shutdown()
+        self.index_ctl.shutdown()
+        if self._download is not None:
+            thread, worker = self._download
+            worker.cancel()
+            thread.quit()
+            thread.wait()
+        self.search_ctl.shutdown()
+        self.loader.shutdown()
+        self.tasks.shutdown()
+        self.lib.close()
+        gc.unfreeze()  # see _model_ready: let interpreter shutdown clean up as usual

@@ -1,0 +1,151 @@
+"""GUI settings: a small versioned JSON file in the data directory, written atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgfinder.atomic import atomic_write_bytes
+from imgfinder.core.extract import DEVICES, ModelConfig
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SETTINGS_FILE = "settings.json"
+BACKENDS = ("lsh", "annoy", "exact")
+THUMB_MIN, THUMB_MAX = 64, 384
+MAX_RESULTS = 10_000
+
+# Fields that change the Library (model, device or index); the others only change the view.
+LIBRARY_FIELDS = ("device", "input_size", "index_backend", "weights", "head")
+# Fields that change the vectors themselves (so the model id), beyond the device.
+MODEL_FIELDS = ("input_size", "weights", "head")
+
+
+@dataclass
+class GuiSettings:
+    """What the user chose in the settings dialog (and what the window remembers)."""
+
+    schema_version: int = SCHEMA_VERSION
+    device: str = "auto"
+    input_size: int = 224
+    index_backend: str = "lsh"
+    weights: str | None = None  # a local weights file picked in the app; None: the default
+    head: str | None = None
+    thumb_size: int = 160
+    result_count: int = 60
+    min_score: float = 0.0
+    rescan_minutes: int = 10
+    window_geometry: str | None = None  # hex of QMainWindow.saveGeometry()
+    window_state: str | None = None  # hex of QMainWindow.saveState()
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike) -> GuiSettings:
+        """Read the file, keeping defaults for anything missing, unknown or of the wrong type."""
+        path = Path(data_dir) / SETTINGS_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable settings file %s: %s", path, exc)
+            return cls()
+        if not isinstance(raw, dict):
+            log.warning("ignoring settings file %s: not a JSON object", path)
+            return cls()
+        if int(raw.get("schema_version", 0) or 0) > SCHEMA_VERSION:
+            log.warning("%s was written by a newer imgfinder; reading what is known", path)
+        out = cls()
+        for f in dataclasses.fields(cls):
+            if f.name == "schema_version" or f.name not in raw:
+                continue
+            value = raw[f.name]
+            default = getattr(out, f.name)
+            if _type_ok(value, default, f.name):
+                setattr(out, f.name, value)
+            else:
+                log.warning("settings: ignoring %s=%r (wrong type)", f.name, value)
+        out.normalise()
+        return out
+
+    def save(self, data_dir: str | os.PathLike) -> Path:
+        path = Path(data_dir) / SETTINGS_FILE
+        self.schema_version = SCHEMA_VERSION
+        data = json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(path, data.encode("utf-8"))
+        return path
+
+    def normalise(self) -> None:
+        """Clamp values a hand-edited file could get wrong."""
+        if self.device not in DEVICES:
+            self.device = "auto"
+        if self.index_backend not in BACKENDS:
+            self.index_backend = "lsh"
+        self.input_size = min(1024, max(32, int(self.input_size)))
+        self.thumb_size = min(THUMB_MAX, max(THUMB_MIN, int(self.thumb_size)))
+        self.result_count = min(MAX_RESULTS, max(1, int(self.result_count)))
+        self.min_score = min(1.0, max(-1.0, float(self.min_score)))
+        self.rescan_minutes = min(24 * 60, max(1, int(self.rescan_minutes)))
+
+
+def _type_ok(value, default, name: str) -> bool:
+    if name in ("weights", "head", "window_geometry", "window_state"):
+        return value is None or isinstance(value, str)
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+@dataclass
+class LaunchOptions:
+    """Command-line choices; a value that is not None overrides the saved settings."""
+
+    data_dir: str | None = None
+    weights: str | None = None
+    head: str | None = None
+    device: str | None = None
+    input_size: int | None = None
+    index_backend: str | None = None
+    offline: bool = False
+    overrides: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for name in LIBRARY_FIELDS:
+            if getattr(self, name) is not None:
+                self.overrides.add(name)
+
+
+@dataclass
+class Effective:
+    """The library configuration in use: saved settings with command-line overrides on top."""
+
+    device: str
+    input_size: int
+    index_backend: str
+    weights: str | None
+    head: str | None
+
+    @classmethod
+    def resolve(cls, settings: GuiSettings, opts: LaunchOptions) -> Effective:
+        values = {}
+        for name in LIBRARY_FIELDS:
+            cli = getattr(opts, name)
+            values[name] = cli if name in opts.overrides else getattr(settings, name)
+        return cls(**values)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            weights=self.weights, head=self.head, device=self.device, input_size=self.input_size
+        )
+
+    def weights_file(self) -> str | None:
+        """The explicit weights file in use (a setting, --weights or IMGFINDER_WEIGHTS)."""
+        return self.weights or os.environ.get("IMGFINDER_WEIGHTS") or None

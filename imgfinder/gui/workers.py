@@ -1,0 +1,332 @@
+"""Workers: indexing, searching and downloading run off the GUI thread and talk only by signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from PySide6.QtCore import QObject, QThread, QThreadPool, QTimer, Signal, Slot
+
+from imgfinder.core import decode
+from imgfinder.core.extract import device_description
+from imgfinder.core.weights import download_default
+from imgfinder.errors import ImgfinderError, WeightsUnavailableError
+from imgfinder.gui.items import (
+    ModelInfo,
+    ResultItem,
+    SearchRequest,
+    SearchResult,
+    pil_to_qimage,
+)
+
+log = logging.getLogger(__name__)
+
+PREVIEW_SIZE = 320
+PREVIEW_DELAY_MS = 60
+# torch's intra-op thread count is kept per OS thread: indexing uses the process default,
+# interactive queries a quarter of the cores, so a query never spins OpenMP threads against
+# a running index (on a 2-core machine that contention made one query ~8x slower).
+INDEX_TORCH_THREADS = torch.get_num_threads()
+SEARCH_TORCH_THREADS = max(1, (os.cpu_count() or 2) // 4)
+INDEX_NICE = 5  # background indexing yields to the GUI thread (and to the user's other work)
+
+
+def restore_torch_threads() -> None:
+    """Call from the GUI thread after warm_up: threads started later get the default again."""
+    torch.set_num_threads(INDEX_TORCH_THREADS)
+
+
+def _lower_thread_priority(nice: int) -> None:
+    """Raise this thread's nice value (Linux: per thread, inherited by threads it starts)."""
+    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, max(current, nice))
+    except OSError as exc:
+        log.debug("cannot lower the indexing thread's priority: %s", exc)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the user; unexpected errors are logged with their traceback."""
+    if isinstance(exc, ImgfinderError):
+        return str(exc)
+    log.error("unexpected error in a worker", exc_info=exc)
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def start_worker(worker: QObject, name: str) -> QThread:
+    """Move `worker` (with a `run` slot and a `finished` signal) to a new thread and start it."""
+    thread = QThread()
+    thread.setObjectName(name)
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.finished.connect(thread.quit)
+    thread.start()
+    return thread
+
+
+# --------------------------------------------------------------------------- indexing
+
+
+class IndexWorker(QObject):
+    """Drives `Library.index()`; pausing stops pulling from the generator, cancel sets its flag."""
+
+    progress = Signal(object)  # Progress
+    batch_done = Signal()
+    failed = Signal(str)
+    finished = Signal(object)  # IndexSummary, or None after a failure
+
+    def __init__(self, lib, add_paths=()):
+        super().__init__()
+        self.lib = lib
+        self.add_paths = list(add_paths)
+        self.cancel_event = threading.Event()
+        self._cond = threading.Condition()
+        self._paused = False
+
+    @Slot()
+    def run(self) -> None:
+        summary = None
+        try:
+            _lower_thread_priority(INDEX_NICE)
+            torch.set_num_threads(INDEX_TORCH_THREADS)
+            gen = self.lib.index(self.add_paths, cancel=self.cancel_event)
+            while True:
+                self._wait_while_paused()
+                try:
+                    p = next(gen)
+                except StopIteration as stop:
+                    summary = stop.value
+                    break
+                self.progress.emit(p)
+                if p.stage == "extract":
+                    self.batch_done.emit()
+        except Exception as exc:  # noqa: BLE001 - the worker boundary
+            self.failed.emit(describe(exc))
+        finally:
+            self.finished.emit(summary)
+
+    def _wait_while_paused(self) -> None:
+        with self._cond:
+            while self._paused and not self.cancel_event.is_set():
+                self._cond.wait(0.5)
+
+    # called from the GUI thread (this worker's own event loop is busy in run())
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+        self.resume()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+
+# --------------------------------------------------------------------------- search
+
+
+class SearchWorker(QObject):
+    """Lives in one long-running thread; embeds queries and searches, newest request wins."""
+
+    done = Signal(object)  # SearchResult
+    failed = Signal(int, str)
+    preview_ready = Signal(int, object)  # request id, QImage
+    model_ready = Signal(object, object)  # Library, ModelInfo
+    model_failed = Signal(object, str, bool)  # Library, message, weights missing
+
+    def __init__(self):
+        super().__init__()
+        self.latest = 0  # set by the GUI thread; older requests are dropped unstarted
+        self.busy = threading.Lock()  # held while a library is in use (closing waits for it)
+
+    @Slot(object)
+    def search(self, req: SearchRequest) -> None:
+        if req.id != self.latest:
+            return
+        t0 = time.perf_counter()
+        with self.busy:
+            try:
+                lib = req.lib
+                q = req.query
+                ex = lib.extractor
+                vector = q.vector if q.model_id == ex.model_id else None
+                source = None
+                if vector is None:
+                    source = q.source()
+                    vector = ex.embed(source)
+                hits = lib.search_vector(vector, req.k)
+                rows = lib.catalog.images([h.image_id for h in hits])
+                items = []
+                for h in hits:
+                    r = rows.get(h.image_id)
+                    if r is None:
+                        items.append(ResultItem(h))
+                    else:
+                        items.append(ResultItem(h, r.size, r.mtime_ns, r.hash, r.width, r.height))
+            except Exception as exc:  # noqa: BLE001 - the worker boundary
+                self.failed.emit(req.id, describe(exc))
+                return
+        secs = time.perf_counter() - t0
+        self.done.emit(SearchResult(req.id, q, items, vector, ex.model_id, secs))
+        if req.want_preview:  # a little later: the GUI thread paints the results first
+            QTimer.singleShot(PREVIEW_DELAY_MS, lambda: self._preview(req, source))
+
+    def _preview(self, req: SearchRequest, source) -> None:
+        try:
+            img = decode.open_image(
+                source if source is not None else req.query.source(), min_size=PREVIEW_SIZE
+            )
+            img.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.LANCZOS)
+            self.preview_ready.emit(req.id, pil_to_qimage(img))
+        except Exception as exc:  # noqa: BLE001 - a preview is optional
+            log.info("no preview for %s: %s", req.query.label, exc)
+
+    @Slot(object)
+    def warm_up(self, lib) -> None:
+        """Load the model (and index), run one dummy batch, report what the library holds."""
+        with self.busy:
+            try:
+                ex = lib.extractor
+                device = device_description(ex.device)
+                if ex.device.type == "cpu":
+                    torch.set_num_threads(SEARCH_TORCH_THREADS)
+                s = ex.input_size
+                ex.embed_arrays([np.zeros((s, s, 3), np.uint8)])
+                counts = lib.catalog.model_counts()
+                others = {m: n for m, n in counts.items() if m != ex.model_id}
+                if not others:
+                    lib.load_index()
+                info = ModelInfo(
+                    ex.model_id,
+                    device,
+                    ex.weights_source,
+                    counts.get(ex.model_id, 0),
+                    sum(others.values()),
+                    others,
+                )
+            except WeightsUnavailableError as exc:
+                self.model_failed.emit(lib, str(exc), True)
+                return
+            except Exception as exc:  # noqa: BLE001 - the worker boundary
+                self.model_failed.emit(lib, describe(exc), False)
+                return
+        self.model_ready.emit(lib, info)
+
+
+# --------------------------------------------------------------------------- weights download
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class DownloadWorker(QObject):
+    """Downloads the default backbone weights; cancelling aborts at the next chunk."""
+
+    progress = Signal(object, object)  # bytes done, total or None
+    failed = Signal(str)
+    succeeded = Signal(str)
+    finished = Signal()
+
+    def __init__(self):
+        super().__init__()
+        self._cancel = threading.Event()
+        self._last = 0.0
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            path = download_default(self._progress)
+        except _Cancelled:
+            self.failed.emit("download cancelled")
+        except Exception as exc:  # noqa: BLE001 - the worker boundary
+            self.failed.emit(describe(exc))
+        else:
+            self.succeeded.emit(str(path))
+        finally:
+            self.finished.emit()
+
+    def _progress(self, done: int, total: int | None) -> None:
+        if self._cancel.is_set():
+            raise _Cancelled()
+        now = time.monotonic()
+        if now - self._last > 0.1 or (total and done >= total):
+            self._last = now
+            self.progress.emit(done, total)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+
+# --------------------------------------------------------------------------- small tasks
+
+
+class _TaskSignals(QObject):
+    done = Signal(object)
+    failed = Signal(str)
+
+
+class TaskRunner(QObject):
+    """Runs short blocking calls (folder listings, URL fetches) in a pool; results by signal."""
+
+    def __init__(self, threads: int = 2, parent: QObject | None = None):
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(threads)
+        self._live: set[_TaskSignals] = set()
+        self.closed = False
+
+    def run(
+        self,
+        fn: Callable[[], object],
+        on_done: Callable[[object], None],
+        on_failed: Callable[[str], None] | None = None,
+    ) -> None:
+        if self.closed:
+            return
+        sig = _TaskSignals()
+        self._live.add(sig)
+
+        def done(result: object) -> None:
+            self._live.discard(sig)
+            if not self.closed:  # a late answer after shutdown has nobody to go to
+                on_done(result)
+
+        def failed(message: str) -> None:
+            self._live.discard(sig)
+            if not self.closed and on_failed is not None:
+                on_failed(message)
+
+        sig.done.connect(done)
+        sig.failed.connect(failed)
+
+        def job() -> None:
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - the worker boundary
+                sig.failed.emit(describe(exc))
+            else:
+                sig.done.emit(result)
+
+        self.pool.start(job)
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        self.closed = True
+        self.pool.clear()
+        self.pool.waitForDone(timeout_ms)
