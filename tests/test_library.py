@@ -210,3 +210,15 @@ def test_kill_during_indexing_leaves_a_loadable_store(tmp_path, weights_file, mo
 
 def test_input_size_is_used(lib):
     assert lib.extractor.input_size == TEST_INPUT_SIZE
+
+
+def test_index_only_some_folders(lib, tmp_path):
+    a, b = tmp_path / "A", tmp_path / "B"
+    make_photos(a, 2)
+    make_photos(b, 2, start=10)
+    run(lib.index([a, b]))
+    make_photos(a, 1, start=20)
+    make_photos(b, 1, start=30)
+    summary = run(lib.index(only=[a / "photo_020.jpg"]))
+    assert summary.indexed == 1 and summary.unchanged == 2
+    assert lib.status()["images"] == 5

@@ -83,14 +83,20 @@ class Library:
         self._index = None
         self._source: CatalogSource | None = None
         self._lock = threading.RLock()  # index + store state shared by search and indexing
+        self._model_lock = threading.Lock()
 
     # -- model ---------------------------------------------------------------------
     @property
     def extractor(self) -> Extractor:
+        """The model, loaded on first use (once, even when two threads ask at the same time)."""
         if self._extractor is None:
-            self._extractor = Extractor(
-                self.config, allow_download=self.allow_download, progress=self.weights_progress
-            )
+            with self._model_lock:
+                if self._extractor is None:
+                    self._extractor = Extractor(
+                        self.config,
+                        allow_download=self.allow_download,
+                        progress=self.weights_progress,
+                    )
         return self._extractor
 
     @property
@@ -181,8 +187,13 @@ class Library:
         add_paths: Iterable[str | os.PathLike] = (),
         *,
         cancel: threading.Event | None = None,
+        only: Iterable[str | os.PathLike] | None = None,
     ) -> Generator[Progress, None, IndexSummary]:
-        """Bring the catalog, vectors and index up to date with the roots' files."""
+        """Bring the catalog, vectors and index up to date with the roots' files.
+
+        `only` limits the scan to the library folders containing those paths (e.g. the
+        folder a file-system watcher reported), instead of every folder.
+        """
         t0 = time.perf_counter()
         summary = IndexSummary()
         for p in add_paths:
@@ -192,7 +203,11 @@ class Library:
         store = self.store()
         index = self.load_index()
         hash_rows = self.catalog.hash_rows(model_id)
-        for root in self.roots():
+        roots = self.roots()
+        if only is not None:
+            wanted = [Path(p).expanduser().resolve() for p in only]
+            roots = [r for r in roots if any(w.is_relative_to(r.path) for w in wanted)]
+        for root in roots:
             if cancel.is_set():
                 break
             if not root.available:
