@@ -113,6 +113,8 @@ def _main(out: str, weights: str, photo_dir: str) -> int:
 
     wait(visible_ready)
     wait(lambda: w.details.preview.pixmap() is not None and not w.details.preview.pixmap().isNull())
+    # the explanation views: the query's attention map and the selected result's match maps
+    wait(lambda: w.query_explain.current is not None and w.match_view.current is not None)
     for _ in range(30):
         app.processEvents()
         time.sleep(0.02)

@@ -8,6 +8,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QIcon
@@ -19,25 +20,44 @@ from imgfinder.cli import DEFAULTS
 from imgfinder.gui.settings import LaunchOptions
 from imgfinder.logsetup import setup_logging
 
+if TYPE_CHECKING:
+    from imgfinder.gui.main_window import MainWindow
+
 log = logging.getLogger(__name__)
 
 
+DESKTOP_FILE_NAME = "io.github.imgfinder.ImgFinder"  # the installed .desktop file, sans suffix
+ICON_NAME = "imgfinder"  # the freedesktop icon name (Icon= in the .desktop file)
+
+
 def icon_path() -> Path | None:
-    """resources/icons/imgfinder.svg: source tree, PyInstaller bundle, or inside the package."""
+    """resources/icons/imgfinder.svg: PyInstaller bundle, source tree, or inside the package."""
     pkg = Path(imgfinder.__file__).resolve().parent
     bases = [pkg.parent / "resources", pkg / "resources"]
     bundle = getattr(sys, "_MEIPASS", None)
     if bundle:
         bases.insert(0, Path(bundle) / "resources")
     for base in bases:
-        p = base / "icons" / "imgfinder.svg"
+        p = base / "icons" / f"{ICON_NAME}.svg"
         if p.is_file():
             return p
     return None
 
 
+def theme_icon() -> QIcon:
+    """The icon installed for the desktop (hicolor theme), or an empty icon."""
+    if not QIcon.hasThemeIcon(ICON_NAME):
+        return QIcon()
+    return QIcon.fromTheme(ICON_NAME)
+
+
 def app_icon() -> QIcon:
-    """The app icon, or an empty icon (Qt then uses the platform default) when it is absent."""
+    """The installed theme icon, else the bundled/source SVG (with its PNG sizes), else an empty
+    icon (Qt then uses the platform default)."""
+    icon = theme_icon()
+    if not icon.isNull():
+        log.debug("using the theme icon %r", ICON_NAME)
+        return icon
     p = icon_path()
     if p is None:
         log.info("no app icon found; using the platform default")
@@ -45,7 +65,7 @@ def app_icon() -> QIcon:
     icon = QIcon(str(p))
     pngs = p.parent / "hicolor"
     for size in (16, 24, 32, 48, 64, 128, 256):
-        png = pngs / f"{size}x{size}" / "apps" / "imgfinder.png"
+        png = pngs / f"{size}x{size}" / "apps" / f"{ICON_NAME}.png"
         if png.is_file():
             icon.addFile(str(png))
     if icon.isNull():
@@ -127,26 +147,40 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
     )
 
 
-def run_app(args: argparse.Namespace) -> int:
-    """`imgfinder gui`: run the desktop app until the window closes."""
-    from imgfinder.gui.main_window import MainWindow  # noqa: PLC0415 (after logging is set)
-
+def setup_app(args: argparse.Namespace) -> QApplication:
+    """Data dir, logging and the QApplication with its names and icon (reused if it exists)."""
     if getattr(args, "data_dir", None):
         paths.set_data_dir(args.data_dir)
     setup_logging(getattr(args, "verbose", 0) or 0)
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName(APP_NAME)
+    app.setApplicationName(APP_NAME)  # also the X11 WM_CLASS: StartupWMClass=imgfinder
     app.setApplicationDisplayName("imgfinder")
     app.setOrganizationName(APP_NAME)
-    app.setDesktopFileName("imgfinder")
+    app.setDesktopFileName(DESKTOP_FILE_NAME)  # Wayland app id: the desktop entry's icon/name
     icon = app_icon()
     if not icon.isNull():
         app.setWindowIcon(icon)
-    window = MainWindow(options_from_args(args), icon=icon)
+    return app
+
+
+def start(args: argparse.Namespace) -> MainWindow:
+    """Create and show the main window, and search for `args.open`'s first image (if any)."""
+    from imgfinder.gui.main_window import MainWindow  # noqa: PLC0415 (after logging is set)
+
+    app = setup_app(args)
+    window = MainWindow(options_from_args(args), icon=app.windowIcon())
+    window.show()
+    window.open_on_start(list(getattr(args, "open", None) or []))
+    return window
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """`imgfinder gui [IMAGE...]`: run the desktop app until the window closes."""
+    window = start(args)
+    app = QApplication.instance()
     reporter = ErrorReporter(window)
     reporter.install()
     app.aboutToQuit.connect(window.shutdown)
-    window.show()
     try:
         return int(app.exec())
     finally:

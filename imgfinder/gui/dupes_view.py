@@ -252,6 +252,7 @@ class DuplicatesView(QWidget):
         self._token = 0
         self._cards: list[MemberCard] = []
         self.suggested: dupes.KeeperChoice | None = None
+        self._differs: set[str] = set()
         self._facts: list[dupes.FileFacts] = []
         self._facts_signals = _FactsSignals(self)
         self._facts_signals.done.connect(self._facts_ready)
@@ -399,7 +400,6 @@ class DuplicatesView(QWidget):
         self._worker.progress.connect(self._on_progress)
         self._worker.failed.connect(self._say)
         self._worker.finished.connect(self._on_scanned)
-        self._worker.finished.connect(self._thread.quit)
         self.scan_button.setEnabled(False)
         self.progress.setRange(0, 0)
         self.progress.show()
@@ -426,7 +426,8 @@ class DuplicatesView(QWidget):
 
     @Slot(object)
     def _on_scanned(self, pairs) -> None:
-        if self._thread is not None:
+        if self._thread is not None:  # run() has returned: end the thread's loop, reap it
+            self._thread.quit()
             self._thread.wait()
         self._thread = self._worker = None
         self.scan_button.setEnabled(True)
@@ -568,9 +569,8 @@ class DuplicatesView(QWidget):
             )
             if len({get(f) for f in facts}) > 1
         }
-        for card, f in zip(self._cards, facts):
-            card.set_facts(f, g.score(choice.keeper, card.index), differs)
-        self._cards[choice.keeper].keep.setChecked(True)
+        self._differs = differs
+        self._cards[choice.keeper].keep.setChecked(True)  # fills the cards (_keeper_toggled)
         self.suggested = choice
         self.reason_label.setText(
             f"Suggested keeper: <b>{_esc(Path(g.members[choice.keeper].path).name)}</b> "
@@ -581,7 +581,7 @@ class DuplicatesView(QWidget):
         g = self.selected_group()
         if checked and g is not None and self._facts:
             for card, f in zip(self._cards, self._facts):
-                card.set_facts(f, g.score(index, card.index), set())
+                card.set_facts(f, g.score(index, card.index), self._differs)
 
     def keeper_index(self) -> int:
         return max(0, self.keep_buttons.checkedId())

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QIcon, QKeySequence, QPalette
 from PySide6.QtWidgets import (
     QDockWidget,
     QFrame,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QSplitter,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from imgfinder import paths
 from imgfinder.gui.details_panel import DetailsPanel
+from imgfinder.gui.explain_view import MatchView, QueryExplainPanel
 from imgfinder.gui.indexing import IndexController
 from imgfinder.gui.library_panel import LibraryPanel
 from imgfinder.gui.query import clean_downloads
@@ -36,7 +38,7 @@ from imgfinder.gui.status_bar import IndexProgress
 from imgfinder.gui.thumbnails import ThumbnailLoader
 from imgfinder.gui.watcher import FolderWatcher
 from imgfinder.gui.window_library import LibraryMixin
-from imgfinder.gui.window_search import SearchMixin
+from imgfinder.gui.window_search import NO_MATCH_TEXT, SearchMixin
 from imgfinder.gui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,10 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._download = None
         self._download_failed = False
         self._message_box: QMessageBox | None = None
+        self._explain_ready = False  # the explanation widgets have a model
+        self._explained: tuple | None = None  # (Query, model id) the widgets explain
+        self._pending_open = None  # `imgfinder gui IMAGE`: waits for the model
+        self._syncing_controls = False
         self.tasks = TaskRunner(2, self)
         self.loader = ThumbnailLoader(self)
         self.index_ctl = IndexController(self)
@@ -117,12 +123,21 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.results_view = ResultsView()
         self.results_view.setModel(self.results_model)
         self.results_view.empty_text = EMPTY_TEXT
+        self.explain_pane = self._build_explain_pane()
+        self.search_split = QSplitter(Qt.Orientation.Vertical)
+        self.search_split.setObjectName("search-split")
+        self.search_split.addWidget(self.results_view)
+        self.search_split.addWidget(self.explain_pane)
+        self.search_split.setStretchFactor(0, 3)
+        self.search_split.setStretchFactor(1, 2)
+        self.search_split.setCollapsible(0, False)
+        self.search_split.setSizes([440, 340])
         page = QWidget()
         lay = QVBoxLayout(page)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addWidget(self.query_panel)
-        lay.addWidget(self.results_view, 1)
+        lay.addWidget(self.search_split, 1)
         self.add_view(page, "Search")
         self.setCentralWidget(self.views)
 
@@ -131,6 +146,10 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.details = DetailsPanel(self.loader)
         self.details_dock = self.add_dock("Details", self.details, "right")
         self.details.setMinimumWidth(300)
+        self.match_summary = QLabel(NO_MATCH_TEXT)
+        self.match_summary.setWordWrap(True)
+        self.match_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.match_section = self.details.add_section("Why it matches", self.match_summary)
         self.skipped = SkippedPanel()
         self.skipped_dock = self.add_dock("Skipped files", self.skipped, "bottom")
         self.skipped_dock.hide()
@@ -152,6 +171,28 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             sb.addPermanentWidget(_separator())
             sb.addPermanentWidget(label)
         self.set_thumb_size(self.settings.thumb_size)
+
+    def _build_explain_pane(self) -> QTabWidget:
+        """Below the grid: the query's attention map, and query | selected result match maps.
+
+        Tabs rather than side by side: the match view needs the width for its two photos, and
+        the window must still fit a 1280-pixel screen next to the library and details docks.
+        """
+        self.query_explain = QueryExplainPanel()
+        self.match_view = MatchView()
+        for w in (self.query_explain, self.match_view):
+            w.layout().setContentsMargins(6, 6, 6, 4)
+            w.status.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+            w.controls.opacity_slider.setMinimumWidth(72)  # not squeezed to a stub when narrow
+        self.query_explain.status.setText("Search with a photo to see where its descriptor looks.")
+        pane = QTabWidget()
+        pane.setObjectName("explain-tabs")
+        pane.setDocumentMode(True)
+        pane.addTab(self.query_explain, "Query attention")
+        pane.addTab(self.match_view, "Why it matches")
+        pane.setTabToolTip(0, "Where the query's descriptor looks (its attention map)")
+        pane.setTabToolTip(1, "The query and the selected result with their match maps")
+        return pane
 
     def add_view(self, widget: QWidget, title: str) -> int:
         """Add a main view (e.g. duplicates review) as a tab; the tab bar appears with the second."""
@@ -189,6 +230,14 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         K = QKeySequence.StandardKey
         self.open_action = self._act(m, "&Open image…", self.choose_image, K.Open)
         self.paste_action = self._act(m, "&Paste image", self.paste, K.Paste)
+        self.export_action = self._act(
+            m,
+            "&Export explanation…",
+            self.export_explanation,
+            "Ctrl+E",
+            tip="Save the query and the selected result with their match maps as a PNG",
+        )
+        self.export_action.setEnabled(False)
         m.addSeparator()
         self.add_folder_action = self._act(m, "&Add folder…", self.choose_folder, "Ctrl+Shift+O")
         self._act(m, "&Settings…", self.open_settings, K.Preferences, "Ctrl+,")
@@ -247,9 +296,9 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         rv.context_requested.connect(self._result_menu)
         rv.zoom_requested.connect(self.zoom)
         rv.selectionModel().currentChanged.connect(
-            lambda cur, _prev: self.details.set_item(self.results_model.item(cur.row()))
+            lambda cur, _prev: self._result_selected(self.results_model.item(cur.row()))
         )
-        self.results_model.modelReset.connect(lambda: self.details.set_item(None))
+        self.results_model.modelReset.connect(lambda: self._result_selected(None))
         self.details.search_similar.connect(self.search_similar)
         self.details.message.connect(lambda m: self.statusBar().showMessage(m, 5000))
         sc = self.search_ctl
@@ -259,7 +308,14 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         sc.preview_changed.connect(self._preview_arrived)
         sc.history_changed.connect(self._update_history_actions)
         sc.model_ready.connect(self._model_ready)
+        sc.model_ready.connect(self._explain_model_ready)  # after _model_ready
         sc.model_failed.connect(self._model_failed)
+        qe, mv = self.query_explain, self.match_view
+        for w in (qe, mv):
+            w.failed.connect(self._explain_failed)
+        mv.explained.connect(self._match_explained)
+        qe.controls.changed.connect(lambda: self._sync_controls(qe.controls, mv.controls))
+        mv.controls.changed.connect(lambda: self._sync_controls(mv.controls, qe.controls))
         ic = self.index_ctl
         ic.progress.connect(self._index_progress)
         ic.batch_done.connect(self._index_batch)
@@ -409,6 +465,9 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._avail_timer.stop()
         self.watcher.shutdown()
         self.index_ctl.shutdown()
+        for w in (self.query_explain, self.match_view):  # their jobs use the library's model
+            w.clear()  # drops queued requests and prefetches (shutdown() keeps prefetches)
+            w.shutdown()
         if self._download is not None:
             thread, worker = self._download
             worker.cancel()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import os
+from collections.abc import Sequence
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMenu
 
+from imgfinder.core.explain import MatchExplanation
 from imgfinder.gui import desktop
+from imgfinder.gui.explain_view import HeatmapControls
 from imgfinder.gui.items import Query, ResultItem, SearchResult
 from imgfinder.gui.query import Incoming, fetch_url, from_mime
 from imgfinder.gui.query_panel import can_accept
@@ -19,6 +23,33 @@ from imgfinder.gui.thumbnails import bucket_for
 log = logging.getLogger(__name__)
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp *.gif *.heic);;All files (*)"
+PREFETCH_RESULTS = 8  # match maps of the top results are computed before they are clicked
+NO_MATCH_TEXT = "Select a result to see where it matches the query."
+
+
+def incoming_from_arg(arg: str) -> Incoming | None:
+    """A command-line IMAGE (the .desktop entry's %U): a file, a file:// URL or a web address."""
+    arg = arg.strip()
+    if arg.lower().startswith(("http://", "https://")):
+        return Incoming(url=arg)
+    if arg.lower().startswith("file:"):
+        path = QUrl(arg).toLocalFile()
+    else:
+        path = os.path.expanduser(arg)
+    path = os.path.abspath(path) if path else ""
+    if path and os.path.isfile(path):
+        return Incoming(Query(label=os.path.basename(path), path=path))
+    return None
+
+
+def match_summary(e: MatchExplanation) -> str:
+    """The compact score breakdown shown in the details panel."""
+    s, sh = e.branch_scores, e.shares()
+    return (
+        f"<b>Cosine {e.score:.4f}</b><br>"
+        f"Attention (ECA/avg): {s['attention']:.4f} &nbsp;({100 * sh['attention']:.0f}%)<br>"
+        f"Global (max): {s['global']:.4f} &nbsp;({100 * sh['global']:.0f}%)"
+    )
 
 
 class SearchMixin:
@@ -26,6 +57,7 @@ class SearchMixin:
 
     # -- queries -----------------------------------------------------------------------------
     def handle_incoming(self, found: Incoming | None) -> None:
+        self._pending_open = None  # a drop or paste wins over a command-line image still waiting
         if found is None:
             self.query_panel.show_message(
                 "That is not an image, an image file or an image address."
@@ -45,6 +77,7 @@ class SearchMixin:
             self.search_query(found.query)
 
     def search_query(self, query: Query) -> None:
+        self._pending_open = None
         self.query_panel.show_message("")
         self.query_panel.set_query(query)
         self.search_ctl.search(query)
@@ -86,6 +119,7 @@ class SearchMixin:
     def _show_results(self, result: SearchResult) -> None:
         selected = self.results_view.current_item()
         self.results_model.set_items(result.items)
+        self._explain_results(result)
         n, shown = len(result.items), self.results_model.rowCount()
         text = f"{n:,} results in {result.seconds * 1000:.0f} ms"
         if shown != n:
@@ -100,6 +134,25 @@ class SearchMixin:
                 if it.path == selected.path:
                     self.results_view.setCurrentIndex(self.results_model.index(row))
                     break
+
+    def open_on_start(self, items: Sequence[str]) -> None:
+        """`imgfinder gui IMAGE...`: search for the first one (once the model is ready)."""
+        items = [str(x) for x in items or () if str(x).strip()]
+        if not items:
+            return
+        if len(items) > 1:
+            log.info("searching for %s; %d more ignored", items[0], len(items) - 1)
+        found = incoming_from_arg(items[0])
+        if found is None:
+            self.query_panel.show_message(
+                f"Cannot search with {items[0]}: it is not an image file or a web address."
+            )
+            return
+        if self.model_info is None:  # the weights may still need a download or a file
+            self._pending_open = found
+            self.query_panel.show_message("Loading the model to search…", error=False)
+        else:
+            self.handle_incoming(found)
 
     def _search_failed(self, message: str) -> None:
         self.query_panel.set_busy("")
@@ -122,6 +175,94 @@ class SearchMixin:
         self.settings.min_score = v
         self._save_timer.start()
         self.results_model.set_filter(min_score=v)
+
+    # -- explanations ------------------------------------------------------------------------
+    def _explain_model_ready(self, lib, _info) -> None:
+        if lib is not self.lib:
+            return
+        lock = self.search_ctl.worker.busy  # the model is not re-entrant: one user at a time
+        for w in (self.query_explain, self.match_view):
+            w.set_extractor(lambda lib=lib: lib.extractor, lock=lock)
+        self._explain_ready = True
+        if self._pending_open is not None:
+            found, self._pending_open = self._pending_open, None
+            self.handle_incoming(found)
+
+    def _explain_results(self, result: SearchResult) -> None:
+        """A new answer: explain its query (once per query and model) and prefetch the top hits."""
+        if not self._explain_ready:
+            return
+        q = result.query
+        if self._explained != (q, result.model_id):
+            self._explained = (q, result.model_id)
+            self.query_explain.set_query(q.source, label=q.label)
+            self.match_view.set_query(q.source, label=q.label)
+            self.match_summary.setText(NO_MATCH_TEXT)
+            self.explain_pane.setCurrentWidget(self.query_explain)  # nothing selected yet
+        self.match_view.prefetch([it.path for it in result.items[:PREFETCH_RESULTS]])
+
+    def _result_selected(self, item: ResultItem | None) -> None:
+        self.details.set_item(item)
+        mv = self.match_view
+        if self._explained is not None and item is None:
+            if mv.current is not None or mv.busy():  # the empty state, not a stale pair
+                q = self._explained[0]
+                mv.set_query(q.source, label=q.label)
+            self.match_summary.setText(NO_MATCH_TEXT)
+        elif self._explained is not None:
+            # No cache key: the widget's own (path + size + mtime) is what prefetch() used.
+            mv.set_result(item.path, label=os.path.basename(item.path))
+            self.match_summary.setText("Computing match maps…")
+            self.explain_pane.setCurrentWidget(mv)
+        self._update_export_action()
+
+    def _match_explained(self, e: MatchExplanation) -> None:
+        self.match_summary.setText(match_summary(e))
+        self._update_export_action()
+
+    def _explain_failed(self, message: str) -> None:
+        """An explanation failed: say so, and do not leave an earlier one on screen."""
+        self.statusBar().showMessage(f"Cannot explain: {message}", 8000)
+        error = f"<span style='color:#b00020'>{html.escape(message)}</span>"
+        if self.sender() is self.match_view:
+            mv = self.match_view
+            if mv.current is not None and self._explained is not None:
+                q = self._explained[0]
+                mv.set_query(q.source, label=q.label)  # clears the previous pair
+                mv.score_label.setText("No match maps for this result.")
+                mv.status.setText(error)
+            self.match_summary.setText(f"No explanation: {html.escape(message)}")
+        elif self.sender() is self.query_explain and self.query_explain.current is not None:
+            self.query_explain.clear()  # the previous query's map
+            self.query_explain.status.setText(error)
+        self._update_export_action()
+
+    def _sync_controls(self, src: HeatmapControls, dst: HeatmapControls) -> None:
+        """Both panels show the same branch, opacity and toggle state."""
+        if self._syncing_controls:
+            return
+        self._syncing_controls = True
+        try:
+            dst.set_heat_visible(src.heat_visible())
+            dst.set_opacity(src.opacity())
+            dst.set_branch(src.branch())
+        finally:
+            self._syncing_controls = False
+
+    def _update_export_action(self) -> None:
+        mv = self.match_view
+        ready = self.details.item is not None and mv.current is not None and not mv.busy()
+        self.export_action.setEnabled(ready)
+
+    def export_explanation(self) -> None:
+        """File ▸ Export explanation: the side-by-side view of the selected result as a PNG."""
+        self._update_export_action()
+        if not self.export_action.isEnabled():
+            self.statusBar().showMessage("Select a result and wait for its match maps.", 4000)
+            return
+        out = self.match_view.export_explanation()
+        if out is not None:
+            self.statusBar().showMessage(f"Saved the explanation to {out}", 6000)
 
     # -- results -----------------------------------------------------------------------------
     def _result_menu(self, item: ResultItem, pos) -> None:
