@@ -1,0 +1,490 @@
+"""The interface all vector indexes share: ids, validation, vector storage, save/load plumbing.
+
+Vector storage. Every backend re-ranks candidates by exact cosine against float16 unit
+vectors, held in one of two ways:
+
+* owned (default): the index keeps the normalised rows itself, in RAM after `add`, inside the
+  index file after `save`, and memory-mapped read-only after `load` (so a loaded index costs
+  only its small structures in RAM; the OS pages vectors in as queries touch them);
+* external `source=`: any object with ``get(ids: np.ndarray) -> (len(ids), dim)`` float16 or
+  float32 rows (the app's memory-mapped vector store). `add(ids, vectors)` then uses the
+  vectors only to compute the backend's codes and drops them, re-ranking calls
+  ``source.get(candidate_ids)`` (rows need not be normalised; scores are cosine regardless),
+  `build()` streams all rows from the source, and `save` writes no vector section. Such a file
+  must be loaded with a source again.
+
+Thread safety: concurrent `query` calls are safe (scratch buffers are per thread); mutation
+(`add`, `remove`, `build`) must not overlap with anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from ...errors import IndexFormatError, IndexStateError, ModelMismatchError
+from . import _format
+from ._kernels import brute_force_knn, f16_bad_rows, f16_to_f32, pad_results
+from ._store import GrowArray, IdMap, RowStore
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class VectorSource(Protocol):
+    """Where an index reads vectors it does not own (e.g. the app's memory-mapped store)."""
+
+    def get(self, ids: np.ndarray) -> np.ndarray: ...
+
+
+class BaseIndex:
+    """Common state and behaviour; subclasses add codes/trees and implement the search."""
+
+    backend: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        dim: int,
+        model_id: str = "",
+        seed: int = 0,
+        *,
+        source: VectorSource | None = None,
+        **params: Any,
+    ):
+        if not isinstance(dim, int | np.integer) or dim < 1:
+            raise IndexStateError(f"dim must be a positive integer, got {dim!r}")
+        if source is not None and not callable(getattr(source, "get", None)):
+            raise IndexStateError("source must have a get(ids) -> ndarray method")
+        self._dim = int(dim)
+        self._model_id = str(model_id or "")
+        self.seed = int(seed)
+        self._source = source
+        self._store: RowStore | None = None if source is not None else RowStore(self._dim)
+        self._row_ids = GrowArray(np.int64)
+        self._alive = GrowArray(np.bool_)
+        self._idmap = IdMap()
+        self._live = 0
+        self._mutations = 0  # bumped by every add/remove/compaction (cache invalidation)
+        self._built = False
+        self.params: dict[str, Any] = {}
+        self._set_params(params)
+
+    # ---- subclass hooks -------------------------------------------------------------
+    def _set_params(self, params: dict[str, Any]) -> None:
+        if params:
+            raise TypeError(f"unknown {self.backend} parameters: {sorted(params)}")
+
+    def _on_add(self, rows: np.ndarray, unit: np.ndarray) -> None:
+        """New rows `rows` hold unit vectors `unit` (float32); called after bookkeeping."""
+
+    def _after_add(self) -> None:
+        """Called once at the end of `add` (rebucketing, drift checks)."""
+
+    def _on_remove(self, rows: np.ndarray) -> None:
+        """Rows were tombstoned."""
+
+    def _query_rows(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {}, {}
+
+    def _restore(self, state: dict[str, Any], sections: dict[str, np.ndarray]) -> None:
+        pass
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    # ---- properties -----------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def built(self) -> bool:
+        return self._built
+
+    @property
+    def needs_rebuild(self) -> bool:
+        """True when `build()` should be called again (subclasses refine this)."""
+        return not self._built
+
+    def __len__(self) -> int:
+        return self._live
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} dim={self._dim} n={self._live} model={self._model_id!r}>"
+
+    def ids(self) -> np.ndarray:
+        """All live ids (int64, in row order)."""
+        return self._row_ids.view[self._alive.view].copy()
+
+    def contains(self, ids) -> np.ndarray:
+        ids = self._as_ids(ids)
+        return self._lookup(ids) >= 0
+
+    # ---- validation -----------------------------------------------------------------
+    def _as_ids(self, ids) -> np.ndarray:
+        arr = np.asarray(ids)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise IndexStateError(f"ids must be a 1-D integer array, got {arr.dtype} {arr.shape}")
+        arr = arr.astype(np.int64, copy=False)
+        if arr.size and arr.min() < 0:
+            raise IndexStateError("ids must be non-negative (-1 marks padding in results)")
+        return arr
+
+    def _as_unit(self, vectors, n: int | None, what: str = "vectors") -> np.ndarray:
+        """Validate and L2-normalise rows -> float32 (n, dim)."""
+        x = np.asarray(vectors)
+        if x.ndim == 1 and n is None:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[1] != self._dim:
+            raise IndexStateError(
+                f"{what} must have shape (n, {self._dim}), got {x.shape} (wrong dimension?)"
+            )
+        if n is not None and x.shape[0] != n:
+            raise IndexStateError(f"{n} ids but {x.shape[0]} vectors")
+        if x.dtype.kind not in "fiu":
+            raise IndexStateError(f"{what} must be numeric, got {x.dtype}")
+        work = np.float64 if x.dtype == np.float64 else np.float32
+        x = np.asarray(x, dtype=work)
+        if not np.isfinite(x).all():
+            raise IndexStateError(f"{what} contain NaN or infinite values")
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise IndexStateError(f"{what} contain all-zero rows (cosine is undefined)")
+        return (x / norms).astype(np.float32)
+
+    def _as_query(self, vector) -> np.ndarray:
+        x = np.asarray(vector)
+        if x.ndim != 1:
+            raise IndexStateError(
+                f"query must be a 1-D vector of length {self._dim}, got {x.shape}"
+            )
+        return self._as_unit(x.reshape(1, -1), 1, "query")[0]
+
+    def _check_k(self, k) -> int:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise IndexStateError(f"k must be an integer >= 1, got {k!r}")
+        return int(k)
+
+    def _check_ready(self) -> None:
+        if not self._built:
+            raise IndexStateError(f"{self.backend} index: call build() before querying")
+
+    # ---- mutation -------------------------------------------------------------------
+    def _lookup(self, ids: np.ndarray) -> np.ndarray:
+        return self._idmap.lookup(ids, self._row_ids.view, self._alive.view)
+
+    def _as_matrix(self, vectors, n: int) -> np.ndarray:
+        x = np.asarray(vectors)
+        if x.ndim != 2 or x.shape[1] != self._dim:
+            raise IndexStateError(
+                f"vectors must have shape (n, {self._dim}), got {x.shape} (wrong dimension?)"
+            )
+        if x.shape[0] != n:
+            raise IndexStateError(f"{n} ids but {x.shape[0]} vectors")
+        if x.dtype.kind not in "fiu":
+            raise IndexStateError(f"vectors must be numeric, got {x.dtype}")
+        return x
+
+    def _chunk_rows(self) -> int:
+        return max(1, (1 << 20) // self._dim)
+
+    def _block_f32(self, x: np.ndarray) -> np.ndarray:
+        """float32 copy of a block (fast path for float16; float64 stays exact until scaled)."""
+        if x.dtype == np.float16:
+            return f16_to_f32(x)
+        return np.array(x, dtype=np.float64 if x.dtype == np.float64 else np.float32)
+
+    def _row_norms(self, x: np.ndarray) -> np.ndarray:
+        """L2 norms (float64) of every row; raises on NaN/Inf or all-zero rows."""
+        norms = np.empty(len(x), dtype=np.float64)
+        step = self._chunk_rows()
+        for lo in range(0, len(x), step):
+            blk = x[lo : lo + step]
+            if blk.dtype == np.float16:
+                bad = f16_bad_rows(np.ascontiguousarray(blk)).any()
+                blk = f16_to_f32(blk)
+            else:
+                blk = self._block_f32(blk)
+                bad = not np.isfinite(blk).all()
+            if bad:
+                raise IndexStateError("vectors contain NaN or infinite values")
+            norms[lo : lo + step] = np.sqrt(np.einsum("ij,ij->i", blk, blk, dtype=np.float64))
+        if len(norms) and not (norms > 0).all():
+            raise IndexStateError("vectors contain all-zero rows (cosine is undefined)")
+        if not np.isfinite(norms).all():
+            raise IndexStateError("vectors are too large to normalise")
+        return norms
+
+    def add(self, ids, vectors) -> None:
+        """Add (or replace) items. Vectors are L2-normalised; any float dtype is accepted.
+
+        Everything is validated before anything changes, so a bad row leaves the index as it
+        was. Work is done in ~1M-element chunks, so adding a large float16 batch needs little
+        memory beyond the stored rows.
+        """
+        ids = self._as_ids(ids)
+        x = self._as_matrix(vectors, len(ids))
+        norms = self._row_norms(x)
+        if len(ids) == 0:
+            return
+        if len(np.unique(ids)) != len(ids):  # keep the last occurrence of a repeated id
+            _, last = np.unique(ids[::-1], return_index=True)
+            keep = np.sort(len(ids) - 1 - last)
+            ids, x, norms = ids[keep], x[keep], norms[keep]
+        old = self._lookup(ids)
+        if (old >= 0).any():
+            self._tombstone(old[old >= 0])
+        start = len(self._row_ids)
+        rows = np.arange(start, start + len(ids), dtype=np.int64)
+        self._row_ids.append(ids)
+        self._alive.append(np.ones(len(ids), dtype=bool))
+        self._live += len(ids)
+        self._mutations += 1
+        self._idmap.added(ids, rows, self._row_ids.view, self._alive.view)
+        step = self._chunk_rows()
+        for lo in range(0, len(ids), step):
+            blk = self._block_f32(x[lo : lo + step])
+            blk /= norms[lo : lo + step, None]
+            unit = blk.astype(np.float32, copy=False)
+            if self._store is not None:
+                self._store.append(unit)
+            self._on_add(rows[lo : lo + step], unit)
+        self._after_add()
+
+    def remove(self, ids) -> int:
+        """Remove items by id; unknown ids are ignored. Returns how many were removed."""
+        ids = self._as_ids(ids)
+        rows = self._lookup(np.unique(ids))
+        rows = rows[rows >= 0]
+        if len(rows):
+            self._tombstone(rows)
+        return len(rows)
+
+    def _tombstone(self, rows: np.ndarray) -> None:
+        self._alive.view[rows] = False
+        self._live -= len(rows)
+        self._mutations += 1
+        self._idmap.removed(self._row_ids.view[rows])
+        self._on_remove(rows)
+
+    def _compact(self) -> np.ndarray:
+        """Drop dead rows (renumbering the rest); returns the kept old row numbers."""
+        alive = self._alive.view
+        keep = np.flatnonzero(alive)
+        self._mutations += 1
+        if len(keep) != len(alive):
+            self._row_ids = GrowArray(np.int64, data=self._row_ids.view[keep].copy())
+            self._alive = GrowArray(np.bool_, data=np.ones(len(keep), dtype=bool))
+        if self._store is not None:
+            self._store = self._store.compacted(keep)
+        self._idmap.rebuild(self._row_ids.view, self._alive.view)
+        return keep
+
+    # ---- vector access --------------------------------------------------------------
+    @property
+    def _n_rows(self) -> int:
+        return len(self._row_ids)
+
+    def _fetch_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Stored rows (float16 owned, or whatever the source returns) for live rows."""
+        if self._store is not None:
+            return self._store.take(rows, out=out)
+        got = np.asarray(self._source.get(self._row_ids.view[rows]))
+        if got.shape != (len(rows), self._dim):
+            raise IndexStateError(
+                f"source.get returned shape {got.shape}, expected {(len(rows), self._dim)}"
+            )
+        return got
+
+    def _fetch_block(self, lo: int, hi: int) -> np.ndarray:
+        """Rows lo..hi for streaming passes; dead rows are zero in source mode."""
+        if self._store is not None:
+            return self._store.block(lo, hi)
+        live = np.flatnonzero(self._alive.view[lo:hi])
+        out = np.zeros((hi - lo, self._dim), dtype=np.float32)
+        if len(live):
+            out[live] = self._fetch_rows(live + lo)
+        return out
+
+    def _unit_rows(self, rows: np.ndarray) -> np.ndarray:
+        got = self._fetch_rows(rows)
+        x = f16_to_f32(got) if got.dtype == np.float16 else np.asarray(got, np.float32)
+        if self._store is not None:
+            return x * self._store.inv_norm[rows][:, None]
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return x / norms
+
+    def get_vectors(self, ids) -> np.ndarray:
+        """Stored unit vectors (float32, len(ids) x dim) for live ids."""
+        ids = self._as_ids(ids)
+        rows = self._lookup(ids)
+        if (rows < 0).any():
+            missing = ids[rows < 0][:5].tolist()
+            raise IndexStateError(f"unknown id(s) {missing} in {self.backend} index")
+        return self._unit_rows(rows)
+
+    def _exact_rows(self, queries: np.ndarray, k: int, exclude=None):
+        """Exact top-k live rows by cosine (streaming); used by exact search and calibration."""
+        return brute_force_knn(
+            self._n_rows,
+            self._fetch_block,
+            queries,
+            k,
+            alive=self._alive.view,
+            exclude=exclude,
+            row_scale=self._row_scale(),
+        )
+
+    def _row_scale(self):
+        """Per-row score multiplier for brute force: stored 1/norm, or compute (source)."""
+        return self._store.inv_norm if self._store is not None else "normalise"
+
+    # ---- search ---------------------------------------------------------------------
+    def query(self, vector, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids int64, cosine float32), best first; fewer than k if the index is smaller."""
+        self._check_ready()
+        k = self._check_k(k)
+        q = self._as_query(vector)
+        if self._live == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        rows, scores = self._query_rows(q, k)
+        return self._row_ids.view[rows].astype(np.int64), scores.astype(np.float32)
+
+    def query_batch(self, matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, k) ids and scores; rows padded with -1 / -inf where fewer than k exist."""
+        self._check_ready()
+        k = self._check_k(k)
+        qs = self._as_unit(matrix, None, "queries")
+        out_i = np.full((len(qs), k), -1, dtype=np.int64)
+        out_s = np.full((len(qs), k), -np.inf, dtype=np.float32)
+        if self._live == 0:
+            return out_i, out_s
+        for j, (ri, rs) in enumerate(self._query_rows_batch(qs, k)):
+            out_i[j], out_s[j] = pad_results(self._row_ids.view[ri], rs, k)
+        return out_i, out_s
+
+    def _query_rows_batch(self, qs: np.ndarray, k: int):
+        for q in qs:
+            yield self._query_rows(q, k)
+
+    # ---- persistence ----------------------------------------------------------------
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes of RAM held by index structures (vectors: only in-RAM, non-mapped parts)."""
+        return {
+            "ids": int(self._row_ids.nbytes() + self._alive.nbytes()),
+            "id_map": self._idmap.nbytes(),
+            "vectors_ram": self._store.ram_bytes() if self._store is not None else 0,
+            "norms": self._store.norm_bytes() if self._store is not None else 0,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index to one file atomically (vectors included unless using a source)."""
+        state, sections = self._state()
+        header = {
+            "backend": self.backend,
+            "dim": self._dim,
+            "model_id": self._model_id,
+            "count": self._live,
+            "rows": self._n_rows,
+            "seed": self.seed,
+            "built": self._built,
+            "params": self.params,
+            "state": state,
+            "has_vectors": self._store is not None,
+        }
+        all_sections = {"row_ids": self._row_ids.view, "alive": self._alive.view, **sections}
+        if self._store is not None:
+            all_sections["vectors"] = self._store.chunks() or np.empty((0, self._dim), np.float16)
+            all_sections["inv_norm"] = self._store.inv_norm
+        _format.write_container(path, header, all_sections)
+        log.info("saved %s index (%d items) to %s", self.backend, self._live, path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        model_id: str | None = None,
+        source: VectorSource | None = None,
+        *,
+        verify_vectors: bool = True,
+    ):
+        """Load a saved index. `model_id` given and different -> ModelMismatchError;
+        truncated, corrupt or unknown-version files -> IndexFormatError. Owned vectors are
+        memory-mapped; `verify_vectors=False` skips their checksum (faster start on big files).
+        """
+        header = _format.read_header(path)
+        backend = header.get("backend")
+        if cls.backend and backend != cls.backend:
+            raise IndexFormatError(path, f"is a {backend!r} index, not {cls.backend!r}")
+        stored = str(header.get("model_id", ""))
+        if model_id is not None and stored != model_id:
+            raise ModelMismatchError(
+                f"index {os.fspath(path)} was built by model {stored!r}, "
+                f"but the current model is {model_id!r}; rebuild the index",
+                stored=stored,
+                current=model_id,
+            )
+        if not header.get("has_vectors") and source is None:
+            raise IndexStateError(
+                f"{os.fspath(path)} was saved without vectors; load it with source="
+            )
+        skip = ("vectors", "inv_norm") if source is not None else ()
+        header, sections = _format.read_container(
+            path, mmap_sections=("vectors",), skip_sections=skip, verify_mmapped=verify_vectors
+        )
+        target = cls if cls.backend else _backend_class(backend, path)
+        try:
+            obj = target._from_saved(header, sections, source)
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            raise IndexFormatError(path, f"inconsistent index contents: {e!r}") from e
+        obj._after_load(path, verify_vectors)
+        return obj
+
+    def _after_load(self, path: str | os.PathLike, verify: bool) -> None:
+        """Hook for backends with data outside the container (Annoy's forest file)."""
+
+    @classmethod
+    def _from_saved(cls, header, sections, source):
+        obj = cls.__new__(cls)
+        BaseIndex.__init__(
+            obj, int(header["dim"]), header["model_id"], int(header["seed"]), source=source
+        )
+        obj.params = dict(header["params"])
+        n = int(header["rows"])
+        row_ids, alive = sections["row_ids"], sections["alive"]
+        if row_ids.shape != (n,) or alive.shape != (n,) or int(alive.sum()) != header["count"]:
+            raise ValueError("row tables disagree with the header")
+        obj._row_ids = GrowArray(np.int64, data=row_ids)
+        obj._alive = GrowArray(np.bool_, data=alive.astype(bool))
+        obj._live = int(header["count"])
+        if source is None:
+            vec = sections["vectors"]
+            if vec.shape != (n, obj._dim):
+                raise ValueError(f"vector section has shape {vec.shape}, expected {(n, obj._dim)}")
+            obj._store = RowStore(obj._dim, base=vec, inv_norm=sections["inv_norm"])
+        obj._idmap.rebuild(obj._row_ids.view, obj._alive.view)
+        obj._built = bool(header["built"])
+        obj._restore(header["state"], sections)
+        return obj
+
+
+def _backend_class(name: str, path) -> type[BaseIndex]:
+    from . import BACKENDS
+
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise IndexFormatError(path, f"unknown index backend {name!r}") from None
