@@ -1,0 +1,225 @@
+"""`imgfinder train DATASET` (ArcFace fine-tuning) and `imgfinder whiten` (PCA whitening)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from imgfinder import paths
+from imgfinder.cli.common import fmt_eta, model_config, open_library
+from imgfinder.core.extract import Extractor, ModelConfig
+from imgfinder.core.train import TRAINABLE, TrainConfig, TrainResult, train
+from imgfinder.core.types import Progress
+from imgfinder.core.whiten import learn_whitening, save_whitening
+from imgfinder.errors import ImgfinderError
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="fine-tune the model with ArcFace on your photos (writes a head or weights file)",
+        description="Labelled: one sub-folder per class. --unlabelled: every photo is its own "
+        "class and its augmented views are the samples ('adapt to my library').",
+    )
+    p.add_argument(
+        "dataset", help="folder of images (one sub-folder per class unless --unlabelled)"
+    )
+    p.add_argument("--epochs", type=int, default=10, help="passes over the images (default 10)")
+    p.add_argument("--unlabelled", action="store_true", help="instance-level: no class folders")
+    p.add_argument(
+        "--train",
+        choices=TRAINABLE,
+        default="eca",
+        help="eca: the ECA kernel only, trunk frozen (default, seconds per epoch); "
+        "layer4: layer4 + ECA (writes a full weights bundle)",
+    )
+    p.add_argument("--margin", type=float, default=0.3, help="ArcFace angular margin (radians)")
+    p.add_argument("--scale", type=float, default=30.0, help="ArcFace logit scale")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--views", type=int, default=4, help="cached views per image, 1 clean")
+    p.add_argument("--lr", type=float, default=1e-3, help="ECA and class-centre learning rate")
+    p.add_argument("--backbone-lr", type=float, default=1e-4, help="layer4 learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--keep-cache", action="store_true", help="keep the cached trunk features")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice; 1 can be several times faster "
+        "on a machine busy with other work)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output file; a bare name goes into the data dir's models folder "
+        "(default models/head-<dataset>.pt, or weights-<dataset>.pt for --train layer4)",
+    )
+    p.set_defaults(func=cmd_train)
+
+    w = sub.add_parser(
+        "whiten",
+        parents=[common],
+        help="learn PCA whitening from the library's own vectors (no labels)",
+    )
+    w.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        help="output dimension D' (default: 1024, or a quarter of the library's vectors if "
+        "fewer; with fewer than ~4 D' vectors the weak components are mostly noise)",
+    )
+    w.add_argument("--power", type=float, default=0.5, help="eigenvalue power (0.5: full)")
+    w.add_argument("--shrinkage", type=float, default=0.1, help="eigenvalue shrinkage to the mean")
+    w.add_argument("-o", "--output", help="output .npz (default models/whiten-<tag>.npz)")
+    w.set_defaults(func=cmd_whiten)
+
+
+class TrainBar:
+    """One line per update on a terminal (overwritten), every few seconds otherwise."""
+
+    def __init__(self, stream=None, interval: float = 5.0):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        final = p.total is not None and p.done >= p.total
+        if not self.tty and not final and now - self._last < self.interval:
+            return
+        self._last = now
+        total = p.total or 0
+        pct = 100.0 * p.done / total if total else 100.0
+        bar = "#" * int(pct / 5)
+        label = "caching views" if p.stage == "cache" else p.message
+        rate = f"{p.rate:.1f} img/s" if p.rate else "-- img/s"
+        line = f"{label} [{bar:<20}] {p.done}/{total} {rate} ETA {fmt_eta(p.eta_s)}"
+        self.stream.write(("\r" + line.ljust(78)) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@contextlib.contextmanager
+def sigint_cancels(cancel: threading.Event) -> Iterator[None]:
+    """First Ctrl-C asks the run to checkpoint and stop; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\nstopping after this batch (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def drive(gen, on_progress) -> TrainResult:
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        on_progress(p)
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        dataset=args.dataset,
+        model=model_config(args),
+        output=args.output,
+        epochs=args.epochs,
+        unlabelled=args.unlabelled,
+        train=args.train,
+        views=args.views,
+        margin=args.margin,
+        scale=args.scale,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        backbone_lr=args.backbone_lr,
+        seed=args.seed,
+        keep_cache=args.keep_cache,
+        threads=args.threads,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    cancel = threading.Event()
+    bar = TrainBar()
+    with sigint_cancels(cancel):
+        gen = train(cfg, cancel=cancel, resume=args.resume, allow_download=not args.offline)
+        result = drive(gen, bar)
+    bar.close()
+    if result.cancelled:
+        print(
+            f"imgfinder: training interrupted after {result.epochs_done} of {cfg.epochs} epochs; "
+            "run the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        return 130
+    losses = result.epoch_loss
+    per_epoch = float(np.median(result.epoch_seconds)) if result.epoch_seconds else 0.0
+    print(
+        f"trained {cfg.train} on {result.images} images, {result.classes} classes: ArcFace loss "
+        f"{losses[0]:.4f} -> {losses[-1]:.4f} in {result.epochs_done} epochs "
+        f"({per_epoch:.1f} s/epoch; feature cache {result.cache_seconds:.1f} s)"
+        if losses
+        else f"nothing left to train ({result.epochs_done} epochs already done)"
+    )
+    if cfg.train == "eca":
+        use = ModelConfig(cfg.model.weights, str(result.output), "cpu", cfg.model.input_size)
+        flag = "--head"
+    else:
+        use = ModelConfig(str(result.output), None, "cpu", cfg.model.input_size)
+        flag = "--weights"
+    model_id = Extractor(use, allow_download=False).model_id
+    print(f"model id: {model_id}")
+    print(f"use it with: imgfinder {flag} {result.output} index   (a re-index follows)")
+    print(result.output)
+    return 0
+
+
+def cmd_whiten(args: argparse.Namespace) -> int:
+    lib = open_library(args)
+    try:
+        pairs = lib.catalog.vector_rows(lib.model_id)
+        if len(pairs) < 3:
+            raise ImgfinderError(
+                f"the library has {len(pairs)} vectors for model {lib.model_id}; "
+                "index some photos first"
+            )
+        rows = np.asarray(sorted({r for _, r in pairs}), dtype=np.int64)
+        vectors = lib.store().get(rows).astype(np.float32)
+        dim = args.dim or max(1, min(1024, len(vectors) // 4))
+        w = learn_whitening(
+            vectors, dim, model_id=lib.model_id, power=args.power, shrinkage=args.shrinkage
+        )
+    finally:
+        lib.close()
+    out = Path(args.output) if args.output else paths.models_dir() / f"whiten-{w.tag}.npz"
+    save_whitening(w, out)
+    print(f"learned from {w.samples} vectors: {w.dim_in} -> {w.dim_out} dims")
+    print(f"whitened model id: {w.output_model_id}")
+    print(out)
+    return 0

@@ -1,0 +1,473 @@
+"""ArcFace fine-tuning of the fused ECA model on cached trunk features; resumable and cancellable.
+
+The frozen part of the network runs once: K views per image (view 0 clean, the rest
+augmented) go through the trunk and what the trainable part needs is cached on disk
+(`paths.cache_dir()/train/`). ECA-only training needs just the pooled layer4 statistics
+(GAP and GMP, because the ECA-weighted average of the map is the ECA weights times its
+GAP), so an epoch takes seconds. ECA + layer4 training caches layer3 maps and re-runs
+only layer4. BatchNorm statistics stay frozen (eval mode). The result is a head file
+{"head": ECA state} or an imgfinder weights bundle; both change the model id.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from imgfinder import __version__, paths
+from imgfinder.atomic import atomic_write
+from imgfinder.core import scan
+from imgfinder.core.arcface import ArcFace
+from imgfinder.core.extract import ModelConfig, pick_device
+from imgfinder.core.model import DESCRIPTOR_DIM, ECA, FusedECA
+from imgfinder.core.traincache import FeatureCache, cache_for
+from imgfinder.core.types import Progress
+from imgfinder.core.weights import BUNDLE_FORMAT, LoadedWeights, resolve_weights
+from imgfinder.errors import ImgfinderError
+
+log = logging.getLogger(__name__)
+
+TRAINABLE = ("eca", "layer4")
+CHECKPOINT_FORMAT = "imgfinder-train-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """A training run; the fields below `epochs` must match to resume a checkpoint."""
+
+    dataset: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    output: str | None = None  # default: models_dir()/head-<dataset>.pt or weights-<dataset>.pt
+    epochs: int = 10
+    unlabelled: bool = False  # every photo its own class, its augmented views the samples
+    train: str = "eca"  # "eca": the ECA kernel only; "layer4": layer4 + ECA
+    views: int = 4  # cached views per image, view 0 un-augmented
+    margin: float = 0.3
+    scale: float = 30.0
+    batch_size: int = 32
+    lr: float = 1e-3  # ECA kernel and ArcFace class centres (Adam)
+    backbone_lr: float = 1e-4  # layer4 (Adam)
+    seed: int = 0
+    keep_cache: bool = False
+    checkpoint_every_s: float = 120.0
+    cache_batch: int | None = None  # views per trunk forward while caching (None: per device)
+    threads: int | None = None  # torch CPU threads during the run (None: leave torch's choice)
+
+    def signature(self, cache_key: str) -> dict:
+        keys = ("unlabelled", "train", "views", "margin", "scale", "batch_size", "lr")
+        sig = {k: getattr(self, k) for k in (*keys, "backbone_lr", "seed")}
+        sig["cache"] = cache_key
+        return sig
+
+
+@dataclass
+class TrainProgress(Progress):
+    """A Progress with the running loss (stage "cache" or "train")."""
+
+    epoch: int = 0
+    epochs: int = 0
+    loss: float | None = None
+
+
+@dataclass
+class TrainResult:
+    output: Path | None  # None when cancelled
+    checkpoint: Path
+    cancelled: bool = False
+    epochs_done: int = 0
+    images: int = 0
+    classes: int = 0
+    epoch_loss: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    cache_seconds: float = 0.0
+
+
+@dataclass
+class TrainSet:
+    root: Path
+    files: list[str]
+    labels: np.ndarray  # int64 class index per file
+    classes: list[str]
+
+
+def discover(dataset: str | Path, unlabelled: bool = False) -> TrainSet:
+    """Folder-per-class images, or (unlabelled) every image under the folder as its own class."""
+    root = Path(dataset).expanduser().resolve()
+    if not root.is_dir():
+        raise ImgfinderError(f"no such dataset folder: {root}")
+    files = [str(f) for f in scan.iter_image_files([root])]
+    if unlabelled:
+        if len(files) < 2:
+            raise ImgfinderError(f"{root} has fewer than two images")
+        classes = [str(Path(f).relative_to(root)) for f in files]
+        return TrainSet(root, files, np.arange(len(files), dtype=np.int64), classes)
+    kept, names = [], []
+    for f in files:
+        parts = Path(f).relative_to(root).parts
+        if len(parts) < 2:
+            log.warning("%s is not inside a class folder; ignored", f)
+            continue
+        kept.append(f)
+        names.append(parts[0])
+    classes = sorted(set(names))
+    if len(classes) < 2:
+        raise ImgfinderError(
+            f"{root} needs at least two class sub-folders with images (or use --unlabelled)"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    return TrainSet(root, kept, np.asarray([index[n] for n in names], dtype=np.int64), classes)
+
+
+def pooled_descriptor(eca: ECA, gap: torch.Tensor, gmp: torch.Tensor) -> torch.Tensor:
+    """FusedECA.fuse from pooled statistics: mean(A * w) = w * mean(A) for channel weights w."""
+    weights = eca.channel_weights(gap[:, :, None, None])
+    avg = F.normalize(weights * gap, dim=1)
+    return F.normalize(torch.cat([avg, F.normalize(gmp, dim=1)], dim=1), dim=1)
+
+
+def trunk_state_torchvision(model: FusedECA) -> dict[str, torch.Tensor]:
+    """The trunk's state dict under torchvision ResNet50 key names (what load_backbone takes)."""
+    names = FusedECA._TRUNK_NAMES
+    out = {}
+    for key, value in model.trunk.state_dict().items():
+        pos, _, rest = key.partition(".")
+        out[f"{names[int(pos)]}.{rest}"] = value.detach().cpu().clone()
+    return out
+
+
+def default_output(cfg: TrainConfig, dataset: Path) -> Path:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name).strip("._") or "dataset"
+    prefix = "head" if cfg.train == "eca" else "weights"
+    return paths.models_dir() / f"{prefix}-{name}.pt"
+
+
+def resolve_output(cfg: TrainConfig, dataset: Path) -> Path:
+    """-o NAME (no folder) lands in the models dir; a path is taken as given; .pt is added."""
+    if not cfg.output:
+        return default_output(cfg, dataset)
+    out = Path(cfg.output).expanduser()
+    if out.suffix != ".pt":
+        out = out.with_name(out.name + ".pt")
+    if len(out.parts) == 1:
+        out = paths.models_dir() / out
+    return out.resolve()
+
+
+def _frozen_bn(module: torch.nn.Module) -> None:
+    """Train mode for dropout-free layers but BatchNorm keeps its running statistics."""
+    module.train()
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def load_model(
+    config: ModelConfig, *, allow_download: bool = True
+) -> tuple[FusedECA, LoadedWeights]:
+    """FusedECA in float32 with the configured backbone and starting head."""
+    weights = resolve_weights(config.weights, allow_download=allow_download)
+    model = FusedECA()
+    try:
+        model.load_backbone(weights.backbone)
+    except (RuntimeError, ValueError) as exc:
+        raise ImgfinderError(f"{weights.source} is not a ResNet50 state dict: {exc}") from None
+    head = weights.head
+    if config.head:
+        head = torch.load(config.head, map_location="cpu", weights_only=True)
+        head = head.get("head", head)
+    if head is not None:
+        model.load_head(head)
+    return model.eval(), weights
+
+
+class Trainer:
+    """One run's state; `run()` is the generator behind `train()`."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool, allow_download: bool):
+        if cfg.train not in TRAINABLE:
+            raise ImgfinderError(f"--train must be one of {', '.join(TRAINABLE)}")
+        if cfg.epochs < 1 or cfg.views < 1 or cfg.batch_size < 2:
+            raise ImgfinderError("epochs and views must be >= 1, batch size >= 2")
+        if cfg.unlabelled and cfg.views < 2:
+            raise ImgfinderError(
+                "unlabelled training learns from augmented views: use --views >= 2"
+            )
+        self.cfg = cfg
+        self.resume = resume
+        self.data = discover(cfg.dataset, cfg.unlabelled)
+        self.output = resolve_output(cfg, self.data.root)
+        self.checkpoint = self.output.with_suffix(".ckpt")
+        self.device = pick_device(cfg.model.device)
+        self.model, self.weights = load_model(cfg.model, allow_download=allow_download)
+        self.model.to(self.device, memory_format=torch.channels_last)
+        self.size = int(cfg.model.input_size)
+        self.cache: FeatureCache = cache_for(
+            self.data.files, self.weights.tag, self.size, cfg.views, cfg.seed,
+            layer3=cfg.train == "layer4",
+        )  # fmt: skip
+        # bf16 autocast for layer4 on a GPU; on CPUs without AMX it measured no faster than fp32
+        self.autocast = self.device.type == "cuda"
+        self.signature = cfg.signature(self.cache.key)
+
+    # -- steps -------------------------------------------------------------------------
+    def descriptors(self, idx: np.ndarray, view: np.ndarray) -> torch.Tensor:
+        if self.cfg.train == "eca":
+            pooled = torch.from_numpy(self.cache.pooled_rows(idx, view)).to(self.device)
+            return pooled_descriptor(self.model.eca, pooled[:, 0], pooled[:, 1])
+        l3 = torch.from_numpy(self.cache.layer3_rows(idx, view)).to(self.device).float()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            fmap = self.model.trunk[7](l3.contiguous(memory_format=torch.channels_last))
+        return self.model.fuse(fmap.float()).descriptor
+
+    def clean_descriptors(self, idx: np.ndarray) -> torch.Tensor:
+        """View-0 descriptors of the starting model, from the pooled cache (no layer4 run)."""
+        pooled = torch.from_numpy(self.cache.pooled_rows(idx, np.zeros(len(idx), np.int64)))
+        pooled = pooled.to(self.device)
+        return pooled_descriptor(self.model.eca, pooled[:, 0], pooled[:, 1])
+
+    def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image order and the view each image shows this epoch, from (seed, epoch) alone."""
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        order = rng.permutation(self.cache.valid_indices())
+        return order, rng.integers(0, self.cfg.views, size=len(order))
+
+    def _save_checkpoint(self, arcface: ArcFace, opt, epoch: int, step: int, hist: dict) -> None:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "signature": self.signature,
+            "epoch": epoch,
+            "step": step,
+            "eca": self.model.eca.state_dict(),
+            "layer4": self.model.trunk[7].state_dict() if self.cfg.train == "layer4" else None,
+            "arcface": arcface.state_dict(),
+            "optimizer": opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "history": hist,
+        }
+        with atomic_write(self.checkpoint) as fh:
+            torch.save(state, fh)
+        log.info("checkpoint %s (epoch %d, step %d)", self.checkpoint, epoch, step)
+
+    def _load_checkpoint(self, arcface: ArcFace, opt) -> tuple[int, int, dict] | None:
+        if not self.checkpoint.exists():
+            log.warning("no checkpoint at %s; starting from the beginning", self.checkpoint)
+            return None
+        try:
+            state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        except Exception as exc:
+            raise ImgfinderError(f"cannot read checkpoint {self.checkpoint}: {exc}") from None
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+            raise ImgfinderError(f"{self.checkpoint} is not a training checkpoint of this version")
+        if state["signature"] != self.signature:
+            diff = sorted(
+                k for k in self.signature if state["signature"].get(k) != self.signature[k]
+            )
+            raise ImgfinderError(
+                f"{self.checkpoint} was made with other settings ({', '.join(diff)} differ); "
+                "use the same settings, or start over without --resume"
+            )
+        self.model.eca.load_state_dict(state["eca"])
+        if state["layer4"] is not None:
+            self.model.trunk[7].load_state_dict(state["layer4"])
+        arcface.load_state_dict(state["arcface"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        return int(state["epoch"]), int(state["step"]), state["history"]
+
+    def _setup(self) -> tuple[ArcFace, torch.optim.Optimizer]:
+        cfg = self.cfg
+        self.model.requires_grad_(False)
+        self.model.eval()
+        self.model.eca.requires_grad_(True)
+        groups = [{"params": list(self.model.eca.parameters()), "lr": cfg.lr}]
+        if cfg.train == "layer4":
+            layer4 = self.model.trunk[7]
+            layer4.requires_grad_(True)
+            _frozen_bn(layer4)
+            groups.append({"params": list(layer4.parameters()), "lr": cfg.backbone_lr})
+        arcface = ArcFace(DESCRIPTOR_DIM, len(self.data.classes), cfg.margin, cfg.scale)
+        arcface.to(self.device)
+        # class centres start at the mean clean-view descriptor of each class
+        valid = self.cache.valid_indices()
+        with torch.no_grad():
+            clean = torch.cat(
+                [self.clean_descriptors(valid[i : i + 1024]) for i in range(0, len(valid), 1024)]
+            )
+        arcface.init_centres(clean, torch.from_numpy(self.data.labels[valid]).to(self.device))
+        groups.append({"params": [arcface.weight], "lr": cfg.lr})
+        try:  # the fused kernel is several times faster for layer4's 15M parameters
+            opt = torch.optim.Adam(groups, fused=True)
+        except (RuntimeError, TypeError):
+            opt = torch.optim.Adam(groups)
+        return arcface, opt
+
+    def run(self, cancel: threading.Event) -> Generator[Progress, None, TrainResult]:
+        """Like _run, with the configured CPU thread count (restored afterwards)."""
+        previous = torch.get_num_threads()
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        try:
+            return (yield from self._run(cancel))
+        finally:
+            torch.set_num_threads(previous)
+
+    def _run(self, cancel: threading.Event) -> Generator[Progress, None, TrainResult]:
+        cfg = self.cfg
+        result = TrainResult(None, self.checkpoint, images=len(self.data.files))
+        result.classes = len(self.data.classes)
+        t0 = time.perf_counter()
+        built = yield from self.cache.build(self.model, self.device, cancel, cfg.cache_batch)
+        result.cache_seconds = time.perf_counter() - t0
+        if not built:
+            result.cancelled = True
+            return result
+        if len(np.unique(self.data.labels[self.cache.valid_indices()])) < 2:
+            raise ImgfinderError("fewer than two classes have readable images")
+        torch.manual_seed(cfg.seed)
+        arcface, opt = self._setup()
+        epoch, step = 0, 0
+        hist = {"epoch_loss": [], "epoch_seconds": [], "loss_sum": 0.0, "n": 0, "seconds": 0.0}
+        loaded = self._load_checkpoint(arcface, opt) if self.resume else None
+        if loaded is not None:
+            epoch, step, hist = loaded
+            log.info("resuming at epoch %d step %d", epoch, step)
+        labels = torch.from_numpy(self.data.labels).to(self.device)
+        n_valid = len(self.cache.valid_indices())
+        steps_per_epoch = math.ceil(n_valid / cfg.batch_size)
+        total = cfg.epochs * n_valid
+        started, done_here = time.perf_counter(), 0
+        last_ckpt = started
+        while epoch < cfg.epochs:
+            order, views = self.plan(epoch)
+            epoch_start = time.perf_counter() - hist["seconds"]
+            while step < steps_per_epoch:
+                if cancel.is_set():
+                    hist["seconds"] = time.perf_counter() - epoch_start
+                    self._save_checkpoint(arcface, opt, epoch, step, hist)
+                    result.cancelled = True
+                    result.epochs_done = epoch
+                    result.epoch_loss = list(hist["epoch_loss"])
+                    result.epoch_seconds = list(hist["epoch_seconds"])
+                    return result
+                sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+                idx = order[sl]
+                loss = arcface(self.descriptors(idx, views[sl]), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_value = loss.item()
+                hist["loss_sum"] += loss_value * len(idx)
+                hist["n"] += len(idx)
+                step += 1
+                done_here += len(idx)
+                elapsed = time.perf_counter() - started
+                rate = done_here / elapsed if elapsed > 0 else None
+                done = epoch * n_valid + min(step * cfg.batch_size, n_valid)
+                eta = (total - done) / rate if rate else None
+                yield TrainProgress(
+                    "train", done, total, rate, eta,
+                    message=f"epoch {epoch + 1}/{cfg.epochs} loss {loss_value:.4f}",
+                    epoch=epoch + 1, epochs=cfg.epochs, loss=loss_value,
+                )  # fmt: skip
+                if time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
+                    hist["seconds"] = time.perf_counter() - epoch_start
+                    self._save_checkpoint(arcface, opt, epoch, step, hist)
+                    last_ckpt = time.perf_counter()
+            hist["epoch_loss"].append(hist["loss_sum"] / max(1, hist["n"]))
+            hist["epoch_seconds"].append(time.perf_counter() - epoch_start)
+            hist.update(loss_sum=0.0, n=0, seconds=0.0)
+            log.info("epoch %d: loss %.4f", epoch + 1, hist["epoch_loss"][-1])
+            epoch, step = epoch + 1, 0
+            self._save_checkpoint(arcface, opt, epoch, step, hist)
+            last_ckpt = time.perf_counter()
+        result.epochs_done = epoch
+        result.epoch_loss = list(hist["epoch_loss"])
+        result.epoch_seconds = list(hist["epoch_seconds"])
+        result.output = self._write_output(result)
+        self.checkpoint.unlink(missing_ok=True)
+        if not cfg.keep_cache:
+            self.cache.remove()
+        return result
+
+    def _write_output(self, result: TrainResult) -> Path:
+        cfg = self.cfg
+        meta = {
+            "trained": cfg.train,
+            "dataset": str(self.data.root),
+            "unlabelled": cfg.unlabelled,
+            "classes": len(self.data.classes),
+            "images": len(self.cache.valid_indices()),
+            "epochs": result.epochs_done,
+            "views": cfg.views,
+            "margin": cfg.margin,
+            "scale": cfg.scale,
+            "input_size": self.size,
+            "base_weights": self.weights.tag,
+            "base_source": self.weights.source,
+            "final_loss": result.epoch_loss[-1] if result.epoch_loss else None,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "imgfinder": __version__,
+        }
+        out: dict = {"head": self.model.head_state(), "meta": meta}
+        if cfg.train == "layer4":
+            out = {"format": BUNDLE_FORMAT, "backbone": trunk_state_torchvision(self.model), **out}
+        with atomic_write(self.output) as fh:
+            torch.save(out, fh)
+        log.info("wrote %s", self.output)
+        return self.output
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    cancel: threading.Event | None = None,
+    resume: bool = False,
+    allow_download: bool = True,
+) -> Generator[Progress, None, TrainResult]:
+    """Cache trunk features, then train; yields Progress per batch, returns a TrainResult."""
+    trainer = Trainer(cfg, resume=resume, allow_download=allow_download)
+    return (yield from trainer.run(cancel or threading.Event()))
+
+
+@dataclass
+class ModelFile:
+    """A selectable file in the models folder, for a settings dialog's list."""
+
+    path: Path
+    kind: str  # "head" (ModelConfig.head), "bundle" or "backbone" (ModelConfig.weights)
+    meta: dict
+
+
+def list_model_files(directory: str | Path | None = None) -> list[ModelFile]:
+    """Heads and weights under `models_dir()` (*.pt, *.pth); unreadable files are skipped."""
+    folder = Path(directory) if directory else paths.models_dir()
+    found = []
+    for f in sorted([*folder.glob("*.pt"), *folder.glob("*.pth")]):
+        try:
+            state = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # a half-copied or foreign file must not break the list
+            log.warning("skipping %s: %s", f, exc)
+            continue
+        if not isinstance(state, dict):
+            continue
+        meta = state.get("meta") if isinstance(state.get("meta"), dict) else {}
+        if state.get("format") == BUNDLE_FORMAT:
+            found.append(ModelFile(f, "bundle", meta))
+        elif isinstance(state.get("head"), dict) or "conv.weight" in state:
+            found.append(ModelFile(f, "head", meta))
+        elif "layer4.0.conv1.weight" in state or "state_dict" in state:
+            found.append(ModelFile(f, "backbone", meta))
+    return found

@@ -1,0 +1,205 @@
+"""PCA whitening learned from a library's own vectors: centre, project to D', whiten, re-normalise.
+
+No labels are needed (Jégou & Chum, "Negative evidences and co-occurrences in image
+retrieval", 2012; Radenović et al. learn it the same way for CNN descriptors).
+Eigenvalues are shrunk toward their mean, l' = (1 - b) l + b mean(l), and each
+component is scaled by l'^-p: p = 0.5 is full whitening, smaller p whitens partially,
+b > 0 keeps weak (noisy) components from being blown up. The file records the model
+id it was learned for; the whitened vectors get their own model id (`output_model_id`),
+so a store or index of whitened vectors never mixes with raw ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imgfinder.atomic import atomic_write
+from imgfinder.errors import ImgfinderError, ModelMismatchError
+
+log = logging.getLogger(__name__)
+
+WHITEN_FORMAT = "imgfinder-whitening"
+WHITEN_VERSION = 1
+
+
+@dataclass
+class Whitening:
+    """y = normalise((x - mean) @ projection); projection already holds the per-axis scale."""
+
+    mean: np.ndarray  # (D,) float32
+    projection: np.ndarray  # (D, D') float32, eigenvectors times shrunk eigenvalue^-power
+    eigenvalues: np.ndarray  # (D',) covariance eigenvalues, before shrinkage, descending
+    model_id: str  # the model whose vectors it was learned from
+    power: float
+    shrinkage: float
+    samples: int
+
+    @property
+    def dim_in(self) -> int:
+        return int(self.projection.shape[0])
+
+    @property
+    def dim_out(self) -> int:
+        return int(self.projection.shape[1])
+
+    @property
+    def tag(self) -> str:
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.mean, np.float32).tobytes())
+        h.update(np.ascontiguousarray(self.projection, np.float32).tobytes())
+        return f"pw{self.dim_out}-{h.hexdigest()[:10]}"
+
+    @property
+    def output_model_id(self) -> str:
+        """Model id of the whitened vectors: the raw model's id plus this whitening's tag."""
+        return f"{self.model_id}/{self.tag}"
+
+    def truncated(self, dim: int) -> Whitening:
+        """The same whitening keeping only the `dim` strongest components (no re-learning)."""
+        if not 1 <= dim <= self.dim_out:
+            raise ImgfinderError(f"cannot truncate a {self.dim_out}-d whitening to {dim}")
+        return replace(
+            self,
+            projection=self.projection[:, :dim].copy(),
+            eigenvalues=self.eigenvalues[:dim].copy(),
+        )
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        """(N, D) or (D,) raw descriptors -> unit-norm (N, D') or (D',) float32."""
+        x = np.asarray(vectors, dtype=np.float32)
+        single = x.ndim == 1
+        x = np.atleast_2d(x)
+        if x.shape[1] != self.dim_in:
+            raise ImgfinderError(f"whitening expects {self.dim_in}-d vectors, got {x.shape[1]}")
+        y = (x - self.mean) @ self.projection
+        norms = np.linalg.norm(y, axis=1, keepdims=True)
+        y /= np.maximum(norms, 1e-12)
+        return y[0] if single else y
+
+
+def learn_whitening(
+    vectors: np.ndarray,
+    dim: int,
+    *,
+    model_id: str = "",
+    power: float = 0.5,
+    shrinkage: float = 0.1,
+) -> Whitening:
+    """PCA-whitening from unlabelled vectors (N, D); D' is capped at the data's rank N - 1."""
+    x = torch.from_numpy(np.asarray(vectors, dtype=np.float64))
+    n, d = x.shape
+    if n < 3:
+        raise ImgfinderError(f"whitening needs at least 3 vectors, got {n}")
+    if not 0.0 <= shrinkage <= 1.0 or not 0.0 <= power <= 1.0:
+        raise ImgfinderError("shrinkage and power must lie in [0, 1]")
+    rank = min(n - 1, d)
+    if dim > rank:
+        log.warning("whitening to %d dims needs more vectors; using %d (rank of %d)", dim, rank, n)
+        dim = rank
+    elif n < 4 * dim:
+        log.warning("%d vectors for %d dims: the weakest components will be noisy", n, dim)
+    mean = x.mean(dim=0)
+    xc = x - mean
+    if n < d:  # eigenvectors of the D x D covariance from the smaller N x N Gram matrix
+        evals, u = torch.linalg.eigh(xc @ xc.T)
+        evals, u = evals.flip(0)[:dim].clamp_min(0), u.flip(1)[:, :dim]
+        vecs = (xc.T @ u) / evals.clamp_min(1e-12).sqrt()
+    else:
+        evals, vecs = torch.linalg.eigh(xc.T @ xc)
+        evals, vecs = evals.flip(0)[:dim].clamp_min(0), vecs.flip(1)[:, :dim]
+    evals = evals / (n - 1)
+    mean_eval = float((xc * xc).sum()) / (n - 1) / d  # trace of the covariance / D
+    # a deterministic sign per axis (largest component positive), for reproducible files
+    signs = torch.sign(vecs.gather(0, vecs.abs().argmax(dim=0, keepdim=True)))
+    vecs = vecs * torch.where(signs == 0, 1.0, signs)
+    shrunk = (1.0 - shrinkage) * evals + shrinkage * mean_eval
+    scale = shrunk.clamp_min(1e-12 * max(mean_eval, 1e-30)) ** -power
+    return Whitening(
+        mean=mean.float().numpy(),
+        projection=(vecs * scale).float().numpy(),
+        eigenvalues=evals.float().numpy(),
+        model_id=model_id,
+        power=float(power),
+        shrinkage=float(shrinkage),
+        samples=int(n),
+    )
+
+
+def save_whitening(w: Whitening, path: str | os.PathLike) -> Path:
+    """Write an .npz atomically (format, version, model id, arrays, settings)."""
+    path = Path(path)
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        format=np.array(WHITEN_FORMAT),
+        version=np.array(WHITEN_VERSION),
+        model_id=np.array(w.model_id),
+        mean=w.mean.astype(np.float32),
+        projection=w.projection.astype(np.float32),
+        eigenvalues=w.eigenvalues.astype(np.float32),
+        power=np.array(w.power),
+        shrinkage=np.array(w.shrinkage),
+        samples=np.array(w.samples),
+    )
+    with atomic_write(path) as fh:
+        fh.write(buf.getvalue())
+    return path
+
+
+def load_whitening(path: str | os.PathLike, model_id: str | None = None) -> Whitening:
+    """Read a whitening file; with `model_id`, refuse one learned for another model."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["format"]) != WHITEN_FORMAT:
+                raise ImgfinderError(f"{path} is not an imgfinder whitening file")
+            if int(z["version"]) != WHITEN_VERSION:
+                raise ImgfinderError(f"{path}: whitening version {int(z['version'])} unsupported")
+            w = Whitening(
+                mean=z["mean"],
+                projection=z["projection"],
+                eigenvalues=z["eigenvalues"],
+                model_id=str(z["model_id"]),
+                power=float(z["power"]),
+                shrinkage=float(z["shrinkage"]),
+                samples=int(z["samples"]),
+            )
+    except FileNotFoundError:
+        raise ImgfinderError(f"no such whitening file: {path}") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise ImgfinderError(f"cannot read whitening file {path}: {exc}") from None
+    if model_id is not None and w.model_id != model_id:
+        raise ModelMismatchError(
+            f"{path} was learned for model {w.model_id}, the current model is {model_id}; "
+            "learn it again with `imgfinder whiten`",
+            stored=w.model_id,
+            current=model_id,
+        )
+    return w
+
+
+def list_whitening_files(
+    model_id: str | None = None, directory: str | os.PathLike | None = None
+) -> list[tuple[Path, Whitening]]:
+    """`whiten-*.npz` files in the models folder, only those for `model_id` when given."""
+    from imgfinder import paths  # noqa: PLC0415 (keeps this module usable without a data dir)
+
+    folder = Path(directory) if directory else paths.models_dir()
+    found = []
+    for f in sorted(folder.glob("*.npz")):
+        try:
+            w = load_whitening(f)
+        except ImgfinderError as exc:
+            log.warning("skipping %s: %s", f, exc)
+            continue
+        if model_id is None or w.model_id == model_id:
+            found.append((f, w))
+    return found

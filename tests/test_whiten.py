@@ -1,0 +1,114 @@
+"""PCA whitening: learning, the whitened geometry, save/load, model ids, the `whiten` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgfinder.cli import main
+from imgfinder.core.whiten import (
+    learn_whitening,
+    list_whitening_files,
+    load_whitening,
+    save_whitening,
+)
+from imgfinder.errors import ImgfinderError, ModelMismatchError
+from tests.conftest import cli_args
+from tests.imgutil import make_jpeg
+
+
+def correlated(n: int, d: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors with a few strong, correlated directions (like CNN descriptors)."""
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) * np.geomspace(10, 0.1, d)[:, None]
+    x = rng.normal(size=(n, d)) @ mix + 3.0
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [40, 300])  # fewer and more samples than dimensions
+def test_whitening_decorrelates_and_normalises(n):
+    x = correlated(n, 64)
+    w = learn_whitening(x, 16, model_id="m", shrinkage=0.0)
+    assert (w.dim_in, w.dim_out, w.samples) == (64, 16, n)
+    z = (x - w.mean) @ w.projection
+    np.testing.assert_allclose(np.cov(z, rowvar=False), np.eye(16), atol=1e-3)
+    y = w.apply(x)
+    assert y.shape == (n, 16) and y.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
+    assert w.apply(x[0]).shape == (16,)
+    assert np.all(np.diff(w.eigenvalues) <= 1e-9)  # strongest first
+
+
+def test_shrinkage_and_power_tame_weak_components():
+    x = correlated(200, 32)
+    full = learn_whitening(x, 32, shrinkage=0.0)
+    shrunk = learn_whitening(x, 32, shrinkage=0.5)
+    partial = learn_whitening(x, 32, power=0.25, shrinkage=0.0)
+    gain = [np.linalg.norm(w.projection, axis=0) for w in (full, shrunk, partial)]
+    ratio = [g[-1] / g[0] for g in gain]  # weakest axis' gain relative to the strongest
+    assert ratio[1] < ratio[0] and ratio[2] < ratio[0]
+    unit = learn_whitening(x, 32, shrinkage=1.0)  # full shrinkage: a plain PCA rotation
+    norms = np.linalg.norm(unit.projection, axis=0)
+    np.testing.assert_allclose(norms, norms[0], rtol=1e-5)
+
+
+def test_truncating_equals_learning_fewer_dimensions():
+    x = correlated(150, 40)
+    small = learn_whitening(x, 10)
+    cut = learn_whitening(x, 30).truncated(10)
+    np.testing.assert_allclose(cut.projection, small.projection, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(cut.apply(x), small.apply(x), atol=1e-5)
+    with pytest.raises(ImgfinderError):
+        small.truncated(11)
+
+
+def test_dimension_is_capped_at_the_rank():
+    w = learn_whitening(correlated(10, 64), 32)
+    assert w.dim_out == 9
+    with pytest.raises(ImgfinderError):
+        learn_whitening(correlated(2, 8), 4)
+    with pytest.raises(ImgfinderError, match="expects 64-d"):
+        w.apply(np.zeros((2, 32), np.float32))
+
+
+def test_save_load_round_trip_and_model_ids(tmp_path):
+    x = correlated(120, 48)
+    w = learn_whitening(x, 24, model_id="fused-eca-r50/file-abc/eca0/224/sq-in1k")
+    path = save_whitening(w, tmp_path / "w.npz")
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write left nothing behind
+    back = load_whitening(path, model_id=w.model_id)
+    np.testing.assert_array_equal(back.projection, w.projection)
+    np.testing.assert_array_equal(back.apply(x), w.apply(x))
+    assert (back.power, back.shrinkage, back.samples) == (w.power, w.shrinkage, 120)
+    assert back.tag == w.tag and back.tag.startswith("pw24-")
+    assert back.output_model_id == f"{w.model_id}/{w.tag}"
+    other = learn_whitening(correlated(120, 48, seed=1), 24, model_id=w.model_id)
+    assert other.output_model_id != w.output_model_id
+    with pytest.raises(ModelMismatchError, match="learned for model"):
+        load_whitening(path, model_id="another-model")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ImgfinderError, match="cannot read"):
+        load_whitening(tmp_path / "bad.npz")
+    with pytest.raises(ImgfinderError, match="no such"):
+        load_whitening(tmp_path / "missing.npz")
+
+
+def test_cli_whiten_learns_from_the_library(tmp_path, weights_file, capsys):
+    photos = tmp_path / "photos"
+    for i in range(6):
+        make_jpeg(photos / f"{i}.jpg", (80, 60), seed=30 + i)
+    args = cli_args(tmp_path / "data", weights_file)
+    assert main([*args, "index", str(photos)]) == 0
+    capsys.readouterr()
+    assert main([*args, "whiten", "--dim", "4"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    path = Path(out[-1])
+    assert path.parent == (tmp_path / "data" / "models").resolve() and path.exists()
+    w = load_whitening(path)
+    assert w.dim_out == 4 and w.samples == 6 and w.model_id.startswith("fused-eca-r50/")
+    assert f"whitened model id: {w.output_model_id}" in out
+    listed = list_whitening_files(w.model_id, path.parent)
+    assert [f for f, _ in listed] == [path]
+    assert list_whitening_files("other-model", path.parent) == []
