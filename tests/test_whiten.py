@@ -112,3 +112,35 @@ def test_cli_whiten_learns_from_the_library(tmp_path, weights_file, capsys):
     listed = list_whitening_files(w.model_id, path.parent)
     assert [f for f, _ in listed] == [path]
     assert list_whitening_files("other-model", path.parent) == []
+
+
+def test_library_applies_whitening_before_the_index(tmp_path, model_config, capsys):
+    """--whiten: smaller stored vectors, their own model id, search still finds the copy."""
+    import dataclasses
+
+    from imgfinder.core.library import Library, run
+    from imgfinder.core.whiten import learn_whitening, save_whitening
+    from tests.imgutil import make_jpeg
+
+    root = tmp_path / "pics"
+    for i in range(12):
+        make_jpeg(root / f"p{i}.jpg", size=(96, 72), seed=200 + i)
+    raw = Library(tmp_path / "data", model_config, index_backend="exact")
+    run(raw.index([root]))
+    pairs = raw.catalog.vector_rows(raw.model_id)
+    vecs = raw.store().get(np.array([r for _, r in pairs])).astype(np.float32)
+    w = learn_whitening(vecs, 8, model_id=raw.model_id)
+    wfile = save_whitening(w, tmp_path / "w.npz")
+    raw.close()
+
+    cfg = dataclasses.replace(model_config, whitening=str(wfile))
+    lib = Library(tmp_path / "data", cfg, index_backend="exact")
+    assert lib.dim == 8 and lib.model_id == w.output_model_id
+    with pytest.raises(Exception, match="re-index needed"):
+        lib.search(root / "p3.jpg")
+    summary = run(lib.index())
+    assert summary.indexed == 12
+    assert lib.store().dim == 8
+    hit = lib.search(root / "p3.jpg", k=1)[0]
+    assert hit.path == str(root / "p3.jpg") and hit.score == pytest.approx(1.0, abs=1e-2)
+    lib.close()

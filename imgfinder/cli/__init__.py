@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--head", default=argparse.SUPPRESS, help="trained ECA head file")
     g.add_argument(
+        "--whiten",
+        dest="whitening",
+        default=argparse.SUPPRESS,
+        help="PCA-whitening file from `imgfinder whiten` (applied before the index)",
+    )
+    g.add_argument(
         "--device",
         default=argparse.SUPPRESS,
         choices=["auto", "cpu", "cuda", "mps"],
@@ -76,8 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imgfinder {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     gui = sub.add_parser("gui", parents=[common], help="launch the desktop app")
-    gui.add_argument("open", nargs="*", metavar="IMAGE",
-                     help="image files or URLs to search for on start (the .desktop entry's %%U)")
+    gui.add_argument(
+        "open",
+        nargs="*",
+        metavar="IMAGE",
+        help="image files or URLs to search for on start (the .desktop entry's %%U)",
+    )
     gui.set_defaults(func=_run_gui)
     for module in COMMAND_MODULES:
         module.register(sub, common)
@@ -88,6 +98,7 @@ DEFAULTS = {
     "data_dir": None,
     "weights": None,
     "head": None,
+    "whitening": None,
     "device": "auto",
     "input_size": 224,
     "index_backend": "lsh",

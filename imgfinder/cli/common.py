@@ -13,7 +13,11 @@ from imgfinder.core.types import Progress
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
     return ModelConfig(
-        weights=args.weights, head=args.head, device=args.device, input_size=args.input_size
+        weights=args.weights,
+        head=args.head,
+        whitening=getattr(args, "whitening", None),
+        device=args.device,
+        input_size=args.input_size,
     )
 
 

@@ -201,6 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_whiten(args: argparse.Namespace) -> int:
+    args.whitening = None  # learned from the raw (unwhitened) library vectors
     lib = open_library(args)
     try:
         pairs = lib.catalog.vector_rows(lib.model_id)

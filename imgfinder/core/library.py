@@ -79,6 +79,7 @@ class Library:
         self.weights_progress = weights_progress
         self.catalog = Catalog(self.data_dir / "catalog.sqlite")
         self._extractor: Extractor | None = None
+        self._whitening = None
         self._store: VectorStore | None = None
         self._index = None
         self._source: CatalogSource | None = None
@@ -100,8 +101,35 @@ class Library:
         return self._extractor
 
     @property
+    def whitening(self):
+        """The PCA whitening applied to descriptors before storing/searching, or None."""
+        if self._whitening is None and self.config.whitening:
+            from imgfinder.core.whiten import load_whitening
+
+            self._whitening = load_whitening(
+                self.config.whitening, model_id=self.extractor.model_id
+            )
+        return self._whitening
+
+    @property
     def model_id(self) -> str:
-        return self.extractor.model_id
+        """Identity of the stored vectors: the model's, plus the whitening when one is used."""
+        w = self.whitening
+        return w.output_model_id if w is not None else self.extractor.model_id
+
+    @property
+    def dim(self) -> int:
+        w = self.whitening
+        return w.dim_out if w is not None else self.extractor.dim
+
+    def descriptor(self, vectors: np.ndarray) -> np.ndarray:
+        """Model descriptors -> the vectors the store and index hold (whitened if configured)."""
+        w = self.whitening
+        return w.apply(vectors).astype(np.float32) if w is not None else vectors
+
+    def embed(self, source) -> np.ndarray:
+        """The stored/searched vector of one image (path, bytes or PIL image)."""
+        return self.descriptor(self.extractor.embed(source)[None])[0]
 
     # -- storage -------------------------------------------------------------------
     @property
@@ -123,7 +151,7 @@ class Library:
             if name is None:
                 name = f"{model_digest(self.model_id).hex()[:20]}-0.f16"
                 self.catalog.set_meta(key, name)
-            self._store = VectorStore(self.vectors_dir / name, self.extractor.dim, self.model_id)
+            self._store = VectorStore(self.vectors_dir / name, self.dim, self.model_id)
             self._remove_orphan_stores()
         return self._store
 
@@ -247,7 +275,11 @@ class Library:
             )
             for batch in pipeline:
                 new_vecs = [b.vector for b in batch if b.vector is not None]
-                rows = store.append(np.stack(new_vecs)) if new_vecs else np.zeros(0, np.int64)
+                rows = (
+                    store.append(self.descriptor(np.stack(new_vecs)))
+                    if new_vecs
+                    else np.zeros(0, np.int64)
+                )
                 row_iter = iter(rows.tolist())
                 records = []
                 for b in batch:
@@ -442,7 +474,7 @@ class Library:
 
     def _build_index(self, pairs: list[tuple[int, int]]):
         index = open_index(
-            self.index_backend, self.extractor.dim, model_id=self.model_id, source=self._source
+            self.index_backend, self.dim, model_id=self.model_id, source=self._source
         )
         ids = np.asarray([i for i, _ in pairs], dtype=np.int64)
         for s in range(0, len(ids), 8192):
@@ -474,7 +506,7 @@ class Library:
 
     def search(self, source, k: int = 20) -> list[Hit]:
         """Similar photos for an image (path, bytes or PIL image), best first."""
-        return self.search_vector(self.extractor.embed(source), k)
+        return self.search_vector(self.embed(source), k)
 
     def search_vector(self, vector: np.ndarray, k: int = 20) -> list[Hit]:
         self.check_model()

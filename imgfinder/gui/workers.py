@@ -164,12 +164,11 @@ class SearchWorker(QObject):
             try:
                 lib = req.lib
                 q = req.query
-                ex = lib.extractor
-                vector = q.vector if q.model_id == ex.model_id else None
+                vector = q.vector if q.model_id == lib.model_id else None  # loads the model
                 source = None
                 if vector is None:
                     source = q.source()
-                    vector = ex.embed(source)
+                    vector = lib.embed(source)  # whitened when the library uses whitening
                 hits = lib.search_vector(vector, req.k)
                 rows = lib.catalog.images([h.image_id for h in hits])
                 items = []
@@ -183,7 +182,7 @@ class SearchWorker(QObject):
                 self.failed.emit(req.id, describe(exc))
                 return
         secs = time.perf_counter() - t0
-        self.done.emit(SearchResult(req.id, q, items, vector, ex.model_id, secs))
+        self.done.emit(SearchResult(req.id, q, items, vector, lib.model_id, secs))
         if req.want_preview:  # a little later: the GUI thread paints the results first
             QTimer.singleShot(PREVIEW_DELAY_MS, lambda: self._preview(req, source))
 
