@@ -29,8 +29,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix imgfinder tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/indexing.py
-	$(BIN)/python benchmarks/search.py
+	for b in indexing search gui_latency explain dupes_scan duplicates training; do \
+		QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
