@@ -40,11 +40,11 @@ class ModelConfig:
 
     weights: str | None = None  # local state dict; None: IMGFINDER_WEIGHTS or torchvision enum
     head: str | None = None  # trained ECA head file (imgfinder train)
-    whitening: str | None = None  # PCA-whitening file (imgfinder whiten), applied before the index
     device: str = "auto"
     input_size: int = 224
     batch_size: int | None = None  # None: chosen per device
     decode_workers: int | None = None  # None: chosen from the core count
+    whitening: str | None = None  # PCA-whitening file (imgfinder whiten), applied before the index
 
 
 def pick_device(name: str = "auto") -> torch.device:

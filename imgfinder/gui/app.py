@@ -140,6 +140,7 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
         data_dir=getattr(args, "data_dir", None),
         weights=given("weights"),
         head=given("head"),
+        whitening=given("whitening"),
         device=given("device"),
         input_size=given("input_size"),
         index_backend=given("index_backend"),

@@ -406,6 +406,14 @@ class DuplicatesView(QWidget):
         self._say(message)
         self._thread.start()
 
+    def reset(self) -> None:
+        """Forget the cached pairs (call when another library is opened)."""
+        self.cancel_scan()
+        self.pairs, self.groups = None, []
+        self.group_list.clear()
+        self._show_group(-1)
+        self.reason_label.setText("“Find duplicates” scans the library.")
+
     def cancel_scan(self) -> None:
         if self._worker is not None:
             self._worker.cancel.set()

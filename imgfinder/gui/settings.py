@@ -9,8 +9,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from imgfinder.atomic import atomic_write_bytes
-from imgfinder.core.extract import DEVICES, ModelConfig
+from imgfinder.core.extract import DEVICES, PREPROCESSING, ModelConfig, head_tag
+from imgfinder.core.weights import BUNDLE_FORMAT, DEFAULT_ENUM, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +24,10 @@ THUMB_MIN, THUMB_MAX = 64, 384
 MAX_RESULTS = 10_000
 
 # Fields that change the Library (model, device or index); the others only change the view.
-LIBRARY_FIELDS = ("device", "input_size", "index_backend", "weights", "head")
+LIBRARY_FIELDS = ("device", "input_size", "index_backend", "weights", "head", "whitening")
 # Fields that change the vectors themselves (so the model id), beyond the device.
-MODEL_FIELDS = ("input_size", "weights", "head")
+MODEL_FIELDS = ("input_size", "weights", "head", "whitening")
+PATH_FIELDS = ("weights", "head", "whitening")  # a file, or None for the default
 
 
 @dataclass
@@ -35,7 +39,8 @@ class GuiSettings:
     input_size: int = 224
     index_backend: str = "lsh"
     weights: str | None = None  # a local weights file picked in the app; None: the default
-    head: str | None = None
+    head: str | None = None  # a trained ECA head file (imgfinder train); None: the weights' own
+    whitening: str | None = None  # a PCA-whitening file (imgfinder whiten); None: off
     thumb_size: int = 160
     result_count: int = 60
     min_score: float = 0.0
@@ -90,10 +95,13 @@ class GuiSettings:
         self.result_count = min(MAX_RESULTS, max(1, int(self.result_count)))
         self.min_score = min(1.0, max(-1.0, float(self.min_score)))
         self.rescan_minutes = min(24 * 60, max(1, int(self.rescan_minutes)))
+        for name in PATH_FIELDS:
+            if not (getattr(self, name) or "").strip():
+                setattr(self, name, None)
 
 
 def _type_ok(value, default, name: str) -> bool:
-    if name in ("weights", "head", "window_geometry", "window_state"):
+    if name in (*PATH_FIELDS, "window_geometry", "window_state"):
         return value is None or isinstance(value, str)
     if isinstance(default, bool):
         return isinstance(value, bool)
@@ -111,6 +119,7 @@ class LaunchOptions:
     data_dir: str | None = None
     weights: str | None = None
     head: str | None = None
+    whitening: str | None = None
     device: str | None = None
     input_size: int | None = None
     index_backend: str | None = None
@@ -132,6 +141,7 @@ class Effective:
     index_backend: str
     weights: str | None
     head: str | None
+    whitening: str | None = None
 
     @classmethod
     def resolve(cls, settings: GuiSettings, opts: LaunchOptions) -> Effective:
@@ -143,9 +153,68 @@ class Effective:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(
-            weights=self.weights, head=self.head, device=self.device, input_size=self.input_size
+            weights=self.weights,
+            head=self.head,
+            whitening=self.whitening,
+            device=self.device,
+            input_size=self.input_size,
         )
 
     def weights_file(self) -> str | None:
         """The explicit weights file in use (a setting, --weights or IMGFINDER_WEIGHTS)."""
         return self.weights or os.environ.get("IMGFINDER_WEIGHTS") or None
+
+
+# -- model ids of candidate configurations (for the settings dialog, without loading a model) ---
+_file_cache: dict[tuple, object] = {}
+
+
+def _cached(kind: str, path: Path, compute):
+    """`compute(path)` once per file version (path, size, mtime)."""
+    st = path.stat()
+    key = (kind, str(path), st.st_size, st.st_mtime_ns)
+    if key not in _file_cache:
+        if len(_file_cache) > 64:
+            _file_cache.clear()
+        _file_cache[key] = compute(path)
+    return _file_cache[key]
+
+
+def _load(path: Path) -> dict:
+    try:  # mmap: a 100 MB bundle is read only as far as its head
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # not a zip-format file: mmap is not possible
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    return state if isinstance(state, dict) else {}
+
+
+def _head_tag_of_bundle(path: Path) -> str:
+    state = _load(path)
+    return head_tag(state.get("head") if state.get("format") == BUNDLE_FORMAT else None)
+
+
+def _head_tag_of_head(path: Path) -> str:
+    state = _load(path)
+    head = state.get("head", state)
+    return head_tag(head if isinstance(head, dict) else None)
+
+
+def candidate_model_id(weights: str | None, head: str | None, input_size: int) -> str | None:
+    """The raw (unwhitened) model id an Extractor would get for this choice; None if unknown.
+
+    Reads the files (a digest, the head tensors) but loads no model; mirrors Extractor.model_id.
+    """
+    try:
+        explicit = weights or os.environ.get("IMGFINDER_WEIGHTS")
+        if explicit:
+            wpath = Path(explicit).expanduser()
+            tag = "file-" + _cached("digest", wpath, file_digest)
+            htag = None if head else _cached("bundle-head", wpath, _head_tag_of_bundle)
+        else:
+            tag, htag = f"tv-{DEFAULT_ENUM.name}", None if head else head_tag(None)
+        if head:
+            htag = _cached("head", Path(head).expanduser(), _head_tag_of_head)
+    except Exception as exc:  # noqa: BLE001 - a missing or foreign file: id unknown
+        log.info("cannot tell the model id of weights=%s head=%s: %s", weights, head, exc)
+        return None
+    return f"fused-eca-r50/{tag}/{htag}/{int(input_size)}/{PREPROCESSING}"

@@ -150,7 +150,7 @@ class LibraryMixin:
         if self.model_info is None:
             self.device_label.setText("no model weights")
             self.statusBar().showMessage(
-                "No model weights: searching and indexing are off (File ▸ Settings ▸ Weights)."
+                "No model weights: searching and indexing are off (File ▸ Settings ▸ Model)."
             )
 
     def start_download(self) -> None:

@@ -208,14 +208,14 @@ class SearchWorker(QObject):
                 s = ex.input_size
                 ex.embed_arrays([np.zeros((s, s, 3), np.uint8)])
                 counts = lib.catalog.model_counts()
-                others = {m: n for m, n in counts.items() if m != ex.model_id}
+                others = {m: n for m, n in counts.items() if m != lib.model_id}
                 if not others:
                     lib.load_index()
                 info = ModelInfo(
-                    ex.model_id,
+                    lib.model_id,
                     device,
                     ex.weights_source,
-                    counts.get(ex.model_id, 0),
+                    counts.get(lib.model_id, 0),
                     sum(others.values()),
                     others,
                 )
