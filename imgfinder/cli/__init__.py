@@ -9,14 +9,14 @@ import sys
 from collections.abc import Sequence
 
 from imgfinder import __version__, paths
-from imgfinder.cli import eval_cmd, explain_cmd, library_cmds, train_cmd
+from imgfinder.cli import dupes_cmd, eval_cmd, explain_cmd, library_cmds, train_cmd
 from imgfinder.errors import ImgfinderError
 from imgfinder.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 
 # Each module registers its subcommands with `register(subparsers, parent)`.
-COMMAND_MODULES = [library_cmds, eval_cmd, explain_cmd, train_cmd]
+COMMAND_MODULES = [library_cmds, eval_cmd, explain_cmd, train_cmd, dupes_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

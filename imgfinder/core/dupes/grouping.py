@@ -1,0 +1,200 @@
+"""Tiers and grouping without chaining: every two members of a group are linked above threshold.
+
+Tiers, each with its own score and slider:
+
+* exact: same content hash (score 1; no threshold);
+* copy ("same photo"): the verified, aligned pixel score of verify.py; identical files count as
+  copies with score 1. Groups made only of identical files are left to the exact tier;
+* similar ("similar shot"): the centred feature cosine (pairs.py); identical files count with
+  score 1. Groups whose every link is already a copy are left to the copy tier.
+
+Grouping rule (complete linkage, greedy): qualifying links are taken strongest first; two
+groups merge only when *every* member of one is linked above the threshold with *every*
+member of the other. So A~B and B~C never pull A and C together unless A~C too, and a group's
+weakest link (shown with it) is the lowest score between any two of its members. A photo is in
+at most one group per tier. Groups are listed largest first, then by weakest link.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from imgfinder.core.dupes.pairs import LOOSE_SIMILAR, SIG_GATE, PairList
+
+log = logging.getLogger(__name__)
+
+TIERS = ("exact", "copy", "similar")
+TIER_LABELS = {"exact": "exact duplicate", "copy": "same photo", "similar": "similar shot"}
+# From benchmarks/duplicates.py: every same-photo pair scored >= 0.84 in the pixel check, distinct
+# photos <= 0.38 and real re-takes in Oxford Flowers ~0.79, so copy 0.80 sits just under the
+# copies; similar 0.70 is the lowest setting that grouped no two different scenes (random-init
+# weights: re-check with trained weights).
+DEFAULT_THRESHOLDS = {"exact": 1.0, "copy": 0.80, "similar": 0.70}
+# Slider ranges: the lower ends are what the pair list keeps, so any setting regroups at once.
+THRESHOLD_RANGES = {"exact": (1.0, 1.0), "copy": (0.50, 1.0), "similar": (LOOSE_SIMILAR, 1.0)}
+assert SIG_GATE <= 0.9  # copies are verified from this signature similarity on
+
+
+@dataclass(frozen=True)
+class Member:
+    image_id: int
+    path: str
+    hash: str
+
+
+@dataclass
+class DuplicateGroup:
+    """Photos every two of which are linked in `tier`; `links` holds the score of each pair."""
+
+    tier: str
+    members: list[Member]
+    weakest: float
+    links: dict[tuple[int, int], float] = field(default_factory=dict)  # member index pair
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def paths(self) -> list[str]:
+        return [m.path for m in self.members]
+
+    def score(self, i: int, j: int) -> float:
+        """Link score between members i and j (1.0 for a member with itself)."""
+        if i == j:
+            return 1.0
+        return self.links[(i, j) if i < j else (j, i)]
+
+    def hash_pairs(self) -> list[tuple[str, str]]:
+        hs = [m.hash for m in self.members]
+        return [(hs[i], hs[j]) for i in range(len(hs)) for j in range(i + 1, len(hs))]
+
+    def key(self) -> frozenset[int]:
+        return frozenset(m.image_id for m in self.members)
+
+
+def tier_scores(pairs: PairList, tier: str) -> np.ndarray:
+    """Each pair's score in a tier (NaN where the tier has no score for it)."""
+    if tier == "exact":
+        return np.where(pairs.exact, np.float32(1.0), np.float32(np.nan))
+    if tier == "copy":
+        return pairs.copy
+    if tier == "similar":
+        return np.where(pairs.exact, np.float32(1.0), pairs.similar)
+    raise ValueError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+
+
+def group(
+    pairs: PairList,
+    tier: str,
+    threshold: float | None = None,
+    *,
+    copy_threshold: float | None = None,
+) -> list[DuplicateGroup]:
+    """Groups of one tier from the cached pairs; fast enough to run on every slider move.
+
+    `copy_threshold` (default: the copy default) decides, for the similar tier, which groups
+    are already shown as copies.
+    """
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+    t = DEFAULT_THRESHOLDS[tier] if threshold is None else float(threshold)
+    scores = tier_scores(pairs, tier)
+    with np.errstate(invalid="ignore"):
+        ok = pairs.exact | (scores >= t)
+    sel = np.flatnonzero(ok)
+    if len(sel) == 0:
+        return []
+    sel = sel[np.argsort(-scores[sel], kind="stable")]
+    n = len(pairs.ids)
+    clusters = _complete_linkage(pairs.a[sel], pairs.b[sel], n)
+    if not clusters:
+        return []
+    # every member pair of every cluster, looked up vectorised per cluster size
+    key_sorted = pairs.a[sel] * n + pairs.b[sel]
+    order = np.argsort(key_sorted)
+    sel_scores = scores[sel].astype(np.float64)
+    if tier == "copy":
+        codes = _hash_codes(pairs)
+    elif tier == "similar":
+        ct = DEFAULT_THRESHOLDS["copy"] if copy_threshold is None else float(copy_threshold)
+        with np.errstate(invalid="ignore"):
+            sel_copy = (pairs.exact | (pairs.copy >= ct))[sel]
+    by_size: dict[int, list[list[int]]] = {}
+    for c in clusters:
+        by_size.setdefault(len(c), []).append(sorted(c))
+    out = []
+    for size, cs in by_size.items():
+        m = np.asarray(cs, np.int64)  # (groups, size)
+        ii, jj = np.triu_indices(size, 1)
+        x, y = m[:, ii], m[:, jj]
+        where = order[np.searchsorted(key_sorted, x * n + y, sorter=order)]
+        link = sel_scores[where]  # (groups, size*(size-1)/2)
+        keep = np.ones(len(cs), bool)
+        if tier == "copy":  # identical files only: the exact tier shows them
+            keep = (codes[x] != codes[y]).any(axis=1)
+        elif tier == "similar":  # nothing but copies: the copy tier shows them
+            keep = ~sel_copy[where].all(axis=1)
+        index_pairs = list(zip(ii.tolist(), jj.tolist()))
+        for k in np.flatnonzero(keep).tolist():
+            members = [Member(int(pairs.ids[p]), pairs.paths[p], pairs.hashes[p]) for p in cs[k]]
+            row = link[k]
+            out.append(
+                DuplicateGroup(
+                    tier, members, float(row.min()), dict(zip(index_pairs, row.tolist()))
+                )
+            )
+    out.sort(key=lambda g: (-len(g.members), -g.weakest, g.members[0].path))
+    return out
+
+
+def _hash_codes(pairs: PairList) -> np.ndarray:
+    codes = getattr(pairs, "_hash_code_cache", None)
+    if codes is None or len(codes) != len(pairs.hashes):
+        _, codes = np.unique(np.asarray(pairs.hashes, dtype=str), return_inverse=True)
+        pairs._hash_code_cache = codes  # hashes never change within one PairList
+    return codes
+
+
+def _complete_linkage(a: np.ndarray, b: np.ndarray, n: int) -> list[list[int]]:
+    """Greedy clique grouping over links given strongest first (a < b, positions < n)."""
+    deg = np.bincount(np.concatenate([a, b]), minlength=n)
+    alone = (deg[a] == 1) & (deg[b] == 1)  # a pair touching nothing else is a group as it is
+    isolated = np.stack([a[alone], b[alone]], axis=1).tolist()
+    a, b = a[~alone], b[~alone]
+    linked = set((a.astype(np.int64) * n + b).tolist())
+    cluster_of: dict[int, int] = {}
+    members: dict[int, list[int]] = {}
+    next_id = 0
+    for x, y in zip(a.tolist(), b.tolist()):
+        cx, cy = cluster_of.get(x), cluster_of.get(y)
+        if cx is not None and cx == cy:
+            continue
+        mx = members[cx] if cx is not None else [x]
+        my = members[cy] if cy is not None else [y]
+        if len(mx) * len(my) > 1 and not all(
+            (min(p, q) * n + max(p, q)) in linked for p in mx for q in my
+        ):
+            continue  # some member of one would not be linked to some member of the other
+        if cx is None:
+            cx = next_id
+            next_id += 1
+            members[cx] = mx
+            cluster_of[x] = cx
+        mx.extend(my)
+        for q in my:
+            cluster_of[q] = cx
+        if cy is not None:
+            del members[cy]
+    return isolated + [m for m in members.values() if len(m) > 1]
+
+
+def group_all(pairs: PairList, thresholds: dict[str, float] | None = None) -> list[DuplicateGroup]:
+    """Every tier's groups, exact first, then copies, then similar shots."""
+    th = dict(DEFAULT_THRESHOLDS) | (thresholds or {})
+    out: list[DuplicateGroup] = []
+    for tier in TIERS:
+        out += group(pairs, tier, th[tier], copy_threshold=th["copy"])
+    return out

@@ -1,0 +1,244 @@
+"""Which copy to keep: a visible, editable rule and a human sentence saying why.
+
+The rule compares files criterion by criterion, in order (editable), the first difference
+deciding: resolution (more pixels), format (earlier in the preference list), file size
+(larger: less compressed), capture date (earlier: the original; EXIF DateTimeOriginal, else
+the file's modification time) and preferred folders (earlier in the list). Facts come from file
+headers only (no full decode), so a group of camera files is described in milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from PIL import Image
+
+from imgfinder.core import decode
+from imgfinder.errors import DecodeError
+
+log = logging.getLogger(__name__)
+
+CRITERIA = ("resolution", "format", "size", "date", "folder")
+DEFAULT_FORMATS = ("RAW", "TIFF", "PNG", "HEIC", "JPEG")
+RAW_EXTENSIONS = frozenset(
+    ".dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .x3f .3fr .iiq "
+    ".erf .kdc .dcr .mrw .raw .rwl".split()
+)
+_FORMAT_ALIASES = {"MPO": "JPEG", "JPEG2000": "JPEG2000", "HEIF": "HEIC", "AVIF": "AVIF"}
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 0x9003
+_DATETIME = 0x0132
+
+
+@dataclass
+class KeeperRule:
+    """The keeper rule; `criteria` order and `formats` order are the user's to change."""
+
+    criteria: tuple[str, ...] = CRITERIA
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    preferred_folders: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.criteria = tuple(self.criteria)
+        self.formats = tuple(f.upper() for f in self.formats)
+        self.preferred_folders = tuple(str(f) for f in self.preferred_folders)
+        unknown = [c for c in self.criteria if c not in CRITERIA]
+        if unknown:
+            raise ValueError(f"unknown keeper criteria {unknown}; use {', '.join(CRITERIA)}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> KeeperRule:
+        if not d:
+            return cls()
+        try:
+            return cls(
+                tuple(d.get("criteria", CRITERIA)),
+                tuple(d.get("formats", DEFAULT_FORMATS)),
+                tuple(d.get("preferred_folders", ())),
+            )
+        except (TypeError, ValueError) as exc:
+            log.warning("ignoring invalid keeper rule %r: %s", d, exc)
+            return cls()
+
+    def describe(self) -> str:
+        parts = []
+        for c in self.criteria:
+            if c == "resolution":
+                parts.append("highest resolution")
+            elif c == "format":
+                parts.append("format " + " > ".join(self.formats))
+            elif c == "size":
+                parts.append("largest file")
+            elif c == "date":
+                parts.append("earliest capture date")
+            elif c == "folder":
+                folders = ", ".join(self.preferred_folders) or "none set"
+                parts.append(f"preferred folders ({folders})")
+        return "Keep: " + ", then ".join(parts) + "."
+
+
+@dataclass
+class FileFacts:
+    """What the keeper rule and the review screen need to know about one file."""
+
+    path: str
+    exists: bool = True
+    width: int = 0
+    height: int = 0
+    format: str = ""
+    size: int = 0
+    mtime: float = 0.0
+    taken: float | None = None  # EXIF DateTimeOriginal as a local timestamp
+    error: str | None = None
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def date(self) -> float:
+        return self.taken if self.taken is not None else self.mtime
+
+    @property
+    def date_source(self) -> str:
+        return "capture date" if self.taken is not None else "file date"
+
+    @property
+    def folder(self) -> str:
+        return str(Path(self.path).parent)
+
+    def date_text(self, seconds: bool = False) -> str:
+        if not self.date:
+            return "?"
+        fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+        return datetime.fromtimestamp(self.date).strftime(fmt)
+
+    def dims_text(self) -> str:
+        return f"{self.width}×{self.height}" if self.pixels else "?"
+
+
+def _parse_exif_date(value) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S").timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def file_facts(path: str) -> FileFacts:
+    """Header-only facts; a missing or unreadable file says so instead of raising."""
+    facts = FileFacts(path=path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return FileFacts(path=path, exists=False, error=exc.strerror or str(exc))
+    facts.size, facts.mtime = st.st_size, st.st_mtime
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        info = decode.image_info(path)
+        facts.width, facts.height = int(info["width"]), int(info["height"])
+        fmt = str(info.get("format") or "").upper()
+        facts.format = _FORMAT_ALIASES.get(fmt, fmt)
+    except DecodeError as exc:
+        facts.error = exc.reason
+    if ext in RAW_EXTENSIONS:
+        facts.format = "RAW"  # Pillow may read a DNG's TIFF preview; it is still the raw file
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            taken = _parse_exif_date(exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL))
+            facts.taken = taken
+    except Exception as exc:  # noqa: BLE001 - EXIF is a bonus; bad blocks are common
+        log.debug("no EXIF date for %s: %s", path, exc)
+    return facts
+
+
+@dataclass
+class KeeperChoice:
+    keeper: int  # index into the facts list
+    reason: str  # "kept: highest resolution (6000×4000 vs 3000×2000)"
+    ranking: list[int] = field(default_factory=list)  # best first
+
+
+def _key(f: FileFacts, rule: KeeperRule) -> tuple:
+    parts: list = [0 if f.exists else 1]
+    for c in rule.criteria:
+        if c == "resolution":
+            parts.append(-f.pixels)
+        elif c == "format":
+            parts.append(_format_rank(f.format, rule))
+        elif c == "size":
+            parts.append(-f.size)
+        elif c == "date":  # whole seconds: copies made in the same second tie
+            parts.append(int(f.date) if f.date else float("inf"))
+        elif c == "folder":
+            parts.append(_folder_rank(f.path, rule))
+    return tuple(parts)
+
+
+def _format_rank(fmt: str, rule: KeeperRule) -> int:
+    try:
+        return rule.formats.index(fmt)
+    except ValueError:
+        return len(rule.formats)  # unlisted formats rank after every listed one
+
+
+def _folder_rank(path: str, rule: KeeperRule) -> int:
+    p = Path(path)
+    for i, folder in enumerate(rule.preferred_folders):
+        try:
+            if p.is_relative_to(Path(folder).expanduser()):
+                return i
+        except ValueError:
+            continue
+    return len(rule.preferred_folders)
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _because(c: str, k: FileFacts, r: FileFacts, rule: KeeperRule) -> str:
+    if c == "resolution":
+        return f"highest resolution ({k.dims_text()} vs {r.dims_text()})"
+    if c == "format":
+        return f"preferred format ({k.format or '?'} over {r.format or '?'})"
+    if c == "size":
+        return f"largest file ({_human_size(k.size)} vs {_human_size(r.size)})"
+    if c == "date":
+        sec = k.date_text() == r.date_text()
+        return f"earliest {k.date_source} ({k.date_text(sec)} vs {r.date_text(sec)})"
+    folder = rule.preferred_folders[_folder_rank(k.path, rule)]
+    return f"in a preferred folder ({folder})"
+
+
+def choose_keeper(facts: list[FileFacts], rule: KeeperRule | None = None) -> KeeperChoice:
+    """Rank the files by the rule; the reason names the criterion that beat the runner-up."""
+    if not facts:
+        raise ValueError("no files to choose from")
+    rule = rule or KeeperRule()
+    ranking = sorted(range(len(facts)), key=lambda i: (_key(facts[i], rule), facts[i].path))
+    k = ranking[0]
+    if len(facts) == 1:
+        return KeeperChoice(k, "kept: the only file", ranking)
+    r = ranking[1]
+    keeper, runner = facts[k], facts[r]
+    if keeper.exists and not runner.exists:
+        return KeeperChoice(k, "kept: the other files are missing", ranking)
+    kk, rk = _key(keeper, rule), _key(runner, rule)
+    for c, a, b in zip(rule.criteria, kk[1:], rk[1:]):
+        if a != b:
+            return KeeperChoice(k, "kept: " + _because(c, keeper, runner, rule), ranking)
+    return KeeperChoice(k, "kept: all criteria tie; first by path", ranking)

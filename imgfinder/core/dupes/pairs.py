@@ -1,0 +1,368 @@
+"""Candidate pairs from index neighbours (features and signatures), scored and cached as a PairList.
+
+No N x N matrix is ever formed. Two k-NN passes propose pairs:
+
+* features: every photo's vector is queried against the library's index (`query_batch`), and
+  each neighbour pair gets a *centred* cosine: the cosine after removing the library's mean
+  unit feature. Raw cosines of pooled ReLU features bunch near 1 (random-init weights put
+  unrelated photos at 0.99); centring spreads them so one slider range works for any weights,
+  and it costs O(1) per pair from the index's own score: with unit a, b and mean m,
+  (a-m).(b-m) = cos - a.m - b.m + m.m and |a-m|^2 = 1 - 2 a.m + m.m.
+* signatures: the dihedral-invariant form of every photo's DCT signature goes into a small
+  throw-away index (exact up to EXACT_SIG_LIMIT photos, LSH beyond) queried the same way, so
+  rotated and mirrored copies are proposed even when the features miss them.
+
+Pairs whose best-orientation signature similarity reaches SIG_GATE are then checked at pixel
+level (verify.py) unless the hash pair's score is cached. Photos sharing a content hash are
+paired directly from the catalog. Pairs the user marked "not duplicates" / "keep both" are
+dropped. What remains (every pair above the loosest setting of any slider) is the PairList
+that `grouping.group` regroups in milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from imgfinder.core.dupes import signature
+from imgfinder.core.types import Progress
+
+log = logging.getLogger(__name__)
+
+K_FEATURES = 10  # feature neighbours per photo
+K_SIGNATURES = 16  # signature neighbours per photo (bounds how many copies form one group)
+LOOSE_SIMILAR = 0.40  # lowest "similar" slider value: weaker feature pairs are not kept
+SIG_GATE = 0.85  # signature similarity from which a pair is verified as a possible copy
+EXACT_SIG_LIMIT = 20000  # up to this many photos the signature index is exact
+SIG_LSH = {"probes": 256, "rerank": 40}  # beyond: 99.7% of planted copies found (dupes_scan.py)
+EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
+CHUNK = 2048
+
+Verifier = Callable[[int, int, int], float]  # (position a, position b, orientation) -> score
+
+
+@dataclass
+class PairList:
+    """All candidate pairs of one scan; positions index `ids`, `paths` and `hashes`."""
+
+    ids: np.ndarray  # (N,) image ids, ascending
+    paths: list[str]
+    hashes: list[str]
+    a: np.ndarray  # (P,) int64 positions, a < b
+    b: np.ndarray
+    exact: np.ndarray  # bool: same content hash
+    similar: np.ndarray  # float32 centred feature cosine; NaN: not feature neighbours
+    sig: np.ndarray  # float32 best-orientation signature similarity
+    orientation: np.ndarray  # int8 index into signature.ORIENTATIONS (maps b onto a)
+    copy: np.ndarray  # float32 verified copy score; NaN: not verified (below SIG_GATE)
+    model_id: str = ""
+    seconds: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def select(self, keep: np.ndarray) -> PairList:
+        return replace(
+            self,
+            a=self.a[keep],
+            b=self.b[keep],
+            exact=self.exact[keep],
+            similar=self.similar[keep],
+            sig=self.sig[keep],
+            orientation=self.orientation[keep],
+            copy=self.copy[keep],
+        )
+
+    def position(self, image_id: int) -> int | None:
+        i = int(np.searchsorted(self.ids, image_id))
+        return i if i < len(self.ids) and int(self.ids[i]) == int(image_id) else None
+
+    def without_ids(self, image_ids: Iterable[int]) -> PairList:
+        """Drop every pair touching these images (e.g. just moved to the trash)."""
+        pos = [p for p in (self.position(i) for i in image_ids) if p is not None]
+        if not pos:
+            return self
+        gone = np.zeros(len(self.ids), bool)
+        gone[pos] = True
+        return self.select(~(gone[self.a] | gone[self.b]))
+
+    def without_paths(self, paths: Iterable[str]) -> PairList:
+        where = {p: i for i, p in enumerate(self.paths)}
+        return self.without_ids(int(self.ids[where[p]]) for p in paths if p in where)
+
+    def suppress(self, hash_pairs: Iterable[tuple[str, str]]) -> PairList:
+        """Drop pairs whose content hashes carry a user decision."""
+        drop = _decided(self.hashes, self.a, self.b, set(hash_pairs))
+        return self.select(~drop) if drop.any() else self
+
+
+def _decided(hashes: list[str], a: np.ndarray, b: np.ndarray, decided: set) -> np.ndarray:
+    if not decided or len(a) == 0:
+        return np.zeros(len(a), bool)
+    codes, uniq = _hash_codes(hashes)
+    lookup = {h: i for i, h in enumerate(uniq)}
+    n = len(uniq)
+    keys = [
+        lookup[x] * n + lookup[y]
+        for x, y in ({tuple(sorted(p)) for p in decided})
+        if x in lookup and y in lookup
+    ]
+    ca, cb = codes[a], codes[b]
+    pair_keys = np.minimum(ca, cb) * n + np.maximum(ca, cb)
+    return np.isin(pair_keys, np.asarray(keys, np.int64))
+
+
+def _hash_codes(hashes: list[str]) -> tuple[np.ndarray, list[str]]:
+    uniq, codes = np.unique(np.asarray(hashes, dtype=object).astype(str), return_inverse=True)
+    return codes.astype(np.int64), [str(u) for u in uniq]
+
+
+def centred_cosine(cos: np.ndarray, am_a: np.ndarray, am_b: np.ndarray, mm: float) -> np.ndarray:
+    num = cos - am_a - am_b + mm
+    den = np.sqrt(np.maximum(1 - 2 * am_a + mm, 1e-9) * np.maximum(1 - 2 * am_b + mm, 1e-9))
+    return (num / den).astype(np.float32)
+
+
+def _feature_pairs(
+    index, ids: np.ndarray, k: int, cancel: threading.Event, lock
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """(a, b, centred cosine) for every photo's k feature neighbours."""
+    n = len(ids)
+    step = max(1, n // 20000)  # the mean of 20k unit vectors is plenty
+    sample = ids[::step]
+    total = np.zeros(index.dim, np.float64)
+    for lo in range(0, len(sample), CHUNK):
+        with lock:
+            total += index.get_vectors(sample[lo : lo + CHUNK]).sum(axis=0)
+    m = (total / len(sample)).astype(np.float32)
+    mm = float(m @ m)
+    am = np.empty(n, np.float32)
+    rows, nbrs, scores = [], [], []
+    t0 = time.perf_counter()
+    kk = min(k + 1, n)
+    for lo in range(0, n, CHUNK):
+        if cancel.is_set():
+            return None
+        chunk = ids[lo : lo + CHUNK]
+        with lock:
+            q = index.get_vectors(chunk)
+            nb, sc = index.query_batch(q, kk)
+        am[lo : lo + len(chunk)] = q @ m
+        rows.append(np.repeat(np.arange(lo, lo + len(chunk)), kk))
+        nbrs.append(nb.ravel())
+        scores.append(sc.ravel())
+        done = lo + len(chunk)
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        yield Progress("features", done, n, rate, (n - done) / rate, "feature neighbours")
+    row = np.concatenate(rows)
+    nb = np.concatenate(nbrs)
+    sc = np.concatenate(scores).astype(np.float32)
+    pos = np.searchsorted(ids, nb)
+    pos_ok = np.minimum(pos, n - 1)
+    ok = (nb >= 0) & (ids[pos_ok] == nb) & (pos_ok != row)
+    row, col, sc = row[ok], pos_ok[ok], sc[ok]
+    return np.minimum(row, col), np.maximum(row, col), centred_cosine(sc, am[row], am[col], mm)
+
+
+def _signature_pairs(
+    sigs: np.ndarray, k: int, cancel: threading.Event
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray] | None]:
+    """(a, b) for every photo's k nearest signatures (dihedral-invariant form)."""
+    from imgfinder.core.index import ExactIndex, LSHIndex  # noqa: PLC0415
+
+    valid = np.flatnonzero(np.linalg.norm(sigs, axis=1) > 0)
+    if len(valid) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    inv = signature.invariant(sigs[valid])
+    if len(valid) <= EXACT_SIG_LIMIT:
+        idx = ExactIndex(inv.shape[1], model_id="dupes-signature")
+    else:  # copies sit far closer than typical neighbours: fixed probing finds them cheaply
+        idx = LSHIndex(inv.shape[1], model_id="dupes-signature", seed=0, **SIG_LSH)
+    idx.add(valid, inv)
+    idx.build()
+    kk = min(k + 1, len(valid))
+    rows, nbrs = [], []
+    t0 = time.perf_counter()
+    for lo in range(0, len(valid), CHUNK):
+        if cancel.is_set():
+            return None
+        chunk = valid[lo : lo + CHUNK]
+        nb, _ = idx.query_batch(inv[lo : lo + CHUNK], kk)
+        rows.append(np.repeat(chunk, kk))
+        nbrs.append(nb.ravel())
+        done = lo + len(chunk)
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        yield Progress(
+            "candidates", done, len(valid), rate, (len(valid) - done) / rate, "signature neighbours"
+        )
+    row, nb = np.concatenate(rows), np.concatenate(nbrs)
+    ok = (nb >= 0) & (nb != row)
+    row, nb = row[ok], nb[ok]
+    return np.minimum(row, nb), np.maximum(row, nb)
+
+
+def _exact_pairs(hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    codes, _ = _hash_codes(hashes)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)]
+    pa, pb = [], []
+    for s, e in zip(starts, ends):
+        if e - s < 2:
+            continue
+        members = np.sort(order[s:e])
+        if len(members) > EXACT_GROUP_CAP:
+            log.warning(
+                "%d identical files share one hash; pairing the first %d",
+                len(members),
+                EXACT_GROUP_CAP,
+            )
+            members = members[:EXACT_GROUP_CAP]
+        ia, ib = np.triu_indices(len(members), 1)
+        pa.append(members[ia])
+        pb.append(members[ib])
+    if not pa:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(pa).astype(np.int64), np.concatenate(pb).astype(np.int64)
+
+
+def find_pairs(
+    index,
+    ids: np.ndarray,
+    paths: list[str],
+    hashes: list[str],
+    sigs: np.ndarray,
+    *,
+    verifier: Verifier | None = None,
+    verified: dict[tuple[str, str], float] | None = None,
+    decisions: Iterable[tuple[str, str]] = (),
+    k_features: int = K_FEATURES,
+    k_signatures: int = K_SIGNATURES,
+    cancel: threading.Event | None = None,
+    lock=None,
+    workers: int = 2,
+) -> Generator[Progress, None, PairList | None]:
+    """The scan proper, independent of the Library (the benchmark drives it directly).
+
+    `index`: anything with get_vectors/query_batch/dim over `ids` (None: no feature pass).
+    `sigs`: (N, SIG_DIM) signatures, zero rows for photos without one. `verifier(a, b, o)`
+    scores a candidate copy; None leaves `copy` NaN. `verified`: cached scores by hash pair,
+    updated in place with new ones. Returns None when cancelled.
+    """
+    t0 = time.perf_counter()
+    cancel = cancel or threading.Event()
+    lock = lock or nullcontext()
+    ids = np.asarray(ids, np.int64)
+    if len(ids) and np.any(np.diff(ids) <= 0):
+        raise ValueError("ids must be strictly ascending")
+    n = len(ids)
+    stats: dict = {"images": n}
+    parts_a, parts_b, parts_sim = [], [], []
+    tf = time.perf_counter()
+    if index is not None and n > 1 and len(index):
+        got = yield from _feature_pairs(index, ids, k_features, cancel, lock)
+        if got is None:
+            return None
+        parts_a.append(got[0])
+        parts_b.append(got[1])
+        parts_sim.append(got[2])
+        stats["feature_pairs"] = len(got[0])
+    stats["features_s"] = round(time.perf_counter() - tf, 3)
+    ts = time.perf_counter()
+    got = yield from _signature_pairs(sigs, k_signatures, cancel)
+    if got is None:
+        return None
+    parts_a.append(got[0])
+    parts_b.append(got[1])
+    parts_sim.append(np.full(len(got[0]), np.nan, np.float32))
+    stats["signature_pairs"] = len(got[0])
+    stats["signatures_s"] = round(time.perf_counter() - ts, 3)
+    ea, eb = _exact_pairs(hashes)
+    parts_a.append(ea)
+    parts_b.append(eb)
+    parts_sim.append(np.full(len(ea), np.nan, np.float32))
+
+    a_all, b_all = np.concatenate(parts_a), np.concatenate(parts_b)
+    sim_all = np.concatenate(parts_sim)
+    keys, inv = np.unique(a_all * max(n, 1) + b_all, return_inverse=True)
+    a, b = keys // max(n, 1), keys % max(n, 1)
+    similar = np.full(len(keys), np.nan, np.float32)
+    np.fmax.at(similar, inv, sim_all)
+    sig = np.empty(len(a), np.float32)
+    orient = np.empty(len(a), np.int8)
+    for lo in range(0, len(a), 65536):  # gather in chunks: 2M pairs x 144 floats is 1 GB
+        sl = slice(lo, lo + 65536)
+        sig[sl], orient[sl] = signature.similarity(sigs[a[sl]], sigs[b[sl]])
+    codes, _ = _hash_codes(hashes)
+    exact = codes[a] == codes[b]
+    keep = exact | (sig >= SIG_GATE) | (similar >= LOOSE_SIMILAR)
+    keep &= ~_decided(hashes, a, b, set(decisions))
+    a, b, exact, similar, sig, orient = (x[keep] for x in (a, b, exact, similar, sig, orient))
+    sig = np.where(exact, np.float32(1.0), sig)
+    copy = np.where(exact, np.float32(1.0), np.float32(np.nan)).astype(np.float32)
+
+    verified = verified if verified is not None else {}
+    todo = np.flatnonzero(~exact & (sig >= SIG_GATE))
+    stats["verify_candidates"] = len(todo)
+    missing = []
+    for t in todo:
+        s = verified.get(_hp(hashes, a[t], b[t]))
+        if s is None:
+            missing.append(t)
+        else:
+            copy[t] = s
+    stats["verified_now"] = len(missing) if verifier is not None else 0
+    if verifier is not None and missing:
+        missing.sort(key=lambda t: (a[t], b[t]))
+        tv = time.perf_counter()
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="dupes-verify") as pool:
+            for lo in range(0, len(missing), 128):
+                if cancel.is_set():
+                    return None
+                chunk = missing[lo : lo + 128]
+                got_scores = pool.map(
+                    lambda t: verifier(int(a[t]), int(b[t]), int(orient[t])), chunk
+                )
+                for t, s in zip(chunk, got_scores):
+                    copy[t] = s
+                    if np.isfinite(s):
+                        verified[_hp(hashes, a[t], b[t])] = float(s)
+                done = lo + len(chunk)
+                rate = done / max(time.perf_counter() - tv, 1e-9)
+                yield Progress(
+                    "verify",
+                    done,
+                    len(missing),
+                    rate,
+                    (len(missing) - done) / rate,
+                    "checking candidate copies",
+                )
+    stats["verify_s"] = round(time.perf_counter() - tv, 3) if verifier and missing else 0.0
+    return PairList(
+        ids=ids,
+        paths=list(paths),
+        hashes=list(hashes),
+        a=a.astype(np.int64),
+        b=b.astype(np.int64),
+        exact=exact,
+        similar=similar,
+        sig=sig.astype(np.float32),
+        orientation=orient.astype(np.int8),
+        copy=copy,
+        seconds=time.perf_counter() - t0,
+        stats=stats | {"pairs": int(keep.sum())},
+    )
+
+
+def _hp(hashes: list[str], i, j) -> tuple[str, str]:
+    x, y = hashes[int(i)], hashes[int(j)]
+    return (x, y) if x <= y else (y, x)

@@ -1,0 +1,243 @@
+"""The duplicate finder over a Library: scan, describe, decide, resolve, undo (no Qt here).
+
+`scan(lib)` is a generator like `Library.index()`: it yields a Progress per batch, checks the
+cancel flag between batches and returns the PairList (None when cancelled). Signatures are
+computed for photos that have none yet (decoded small, in threads, saved per batch so an
+interrupted scan keeps its work); after that a scan needs no decoding except for newly
+proposed copy pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+
+import numpy as np
+
+from imgfinder.core.dupes import pairs as pairs_mod
+from imgfinder.core.dupes import signature, store
+from imgfinder.core.dupes.grouping import DEFAULT_THRESHOLDS, TIERS, DuplicateGroup
+from imgfinder.core.dupes.keeper import (
+    FileFacts,
+    KeeperChoice,
+    KeeperRule,
+    choose_keeper,
+    file_facts,
+)
+from imgfinder.core.dupes.pairs import PairList
+from imgfinder.core.dupes.trash import (
+    JOURNAL_NAME,
+    Journal,
+    ResolveResult,
+    TrashFn,
+    UndoResult,
+    resolve,
+    undo_last,
+)
+from imgfinder.core.dupes.verify import Verifier
+from imgfinder.core.types import Progress
+from imgfinder.errors import ImgfinderError
+
+log = logging.getLogger(__name__)
+
+SIG_BATCH = 256
+
+
+class NotIndexedError(ImgfinderError):
+    """The library has no indexed photos yet."""
+
+
+def _workers() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+def _signature_or_none(path: str) -> np.ndarray | None:
+    try:
+        return signature.signature_of_path(path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file just gets no signature
+        log.info("no signature for %s: %s", path, exc)
+        return None
+
+
+def compute_signatures(
+    catalog, todo: dict[str, str], *, cancel: threading.Event, workers: int | None = None
+) -> Generator[Progress, None, dict[str, np.ndarray]]:
+    """Signatures for {hash: path}, saved to the catalog per batch; returns those computed."""
+    out: dict[str, np.ndarray] = {}
+    items = sorted(todo.items(), key=lambda kv: kv[1])
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers or _workers(), thread_name_prefix="dupes-sig") as pool:
+        for lo in range(0, len(items), SIG_BATCH):
+            if cancel.is_set():
+                break
+            batch = items[lo : lo + SIG_BATCH]
+            got = dict(
+                zip((h for h, _ in batch), pool.map(_signature_or_none, [p for _, p in batch]))
+            )
+            fresh = {h: s for h, s in got.items() if s is not None}
+            store.save_signatures(catalog, fresh)
+            out.update(fresh)
+            done = lo + len(batch)
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            yield Progress(
+                "signatures",
+                done,
+                len(items),
+                rate,
+                (len(items) - done) / rate,
+                "reading photos for duplicate signatures",
+            )
+    return out
+
+
+def scan(
+    lib,
+    *,
+    verify: bool = True,
+    k_features: int = pairs_mod.K_FEATURES,
+    k_signatures: int = pairs_mod.K_SIGNATURES,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> Generator[Progress, None, PairList | None]:
+    """Find candidate duplicate pairs in an indexed library (see pairs.py for how)."""
+    cancel = cancel or threading.Event()
+    t0 = time.perf_counter()
+    lib.check_model()
+    model_id = lib.model_id
+    catalog = lib.catalog
+    rows = catalog.vector_rows(model_id)
+    if not rows:
+        raise NotIndexedError(
+            "the library has no indexed photos; run `imgfinder index FOLDER` first"
+        )
+    store.ensure_tables(catalog)
+    ids = np.asarray([i for i, _ in rows], np.int64)
+    info = catalog.images(ids.tolist())
+    ids = np.asarray([i for i in ids.tolist() if i in info and info[i].hash], np.int64)
+    paths = [info[int(i)].path for i in ids]
+    hashes = [info[int(i)].hash for i in ids]
+    have = store.load_signatures(catalog, hashes)
+    todo = {h: p for h, p in zip(hashes, paths) if h not in have}
+    if todo:
+        have.update((yield from compute_signatures(catalog, todo, cancel=cancel, workers=workers)))
+    if cancel.is_set():
+        return None
+    sigs = np.zeros((len(ids), signature.SIG_DIM), np.float32)
+    for i, h in enumerate(hashes):
+        s = have.get(h)
+        if s is not None:
+            sigs[i] = s
+    index = lib.load_index()
+    verified = store.load_verified(catalog)
+    before = dict(verified)
+    checker = Verifier() if verify else None
+
+    def verifier(i: int, j: int, o: int) -> float:
+        return checker(paths[i], paths[j], o)
+
+    result = yield from pairs_mod.find_pairs(
+        index,
+        ids,
+        paths,
+        hashes,
+        sigs,
+        verifier=verifier if checker else None,
+        verified=verified,
+        decisions=store.load_decisions(catalog).keys(),
+        k_features=k_features,
+        k_signatures=k_signatures,
+        cancel=cancel,
+        lock=getattr(lib, "_lock", None) or nullcontext(),
+        workers=workers or _workers(),
+    )
+    store.save_verified(catalog, {k: v for k, v in verified.items() if k not in before})
+    if result is None:
+        return None
+    result.model_id = model_id
+    result.seconds = time.perf_counter() - t0
+    result.stats["signatures_computed"] = len(todo)
+    log.info("duplicate scan: %s in %.1f s", result.stats, result.seconds)
+    return result
+
+
+# -- describing and deciding -------------------------------------------------------------------
+def load_rule(catalog) -> KeeperRule:
+    return KeeperRule.from_dict(store.load_setting(catalog, "keeper_rule"))
+
+
+def save_rule(catalog, rule: KeeperRule) -> None:
+    store.save_setting(catalog, "keeper_rule", rule.to_dict())
+
+
+def load_thresholds(catalog) -> dict[str, float]:
+    saved = store.load_setting(catalog, "thresholds") or {}
+    out = dict(DEFAULT_THRESHOLDS)
+    for t in TIERS:
+        if isinstance(saved.get(t), int | float):
+            out[t] = float(saved[t])
+    return out
+
+
+def save_thresholds(catalog, thresholds: dict[str, float]) -> None:
+    store.save_setting(catalog, "thresholds", {t: float(v) for t, v in thresholds.items()})
+
+
+def describe(
+    group: DuplicateGroup, rule: KeeperRule | None = None
+) -> tuple[list[FileFacts], KeeperChoice]:
+    """File facts of every member (header reads only) and the suggested keeper with its reason."""
+    facts = [file_facts(p) for p in group.paths]
+    return facts, choose_keeper(facts, rule)
+
+
+def mark(catalog, group: DuplicateGroup, decision: str = store.DISTINCT) -> list[tuple[str, str]]:
+    """Remember "not duplicates" / "keep both" for every pair of the group's photos."""
+    pairs = [store.hash_pair(a, b) for a, b in group.hash_pairs()]
+    store.remember(catalog, pairs, decision)
+    return pairs
+
+
+# -- resolving -------------------------------------------------------------------------------
+def forget_paths(lib, paths: list[str]) -> int:
+    """Drop moved files from the catalog and index now (a later `index` run would also do it)."""
+    remover = getattr(lib, "forget_paths", None) or getattr(lib, "_delete_paths", None)
+    if remover is None:  # pragma: no cover - depends on the Library version
+        log.info("library has no removal method; files leave the catalog at the next index run")
+        return 0
+    return int(remover(sorted(paths)) or 0)
+
+
+def resolve_group(
+    lib,
+    group: DuplicateGroup,
+    keeper: str,
+    trash_fn: TrashFn,
+    journal: Journal | None = None,
+    *,
+    method: str = "trash",
+) -> ResolveResult:
+    """Move all members but `keeper` (journaled), then remove the moved files from the library."""
+    journal = journal or journal_for(lib)
+    hashes = {os.path.abspath(m.path): m.hash for m in group.members}
+    result = resolve(
+        group.paths, keeper, trash_fn, journal, method=method, tier=group.tier, hashes=hashes
+    )
+    if result.moved:
+        forget_paths(lib, [p for p, _ in result.moved])
+    return result
+
+
+def undo(lib, journal: Journal | None = None) -> UndoResult:
+    """Undo the last resolution; restored files return to the library at the next index run
+    (`lib.index()`, which reuses their stored vectors by content hash)."""
+    return undo_last(journal or journal_for(lib))
+
+
+def journal_for(lib) -> Journal:
+    """The library's resolution journal (in its data directory)."""
+    return Journal(lib.data_dir / JOURNAL_NAME)
