@@ -222,3 +222,11 @@ def test_index_only_some_folders(lib, tmp_path):
     summary = run(lib.index(only=[a / "photo_020.jpg"]))
     assert summary.indexed == 1 and summary.unchanged == 2
     assert lib.status()["images"] == 5
+
+
+def test_catalog_records_the_photos_real_size(lib, tmp_path):
+    folder = tmp_path / "big"
+    make_jpeg(folder / "wide.jpg", size=(1600, 1200), seed=5, orientation=6)
+    run(lib.index([folder]))
+    row = lib.catalog.image_by_path(str(folder / "wide.jpg"))
+    assert (row.width, row.height) == (1200, 1600)  # upright size, not the draft decode's

@@ -215,7 +215,9 @@ class Extractor:
                 p.known = True
                 return p
             img = decode.open_image(data, min_size=self.input_size, path_hint=path)
-            p.width, p.height = img.size
+            # the photo's real (EXIF-oriented) size, not the DCT-scaled decode's
+            info = decode.image_info(data)
+            p.width, p.height = info["width"], info["height"]
             p.array = self.to_array(img)
         except DecodeError as exc:
             p.error = exc.reason

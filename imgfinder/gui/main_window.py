@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from imgfinder import paths
 from imgfinder.gui.details_panel import DetailsPanel
+from imgfinder.gui.dupes_view import DuplicatesView
 from imgfinder.gui.explain_view import MatchView, QueryExplainPanel
 from imgfinder.gui.indexing import IndexController
 from imgfinder.gui.library_panel import LibraryPanel
@@ -139,6 +140,8 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         lay.addWidget(self.query_panel)
         lay.addWidget(self.search_split, 1)
         self.add_view(page, "Search")
+        self.dupes_view = DuplicatesView(lambda: self.lib, self, thumbnails=self.loader)
+        self.add_view(self.dupes_view, "Duplicates")
         self.setCentralWidget(self.views)
 
         self.library_panel = LibraryPanel()
@@ -193,6 +196,10 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         pane.setTabToolTip(0, "Where the query's descriptor looks (its attention map)")
         pane.setTabToolTip(1, "The query and the selected result with their match maps")
         return pane
+
+    def find_duplicates(self) -> None:
+        self.views.setCurrentWidget(self.dupes_view)
+        self.dupes_view.scan()
 
     def add_view(self, widget: QWidget, title: str) -> int:
         """Add a main view (e.g. duplicates review) as a tab; the tab bar appears with the second."""
@@ -269,6 +276,14 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         )
         self.cancel_action = self._act(m, "&Cancel indexing", self.index_ctl.cancel)
         self._act(m, "S&kipped files", self.show_skipped, "Ctrl+Shift+K")
+        m.addSeparator()
+        self._act(
+            m,
+            "Find &duplicates",
+            self.find_duplicates,
+            "Ctrl+Shift+D",
+            tip="Scan the library for exact copies, the same photo and similar shots",
+        )
 
         self.view_menu = m = mb.addMenu("&View")
         self._act(m, "Zoom &in", lambda: self.zoom(1), K.ZoomIn, "Ctrl+=")
@@ -286,6 +301,8 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._update_history_actions()
 
     def _wire(self) -> None:
+        self.dupes_view.status_message.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        self.dupes_view.library_changed.connect(self.refresh_roots)
         qp = self.query_panel
         qp.incoming.connect(self.handle_incoming)
         qp.count_changed.connect(self._count_changed)
@@ -465,6 +482,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._avail_timer.stop()
         self.watcher.shutdown()
         self.index_ctl.shutdown()
+        self.dupes_view.shutdown()
         for w in (self.query_explain, self.match_view):  # their jobs use the library's model
             w.clear()  # drops queued requests and prefetches (shutdown() keeps prefetches)
             w.shutdown()

@@ -46,6 +46,7 @@ class LibraryMixin:
         self.search_ctl.wait_idle()
         old = self.lib
         self._open_library()
+        self.dupes_view.reset()  # its pair list belongs to the old library
         old.close()
         gc.unfreeze()  # let the old model be collected; frozen again when the new one is ready
         self.refresh_roots()
