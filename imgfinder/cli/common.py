@@ -8,7 +8,7 @@ import time
 
 from imgfinder.core.extract import ModelConfig
 from imgfinder.core.library import Library
-from imgfinder.core.types import Progress
+from imgfinder.core.types import Progress, fmt_eta
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
@@ -31,22 +31,14 @@ def open_library(args: argparse.Namespace) -> Library:
     )
 
 
-def fmt_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 class ProgressBar:
     """One self-overwriting line on a terminal; a line every few seconds otherwise."""
 
-    def __init__(self, stream=None, interval: float = 5.0):
+    def __init__(self, stream=None, interval: float = 5.0, label=None):
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.interval = interval
+        self.label = label or (lambda p: p.stage)  # text before the bar
         self._last = 0.0
         self._width = 0
 
@@ -63,7 +55,7 @@ class ProgressBar:
             pct = 100.0 * p.done / total if total else 100.0
             bar = "#" * int(pct / 5)
             rate = f"{p.rate:.1f} img/s" if p.rate else "-- img/s"
-            line = f"{p.stage} [{bar:<20}] {p.done}/{total} {rate} ETA {fmt_eta(p.eta_s)}"
+            line = f"{self.label(p)} [{bar:<20}] {p.done}/{total} {rate} ETA {fmt_eta(p.eta_s)}"
         if self.tty:
             pad = max(0, self._width - len(line))
             self.stream.write("\r" + line + " " * pad)

@@ -7,17 +7,15 @@ import contextlib
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from imgfinder import paths
-from imgfinder.cli.common import fmt_eta, model_config, open_library
+from imgfinder.cli.common import ProgressBar, model_config, open_library
 from imgfinder.core.extract import Extractor, ModelConfig
 from imgfinder.core.train import TRAINABLE, TrainConfig, TrainResult, train
-from imgfinder.core.types import Progress
 from imgfinder.core.whiten import learn_whitening, save_whitening
 from imgfinder.errors import ImgfinderError
 
@@ -84,36 +82,6 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     w.set_defaults(func=cmd_whiten)
 
 
-class TrainBar:
-    """One line per update on a terminal (overwritten), every few seconds otherwise."""
-
-    def __init__(self, stream=None, interval: float = 5.0):
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.interval = interval
-        self._last = 0.0
-
-    def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        final = p.total is not None and p.done >= p.total
-        if not self.tty and not final and now - self._last < self.interval:
-            return
-        self._last = now
-        total = p.total or 0
-        pct = 100.0 * p.done / total if total else 100.0
-        bar = "#" * int(pct / 5)
-        label = "caching views" if p.stage == "cache" else p.message
-        rate = f"{p.rate:.1f} img/s" if p.rate else "-- img/s"
-        line = f"{label} [{bar:<20}] {p.done}/{total} {rate} ETA {fmt_eta(p.eta_s)}"
-        self.stream.write(("\r" + line.ljust(78)) if self.tty else line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 @contextlib.contextmanager
 def sigint_cancels(cancel: threading.Event) -> Iterator[None]:
     """First Ctrl-C asks the run to checkpoint and stop; a second one interrupts at once."""
@@ -166,7 +134,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
     cancel = threading.Event()
-    bar = TrainBar()
+    bar = ProgressBar(label=lambda p: "caching views" if p.stage == "cache" else p.message)
     with sigint_cancels(cancel):
         gen = train(cfg, cancel=cancel, resume=args.resume, allow_download=not args.offline)
         result = drive(gen, bar)

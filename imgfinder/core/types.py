@@ -38,3 +38,12 @@ class IndexSummary:
     missing_roots: list[str] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
+
+
+def fmt_eta(seconds: float | None) -> str:
+    """Seconds -> "mm:ss" or "h:mm:ss" ("--:--" when unknown)."""
+    if seconds is None:
+        return "--:--"
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -7,18 +7,9 @@ import logging
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
 
-from imgfinder.core.types import Progress
+from imgfinder.core.types import Progress, fmt_eta
 
 log = logging.getLogger(__name__)
-
-
-def fmt_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def progress_text(p: Progress) -> str:

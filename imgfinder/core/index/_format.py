@@ -73,6 +73,13 @@ def _as_parts(v) -> list[np.ndarray]:
     return parts
 
 
+def _json_default(o: Any) -> Any:
+    """numpy scalars in params (e.g. probes=np.int64(64)) become plain numbers."""
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"cannot store {type(o).__name__} in an index header")
+
+
 def write_container(path: str | os.PathLike, header: dict[str, Any], sections: dict) -> None:
     """Atomically write `header` plus named `sections` to `path`.
 
@@ -104,7 +111,7 @@ def write_container(path: str | os.PathLike, header: dict[str, Any], sections: d
             pos = _align(pos + nbytes)
         header["sections"] = specs
         header["file_size"] = pos
-        blob = json.dumps(header, sort_keys=True).encode()
+        blob = json.dumps(header, sort_keys=True, default=_json_default).encode()
         need = _align(_PREFIX.size + len(blob))
         if need <= start:
             break

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._kernels import hamming_cols
+from ._kernels import hamming_rows
 
 if TYPE_CHECKING:
     from .lsh import LSHIndex
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _COST_PROBE = 30e-9  # per probed bucket (offset lookups, ragged gather set-up)
-_COST_CAND = 35e-9  # per candidate (gather, de-duplicate, Hamming over B bits)
+_COST_CAND = 50e-9  # per candidate (gather, de-duplicate, Hamming over B bits)
+_COST_ROW = 0.4e-6  # per re-ranked row: a random memory access before any arithmetic
 _COST_ELEM = 0.35e-9  # per re-ranked float16 element (gather + widen + dot)
 CALIB_K = 10
 
@@ -51,7 +52,7 @@ def calibrate(index: LSHIndex) -> tuple[int, int]:
         for j in range(n_q):
             cand = index._candidates(projs[j], codes[j], n_probes, exclude=int(sample[j]))
             n_cand.append(len(cand))
-            positions.append(_hamming_positions(index._codes.cols, codes[j], cand, truth[j], stamp))
+            positions.append(_hamming_positions(index._codes.view, codes[j], cand, truth[j], stamp))
         pos = np.stack(positions)  # (n_q, k) expected Hamming ranks of the true neighbours
         finite = pos[np.isfinite(pos)]
         deepest = max(deepest, float(finite.max()) + 1 if finite.size else 0.0)
@@ -67,7 +68,7 @@ def calibrate(index: LSHIndex) -> tuple[int, int]:
             r = max(CALIB_K, int(math.ceil(r_need)))
         else:
             continue  # too many neighbours unreachable with this many probes
-        cost = gather_cost + _COST_ELEM * index._dim * r
+        cost = gather_cost + (_COST_ROW + _COST_ELEM * index._dim) * r
         if best is None or cost < best[0]:
             best = (cost, n_probes, r)
     if best is None:  # target out of reach: probe widest, re-rank everything it finds
@@ -93,7 +94,7 @@ def _ground_truth(index: LSHIndex, n_q: int):
 
 
 def _depth_for_recall(pos: np.ndarray, target: float) -> float:
-    """Smallest re-rank depth R whose recall over the calibration queries, minus 2 standard
+    """Smallest re-rank depth R whose recall over the calibration queries, minus 3 standard
     errors of the per-query mean (neighbours of one query are correlated, so the per-query
     spread is the honest one), still reaches `target`. inf if no finite depth does."""
     flat = np.unique(pos[np.isfinite(pos)])
@@ -106,7 +107,7 @@ def _depth_for_recall(pos: np.ndarray, target: float) -> float:
         mid = (lo + hi) // 2
         r = flat[mid] + 1
         per_q = (pos < r).mean(axis=1)
-        if per_q.mean() - 2.0 * per_q.std() / math.sqrt(nq) >= target:
+        if per_q.mean() - 3.0 * per_q.std() / math.sqrt(nq) >= target:
             best, hi = r, mid - 1
         else:
             lo = mid + 1
@@ -120,15 +121,15 @@ def _doubling(lo: int, hi: int) -> list[int]:
     return out
 
 
-def _hamming_positions(cols, qcode, cand, truth_rows, stamp: np.ndarray) -> np.ndarray:
+def _hamming_positions(codes, qcode, cand, truth_rows, stamp: np.ndarray) -> np.ndarray:
     """Expected rank (0-based, ties split evenly) of each true neighbour in the Hamming order
     of the candidates; inf for neighbours that are not candidates. `stamp` is a scratch int32
     array with one slot per row."""
     out = np.full(len(truth_rows), np.inf)
     if len(cand) == 0:
         return out
-    ham = hamming_cols(cols, cand, qcode)
-    counts = np.bincount(ham, minlength=64 * cols.shape[0] + 1)
+    ham = hamming_rows(codes, cand, qcode)
+    counts = np.bincount(ham, minlength=64 * codes.shape[1] + 1)
     below = np.cumsum(counts) - counts
     stamp[cand] = np.arange(len(cand), dtype=np.int32)
     truth_rows = np.asarray(truth_rows)

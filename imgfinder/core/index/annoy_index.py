@@ -16,8 +16,9 @@ Parameters (kwargs): ``n_trees`` default clip(round(2 * log2(n)), 8, 64), the us
 recall/memory trade-off; each tree costs ~n/(dim+2) split nodes of dim floats, so trees are
 cheap in memory at high dim but take build time. ``search_k`` (nodes inspected per query)
 defaults to a calibration like the LSH one: stored rows are queried against their exact
-10-NN and search_k doubles from n_trees * 10 until recall minus two standard errors of the
-per-query mean reaches ``target_recall`` (0.95). It scales linearly with k for other k.
+10-NN; search_k doubles from n_trees * 10 until recall minus three standard errors of the
+per-query mean reaches ``target_recall`` (0.95), then two bisection steps narrow it. It
+scales linearly with k for other k.
 
 Files: Annoy can only memory-map a whole file of its own, so `save(path)` writes the forest
 to ``<path>.<token>.annoy`` first, then atomically writes the container at `path` whose
@@ -48,7 +49,7 @@ _DEFAULTS: dict[str, Any] = {
     "n_trees": None,
     "search_k": None,
     "target_recall": 0.95,
-    "calib_queries": 200,
+    "calib_queries": 384,
     "n_jobs": -1,
 }
 _CALIB_K = 10
@@ -122,20 +123,31 @@ class AnnoyIndex(BaseIndex):
         qs = self._unit_rows(sample)
         truth, _ = self._exact_rows(qs, _CALIB_K, exclude=sample)
         target, nq = float(p["target_recall"]), len(sample)
-        search_k = self._search_k
-        while True:
+
+        def passes(search_k: int) -> bool:
             per_q = np.empty(nq)
             for j in range(nq):
                 got = self._forest.get_nns_by_vector(qs[j].tolist(), _CALIB_K + 1, search_k)
                 got = [g for g in got if g != sample[j]][:_CALIB_K]
                 per_q[j] = len(np.intersect1d(got, truth[j])) / _CALIB_K
-            if (
-                per_q.mean() - 2.0 * per_q.std() / math.sqrt(nq) >= target
-                or search_k >= 4 * n * self._n_trees
-            ):
+            return per_q.mean() - 3.0 * per_q.std() / math.sqrt(nq) >= target
+
+        lo, hi = 0, self._search_k
+        while not passes(hi):
+            if hi >= 4 * n * self._n_trees:
+                log.warning("annoy calibration could not reach recall %.3f", target)
                 break
-            search_k *= 2
-        self._search_k = search_k
+            lo, hi = hi, hi * 2
+        else:
+            for _ in range(2):  # narrow the last doubling step: two bisections
+                mid = (lo + hi) // 2
+                if mid <= lo:
+                    break
+                if passes(mid):
+                    hi = mid
+                else:
+                    lo = mid
+        self._search_k = hi
 
     # ---- updates ----------------------------------------------------------------------
     def _on_remove(self, rows: np.ndarray) -> None:

@@ -8,8 +8,8 @@ Pipeline for one query (numpy only, vectorised, no Python loop over candidates):
    and buckets swallow a large share of it. Thresholding each projection at its median over
    the data (balanced bits, as in Bi-half codes) makes every bit ~50% ones so buckets stay
    even. The single-query product avoids threaded BLAS (see `_kernels.matvec`).
-2. The B sign bits are packed into B/64 uint64 words per vector (32 bytes at B=256), stored
-   word-major so the Hamming pass is W flat gathers.
+2. The B sign bits are packed into B/64 uint64 words per vector (32 bytes at B=256, one cache
+   line, so a cold candidate costs one memory access).
 3. L hash tables, each keyed on a disjoint b-bit field of those words, stored as CSR arrays
    (rows sorted by key + 2**b + 1 offsets): a probe is two array reads, no dicts.
 4. Query-directed multi-probe: per table the m = 8 least certain bits (smallest
@@ -22,18 +22,23 @@ Pipeline for one query (numpy only, vectorised, no Python loop over candidates):
 
 Parameter rule (`build()`; every value can be forced by a keyword):
 
-* ``table_bits`` b = clip(round(log2 n) - 1, 6, 20), about two rows per bucket on average.
-  Small buckets make each probe precise and multi-probe reaches the neighbours; measured at
-  100k x 4096 for recall 0.95: b=14 needed 5.3k candidates per query, b=16 3.3k, b=18 ran
-  out of probes. At 1M x 512, b=19 (12 tables).
-* ``tables`` L = (64 // b) * (B / 64) disjoint fields: 16 tables of 16 bits at n = 100k.
+* ``table_bits`` b = clip(round(log2 n), 6, 21): about one row per bucket on average. Small
+  buckets make each probe precise and multi-probe (up to 256 flip sets per table) reaches the
+  neighbours. Measured for recall 0.95 (shaped planes, CPU ms per query on the loaded 2-core
+  box): 100k x 4096 b=14 0.64 (2.1k candidates), b=16 0.64 (2.5k), b=17 0.62 (2.0k),
+  b=18 0.62 (1.4k); 1M x 512 b=17 0.70 (5.6k), b=19 0.60 (4.4k), b=20 0.53 (3.1k).
+* ``tables`` L = (64 // b) * (B / 64) disjoint fields: 12 tables of 17 bits at n = 100k,
+  12 of 20 bits at n = 1M.
 * ``bits`` B = 256. 512 bits halve the re-rank depth but double projection and Hamming cost,
   a net loss at both benchmark sizes.
+* ``planes`` "shaped" (default): Gaussian normals re-shaped to the data covariance**0.5 (see
+  `_shape_planes`), which cut the re-rank depth for recall 0.95 from ~75 to ~45 rows and the
+  query time at 1M x 512 from 0.81 to 0.60 ms; "gaussian" is plain SimHash.
 * ``probes`` and ``rerank`` are calibrated on the data (`_lsh_tune`): stored rows are used as
   queries against their exact 10-NN; for a doubling grid of probe budgets the Hamming rank of
   every true neighbour among the candidates gives recall as a function of the re-rank depth
-  R, and the cheapest (probes, R) under a measured cost model whose recall, less two standard
-  errors of the per-query mean, reaches ``target_recall`` (default 0.95) is chosen. R is per
+  R, and the cheapest (probes, R) under a measured cost model whose recall, less three
+  standard errors of the per-query mean, reaches ``target_recall`` (default 0.95) is chosen. R is per
   10 results and scales with k; probes double at query time while they yield fewer than 2R
   candidates. `tune(target)` re-calibrates without re-hashing.
 
@@ -64,14 +69,14 @@ from ...errors import IndexStateError
 from ._kernels import (
     F16_SCALE,
     Scratch,
-    hamming_cols,
+    hamming_rows,
     matvec,
     popcount_bits,
     topk_desc,
     widen_f16,
 )
 from ._lsh_tune import CALIB_K, calibrate
-from ._store import ColumnCodes
+from ._store import GrowArray
 from .base import BaseIndex
 
 log = logging.getLogger(__name__)
@@ -109,7 +114,7 @@ class LSHIndex(BaseIndex):
         tr = self.params["target_recall"]
         if not 0 < tr <= 1:
             raise IndexStateError(f"target_recall must be in (0, 1], got {tr}")
-        self._codes = ColumnCodes(1)
+        self._codes = GrowArray(np.uint64, 1)
         self._scratch = Scratch()
         self._n_tabled = 0
         self._bit_ones = np.zeros(0, np.int64)
@@ -121,7 +126,7 @@ class LSHIndex(BaseIndex):
     def _layout(self, n: int, b: int | None = None, L: int | None = None, B: int | None = None):
         """Choose B, b, L for n rows (respecting overrides) and derive the key layout."""
         p = self.params
-        b = b or p["table_bits"] or int(np.clip(round(math.log2(max(n, 2))) - 1, 6, 20))
+        b = b or p["table_bits"] or int(np.clip(round(math.log2(max(n, 2))), 6, 21))
         if not 1 <= b <= 24:
             raise IndexStateError(f"table_bits must be in 1..24, got {b}")
         per_word = 64 // b
@@ -203,7 +208,7 @@ class LSHIndex(BaseIndex):
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             codes[lo:hi] = self._pack(self._project(self._unit_block(lo, hi)))
-        self._codes = ColumnCodes.from_rows(codes)
+        self._codes = GrowArray(np.uint64, self._W, data=codes)
         t1 = time.perf_counter()
         self._rebucket()
         self._bit_ones = popcount_bits(codes, self._B)
@@ -260,13 +265,14 @@ class LSHIndex(BaseIndex):
     def _rebucket(self) -> None:
         """Rebuild the CSR tables from stored codes over all live rows (no re-projection)."""
         live = np.flatnonzero(self._alive.view)
-        cols = self._codes.cols[:, live]
+        codes = self._codes.view
         nb = 1 << self._b
         rows = np.empty((self._L, len(live)), np.int32)
         offs = np.empty((self._L, nb + 1), np.int64)
         kdt = np.uint16 if self._b <= 16 else np.uint32  # 16-bit keys get numpy's radix sort
         for t in range(self._L):
-            keys = ((cols[self._key_word[t]] >> self._key_shift[t]) & self._mask).astype(kdt)
+            col = codes[live, self._key_word[t]]
+            keys = ((col >> self._key_shift[t]) & self._mask).astype(kdt)
             order = np.argsort(keys, kind="stable")
             rows[t] = live[order]
             offs[t, 0] = 0
@@ -305,14 +311,14 @@ class LSHIndex(BaseIndex):
     def _on_remove(self, rows: np.ndarray) -> None:
         if not self._built:
             return
-        self._bit_ones -= popcount_bits(self._codes.rows(rows), self._B)
+        self._bit_ones -= popcount_bits(self._codes.view[rows], self._B)
         if self._n_rows - self._live > max(1024, self._n_rows // 4):
             self._reorganise()
 
     def _reorganise(self) -> None:
         """Drop dead rows (renumbering) and re-bucket, reusing the stored codes."""
         keep = self._compact()
-        self._codes = self._codes.compacted(keep)
+        self._codes = GrowArray(np.uint64, self._W, data=self._codes.view[keep].copy())
         self._rebucket()
 
     def drift(self) -> dict[str, float]:
@@ -432,7 +438,7 @@ class LSHIndex(BaseIndex):
                 break
             n_probes *= 2
         if len(cand) > depth:
-            ham = hamming_cols(self._codes.cols, cand, qcode)
+            ham = hamming_rows(self._codes.view, cand, qcode)
             cand = cand[np.argpartition(ham, depth - 1)[:depth]]
         scores = self._rerank_scores(cand, q)
         top = topk_desc(scores, k)
@@ -494,7 +500,7 @@ class LSHIndex(BaseIndex):
             "rms_radius": self._rms_radius,
         }
         sections = {
-            "codes": self._codes.cols,
+            "codes": self._codes.view,
             "tab_rows": self._tab_rows,
             "tab_offs": self._tab_offs,
             "planes": self._planes,
@@ -514,8 +520,8 @@ class LSHIndex(BaseIndex):
         if (self._L, self._b, self._W) != (state["L"], state["b"], state["W"]):
             raise ValueError("table layout in header is inconsistent")
         n = self._n_rows
-        self._codes = ColumnCodes(self._W, sections["codes"])
-        if sections["codes"].shape != (self._W, n):
+        self._codes = GrowArray(np.uint64, self._W, data=sections["codes"])
+        if sections["codes"].shape != (n, self._W):
             raise ValueError("codes section does not match the row count")
         self._tab_rows, self._tab_offs = sections["tab_rows"], sections["tab_offs"]
         if self._tab_offs.shape != (self._L, (1 << self._b) + 1) or len(self._tab_rows) != self._L:
