@@ -122,8 +122,16 @@ def run_size(n: int, dim: int, n_queries: int, args, workdir: Path) -> None:
     exact.build()
     exact_build = time.perf_counter() - t0
     t0 = time.perf_counter()
-    truth, _ = exact.query_batch(queries, K)
+    truth, tsc = exact.query_batch(queries, 100)
     print(f"exact ground truth for {n_queries} queries (batched): {time.perf_counter() - t0:.1f}s")
+    rand = exact.get_vectors(np.arange(0, n, max(1, n // 2000)))
+    pair = (rand[: len(rand) // 2] * rand[len(rand) // 2 : 2 * (len(rand) // 2)]).sum(axis=1)
+    print(
+        "difficulty: mean cosine of the 1st/10th/11th/100th neighbour "
+        f"{tsc[:, 0].mean():.3f}/{tsc[:, 9].mean():.3f}/{tsc[:, 10].mean():.3f}/"
+        f"{tsc[:, 99].mean():.3f}; random pairs {np.median(pair):.3f} (median)"
+    )
+    truth = truth[:, :K]
     sub = queries[: args.exact_queries]
     got, wall, cpu = timed_queries(exact, sub)
     exact_med = float(np.median(wall))
@@ -209,7 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-annoy", action="store_true")
     ap.add_argument("--annoy-trees", type=int, default=None)
-    ap.add_argument("--annoy-mults", default="0.5,1,2,4", help="search_k multiples of the auto one")
+    ap.add_argument(
+        "--annoy-mults", default="0.25,0.5,1,2", help="search_k multiples of the auto one"
+    )
     ap.add_argument("--lsh-targets", default="0.9,0.95,0.98")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)

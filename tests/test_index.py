@@ -103,9 +103,9 @@ def test_lsh_large_k_still_returns_k(small_data):
 
 def test_centring_cuts_candidates(cnn_data):
     ids, base, queries = cnn_data
-    common = dict(probes=64, rerank=40, table_bits=12)
+    common = dict(probes=64, rerank=40, table_bits=12, planes="gaussian")
     cent = built("lsh", cnn_data, **common)
-    plain = built("lsh", cnn_data, centre=False, **common)
+    plain = built("lsh", cnn_data, centre=False, **common)  # textbook SimHash
     n_cent = np.mean([len(cent.candidates(q)) for q in queries[:50]])
     n_plain = np.mean([len(plain.candidates(q)) for q in queries[:50]])
     assert n_cent < 0.10 * len(ids)

@@ -85,14 +85,6 @@ class Scratch(threading.local):
         return r[:n]
 
 
-def hamming(codes: np.ndarray, qcode: np.ndarray) -> np.ndarray:
-    """Hamming distances (int32) between packed uint64 codes (n, W) and one code (W,)."""
-    x = np.bitwise_xor(codes, qcode)
-    if HAS_BITWISE_COUNT:
-        return np.bitwise_count(x).sum(axis=1, dtype=np.int32)
-    return _POPCOUNT8[x.view(np.uint8)].sum(axis=1, dtype=np.int32)
-
-
 def hamming_rows(codes: np.ndarray, rows: np.ndarray, qcode: np.ndarray) -> np.ndarray:
     """Hamming distances (uint16) between codes[rows] ((n, W) uint64) and one code (W,).
 

@@ -1,6 +1,6 @@
-"""Calibration of the LSH query parameters (probes, re-rank depth) against exact search.
+"""Data-driven LSH choices: plane shaping (build) and probes / re-rank depth (calibration).
 
-Stored rows serve as queries against the exact 10-NN of the rest. For each probe budget in
+Calibration: stored rows serve as queries against the exact 10-NN of the rest. For each probe budget in
 a doubling grid, the rank of every true neighbour in the Hamming order of the candidates is
 recorded; recall as a function of re-rank depth R then follows without re-running queries.
 Among the (probes, R) pairs that reach the target, the one with the lowest modelled cost is
@@ -28,6 +28,35 @@ _COST_CAND = 50e-9  # per candidate (gather, de-duplicate, Hamming over B bits)
 _COST_ROW = 0.4e-6  # per re-ranked row: a random memory access before any arithmetic
 _COST_ELEM = 0.35e-9  # per re-ranked float16 element (gather + widen + dot)
 CALIB_K = 10
+
+
+def shaped_planes(index: LSHIndex, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Re-shape Gaussian plane normals to N(0, C**0.5), C the covariance of centred data.
+
+    CNN features have low intrinsic dimension; an isotropic normal spends most of its
+    length on directions where the data barely varies, so its bit is mostly noise.
+    Weighting each principal direction by variance**0.25 (top 64 from a randomized SVD
+    of a sample; the rest share the mean residual variance) keeps planes random but
+    aims them where the data spreads. Measured (full Hamming ranking, 256 bits, recall
+    0.95): re-rank depth 75 -> 45 at 1M x 512 and at 100k x 4096. Exponents 0.5 and 1
+    were worse (0.5 slightly, 1 much: it ignores the many mid-variance directions).
+    """
+    n, d = index._n_rows, index._dim
+    n_pca = min(n, max(2048, (1 << 25) // d))
+    rows = np.sort(rng.choice(n, n_pca, replace=False))
+    xs = index._unit_rows(rows) - index._mean
+    k = min(64, d, n_pca - 1)
+    omega = rng.standard_normal((d, min(d, k + 16)), dtype=np.float32)
+    q, _ = np.linalg.qr(xs @ omega)
+    _, sv, vt = np.linalg.svd(q.T @ xs, full_matrices=False)
+    lam = (sv[:k] ** 2 / n_pca).astype(np.float64)
+    total = float(np.einsum("ij,ij->", xs, xs, dtype=np.float64)) / n_pca
+    lam_res = max((total - lam.sum()) / max(d - k, 1), 1e-12 * max(total, 1e-30))
+    lam = np.maximum(lam, lam_res)
+    vk = vt[:k].astype(np.float32)
+    gk = g @ vk.T  # components of each normal inside the top-k subspace
+    w = (lam**0.25 / lam_res**0.25).astype(np.float32)
+    return ((gk * w) @ vk + (g - gk @ vk)).astype(np.float32)
 
 
 def calibrate(index: LSHIndex) -> tuple[int, int]:

@@ -183,4 +183,3 @@ class IdMap:
 
     def nbytes(self) -> int:
         return int(self._keys.nbytes + self._rows.nbytes) + 100 * len(self._recent)
-

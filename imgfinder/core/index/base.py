@@ -25,8 +25,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from ...errors import IndexFormatError, IndexStateError, ModelMismatchError
-from . import _format
+from ...errors import IndexStateError
+from . import _persist
 from ._kernels import brute_force_knn, f16_bad_rows, f16_to_f32, pad_results
 from ._store import GrowArray, IdMap, RowStore
 
@@ -392,25 +392,7 @@ class BaseIndex:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the index to one file atomically (vectors included unless using a source)."""
-        state, sections = self._state()
-        header = {
-            "backend": self.backend,
-            "dim": self._dim,
-            "model_id": self._model_id,
-            "count": self._live,
-            "rows": self._n_rows,
-            "seed": self.seed,
-            "built": self._built,
-            "params": self.params,
-            "state": state,
-            "has_vectors": self._store is not None,
-        }
-        all_sections = {"row_ids": self._row_ids.view, "alive": self._alive.view, **sections}
-        if self._store is not None:
-            all_sections["vectors"] = self._store.chunks() or np.empty((0, self._dim), np.float16)
-            all_sections["inv_norm"] = self._store.inv_norm
-        _format.write_container(path, header, all_sections)
-        log.info("saved %s index (%d items) to %s", self.backend, self._live, path)
+        _persist.save(self, path)
 
     @classmethod
     def load(
@@ -424,67 +406,9 @@ class BaseIndex:
         """Load a saved index. `model_id` given and different -> ModelMismatchError;
         truncated, corrupt or unknown-version files -> IndexFormatError. Owned vectors are
         memory-mapped; `verify_vectors=False` skips their checksum (faster start on big files).
+        Called on BaseIndex it returns whichever backend wrote the file.
         """
-        header = _format.read_header(path)
-        backend = header.get("backend")
-        if cls.backend and backend != cls.backend:
-            raise IndexFormatError(path, f"is a {backend!r} index, not {cls.backend!r}")
-        stored = str(header.get("model_id", ""))
-        if model_id is not None and stored != model_id:
-            raise ModelMismatchError(
-                f"index {os.fspath(path)} was built by model {stored!r}, "
-                f"but the current model is {model_id!r}; rebuild the index",
-                stored=stored,
-                current=model_id,
-            )
-        if not header.get("has_vectors") and source is None:
-            raise IndexStateError(
-                f"{os.fspath(path)} was saved without vectors; load it with source="
-            )
-        skip = ("vectors", "inv_norm") if source is not None else ()
-        header, sections = _format.read_container(
-            path, mmap_sections=("vectors",), skip_sections=skip, verify_mmapped=verify_vectors
-        )
-        target = cls if cls.backend else _backend_class(backend, path)
-        try:
-            obj = target._from_saved(header, sections, source)
-        except (KeyError, ValueError, TypeError, IndexError) as e:
-            raise IndexFormatError(path, f"inconsistent index contents: {e!r}") from e
-        obj._after_load(path, verify_vectors)
-        return obj
+        return _persist.load(cls, path, model_id, source, verify_vectors)
 
     def _after_load(self, path: str | os.PathLike, verify: bool) -> None:
         """Hook for backends with data outside the container (Annoy's forest file)."""
-
-    @classmethod
-    def _from_saved(cls, header, sections, source):
-        obj = cls.__new__(cls)
-        BaseIndex.__init__(
-            obj, int(header["dim"]), header["model_id"], int(header["seed"]), source=source
-        )
-        obj.params = dict(header["params"])
-        n = int(header["rows"])
-        row_ids, alive = sections["row_ids"], sections["alive"]
-        if row_ids.shape != (n,) or alive.shape != (n,) or int(alive.sum()) != header["count"]:
-            raise ValueError("row tables disagree with the header")
-        obj._row_ids = GrowArray(np.int64, data=row_ids)
-        obj._alive = GrowArray(np.bool_, data=alive.astype(bool))
-        obj._live = int(header["count"])
-        if source is None:
-            vec = sections["vectors"]
-            if vec.shape != (n, obj._dim):
-                raise ValueError(f"vector section has shape {vec.shape}, expected {(n, obj._dim)}")
-            obj._store = RowStore(obj._dim, base=vec, inv_norm=sections["inv_norm"])
-        obj._idmap.rebuild(obj._row_ids.view, obj._alive.view)
-        obj._built = bool(header["built"])
-        obj._restore(header["state"], sections)
-        return obj
-
-
-def _backend_class(name: str, path) -> type[BaseIndex]:
-    from . import BACKENDS
-
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise IndexFormatError(path, f"unknown index backend {name!r}") from None

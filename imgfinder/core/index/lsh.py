@@ -31,9 +31,9 @@ Parameter rule (`build()`; every value can be forced by a keyword):
   12 of 20 bits at n = 1M.
 * ``bits`` B = 256. 512 bits halve the re-rank depth but double projection and Hamming cost,
   a net loss at both benchmark sizes.
-* ``planes`` "shaped" (default): Gaussian normals re-shaped to the data covariance**0.5 (see
-  `_shape_planes`), which cut the re-rank depth for recall 0.95 from ~75 to ~45 rows and the
-  query time at 1M x 512 from 0.81 to 0.60 ms; "gaussian" is plain SimHash.
+* ``planes`` "shaped" (default): Gaussian normals re-shaped to the data covariance**0.5
+  (`_lsh_tune.shaped_planes`); this cut the re-rank depth for recall 0.95 from ~75 to ~45
+  rows and the query time at 1M x 512 from 0.81 to 0.60 ms. "gaussian" is plain SimHash.
 * ``probes`` and ``rerank`` are calibrated on the data (`_lsh_tune`): stored rows are used as
   queries against their exact 10-NN; for a doubling grid of probe budgets the Hamming rank of
   every true neighbour among the candidates gives recall as a function of the re-rank depth
@@ -75,7 +75,7 @@ from ._kernels import (
     topk_desc,
     widen_f16,
 )
-from ._lsh_tune import CALIB_K, calibrate
+from ._lsh_tune import CALIB_K, calibrate, shaped_planes
 from ._store import GrowArray
 from .base import BaseIndex
 
@@ -180,7 +180,7 @@ class LSHIndex(BaseIndex):
         self._planes = rng.standard_normal((self._B, d), dtype=np.float32)
         self._mean = mean
         if self.params["planes"] == "shaped" and n > 2:
-            self._planes = self._shape_planes(self._planes, rng)
+            self._planes = shaped_planes(self, self._planes, rng)
         # Medians and spreads from a sample (16k rows pin a median to ~1% of a sigma),
         # projected in chunks so the float32 copy stays small even at dim 4096.
         n_s = min(n, 32768, max(4096, (1 << 26) // d))
@@ -233,34 +233,6 @@ class LSHIndex(BaseIndex):
             t2 - t1,
             t3 - t2,
         )
-
-    def _shape_planes(self, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Re-shape Gaussian plane normals to N(0, C**0.5), C the covariance of centred data.
-
-        CNN features have low intrinsic dimension; an isotropic normal spends most of its
-        length on directions where the data barely varies, so its bit is mostly noise.
-        Weighting each principal direction by variance**0.25 (top 64 from a randomized SVD
-        of a sample; the rest share the mean residual variance) keeps planes random but
-        aims them where the data spreads. Measured (full Hamming ranking, 256 bits, recall
-        0.95): re-rank depth 75 -> 45 at 1M x 512 and at 100k x 4096. Exponents 0.5 and 1
-        were worse (0.5 slightly, 1 much: it ignores the many mid-variance directions).
-        """
-        n, d = self._n_rows, self._dim
-        n_pca = min(n, max(2048, (1 << 25) // d))
-        rows = np.sort(rng.choice(n, n_pca, replace=False))
-        xs = self._unit_rows(rows) - self._mean
-        k = min(64, d, n_pca - 1)
-        omega = rng.standard_normal((d, min(d, k + 16)), dtype=np.float32)
-        q, _ = np.linalg.qr(xs @ omega)
-        _, sv, vt = np.linalg.svd(q.T @ xs, full_matrices=False)
-        lam = (sv[:k] ** 2 / n_pca).astype(np.float64)
-        total = float(np.einsum("ij,ij->", xs, xs, dtype=np.float64)) / n_pca
-        lam_res = max((total - lam.sum()) / max(d - k, 1), 1e-12 * max(total, 1e-30))
-        lam = np.maximum(lam, lam_res)
-        vk = vt[:k].astype(np.float32)
-        gk = g @ vk.T  # components of each normal inside the top-k subspace
-        w = (lam**0.25 / lam_res**0.25).astype(np.float32)
-        return ((gk * w) @ vk + (g - gk @ vk)).astype(np.float32)
 
     def _rebucket(self) -> None:
         """Rebuild the CSR tables from stored codes over all live rows (no re-projection)."""
