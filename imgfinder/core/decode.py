@@ -395,7 +395,7 @@ def _open_image(source: Source, min_size: int | None, label: str) -> Image.Image
     if out is source:
         out = out.copy()  # never hand back (and let callers mutate) the caller's own object
     out.info.pop("icc_profile", None)  # pixels are sRGB now; a stale profile would mislead
-    out.info.pop("exif", None)  # pixels are upright now; decoding the result again must not re-rotate
+    out.info.pop("exif", None)  # upright now: decoding the result again must not re-rotate
     return out
 
 
