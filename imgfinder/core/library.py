@@ -299,10 +299,7 @@ class Library:
                 ids = self._write_records(root.id, model_id, records)
                 self._index_add(index, ids, records)
                 done += len(batch)
-                elapsed = time.perf_counter() - started
-                rate = done / elapsed if elapsed > 0 else None
-                eta = (len(todo) - done) / rate if rate else None
-                yield Progress("extract", done, len(todo), rate, eta, message=root.path)
+                yield Progress.since("extract", done, len(todo), started, root.path)
                 if cancel.is_set():
                     break
             if cancel.is_set():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 
@@ -24,6 +25,14 @@ class Progress:
     rate: float | None = None  # items per second
     eta_s: float | None = None
     message: str = ""
+
+    @classmethod
+    def since(cls, stage: str, done: int, total: int, started: float, message: str = ""):
+        """Progress with rate and ETA measured from `started` (a time.perf_counter() value)."""
+        elapsed = time.perf_counter() - started
+        rate = done / elapsed if elapsed > 0 and done else None
+        eta = (total - done) / rate if rate else None
+        return cls(stage, done, total, rate, eta, message)
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from imgfinder.core.types import IndexSummary
-from imgfinder.gui.workers import IndexWorker
+from imgfinder.gui.workers import IndexWorker, worker_thread
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,7 @@ class IndexController(QObject):
         self._dirty = False
         self._cancelled_by_user = False
         worker = IndexWorker(self.lib, paths)
-        thread = QThread()
-        thread.setObjectName("imgfinder-index")
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        # Direct: quit() from the worker's thread, so it works even while the GUI thread waits.
-        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        thread = worker_thread(worker, "imgfinder-index")
         worker.progress.connect(self.progress)
         worker.batch_done.connect(self.batch_done)
         worker.failed.connect(self.failed)

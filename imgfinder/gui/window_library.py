@@ -6,7 +6,6 @@ import gc
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QThread
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from imgfinder.core.extract import device_description, pick_device
@@ -17,7 +16,7 @@ from imgfinder.errors import ImgfinderError
 from imgfinder.gui.dialogs import SettingsDialog, WeightsDialog
 from imgfinder.gui.items import ModelInfo
 from imgfinder.gui.settings import LIBRARY_FIELDS, Effective
-from imgfinder.gui.workers import DownloadWorker, restore_torch_threads
+from imgfinder.gui.workers import DownloadWorker, restore_torch_threads, worker_thread
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +158,7 @@ class LibraryMixin:
             self.statusBar().showMessage("The previous download is still stopping…", 4000)
             return
         worker = DownloadWorker()
-        thread = QThread()
-        thread.setObjectName("imgfinder-download")
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        thread = worker_thread(worker, "imgfinder-download")
         # bound methods of this (GUI-thread) window: a lambda would run in the worker's thread
         worker.progress.connect(self._download_progress)
         worker.failed.connect(self._download_error)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from PIL import Image
-from PySide6.QtCore import QObject, QThread, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QThreadPool, QTimer, Signal, Slot
 
 from imgfinder.core import decode
 from imgfinder.core.extract import device_description
@@ -62,14 +62,17 @@ def describe(exc: BaseException) -> str:
     return f"unexpected error: {type(exc).__name__}: {exc}"
 
 
-def start_worker(worker: QObject, name: str) -> QThread:
-    """Move `worker` (with a `run` slot and a `finished` signal) to a new thread and start it."""
+def worker_thread(worker: QObject, name: str) -> QThread:
+    """A new (not yet started) QThread running `worker.run`, quitting when it emits finished.
+
+    Connect the worker's other signals, then start the thread, so no early signal is lost.
+    """
     thread = QThread()
     thread.setObjectName(name)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
-    worker.finished.connect(thread.quit)
-    thread.start()
+    # Direct: quit() from the worker's thread, so it works even while the GUI thread waits.
+    worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
     return thread
 
 

@@ -337,15 +337,7 @@ def find_pairs(
                     if np.isfinite(s):
                         verified[_hp(hashes, a[t], b[t])] = float(s)
                 done = lo + len(chunk)
-                rate = done / max(time.perf_counter() - tv, 1e-9)
-                yield Progress(
-                    "verify",
-                    done,
-                    len(missing),
-                    rate,
-                    (len(missing) - done) / rate,
-                    "checking candidate copies",
-                )
+                yield Progress.since("verify", done, len(missing), tv, "checking candidate copies")
     stats["verify_s"] = round(time.perf_counter() - tv, 3) if verifier and missing else 0.0
     return PairList(
         ids=ids,

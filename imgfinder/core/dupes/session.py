@@ -82,14 +82,11 @@ def compute_signatures(
             fresh = {h: s for h, s in got.items() if s is not None}
             store.save_signatures(catalog, fresh)
             out.update(fresh)
-            done = lo + len(batch)
-            rate = done / max(time.perf_counter() - t0, 1e-9)
-            yield Progress(
+            yield Progress.since(
                 "signatures",
-                done,
+                lo + len(batch),
                 len(items),
-                rate,
-                (len(items) - done) / rate,
+                t0,
                 "reading photos for duplicate signatures",
             )
     return out
