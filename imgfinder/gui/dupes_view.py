@@ -533,14 +533,18 @@ class DuplicatesView(QWidget):
         card.setProperty("thumb_key", req.key)
         pm = self.loader.pixmap(req)
         if pm is not None:
-            card.thumb.setPixmap(
-                pm.scaled(
-                    THUMB,
-                    THUMB,
-                    Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation,
-                )
+            self._show_thumb(card, pm)
+
+    @staticmethod
+    def _show_thumb(card: MemberCard, pm) -> None:
+        card.thumb.setPixmap(
+            pm.scaled(
+                THUMB,
+                THUMB,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
             )
+        )
 
     @Slot(str)
     def _thumb_ready(self, key: str) -> None:
@@ -550,14 +554,7 @@ class DuplicatesView(QWidget):
                 if pm is None:
                     card.thumb.setText(self.loader.broken(key) or "no preview")
                 else:
-                    card.thumb.setPixmap(
-                        pm.scaled(
-                            THUMB,
-                            THUMB,
-                            Qt.AspectRatioMode.KeepAspectRatio,
-                            Qt.TransformationMode.SmoothTransformation,
-                        )
-                    )
+                    self._show_thumb(card, pm)
 
     @Slot(int, object)
     def _facts_ready(self, token: int, result) -> None:

@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
 from imgfinder.core import colormap, explain
 from imgfinder.core.explain import Activations, MatchExplanation
 from imgfinder.errors import ImgfinderError
+from imgfinder.gui.items import qimage_to_pil
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,10 @@ def resolve_source(source: Any) -> Any:
     if callable(source) and not isinstance(source, (str, bytes, os.PathLike, Image.Image)):
         source = source()
     if isinstance(source, QImage):
-        img = source.convertToFormat(QImage.Format.Format_RGBA8888)
-        w, h, bpl = img.width(), img.height(), img.bytesPerLine()
-        if w == 0 or h == 0:
-            raise ImgfinderError("the query image is empty")
-        buf = np.frombuffer(img.constBits(), dtype=np.uint8, count=bpl * h)
-        rgba = buf.reshape(h, bpl)[:, : w * 4].reshape(h, w, 4).copy()
-        source = Image.fromarray(rgba, "RGBA")
+        try:
+            source = qimage_to_pil(source)
+        except ValueError:
+            raise ImgfinderError("the query image is empty") from None
     return source
 
 
