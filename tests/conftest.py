@@ -1,4 +1,4 @@
-"""Shared fixtures: every data dir in tmp_path, no network, a seeded random-init model."""
+"""Shared fixtures: every data dir in tmp_path, no network, a seeded random-init model, windows."""
 
 from __future__ import annotations
 
@@ -58,6 +58,17 @@ def shared_extractor(weights_file):
 
     cfg = ModelConfig(weights=str(weights_file), device="cpu", input_size=TEST_INPUT_SIZE)
     return Extractor(cfg)
+
+
+@pytest.fixture
+def make_window(qtbot, weights_file, monkeypatch, shared_extractor):
+    """`make_window(**kw)` builds a MainWindow on the isolated data dir with the seeded model.
+
+    Qt is imported only when a test asks for this fixture, so the core tests do not need it.
+    """
+    from tests.gui_helpers import window_factory
+
+    yield from window_factory(qtbot, weights_file, monkeypatch, shared_extractor)
 
 
 def cli_args(data_dir: Path, weights: Path) -> list[str]:

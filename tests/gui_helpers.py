@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QSplitter, QWidget
 
 from imgfinder.core.extract import Extractor
 from imgfinder.core.library import Library
@@ -98,6 +98,17 @@ def window_factory(qtbot, weights_file, monkeypatch=None, shared: Extractor | No
     yield make
     for w in made:
         w.shutdown()
+
+
+def split_ratio(split: QSplitter) -> float:
+    """The first pane's share of a two-pane splitter (pixel sizes shift a little between runs)."""
+    first, second = split.sizes()
+    return first / (first + second)
+
+
+def state_hex(widget) -> str:
+    """A widget's saveState() as the settings file keeps it."""
+    return bytes(widget.saveState().toHex()).decode()
 
 
 def index_folder(qtbot, window, folder: Path):

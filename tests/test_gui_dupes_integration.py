@@ -6,13 +6,13 @@ import shutil
 
 import pytest
 
-from tests.gui_helpers import index_folder, window_factory
-from tests.imgutil import make_jpeg
+pytest.importorskip("PySide6")
 
+from PySide6.QtCore import Qt  # noqa: E402
 
-@pytest.fixture
-def make_window(qtbot, weights_file, monkeypatch, shared_extractor):
-    yield from window_factory(qtbot, weights_file, monkeypatch, shared_extractor)
+from imgfinder.gui.settings import GuiSettings  # noqa: E402
+from tests.gui_helpers import index_folder, split_ratio  # noqa: E402
+from tests.imgutil import make_jpeg  # noqa: E402
 
 
 def test_find_duplicates_from_the_menu(qtbot, make_window, tmp_path):
@@ -30,3 +30,37 @@ def test_find_duplicates_from_the_menu(qtbot, make_window, tmp_path):
     assert len(exact) == 1
     names = sorted(p.rsplit("/", 1)[-1] for p in exact[0].paths)
     assert names == ["p1 copy.jpg", "p1.jpg"]
+
+
+def _dupes_shown(qtbot, w):
+    w.views.setCurrentWidget(w.dupes_view)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: sum(w.dupes_view.splitter.sizes()) > 0)
+    return w
+
+
+def test_duplicates_splitter_position_survives_a_restart(qtbot, make_window):
+    w = _dupes_shown(qtbot, make_window())
+    split = w.dupes_view.splitter
+    default = split_ratio(split)
+    split.setSizes([80, 700])  # narrower: the review pane already takes all it can
+    moved = split_ratio(split)
+    assert moved < default - 0.08  # far enough from the default to tell them apart
+    w.close()
+    # a session that never opens the Duplicates tab keeps the saved position
+    w = make_window()
+    w.show()
+    qtbot.waitExposed(w)
+    assert w.views.currentWidget() is not w.dupes_view
+    w.close()
+    w = _dupes_shown(qtbot, make_window())
+    assert split_ratio(w.dupes_view.splitter) == pytest.approx(moved, abs=0.03)
+    w.close()
+    # an unusable saved position: the default layout
+    settings = GuiSettings.load(w.data_dir)
+    settings.dupes_split_state = "not a splitter state"
+    settings.save(w.data_dir)
+    w = _dupes_shown(qtbot, make_window())
+    assert w.dupes_view.splitter.orientation() == Qt.Orientation.Horizontal
+    assert split_ratio(w.dupes_view.splitter) == pytest.approx(default, abs=0.03)

@@ -22,15 +22,9 @@ from tests.gui_helpers import (  # noqa: E402
     send_drop,
     share_extractor,
     wait_results,
-    window_factory,
 )
 
 WAIT_MS = 60_000
-
-
-@pytest.fixture
-def make_window(qtbot, weights_file, monkeypatch, shared_extractor):
-    yield from window_factory(qtbot, weights_file, monkeypatch, shared_extractor)
 
 
 @pytest.fixture

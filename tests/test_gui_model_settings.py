@@ -23,7 +23,7 @@ from imgfinder.gui.settings import (  # noqa: E402
     candidate_model_id,
 )
 from tests.conftest import TEST_INPUT_SIZE  # noqa: E402
-from tests.gui_helpers import INDEX_TIMEOUT_MS, index_folder, make_photos, window_factory  # noqa: E402
+from tests.gui_helpers import INDEX_TIMEOUT_MS, index_folder, make_photos  # noqa: E402
 
 N_PHOTOS = 4
 HEAD_STATE = {"conv.weight": torch.full((1, 1, 7), 0.1)}
@@ -56,11 +56,6 @@ def save_whitening_for(path, model_id: str, seed: int = 0):
 
 def tooltip(combo, i: int) -> str:
     return combo.itemData(i, Qt.ItemDataRole.ToolTipRole) or ""
-
-
-@pytest.fixture
-def make_window(qtbot, weights_file, monkeypatch, shared_extractor):
-    yield from window_factory(qtbot, weights_file, monkeypatch, shared_extractor)
 
 
 @pytest.fixture

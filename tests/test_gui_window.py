@@ -9,25 +9,24 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QMimeData, QTimer, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QAction, QGuiApplication, QImage  # noqa: E402
+from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter  # noqa: E402
 
 from imgfinder.core.extract import ModelConfig  # noqa: E402
 from imgfinder.core.library import Library  # noqa: E402
+from imgfinder.gui.main_window import restore_splitter  # noqa: E402
+from imgfinder.gui.settings import GuiSettings  # noqa: E402
 from tests.conftest import TEST_INPUT_SIZE  # noqa: E402
 from tests.gui_helpers import (  # noqa: E402
     INDEX_TIMEOUT_MS,
     index_folder,
     make_photos,
     send_drop,
+    split_ratio,
+    state_hex,
     wait_results,
-    window_factory,
 )
-
-
-@pytest.fixture
-def make_window(qtbot, weights_file, monkeypatch, shared_extractor):
-    yield from window_factory(qtbot, weights_file, monkeypatch, shared_extractor)
 
 
 @pytest.fixture
@@ -453,3 +452,63 @@ def test_run_app_starts_and_quits(qtbot, weights_file, monkeypatch, shared_extra
     assert gui_app.run_app(args) == 0
     assert seen and seen[0].windowIcon() is not None
     assert not seen[0].search_ctl.thread.isRunning()
+
+
+def _splitter(qtbot, orientation=Qt.Orientation.Vertical, sizes=(440, 340)) -> QSplitter:
+    split = QSplitter(orientation)
+    for text in ("a", "b"):
+        split.addWidget(QLabel(text))
+    qtbot.addWidget(split)
+    split.setSizes(list(sizes))
+    return split
+
+
+def test_restore_splitter_applies_a_saved_state_and_ignores_anything_else(qtbot):
+    saved = state_hex(_splitter(qtbot, sizes=(100, 300)))
+    split = _splitter(qtbot)
+    assert restore_splitter(split, saved)
+    assert state_hex(split) == saved
+    split = _splitter(qtbot)
+    before = state_hex(split)
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    unusable = [
+        None,
+        "",
+        "not a splitter state",
+        "000000ff00000001",  # a splitter's marker and version, then nothing
+        saved[: len(saved) // 2],  # cut short
+        state_hex(_splitter(qtbot, Qt.Orientation.Horizontal)),  # another kind of splitter
+        state_hex(window),  # a main window's layout starts with the same marker
+    ]
+    for value in unusable:
+        assert not restore_splitter(split, value), value
+        assert state_hex(split) == before, value
+    assert split.orientation() == Qt.Orientation.Vertical and split.handleWidth() > 0
+
+
+def _shown(qtbot, w):
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def test_results_splitter_position_survives_a_restart(qtbot, make_window):
+    w = _shown(qtbot, make_window())
+    split = w.search_split
+    default = split_ratio(split)
+    split.setSizes([150, 450])
+    moved = split_ratio(split)
+    assert moved < default - 0.2  # far enough from the default to tell them apart
+    w.close()
+    w = _shown(qtbot, make_window())
+    assert split_ratio(w.search_split) == pytest.approx(moved, abs=0.03)
+    w.close()
+    # an unusable saved position: the default layout, not a broken splitter
+    settings = GuiSettings.load(w.data_dir)
+    assert settings.search_split_state
+    settings.search_split_state = "000000ff00000001" + "zz"
+    settings.save(w.data_dir)
+    w = _shown(qtbot, make_window())
+    assert w.search_split.orientation() == Qt.Orientation.Vertical
+    assert split_ratio(w.search_split) == pytest.approx(default, abs=0.03)

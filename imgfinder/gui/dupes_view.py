@@ -7,6 +7,7 @@ API (a self-contained widget; the main window only places it and passes the libr
     view.library_changed.connect(...)            # files left or came back: refresh results
     view.compare_requested.connect(...)          # (path_a, path_b): show match maps elsewhere
     view.shutdown()                              # before the app quits (waits for the scan)
+    view.splitter                                # group list | review (the window saves it)
 
 Signals: `compare_requested(str, str)`, `library_changed()`, `scan_finished(int groups)`,
 `status_message(str)`. With `own_compare=True` (default) "Compare" also opens the match view
@@ -329,7 +330,8 @@ class DuplicatesView(QWidget):
         dl.addWidget(self.reason_label)
         dl.addWidget(scroll, 1)
         dl.addLayout(actions)
-        split = QSplitter()
+        self.splitter = split = QSplitter()  # the window saves and restores its state
+        split.setObjectName("dupes-split")
         split.addWidget(self.group_list)
         split.addWidget(detail)
         split.setStretchFactor(1, 3)

@@ -54,6 +54,31 @@ EMPTY_TEXT = (
 )
 
 
+def _hex(data: QByteArray) -> str:
+    return bytes(data.toHex()).decode()
+
+
+def restore_splitter(split: QSplitter, saved: str | None) -> bool:
+    """Apply a saved `split.saveState()` (hex); anything unusable leaves the layout as it is.
+
+    The state is tried on a stand-in splitter first: QSplitter.restoreState() accepts a
+    truncated state that starts like a real one and then sets orientation 0 and a zero-width
+    handle, which would leave the real splitter broken.
+    """
+    if not saved:
+        return False
+    state = QByteArray.fromHex(saved.encode("ascii", "replace"))
+    probe = QSplitter(split.orientation())
+    for _ in range(split.count()):
+        probe.addWidget(QWidget())
+    usable = probe.restoreState(state) and probe.orientation() == split.orientation()
+    probe.deleteLater()
+    if not usable or not split.restoreState(state):
+        log.info("ignoring the saved layout of %s", split.objectName() or "a splitter")
+        return False
+    return True
+
+
 def _separator() -> QFrame:
     line = QFrame()
     line.setFrameShape(QFrame.Shape.VLine)
@@ -457,6 +482,13 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         except OSError as exc:
             log.warning("cannot save settings: %s", exc)
 
+    def _splitters(self) -> dict[str, QSplitter]:
+        """The splitters whose positions are remembered, by their settings field."""
+        return {
+            "search_split_state": self.search_split,
+            "dupes_split_state": self.dupes_view.splitter,
+        }
+
     def _restore_window_state(self) -> None:
         s = self.settings
         try:
@@ -466,10 +498,19 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
                 self.restoreState(QByteArray.fromHex(s.window_state.encode()))
         except (ValueError, TypeError):
             log.info("ignoring saved window layout")
+        for name, split in self._splitters().items():
+            restore_splitter(split, getattr(s, name))
+
+    def remember_layout(self) -> None:
+        """Put the window geometry, dock layout and splitter positions into the settings."""
+        s = self.settings
+        s.window_geometry = _hex(self.saveGeometry())
+        s.window_state = _hex(self.saveState())
+        for name, split in self._splitters().items():
+            setattr(s, name, _hex(split.saveState()))
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        self.settings.window_geometry = bytes(self.saveGeometry().toHex()).decode()
-        self.settings.window_state = bytes(self.saveState().toHex()).decode()
+        self.remember_layout()
         self.save_settings()
         self.shutdown()
         super().closeEvent(event)

@@ -28,6 +28,8 @@ LIBRARY_FIELDS = ("device", "input_size", "index_backend", "weights", "head", "w
 # Fields that change the vectors themselves (so the model id), beyond the device.
 MODEL_FIELDS = ("input_size", "weights", "head", "whitening")
 PATH_FIELDS = ("weights", "head", "whitening")  # a file, or None for the default
+# Saved Qt layouts (hex of a saveGeometry()/saveState()), or None for the default layout.
+LAYOUT_FIELDS = ("window_geometry", "window_state", "search_split_state", "dupes_split_state")
 
 
 @dataclass
@@ -47,6 +49,8 @@ class GuiSettings:
     rescan_minutes: int = 10
     window_geometry: str | None = None  # hex of QMainWindow.saveGeometry()
     window_state: str | None = None  # hex of QMainWindow.saveState()
+    search_split_state: str | None = None  # hex of QSplitter.saveState(): results | explanations
+    dupes_split_state: str | None = None  # hex of QSplitter.saveState(): groups | review
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike) -> GuiSettings:
@@ -101,7 +105,7 @@ class GuiSettings:
 
 
 def _type_ok(value, default, name: str) -> bool:
-    if name in (*PATH_FIELDS, "window_geometry", "window_state"):
+    if name in (*PATH_FIELDS, *LAYOUT_FIELDS):
         return value is None or isinstance(value, str)
     if isinstance(default, bool):
         return isinstance(value, bool)
