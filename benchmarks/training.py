@@ -8,8 +8,13 @@ comparison, transductively on the unlabelled eval images. Eval descriptors come 
 one fp32 trunk pass (layer3 kept) re-fused with each trained head/layer4; a check
 re-embeds some eval images through `Extractor` with the saved files (the product path).
 
-    python benchmarks/training.py [--dataset DIR] [--size 112] [--views 2]
-        [--epochs-eca 30] [--epochs-layer4 4] [--dims 256 1024]
+    python benchmarks/training.py [--dataset DIR] [--size 112] [--views 4]
+        [--epochs-eca 30] [--epochs-layer4 8] [--layer4 auto:1e-4 frozen:1e-4] [--dims 256 1024]
+
+Each --layer4 run is BATCHNORM:LR (batchnorm auto/frozen/train, layer4 learning rate);
+its unseen-class mAP is also printed after every epoch (the learning curve). A control
+row re-estimates layer4's BatchNorm statistics on the training images without training,
+to separate what the statistics alone do from what ArcFace does.
 
 IMGFINDER_WEIGHTS is honoured; without it a seeded random-init ResNet50 is used.
 """
@@ -78,6 +83,39 @@ def descriptors(l3, layer4, eca, batch: int = 64) -> np.ndarray:
             fmap = layer4(l3[i : i + batch].contiguous(memory_format=torch.channels_last)).float()
             out.append(pooled_descriptor(eca, fmap.mean(dim=(2, 3)), fmap.amax(dim=(2, 3))))
     return torch.cat(out).numpy()
+
+
+def clean_layer3(cache):
+    """The cached layer3 maps of the training images' clean views (view 0)."""
+    import torch
+
+    idx = cache.valid_indices()
+    return torch.from_numpy(cache.layer3_rows(idx, np.zeros(len(idx), np.int64))).float()
+
+
+def recalibrated(layer4, l3_train, batch: int = 32):
+    """A copy of layer4 in eval mode with BatchNorm statistics averaged over `l3_train`
+    (what Trainer.calibrate_batchnorm does at the end of a run)."""
+    import copy
+
+    import torch
+
+    from imgfinder.core.train import _batchnorms
+
+    layer4 = copy.deepcopy(layer4)
+    layers = _batchnorms(layer4)
+    for m in layers:
+        m.reset_running_stats()
+    layer4.train()
+    with torch.no_grad():
+        for i in range(0, len(l3_train), batch):
+            x = l3_train[i : i + batch]
+            for m in layers:
+                m.momentum = len(x) / min(i + batch, len(l3_train))
+            layer4(x.contiguous(memory_format=torch.channels_last))
+    for m in layers:
+        m.momentum = 0.1
+    return layer4.eval()
 
 
 def train_descriptors(cache, layer4, eca, trained_layer4: bool) -> np.ndarray:
@@ -183,11 +221,21 @@ def main() -> int:
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--epochs-eca", type=int, default=30)
     ap.add_argument("--epochs-layer4", type=int, default=8)
+    ap.add_argument(
+        "--unlabelled-epochs",
+        type=int,
+        default=8,
+        help="epochs of an unlabelled (instance) layer4 run on the eval photos themselves, "
+        "'adapt to my library' (0: skip)",
+    )
     ap.add_argument("--margin", type=float, default=0.3)
     ap.add_argument("--scale", type=float, default=30.0)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument(
-        "--backbone-lrs", type=float, nargs="+", default=[TrainConfig.backbone_lr, 1e-5]
+        "--layer4",
+        nargs="+",
+        default=[f"auto:{TrainConfig.backbone_lr:g}", f"frozen:{TrainConfig.backbone_lr:g}"],
+        help="layer4 runs as BATCHNORM:LR (batchnorm auto, frozen or train)",
     )
     ap.add_argument("--dims", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--eval-dim", type=int, default=64, help="D' when learned on the eval set")
@@ -215,7 +263,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     from imgfinder import paths
     from imgfinder.core.extract import ModelConfig
     from imgfinder.core.library import run
-    from imgfinder.core.train import TrainConfig, Trainer, load_model
+    from imgfinder.core.train import TrainConfig, Trainer, _frozen_bn, load_model
     from imgfinder.core.whiten import learn_whitening
 
     t_all = time.perf_counter()
@@ -237,23 +285,67 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     )
     model_cfg = ModelConfig(weights, None, "cpu", args.size)
     common = dict(views=args.views, margin=args.margin, scale=args.scale, lr=args.lr)
+    layer4_runs = []
+    for spec in args.layer4:
+        bn, _, lr = spec.partition(":")
+        layer4_runs.append((bn, float(lr or TrainConfig.backbone_lr), False))
     print(
         f"input {args.size}, {args.views} views/image (1 clean), ArcFace m={args.margin} "
-        f"s={args.scale}, batch 32, Adam: lr {args.lr:g} for the ECA kernel and class centres, "
-        f"{'/'.join(f'{x:g}' for x in args.backbone_lrs)} for layer4; BatchNorm statistics "
-        f"frozen; epochs: ECA {args.epochs_eca}, layer4 {args.epochs_layer4}"
+        f"s={args.scale}, batch 32, Adam: lr {args.lr:g} for the ECA kernel and class centres; "
+        f"layer4 runs (BatchNorm:lr): {', '.join(args.layer4)}; "
+        f"epochs: ECA {args.epochs_eca}, layer4 {args.epochs_layer4}"
     )
 
+    t = time.perf_counter()
+    base, _ = load_model(model_cfg, allow_download=False)
+    base.to(memory_format=torch.channels_last)
+    l3 = eval_layer3(eval_files, base, args.size)
+    print(f"eval layer3 maps (fp32, one trunk pass): {time.perf_counter() - t:.0f} s")
+
     runs = []  # (name, trainer, result, seconds)
-    for blr in args.backbone_lrs:
+    curve: dict[int, dict] = {}  # epoch -> row of the learning-curve table
+    if args.unlabelled_epochs:  # "adapt to my library": the eval photos, without labels
+        eval_library = tmp / "eval-library"
+        eval_library.mkdir()
+        for f in eval_files:
+            os.symlink(f, eval_library / f"{f.parent.name}-{f.name}")
+        layer4_runs.append(("auto", TrainConfig.backbone_lr, True))
+    for bn, blr, unlabelled in layer4_runs:
         t = time.perf_counter()
         cfg = TrainConfig(
-            str(train_dir), model_cfg, epochs=args.epochs_layer4, train="layer4",
-            backbone_lr=blr, output=f"weights-bench-{blr:g}", keep_cache=True, **common,
+            str(eval_library if unlabelled else train_dir), model_cfg,
+            epochs=args.unlabelled_epochs if unlabelled else args.epochs_layer4, train="layer4",
+            backbone_lr=blr, batchnorm=bn, unlabelled=unlabelled,
+            output=f"weights-bench-{bn}-{blr:g}-{int(unlabelled)}", keep_cache=True, **common,
         )  # fmt: skip
         tr = Trainer(cfg, resume=False, allow_download=False)
-        res = run(tr.run(threading.Event()))
-        runs.append((f"ECA + layer4 (lr {blr:g})", tr, res, time.perf_counter() - t))
+        name = f"ECA + layer4, BN {tr.batchnorm} (lr {blr:g})"
+        if unlabelled:
+            name = f"unlabelled on the eval photos, BN {tr.batchnorm} (lr {blr:g})"
+        l3_train = None
+
+        def on_epoch(p, tr=tr, blr=blr, unlabelled=unlabelled):
+            nonlocal l3_train
+            if p.stage != "epoch":
+                return
+            if l3_train is None:
+                l3_train = clean_layer3(tr.cache)
+            m = tr.model
+            if tr.batchnorm == "train":  # evaluate a copy with the statistics a run ends with
+                mp, _ = evaluate(
+                    descriptors(l3, recalibrated(m.trunk[7], l3_train), m.eca), eval_labels
+                )
+            else:
+                m.trunk[7].eval()
+                mp, _ = evaluate(descriptors(l3, m.trunk[7], m.eca), eval_labels)
+                _frozen_bn(m.trunk[7])  # back to training mode, BatchNorm statistics frozen
+            row = curve.setdefault(p.epoch, {"epoch": p.epoch})
+            key = f"{'unlabelled ' if unlabelled else ''}BN {tr.batchnorm} lr {blr:g}"
+            row[f"{key}: loss"] = f"{p.loss:.3f}"
+            row[f"{key}: unseen mAP"] = f"{mp:.4f}"
+
+        res = run(tr.run(threading.Event()), on_epoch)
+        runs.append((name, tr, res, time.perf_counter() - t))
     t = time.perf_counter()
     cfg = TrainConfig(
         str(train_dir), model_cfg, epochs=args.epochs_eca, train="eca", keep_cache=True, **common
@@ -271,17 +363,22 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     print(f"trained ECA kernel (untrained: centred delta): {[round(k, 3) for k in kernel]}")
 
     t = time.perf_counter()
-    base, _ = load_model(model_cfg, allow_download=False)
-    base.to(memory_format=torch.channels_last)
-    l3 = eval_layer3(eval_files, base, args.size)
     vec = {"before": descriptors(l3, base.trunk[7], base.eca)}
     learn_on = {"before": train_descriptors(tre.cache, base.trunk[7], base.eca, False)}
     sec = {"before": ""}
+    # control: BatchNorm statistics re-estimated on the training images, no training
+    control = "before, layer4 BN re-estimated (no training)"
+    l4_control = recalibrated(base.trunk[7], clean_layer3(runs[1][1].cache))
+    vec[control] = descriptors(l3, l4_control, base.eca)
+    learn_on[control] = train_descriptors(runs[1][1].cache, l4_control, base.eca, True)
+    sec[control] = ""
     for name, tr, res, _ in runs:
         m = tr.model.eval()
         layer4 = tr.cfg.train == "layer4"
         vec[name] = descriptors(l3, m.trunk[7], m.eca)
-        learn_on[name] = train_descriptors(tr.cache, m.trunk[7], m.eca, layer4)
+        # whitening is learned on the training classes' views for every model
+        cache = runs[1][1].cache if tr.cfg.unlabelled else tr.cache
+        learn_on[name] = train_descriptors(cache, m.trunk[7], m.eca, layer4)
         sec[name] = f"{np.median(res.epoch_seconds):.2f}"
     worst = check_product_path(
         eval_files, weights, str(rese.output), str(runs[1][2].output), args.size,
@@ -317,6 +414,11 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     print()
     print(table(rows, list(rows[0])))
     print()
+    if curve:
+        print("learning curve (mAP on the unseen classes after each epoch, no whitening):")
+        rows_c = [curve[e] for e in sorted(curve)]
+        print(table(rows_c, list(rows_c[0])))
+        print()
     for name, _, res, _ in runs:
         loss = res.epoch_loss
         print(f"{name}: ArcFace loss {loss[0]:.3f} -> {loss[-1]:.3f} in {res.epochs_done} epochs")

@@ -19,10 +19,11 @@ from imgfinder.core.library import Library, run
 from imgfinder.core.model import FusedECA
 from imgfinder.core.train import (
     TrainConfig,
-    TrainProgress,
+    Trainer,
     discover,
     list_model_files,
     pooled_descriptor,
+    resolve_batchnorm,
     train,
 )
 from imgfinder.core.weights import BUNDLE_FORMAT, file_digest
@@ -42,7 +43,7 @@ def make_classes(root: Path, per_class: int = 4, classes: int = 3) -> Path:
 
 def tiny_config(dataset: Path, weights: Path, **kw) -> TrainConfig:
     model = ModelConfig(weights=str(weights), device="cpu", input_size=TEST_INPUT_SIZE)
-    defaults = {"epochs": 4, "views": 2, "batch_size": 4}
+    defaults = {"epochs": 4, "views": 2, "batch_size": 4, "train": "eca"}
     return TrainConfig(str(dataset), model, **{**defaults, **kw})
 
 
@@ -166,7 +167,7 @@ def test_cancel_then_resume_matches_an_uninterrupted_run(tmp_path, weights_file)
     gen = train(cfg, cancel=cancel)
 
     def stop_after_five(p):
-        if isinstance(p, TrainProgress):
+        if p.stage == "train":
             steps.append(p)
             if len(steps) == 5:  # epoch 2, step 2 of 3
                 cancel.set()
@@ -178,7 +179,8 @@ def test_cancel_then_resume_matches_an_uninterrupted_run(tmp_path, weights_file)
     done = []
     second = run(train(cfg, resume=True), done.append)
     assert not second.cancelled and second.epochs_done == 4
-    assert [p.epoch for p in done if isinstance(p, TrainProgress)][0] == 2  # no restart
+    assert [p.epoch for p in done if p.stage == "train"][0] == 2  # no restart
+    assert [p.epoch for p in done if p.stage == "epoch"] == [2, 3, 4]
     assert len(second.epoch_loss) == 4
     np.testing.assert_allclose(second.epoch_loss, ref.epoch_loss, rtol=1e-5)
     a = torch.load(second.output, weights_only=True)["head"]["conv.weight"]
@@ -212,7 +214,9 @@ def test_cancel_during_feature_caching_resumes_the_cache(tmp_path, weights_file)
 
 def test_layer4_training_writes_a_weights_bundle(tmp_path, weights_file):
     dataset = make_classes(tmp_path / "ds", per_class=2)
-    cfg = tiny_config(dataset, weights_file, train="layer4", epochs=1, views=1, batch_size=6)
+    cfg = tiny_config(
+        dataset, weights_file, train="layer4", epochs=1, views=1, batch_size=6, batchnorm="frozen"
+    )
     result = run(train(cfg))
     assert result.output.name == "weights-ds.pt"
     bundle = torch.load(result.output, weights_only=True)
@@ -232,6 +236,61 @@ def test_layer4_training_writes_a_weights_bundle(tmp_path, weights_file):
     assert ex.embed(dataset / "class0" / "0.jpg").shape == (4096,)
 
 
+def test_batchnorm_auto_follows_the_backbones_statistics(weights_file):
+    model = FusedECA()
+    model.load_backbone(torch.load(weights_file, weights_only=True))
+    layer4 = model.trunk[7]
+    assert resolve_batchnorm("auto", layer4) == "train"  # random init: never estimated
+    assert resolve_batchnorm("frozen", layer4) == "frozen"
+    layer4[0].bn1.running_var.fill_(0.7)  # as in any trained network
+    assert resolve_batchnorm("auto", layer4) == "frozen"
+    assert resolve_batchnorm("train", layer4) == "train"
+    with pytest.raises(ImgfinderError, match="batchnorm"):
+        resolve_batchnorm("sometimes", layer4)
+
+
+def test_layer4_training_with_batchnorm_ends_with_precise_statistics(tmp_path, weights_file):
+    dataset = make_classes(tmp_path / "ds", per_class=2)
+    cfg = tiny_config(
+        dataset, weights_file, train="layer4", epochs=2, views=2, batch_size=4, keep_cache=True
+    )
+    trainer = Trainer(cfg, resume=False, allow_download=False)
+    assert trainer.batchnorm == "train"  # "auto" on a random-init backbone
+    small = TrainConfig(str(dataset), ModelConfig(str(weights_file), device="cpu", input_size=32))
+    with pytest.raises(ImgfinderError, match="at least 64"):
+        Trainer(small, resume=False, allow_download=False)
+    cancel = threading.Event()
+    stages = []
+
+    def stop_at_calibration(p):
+        stages.append(p.stage)
+        if p.stage == "calibrate":
+            cancel.set()
+
+    first = run(trainer.run(cancel), stop_at_calibration)
+    assert first.cancelled and first.output is None and stages.count("calibrate") == 1
+    assert torch.load(first.checkpoint, weights_only=True)["epoch"] == 2
+    stages.clear()
+    resumed = Trainer(cfg, resume=True, allow_download=False)
+    result = run(resumed.run(threading.Event()), lambda p: stages.append(p.stage))
+    assert "train" not in stages and stages.count("calibrate") == 2  # 6 images, batches of 4
+    bundle = torch.load(result.output, weights_only=True)
+    assert bundle["meta"]["batchnorm"] == "train"
+    backbone = bundle["backbone"]
+    # the saved statistics are exact averages over the clean views under the final weights
+    cache = resumed.cache
+    idx = cache.valid_indices()
+    l3 = torch.from_numpy(cache.layer3_rows(idx, np.zeros(len(idx), np.int64))).float()
+    conv1 = torch.nn.functional.conv2d(l3, backbone["layer4.0.conv1.weight"])
+    expected = conv1.mean(dim=(0, 2, 3))
+    assert torch.allclose(backbone["layer4.0.bn1.running_mean"], expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(expected, torch.zeros_like(expected))
+    assert int(backbone["layer4.0.bn1.num_batches_tracked"]) == 2
+    ex = Extractor(ModelConfig(str(result.output), None, "cpu", TEST_INPUT_SIZE))
+    vec = ex.embed(dataset / "class1" / "0.jpg")
+    assert vec.shape == (4096,) and np.isfinite(vec).all()
+
+
 def test_unlabelled_mode_trains_instances(tmp_path, weights_file):
     root = tmp_path / "library"
     for i in range(4):
@@ -244,7 +303,7 @@ def test_unlabelled_mode_trains_instances(tmp_path, weights_file):
         run(train(tiny_config(root, weights_file, unlabelled=True, views=1)))
 
 
-def test_cli_train_writes_the_head_into_the_data_dir(tmp_path, weights_file, capsys):
+def test_cli_train_writes_the_weights_into_the_data_dir(tmp_path, weights_file, capsys):
     dataset = make_classes(tmp_path / "ds", per_class=3)
     data = tmp_path / "data"
     args = [*cli_args(data, weights_file), "train", str(dataset), "--epochs", "2"]
@@ -253,4 +312,6 @@ def test_cli_train_writes_the_head_into_the_data_dir(tmp_path, weights_file, cap
     path = Path(out[-1])
     assert path == (data / "models" / "mine.pt").resolve() and path.exists()
     assert any(line.startswith("model id: fused-eca-r50/") for line in out)
-    assert "ArcFace loss" in out[0]
+    assert "ArcFace loss" in out[0] and "layer4 BatchNorm train" in out[0]  # default: layer4
+    hint = f"use it with: imgfinder --weights {path} --input-size {TEST_INPUT_SIZE} index"
+    assert any(line.startswith(hint) for line in out)

@@ -5,8 +5,16 @@ augmented) go through the trunk and what the trainable part needs is cached on d
 (`paths.cache_dir()/train/`). ECA-only training needs just the pooled layer4 statistics
 (GAP and GMP, because the ECA-weighted average of the map is the ECA weights times its
 GAP), so an epoch takes seconds. ECA + layer4 training caches layer3 maps and re-runs
-only layer4. BatchNorm statistics stay frozen (eval mode). The result is a head file
-{"head": ECA state} or an imgfinder weights bundle; both change the model id.
+only layer4. The result is a head file {"head": ECA state} or an imgfinder weights
+bundle; both change the model id.
+
+BatchNorm in layer4 (`batchnorm`): "frozen" keeps the backbone's running statistics
+(right for pretrained weights and small data sets); "train" normalises with batch
+statistics while training and re-estimates the running statistics over the clean
+training images at the end ("precise BN"). "auto" picks "train" only when the
+backbone's layer4 statistics were never estimated (running mean 0, variance 1, as in a
+random-init model, where freezing them measured worse than no training at all on unseen
+classes), else "frozen".
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from imgfinder.errors import ImgfinderError
 log = logging.getLogger(__name__)
 
 TRAINABLE = ("eca", "layer4")
+BATCHNORM_MODES = ("auto", "frozen", "train")
 CHECKPOINT_FORMAT = "imgfinder-train-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -52,13 +61,14 @@ class TrainConfig:
     output: str | None = None  # default: models_dir()/head-<dataset>.pt or weights-<dataset>.pt
     epochs: int = 10
     unlabelled: bool = False  # every photo its own class, its augmented views the samples
-    train: str = "eca"  # "eca": the ECA kernel only; "layer4": layer4 + ECA
+    train: str = "layer4"  # "layer4": layer4 + ECA (measured to help); "eca": the ECA kernel only
     views: int = 4  # cached views per image, view 0 un-augmented
     margin: float = 0.3
     scale: float = 30.0
     batch_size: int = 32
     lr: float = 1e-3  # ECA kernel and ArcFace class centres (Adam)
     backbone_lr: float = 1e-4  # layer4 (Adam)
+    batchnorm: str = "auto"  # layer4 BatchNorm: "auto", "frozen" or "train" (module docstring)
     seed: int = 0
     keep_cache: bool = False
     checkpoint_every_s: float = 120.0
@@ -67,7 +77,7 @@ class TrainConfig:
 
     def signature(self, cache_key: str) -> dict:
         keys = ("unlabelled", "train", "views", "margin", "scale", "batch_size", "lr")
-        sig = {k: getattr(self, k) for k in (*keys, "backbone_lr", "seed")}
+        sig = {k: getattr(self, k) for k in (*keys, "backbone_lr", "batchnorm", "seed")}
         sig["cache"] = cache_key
         return sig
 
@@ -92,6 +102,7 @@ class TrainResult:
     epoch_loss: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     cache_seconds: float = 0.0
+    batchnorm: str | None = None  # layer4 runs: "frozen" or "train", as resolved
 
 
 @dataclass
@@ -165,12 +176,35 @@ def resolve_output(cfg: TrainConfig, dataset: Path) -> Path:
     return out.resolve()
 
 
+def _batchnorms(module: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 def _frozen_bn(module: torch.nn.Module) -> None:
     """Train mode for dropout-free layers but BatchNorm keeps its running statistics."""
     module.train()
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    for m in _batchnorms(module):
+        m.eval()
+
+
+def bn_statistics_untrained(module: torch.nn.Module) -> bool:
+    """True when every BatchNorm still has its initial statistics (mean 0, variance 1)."""
+    layers = _batchnorms(module)
+    return bool(layers) and all(
+        m.running_mean is not None
+        and bool(torch.all(m.running_mean == 0))
+        and bool(torch.all(m.running_var == 1))
+        for m in layers
+    )
+
+
+def resolve_batchnorm(mode: str, module: torch.nn.Module) -> str:
+    """ "frozen" or "train" for `mode` ("auto" decides from the module's statistics)."""
+    if mode not in BATCHNORM_MODES:
+        raise ImgfinderError(f"batchnorm must be one of {', '.join(BATCHNORM_MODES)}")
+    if mode != "auto":
+        return mode
+    return "train" if bn_statistics_untrained(module) else "frozen"
 
 
 def load_model(
@@ -198,6 +232,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, *, resume: bool, allow_download: bool):
         if cfg.train not in TRAINABLE:
             raise ImgfinderError(f"--train must be one of {', '.join(TRAINABLE)}")
+        if cfg.batchnorm not in BATCHNORM_MODES:
+            raise ImgfinderError(f"--batchnorm must be one of {', '.join(BATCHNORM_MODES)}")
         if cfg.epochs < 1 or cfg.views < 1 or cfg.batch_size < 2:
             raise ImgfinderError("epochs and views must be >= 1, batch size >= 2")
         if cfg.unlabelled and cfg.views < 2:
@@ -220,6 +256,13 @@ class Trainer:
         # bf16 autocast for layer4 on a GPU; on CPUs without AMX it measured no faster than fp32
         self.autocast = self.device.type == "cuda"
         self.signature = cfg.signature(self.cache.key)
+        self.batchnorm = (
+            resolve_batchnorm(cfg.batchnorm, self.model.trunk[7]) if cfg.train == "layer4" else None
+        )
+        if self.batchnorm == "train" and self.size < 64:  # a 1x1 layer4 map: no batch statistics
+            raise ImgfinderError(
+                "training BatchNorm needs an input size of at least 64 (use --batchnorm frozen)"
+            )
 
     # -- steps -------------------------------------------------------------------------
     def descriptors(self, idx: np.ndarray, view: np.ndarray) -> torch.Tensor:
@@ -296,16 +339,28 @@ class Trainer:
         if cfg.train == "layer4":
             layer4 = self.model.trunk[7]
             layer4.requires_grad_(True)
-            _frozen_bn(layer4)
+            if self.batchnorm == "train":
+                layer4.train()
+            else:
+                _frozen_bn(layer4)
+            log.info("layer4 BatchNorm: %s (asked: %s)", self.batchnorm, cfg.batchnorm)
             groups.append({"params": list(layer4.parameters()), "lr": cfg.backbone_lr})
         arcface = ArcFace(DESCRIPTOR_DIM, len(self.data.classes), cfg.margin, cfg.scale)
         arcface.to(self.device)
         # class centres start at the mean clean-view descriptor of each class
         valid = self.cache.valid_indices()
         with torch.no_grad():
-            clean = torch.cat(
-                [self.clean_descriptors(valid[i : i + 1024]) for i in range(0, len(valid), 1024)]
-            )
+            if self.batchnorm == "train":  # batch statistics change the descriptors at once
+                step, view0 = cfg.batch_size, np.zeros(cfg.batch_size, np.int64)
+                parts = [
+                    self.descriptors(valid[i : i + step], view0[: len(valid[i : i + step])])
+                    for i in range(0, len(valid), step)
+                ]
+            else:
+                parts = [
+                    self.clean_descriptors(valid[i : i + 1024]) for i in range(0, len(valid), 1024)
+                ]
+            clean = torch.cat(parts)
         arcface.init_centres(clean, torch.from_numpy(self.data.labels[valid]).to(self.device))
         groups.append({"params": [arcface.weight], "lr": cfg.lr})
         try:  # the fused kernel is several times faster for layer4's 15M parameters
@@ -328,6 +383,7 @@ class Trainer:
         cfg = self.cfg
         result = TrainResult(None, self.checkpoint, images=len(self.data.files))
         result.classes = len(self.data.classes)
+        result.batchnorm = self.batchnorm
         t0 = time.perf_counter()
         built = yield from self.cache.build(self.model, self.device, cancel, cfg.cache_batch)
         result.cache_seconds = time.perf_counter() - t0
@@ -393,6 +449,17 @@ class Trainer:
             epoch, step = epoch + 1, 0
             self._save_checkpoint(arcface, opt, epoch, step, hist)
             last_ckpt = time.perf_counter()
+            yield TrainProgress(
+                "epoch", epoch * n_valid, total, None, None,
+                message=f"epoch {epoch}/{cfg.epochs} done, loss {hist['epoch_loss'][-1]:.4f}",
+                epoch=epoch, epochs=cfg.epochs, loss=hist["epoch_loss"][-1],
+            )  # fmt: skip
+        if self.batchnorm == "train":
+            calibrated = yield from self.calibrate_batchnorm(cancel)
+            if not calibrated:  # the trained weights are in the checkpoint; --resume redoes this
+                result.cancelled = True
+                result.epochs_done = epoch
+                return result
         result.epochs_done = epoch
         result.epoch_loss = list(hist["epoch_loss"])
         result.epoch_seconds = list(hist["epoch_seconds"])
@@ -401,6 +468,50 @@ class Trainer:
         if not cfg.keep_cache:
             self.cache.remove()
         return result
+
+    def calibrate_batchnorm(self, cancel: threading.Event) -> Generator[Progress, None, bool]:
+        """Precise BN: layer4's running statistics re-estimated over every clean (view 0) image.
+
+        During training they were a momentum average over the last batches of a moving
+        network; retrieval runs in eval mode, so it gets averages over all the images under the final weights.
+        """
+        layer4 = self.model.trunk[7]
+        layers = _batchnorms(layer4)
+        saved = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in layers]
+        for m in layers:
+            m.reset_running_stats()
+        valid = self.cache.valid_indices()
+        step = max(2, self.cfg.batch_size)
+        finished = False
+        layer4.train()
+        try:
+            with torch.no_grad():
+                for i in range(0, len(valid), step):
+                    if cancel.is_set():
+                        return False
+                    idx = valid[i : i + step]
+                    for m in layers:  # running = size-weighted mean of the batch statistics
+                        m.momentum = len(idx) / min(i + step, len(valid))
+                    l3 = torch.from_numpy(self.cache.layer3_rows(idx, np.zeros(len(idx), np.int64)))
+                    l3 = l3.to(self.device).float().contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(
+                        self.device.type, dtype=torch.bfloat16, enabled=self.autocast
+                    ):
+                        layer4(l3)
+                    done = min(i + step, len(valid))
+                    yield TrainProgress(
+                        "calibrate", done, len(valid), None, None,
+                        message=f"re-estimating BatchNorm statistics {done}/{len(valid)}",
+                    )  # fmt: skip
+            finished = True
+        finally:
+            for m, (mean, var, momentum) in zip(layers, saved):
+                m.momentum = momentum
+                if not finished:  # leave the model as it was
+                    m.running_mean.copy_(mean)
+                    m.running_var.copy_(var)
+            self.model.eval()
+        return True
 
     def _write_output(self, result: TrainResult) -> Path:
         cfg = self.cfg
@@ -414,6 +525,7 @@ class Trainer:
             "views": cfg.views,
             "margin": cfg.margin,
             "scale": cfg.scale,
+            "batchnorm": self.batchnorm,
             "input_size": self.size,
             "base_weights": self.weights.tag,
             "base_source": self.weights.source,
