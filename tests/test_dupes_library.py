@@ -108,6 +108,20 @@ def test_no_chaining_end_to_end(indexed):
     assert any(len(g & {"s5", "s5_c1", "s5_c2"}) == 2 for g in groups)
 
 
+def test_indexing_stores_signatures_so_the_first_scan_reads_no_photo(fresh):
+    lib, photos = fresh
+    rows = {key: lib.catalog.image_by_path(str(path)) for key, path in photos.items()}
+    hashes = {row.hash for row in rows.values()}
+    stored = dupes.store.load_signatures(lib.catalog, hashes)
+    assert len(stored) == len(hashes) == len(photos) - 1  # s1 and its backup share a hash
+    for key in ("s0", "s0_rot", "s5_c1"):  # the same as the scan's own decode would give
+        again = dupes.signature.signature_of_path(str(photos[key]))
+        assert float(stored[rows[key].hash] @ again) > 0.99
+    stages = []
+    pairs = run(dupes.scan(lib), lambda p: stages.append(p.stage))
+    assert pairs.stats["signatures_computed"] == 0 and "signatures" not in stages
+
+
 def test_rescan_reuses_signatures_and_verified_pairs(indexed):
     lib, _, pairs, _ = indexed
     again = run(dupes.scan(lib))

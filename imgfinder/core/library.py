@@ -21,6 +21,7 @@ import numpy as np
 from imgfinder import paths
 from imgfinder.core import scan
 from imgfinder.core.catalog import Catalog
+from imgfinder.core.dupes import store as dupe_store
 from imgfinder.core.extract import Extractor, ModelConfig, device_description
 from imgfinder.core.index import BACKENDS, open_index
 from imgfinder.core.types import Hit, IndexSummary, Progress
@@ -231,6 +232,7 @@ class Library:
         store = self.store()
         index = self.load_index()
         hash_rows = self.catalog.hash_rows(model_id)
+        dupe_store.ensure_tables(self.catalog)
         roots = self.roots()
         if only is not None:
             wanted = [Path(p).expanduser().resolve() for p in only]
@@ -297,6 +299,10 @@ class Library:
                     summary.indexed += 1
                     records.append((b, "ok", vec_row))
                 ids = self._write_records(root.id, model_id, records)
+                # the duplicate finder's signatures, from the decode just done (keyed by hash)
+                dupe_store.save_signatures(
+                    self.catalog, {b.hash: b.signature for b in batch if b.signature is not None}
+                )
                 self._index_add(index, ids, records)
                 done += len(batch)
                 yield Progress.since("extract", done, len(todo), started, root.path)
