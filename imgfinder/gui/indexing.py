@@ -7,7 +7,7 @@ import logging
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from imgfinder.core.types import IndexSummary
-from imgfinder.gui.workers import IndexWorker, worker_thread
+from imgfinder.gui.workers import IndexWorker, dispose, stop_and_wait, worker_thread
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,7 @@ class IndexController(QObject):
         thread, worker = self._thread, self._worker
         if thread is None or worker is None:
             return
-        worker.cancel()
-        thread.quit()
-        thread.wait()
+        stop_and_wait(thread, worker)
         self._cleanup()
 
     # -- internals -------------------------------------------------------------------------
@@ -148,8 +146,5 @@ class IndexController(QObject):
     def _cleanup(self) -> None:
         thread, worker = self._thread, self._worker
         self._thread = self._worker = None
-        if worker is not None:
-            worker.deleteLater()
-        if thread is not None:
-            thread.deleteLater()
+        dispose(thread, worker)
         self._set_state("idle")

@@ -37,6 +37,7 @@ from imgfinder.gui.settings import GuiSettings, LaunchOptions
 from imgfinder.gui.skipped_view import SkippedPanel
 from imgfinder.gui.status_bar import IndexProgress
 from imgfinder.gui.thumbnails import ThumbnailLoader
+from imgfinder.gui.train_dialog import TrainDialog
 from imgfinder.gui.watcher import FolderWatcher
 from imgfinder.gui.window_library import LibraryMixin
 from imgfinder.gui.window_search import NO_MATCH_TEXT, SearchMixin
@@ -106,6 +107,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.settings = GuiSettings.load(self.data_dir)
         self.auto_index = True
         self.weights_dialog = self.reindex_box = self.remove_box = self.settings_dialog = None
+        self.train_dialog: TrainDialog | None = None
         self._download = None
         self._download_failed = False
         self._message_box: QMessageBox | None = None
@@ -226,6 +228,26 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.views.setCurrentWidget(self.dupes_view)
         self.dupes_view.scan()
 
+    def open_train_dialog(self, **overrides) -> TrainDialog:
+        """Library ▸ Train model: one non-modal dialog; `overrides` are extra TrainConfig fields."""
+        dlg = self.train_dialog
+        if dlg is None:
+            dlg = self.train_dialog = TrainDialog(
+                lambda: self.lib, self.data_dir / "models", overrides=overrides, parent=self
+            )
+            dlg.use_model.connect(self.apply_settings)
+        elif overrides:
+            dlg.overrides = overrides
+        dlg.show()
+        dlg.raise_()
+        dlg.activateWindow()
+        return dlg
+
+    def _update_train_action(self) -> None:
+        """Training needs the model loaded, and does not start next to a running index."""
+        ready = getattr(self, "model_info", None) is not None
+        self.train_action.setEnabled(ready and self.index_ctl.state == "idle")
+
     def add_view(self, widget: QWidget, title: str) -> int:
         """Add a main view (e.g. duplicates review) as a tab; the tab bar appears with the second."""
         return self.views.addTab(widget, title)
@@ -309,6 +331,12 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             "Ctrl+Shift+D",
             tip="Scan the library for exact copies, the same photo and similar shots",
         )
+        self.train_action = self._act(
+            m,
+            "&Train model…",
+            self.open_train_dialog,
+            tip="Fine-tune the model on a folder of your photos (runs in the background)",
+        )
 
         self.view_menu = m = mb.addMenu("&View")
         self._act(m, "Zoom &in", lambda: self.zoom(1), K.ZoomIn, "Ctrl+=")
@@ -364,6 +392,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         ic.finished.connect(self._index_finished)
         ic.failed.connect(self._index_failed)
         ic.state_changed.connect(self.index_progress.set_state)
+        ic.state_changed.connect(self._update_train_action)
         self.index_progress.pause_clicked.connect(ic.pause)
         self.index_progress.resume_clicked.connect(ic.resume)
         self.index_progress.cancel_clicked.connect(ic.cancel)
@@ -523,6 +552,9 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._avail_timer.stop()
         self.watcher.shutdown()
         self.index_ctl.shutdown()
+        if self.train_dialog is not None:  # cancels the run (checkpointed) and waits for it
+            self.train_dialog.shutdown()
+            self.train_dialog.close()
         self.dupes_view.shutdown()
         for w in (self.query_explain, self.match_view):  # their jobs use the library's model
             w.clear()  # drops queued requests and prefetches (shutdown() keeps prefetches)

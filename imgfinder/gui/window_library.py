@@ -32,6 +32,7 @@ class LibraryMixin:
             self.data_dir, eff.model_config(), index_backend=eff.index_backend, allow_download=False
         )
         self.model_info: ModelInfo | None = None
+        self._update_train_action()
         self.index_ctl.set_library(self.lib)
         self.search_ctl.lib = self.lib
         try:
@@ -71,6 +72,7 @@ class LibraryMixin:
         if lib is not self.lib:
             return
         self.model_info = info
+        self._update_train_action()
         # The model, Qt and the libraries are now loaded and live as long as the app: keep the
         # collector from walking them again (a full collection of ~400k objects stalls every
         # thread for ~0.3 s, e.g. in the middle of indexing).

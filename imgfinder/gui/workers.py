@@ -1,4 +1,4 @@
-"""Workers: indexing, searching and downloading run off the GUI thread and talk only by signals."""
+"""Workers: indexing, training, search and downloads run off the GUI thread; signals only."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Qt, QThread, QThreadPool, QTimer, Signal, Sl
 
 from imgfinder.core import decode
 from imgfinder.core.extract import device_description
+from imgfinder.core.train import TrainConfig, train
 from imgfinder.core.weights import download_default
 from imgfinder.errors import ImgfinderError, WeightsUnavailableError
 from imgfinder.gui.items import (
@@ -74,6 +75,21 @@ def worker_thread(worker: QObject, name: str) -> QThread:
     # Direct: quit() from the worker's thread, so it works even while the GUI thread waits.
     worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
     return thread
+
+
+def stop_and_wait(thread: QThread, worker: QObject) -> None:
+    """Cancel a worker and block until its thread has ended (the core saves before it does)."""
+    worker.cancel()
+    thread.quit()
+    thread.wait()
+
+
+def dispose(thread: QThread | None, worker: QObject | None) -> None:
+    """Schedule a finished worker and its thread for deletion (on the GUI thread)."""
+    if worker is not None:
+        worker.deleteLater()
+    if thread is not None:
+        thread.deleteLater()
 
 
 # --------------------------------------------------------------------------- indexing
@@ -139,6 +155,66 @@ class IndexWorker(QObject):
     @property
     def paused(self) -> bool:
         return self._paused
+
+
+# --------------------------------------------------------------------------- training
+
+TRAIN_PROGRESS_INTERVAL_S = 0.1  # ECA-only epochs run thousands of batches a second
+
+
+class TrainWorker(QObject):
+    """Drives `core.train.train()`; cancel stops after the current batch and keeps a checkpoint.
+
+    Progress is thinned to ten signals a second (a new stage and "epoch" always pass), so a
+    fast run cannot flood the GUI thread's event queue.
+    """
+
+    progress = Signal(object)  # Progress / TrainProgress
+    failed = Signal(str)
+    finished = Signal(object)  # TrainResult, or None after a failure
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False, allow_download: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        self.resume = resume
+        self.allow_download = allow_download
+        self.cancel_event = threading.Event()
+
+    @Slot()
+    def run(self) -> None:
+        result = None
+        try:
+            _lower_thread_priority(INDEX_NICE)
+            torch.set_num_threads(INDEX_TORCH_THREADS)
+            gen = train(
+                self.cfg,
+                cancel=self.cancel_event,
+                resume=self.resume,
+                allow_download=self.allow_download,
+            )
+            stage, last = None, 0.0
+            while True:
+                try:
+                    p = next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                now = time.monotonic()
+                if (
+                    p.stage != stage
+                    or p.stage == "epoch"
+                    or now - last >= TRAIN_PROGRESS_INTERVAL_S
+                ):
+                    stage, last = p.stage, now
+                    self.progress.emit(p)
+        except Exception as exc:  # noqa: BLE001 - the worker boundary
+            self.failed.emit(describe(exc))
+        finally:
+            self.finished.emit(result)
+
+    def cancel(self) -> None:
+        """From any thread: stop after the current batch (the core writes a checkpoint)."""
+        self.cancel_event.set()
 
 
 # --------------------------------------------------------------------------- search
