@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
 
+import shiboken6  # noqa: E402
 import torch  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from imgfinder.core.extract import head_tag  # noqa: E402
-from imgfinder.core.whiten import learn_whitening, save_whitening  # noqa: E402
-from imgfinder.gui.dialogs import DEFAULT_MODEL_TEXT, SettingsDialog  # noqa: E402
+from imgfinder.core.whiten import learn_whitening, load_whitening, save_whitening  # noqa: E402
+from imgfinder.gui import dialogs  # noqa: E402
+from imgfinder.gui.dialogs import DEFAULT_MODEL_TEXT, LEARN_TEXT, SettingsDialog  # noqa: E402
 from imgfinder.gui.settings import (  # noqa: E402
     SETTINGS_FILE,
     Effective,
@@ -229,3 +232,92 @@ def test_whitening_change_offers_reindex(qtbot, make_window, photos):
         w.reindex_box.done(w.reindex_box.StandardButton.Yes)
     assert blocker.args[0].indexed == N_PHOTOS
     assert w.lib.catalog.model_counts() == {w.lib.model_id: N_PHOTOS}
+
+
+def ok_enabled(dlg) -> bool:
+    return dlg.buttons.button(dlg.buttons.StandardButton.Ok).isEnabled()
+
+
+def test_learning_a_whitening_selects_it_and_ok_applies_it(qtbot, make_window, photos):
+    w = make_window()
+    index_folder(qtbot, w, photos)
+    raw = w.lib.model_id
+    w.open_settings()
+    dlg = w.settings_dialog
+    assert dlg.whitening.count() == 1 and dlg.learn_button.isEnabled()
+    qtbot.waitUntil(lambda: dlg.learn_dim.value() == 16)  # the core's rule for 4 photos: 1
+    dlg.input_size.setValue(TEST_INPUT_SIZE + 32)  # another model: its vectors are not here
+    assert not dlg.learn_button.isEnabled()
+    dlg.input_size.setValue(TEST_INPUT_SIZE)
+    assert dlg.learn_button.isEnabled()
+    dlg.start_learning(8)
+    assert dlg.learning and not dlg.learn_busy.isHidden() and not ok_enabled(dlg)
+    assert not dlg.learn_button.isEnabled() and dlg.learn_button.text() != LEARN_TEXT
+    qtbot.waitUntil(lambda: not dlg.learning, timeout=60_000)
+    files = sorted((w.data_dir / "models").glob("whiten-*.npz"))
+    assert len(files) == 1, dlg.whitening_note.text()
+    learned = load_whitening(files[0])
+    # 4 vectors: D' is capped at their rank, 3
+    assert (learned.model_id, learned.samples, learned.dim_out) == (raw, N_PHOTOS, N_PHOTOS - 1)
+    path = str(files[0])
+    assert dlg.whitening.currentData() == path and dlg.values()["whitening"] == path
+    assert "Learned" in dlg.whitening_note.text() and "asked for 8" in dlg.whitening_note.text()
+    assert ok_enabled(dlg) and dlg.learn_busy.isHidden() and dlg.learn_button.text() == LEARN_TEXT
+    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=60_000):
+        dlg.accept()
+    assert w.lib.config.whitening == path
+    assert w.lib.model_id == learned.output_model_id != raw
+    assert w.model_info.stale == N_PHOTOS and w.reindex_box is not None
+
+
+def test_learning_from_an_empty_library_says_why_in_the_dialog(qtbot, make_window):
+    w = make_window()
+    w.open_settings()
+    dlg = w.settings_dialog
+    qtbot.mouseClick(dlg.learn_button, Qt.MouseButton.LeftButton)
+    assert dlg.learning
+    qtbot.waitUntil(lambda: not dlg.learning, timeout=60_000)
+    note = dlg.whitening_note.text()
+    assert note.startswith("Cannot learn a whitening") and "index some photos first" in note
+    assert ok_enabled(dlg) and dlg.learn_button.isEnabled() and dlg.whitening.count() == 1
+    assert not list((w.data_dir / "models").glob("whiten-*.npz"))
+
+
+def test_a_dialog_closed_while_learning_drops_the_result(qtbot, make_window, monkeypatch):
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def slow_learning(lib, dim, cancel=None):  # stands in for the seconds of a 4096-d run
+        started.release()
+        assert release.wait(30)
+        rng = np.random.default_rng(0)
+        return learn_whitening(rng.standard_normal((24, 64)), 4, model_id="m")
+
+    monkeypatch.setattr(dialogs, "learn_from_library", slow_learning)
+    w = make_window()
+    models = w.data_dir / "models"
+    try:
+        # closed (Cancel), then deleted: the run is cancelled, nothing is saved
+        w.open_settings()
+        dlg = w.settings_dialog
+        dlg.start_learning(8)
+        assert started.acquire(timeout=10)
+        dlg.reject()
+        assert not dlg.learning and ok_enabled(dlg)
+        shiboken6.delete(dlg)
+        release.set()
+        assert w.tasks.pool.waitForDone(30_000)
+        qtbot.wait(100)  # the late answer is delivered and must be dropped quietly
+        assert not list(models.glob("whiten-*.npz"))
+        # deleted without closing: the result arrives for a dead dialog and is ignored
+        release.clear()
+        w.open_settings()
+        dlg = w.settings_dialog
+        dlg.start_learning(8)
+        assert started.acquire(timeout=10)
+        shiboken6.delete(dlg)
+        release.set()
+        assert w.tasks.pool.waitForDone(30_000)
+        qtbot.wait(100)
+    finally:
+        release.set()  # never leave a pool thread blocked

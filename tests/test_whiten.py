@@ -144,3 +144,45 @@ def test_library_applies_whitening_before_the_index(tmp_path, model_config, caps
     hit = lib.search(root / "p3.jpg", k=1)[0]
     assert hit.path == str(root / "p3.jpg") and hit.score == pytest.approx(1.0, abs=1e-2)
     lib.close()
+
+
+def test_learn_from_library_uses_the_raw_vectors(tmp_path, model_config):
+    """The default D', the raw vectors also under a whitening, and the errors of an empty one."""
+    import dataclasses
+    import threading
+
+    from imgfinder.core.library import Library, run
+    from imgfinder.core.whiten import LearningCancelled, default_dim, learn_from_library
+
+    assert (default_dim(12), default_dim(10_000), default_dim(2)) == (3, 1024, 1)
+    empty = Library(tmp_path / "empty", model_config, index_backend="exact")
+    with pytest.raises(ImgfinderError, match="has 0 vectors.*index some photos first"):
+        learn_from_library(empty)
+    empty.close()
+
+    root = tmp_path / "pics"
+    for i in range(12):
+        make_jpeg(root / f"p{i}.jpg", size=(96, 72), seed=300 + i)
+    raw = Library(tmp_path / "data", model_config, index_backend="exact")
+    run(raw.index([root]))
+    w = learn_from_library(raw, 5)
+    assert (w.dim_in, w.dim_out, w.samples) == (raw.dim, 5, 12)
+    assert w.model_id == raw.model_id
+    assert learn_from_library(raw).dim_out == 3  # 12 vectors: a quarter of them
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(LearningCancelled):
+        learn_from_library(raw, 5, cancel=stop)
+    raw.close()
+
+    # configured with a whitening, not yet re-indexed: still learns from the raw vectors
+    cfg = dataclasses.replace(model_config, whitening=str(save_whitening(w, tmp_path / "w.npz")))
+    lib = Library(tmp_path / "data", cfg, index_backend="exact")
+    assert lib.model_id == w.output_model_id
+    again = learn_from_library(lib, 5)
+    assert again.model_id == w.model_id and again.dim_in == w.dim_in
+    np.testing.assert_allclose(again.projection, w.projection, rtol=1e-4, atol=1e-6)
+    run(lib.index())  # re-indexed whitened: no raw vectors are left to learn from
+    with pytest.raises(ImgfinderError, match="turn it off and re-index"):
+        learn_from_library(lib, 5)
+    lib.close()

@@ -16,8 +16,7 @@ from imgfinder import paths
 from imgfinder.cli.common import ProgressBar, model_config, open_library
 from imgfinder.core.extract import Extractor, ModelConfig
 from imgfinder.core.train import BATCHNORM_MODES, TRAINABLE, TrainConfig, TrainResult, train
-from imgfinder.core.whiten import learn_whitening, save_whitening
-from imgfinder.errors import ImgfinderError
+from imgfinder.core.whiten import learn_from_library, save_whitening
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -184,24 +183,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_whiten(args: argparse.Namespace) -> int:
-    args.whitening = None  # learned from the raw (unwhitened) library vectors
+    args.whitening = None  # open the raw library: no whitening file to load (or to mismatch)
     lib = open_library(args)
     try:
-        pairs = lib.catalog.vector_rows(lib.model_id)
-        if len(pairs) < 3:
-            raise ImgfinderError(
-                f"the library has {len(pairs)} vectors for model {lib.model_id}; "
-                "index some photos first"
-            )
-        rows = np.asarray(sorted({r for _, r in pairs}), dtype=np.int64)
-        vectors = lib.store().get(rows).astype(np.float32)
-        dim = args.dim or max(1, min(1024, len(vectors) // 4))
-        w = learn_whitening(
-            vectors, dim, model_id=lib.model_id, power=args.power, shrinkage=args.shrinkage
-        )
+        w = learn_from_library(lib, args.dim, power=args.power, shrinkage=args.shrinkage)
     finally:
         lib.close()
-    out = Path(args.output) if args.output else paths.models_dir() / f"whiten-{w.tag}.npz"
+    out = Path(args.output) if args.output else paths.models_dir() / w.file_name
     save_whitening(w, out)
     print(f"learned from {w.samples} vectors: {w.dim_in} -> {w.dim_out} dims")
     print(f"whitened model id: {w.output_model_id}")

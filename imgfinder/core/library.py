@@ -132,6 +132,28 @@ class Library:
         """The stored/searched vector of one image (path, bytes or PIL image)."""
         return self.descriptor(self.extractor.embed(source)[None])[0]
 
+    def raw_vectors(self) -> np.ndarray:
+        """(N, D) float32: the model's own (unwhitened) vectors of the indexed photos.
+
+        A whitening is learned from these. They exist for photos indexed without whitening,
+        also while one is configured but the library has not been re-indexed with it.
+        """
+        raw_id = self.extractor.model_id
+        dim = self.extractor.dim
+        with self._lock:  # row numbers stay valid: no compaction in between
+            rows = sorted({r for _, r in self.catalog.vector_rows(raw_id)})
+            if not rows:
+                return np.zeros((0, dim), np.float32)
+            rows = np.asarray(rows, dtype=np.int64)
+            if not self.config.whitening:
+                return self.store().get(rows).astype(np.float32)
+            name = self.catalog.get_meta(f"vectors:{raw_id}")
+            store = VectorStore(self.vectors_dir / name, dim, raw_id)
+            try:
+                return store.get(rows).astype(np.float32)
+            finally:
+                store.close()
+
     # -- storage -------------------------------------------------------------------
     @property
     def vectors_dir(self) -> Path:

@@ -15,8 +15,10 @@ import hashlib
 import io
 import logging
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,10 +26,23 @@ import torch
 from imgfinder.atomic import atomic_write
 from imgfinder.errors import ImgfinderError, ModelMismatchError
 
+if TYPE_CHECKING:
+    from imgfinder.core.library import Library
+
 log = logging.getLogger(__name__)
 
 WHITEN_FORMAT = "imgfinder-whitening"
 WHITEN_VERSION = 1
+DEFAULT_DIM = 1024
+
+
+class LearningCancelled(ImgfinderError):
+    """`learn_from_library` stopped because its cancel event was set."""
+
+
+def default_dim(samples: int) -> int:
+    """D' when none is asked for: 1024, or a quarter of the vectors if fewer (~4 per axis)."""
+    return max(1, min(DEFAULT_DIM, samples // 4))
 
 
 @dataclass
@@ -56,6 +71,11 @@ class Whitening:
         h.update(np.ascontiguousarray(self.mean, np.float32).tobytes())
         h.update(np.ascontiguousarray(self.projection, np.float32).tobytes())
         return f"pw{self.dim_out}-{h.hexdigest()[:10]}"
+
+    @property
+    def file_name(self) -> str:
+        """The name it is saved under in the models folder: whiten-<tag>.npz."""
+        return f"whiten-{self.tag}.npz"
 
     @property
     def output_model_id(self) -> str:
@@ -131,6 +151,45 @@ def learn_whitening(
         shrinkage=float(shrinkage),
         samples=int(n),
     )
+
+
+def learn_from_library(
+    lib: Library,
+    dim: int | None = None,
+    power: float = 0.5,
+    shrinkage: float = 0.1,
+    cancel: threading.Event | None = None,
+) -> Whitening:
+    """Learn from the library's raw vectors of its model, even while it uses a whitening.
+
+    `dim` None: `default_dim` of the vector count. A set `cancel` raises LearningCancelled
+    before and after the (uninterruptible) eigendecomposition.
+    """
+
+    def check() -> None:
+        if cancel is not None and cancel.is_set():
+            raise LearningCancelled("learning the whitening was cancelled")
+
+    check()
+    model_id = lib.extractor.model_id  # the raw model's id, whatever whitening is configured
+    vectors = lib.raw_vectors()
+    if len(vectors) < 3:
+        message = f"the library has {len(vectors)} vectors for model {model_id}; "
+        if lib.config.whitening:  # a whitened re-index keeps no raw vectors to learn from
+            message += "photos indexed with a whitening have none: turn it off and re-index"
+        else:
+            message += "index some photos first"
+        raise ImgfinderError(message)
+    check()
+    w = learn_whitening(
+        vectors,
+        dim or default_dim(len(vectors)),
+        model_id=model_id,
+        power=power,
+        shrinkage=shrinkage,
+    )
+    check()
+    return w
 
 
 def save_whitening(w: Whitening, path: str | os.PathLike) -> Path:

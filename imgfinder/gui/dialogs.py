@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import shiboken6
 import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel
@@ -26,9 +30,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imgfinder.core.model import DESCRIPTOR_DIM
 from imgfinder.core.train import list_model_files
 from imgfinder.core.weights import BUNDLE_FORMAT, DEFAULT_ENUM, default_weights_file
-from imgfinder.core.whiten import Whitening, list_whitening_files, load_whitening
+from imgfinder.core.whiten import (
+    DEFAULT_DIM,
+    LearningCancelled,
+    Whitening,
+    default_dim,
+    learn_from_library,
+    list_whitening_files,
+    load_whitening,
+    save_whitening,
+)
 from imgfinder.errors import ImgfinderError
 from imgfinder.gui import desktop
 from imgfinder.gui.settings import (
@@ -38,6 +52,10 @@ from imgfinder.gui.settings import (
     GuiSettings,
     candidate_model_id,
 )
+
+if TYPE_CHECKING:
+    from imgfinder.core.library import Library
+    from imgfinder.gui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +77,8 @@ KIND_DESCRIPTION = {
     "backbone": "ResNet50 backbone weights",
 }
 TRAINED_TEXT = {"eca": "the ECA head", "layer4": "layer4 and the ECA head"}
+LEARN_DIM_MIN = 16  # D' offered for a whitening learned in the app (the CLI takes any)
+LEARN_TEXT = "Learn from library…"
 
 
 def _device_available(name: str) -> bool:
@@ -142,13 +162,29 @@ def classify_file(path: str) -> str:
 
 
 class SettingsDialog(QDialog):
-    """Device, input size, index backend, model and whitening, thumbnails, rescans, data folder."""
+    """Device, input size, index backend, model and whitening, thumbnails, rescans, data folder.
 
-    def __init__(self, settings: GuiSettings, effective: Effective, data_dir: Path, parent=None):
+    With `library` (returns the open Library) and `tasks`, it can also learn a whitening from
+    the library in the background (see `start_learning`).
+    """
+
+    def __init__(
+        self,
+        settings: GuiSettings,
+        effective: Effective,
+        data_dir: Path,
+        parent=None,
+        *,
+        library: Callable[[], Library | None] | None = None,
+        tasks: TaskRunner | None = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle("imgfinder settings")
         self.effective = effective
         self.models_dir = Path(data_dir) / "models"
+        self._library = library
+        self._tasks = tasks
+        self._learn_cancel: threading.Event | None = None  # set while learning; the run's token
         self.device = QComboBox()
         for name in ("auto", "cpu", "cuda", "mps"):
             ok = _device_available(name)
@@ -200,7 +236,7 @@ class SettingsDialog(QDialog):
         )
         note.setWordWrap(True)
         note.setForegroundRole(note.foregroundRole())
-        buttons = QDialogButtonBox(
+        self.buttons = buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
         buttons.accepted.connect(self.accept)
@@ -211,6 +247,7 @@ class SettingsDialog(QDialog):
         lay.addLayout(form2)
         lay.addWidget(note)
         lay.addWidget(buttons)
+        self._load_vector_count()
 
     # -- model and whitening ---------------------------------------------------------------
     def _build_model_group(self) -> QGroupBox:
@@ -257,11 +294,14 @@ class SettingsDialog(QDialog):
         self.whitening_note.setWordWrap(True)
         self._whitening_files = self._whitening_candidates()
         self._whitening_choice = eff.whitening
+        learn_row = self._build_learn_row()
         form = QFormLayout()
         form.addRow("&Model:", _wrap(mrow))
         form.addRow("", self.model_note)
         form.addRow("&Whitening:", self.whitening)
+        form.addRow("", learn_row)
         form.addRow("", self.whitening_note)
+        form.setRowVisible(learn_row, self.can_learn)
         group = QGroupBox("Model")
         group.setToolTip(
             "The model and whitening determine the vectors: changing them re-indexes the "
@@ -273,6 +313,43 @@ class SettingsDialog(QDialog):
         self.whitening.currentIndexChanged.connect(self._whitening_picked)
         self.input_size.valueChanged.connect(self._refresh_whitening)
         return group
+
+    def _build_learn_row(self) -> QWidget:
+        eff = self.effective
+        # the raw model id of the open library: learning reads its vectors of that model
+        self._library_model_id = candidate_model_id(eff.weights, eff.head, eff.input_size)
+        self.learn_dim = QSpinBox()
+        self.learn_dim.setRange(LEARN_DIM_MIN, DESCRIPTOR_DIM)
+        self.learn_dim.setSingleStep(16)
+        self.learn_dim.setSuffix(" dims")
+        self.learn_dim.setValue(min(DEFAULT_DIM, DESCRIPTOR_DIM))
+        self._initial_learn_dim = self.learn_dim.value()
+        self.learn_dim.setToolTip(
+            "Output dimension D′ of the whitening to learn. It is capped at the number of "
+            "indexed photos − 1; with fewer than ~4 photos per dimension the weakest "
+            "dimensions are mostly noise."
+        )
+        self.learn_button = QPushButton(LEARN_TEXT)
+        self.learn_button.clicked.connect(lambda: self.start_learning())
+        self.learn_busy = QProgressBar()
+        self.learn_busy.setRange(0, 0)  # busy indicator: the eigendecomposition has no steps
+        self.learn_busy.setTextVisible(False)
+        self.learn_busy.setMaximumWidth(120)
+        self.learn_busy.hide()
+        dim_label = QLabel("D′:")
+        dim_label.setBuddy(self.learn_dim)
+        row = QHBoxLayout()
+        row.addWidget(dim_label)
+        row.addWidget(self.learn_dim)
+        row.addWidget(self.learn_button)
+        row.addWidget(self.learn_busy)
+        row.addStretch(1)
+        return _wrap(row)
+
+    @property
+    def can_learn(self) -> bool:
+        """Whether this dialog was given a library and a task runner to learn a whitening."""
+        return self._library is not None and self._tasks is not None
 
     def _default_choice(self) -> ModelChoice:
         desc = f"torchvision ResNet50 {DEFAULT_ENUM.name} weights, untrained ECA head"
@@ -376,9 +453,130 @@ class SettingsDialog(QDialog):
             note = f"{Path(wanted).name} was learned for another model: whitening is off."
         elif n:
             note = f"{n} whitening file(s) learned for this model (imgfinder whiten)."
+        elif self.can_learn:
+            note = "No whitening learned for this model: learn one from the library above."
         else:
             note = "No whitening learned for this model (imgfinder whiten)."
         self.whitening_note.setText(note)
+        self._update_learn_state()
+
+    # -- learning a whitening ----------------------------------------------------------------
+    def _update_learn_state(self) -> None:
+        """Learning is offered for the model in use only: its vectors are the library's."""
+        if self._learn_cancel is not None:
+            return  # busy: _set_learning(False) calls this again
+        model_id = self.current_model_id()
+        ok = self.can_learn and model_id is not None and model_id == self._library_model_id
+        self.learn_button.setEnabled(ok)
+        self.learn_dim.setEnabled(ok)
+        self.learn_button.setToolTip(
+            "Learn a PCA whitening from the vectors of the indexed photos, in the background "
+            "(like imgfinder whiten); OK then uses it and offers a re-index"
+            if ok
+            else "Learning reads the library's vectors of the model in use: choose that model "
+            "and input size (or apply this one and re-index first)"
+        )
+
+    def _load_vector_count(self) -> None:
+        """Default D' by the core's rule, once the library's photo count is known."""
+        lib = self._library() if self.can_learn else None
+        if lib is None:
+            return
+        self._tasks.run(lib.catalog.model_counts, self._vector_count_loaded)
+
+    def _vector_count_loaded(self, counts: dict[str, int]) -> None:
+        if not shiboken6.isValid(self) or self.learn_dim.value() != self._initial_learn_dim:
+            return  # the dialog is gone, or D' was already chosen by hand
+        n = counts.get(self._library_model_id or "", 0)
+        if n:
+            self.learn_dim.setValue(max(LEARN_DIM_MIN, default_dim(n)))
+            self._initial_learn_dim = self.learn_dim.value()
+
+    def start_learning(self, dim: int | None = None) -> None:
+        """Learn a D'-dim whitening from the library off the GUI thread; saved, then selected.
+
+        `dim` None: the D' box's value. The result is dropped if the dialog closed meanwhile.
+        """
+        if not self.can_learn or self._learn_cancel is not None:
+            return
+        lib = self._library()
+        if lib is None:
+            self.whitening_note.setText("Cannot learn a whitening: no library is open.")
+            return
+        dim = int(dim or self.learn_dim.value())
+        models = self.models_dir
+        cancel = threading.Event()
+
+        def work() -> tuple[Whitening, Path]:  # in a pool thread: no widgets here
+            w = learn_from_library(lib, dim, cancel=cancel)
+            if cancel.is_set():
+                raise LearningCancelled("learning the whitening was cancelled")
+            return w, save_whitening(w, models / w.file_name)
+
+        self._learn_cancel = cancel
+        self._set_learning(True)
+        self.whitening_note.setText(
+            f"Learning a {dim}-dimension whitening from the library's vectors…"
+        )
+        self._tasks.run(
+            work,
+            lambda result: self._learned(cancel, dim, *result),
+            lambda message: self._learn_failed(cancel, message),
+        )
+
+    def _current_run(self, cancel: threading.Event) -> bool:
+        """A result belongs to the run in progress and the dialog still exists."""
+        return shiboken6.isValid(self) and self._learn_cancel is cancel
+
+    def _learned(self, cancel: threading.Event, dim: int, w: Whitening, path: Path) -> None:
+        if not self._current_run(cancel):
+            return
+        self._learn_cancel = None
+        self._set_learning(False)
+        self._whitening_files = self._whitening_candidates()
+        self._whitening_choice = str(path)
+        self._refresh_whitening()
+        if self.whitening.currentData() != str(path):
+            return  # another model was chosen meanwhile: the refresh's note says so
+        note = f"Learned {path.name} from {w.samples:,} vectors: {w.dim_in} → {w.dim_out} dims"
+        if w.dim_out < dim:
+            note += f" (asked for {dim}; at most one less than the vectors)"
+        note += ". OK uses it (a re-index is offered)."
+        if w.samples < 4 * w.dim_out:
+            note += " With fewer than 4 vectors per dimension the weakest ones are mostly noise."
+        self.whitening_note.setText(note)
+
+    def _learn_failed(self, cancel: threading.Event, message: str) -> None:
+        if not self._current_run(cancel):
+            return
+        self._learn_cancel = None
+        self._set_learning(False)
+        self.whitening_note.setText(f"Cannot learn a whitening: {message}")
+
+    def _set_learning(self, busy: bool) -> None:
+        """Busy: the button says so, a busy bar runs, OK waits (Cancel stops the learning)."""
+        self.learn_busy.setVisible(busy)
+        self.learn_button.setText("Learning…" if busy else LEARN_TEXT)
+        self.learn_button.setEnabled(not busy)
+        self.learn_dim.setEnabled(not busy)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not busy)
+        if not busy:
+            self._update_learn_state()
+
+    @property
+    def learning(self) -> bool:
+        return self._learn_cancel is not None
+
+    def cancel_learning(self) -> None:
+        """Stop a run: nothing is saved after the current step, and its result is dropped."""
+        if self._learn_cancel is not None:
+            self._learn_cancel.set()
+            self._learn_cancel = None
+            self._set_learning(False)
+
+    def done(self, result: int) -> None:
+        self.cancel_learning()
+        super().done(result)
 
     def values(self) -> dict:
         choice = self.model_choice()

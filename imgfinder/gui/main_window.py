@@ -6,6 +6,7 @@ import gc
 import logging
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QIcon, QKeySequence, QPalette
 from PySide6.QtWidgets import (
@@ -564,6 +565,8 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             worker.cancel()
             thread.quit()
             thread.wait()
+        if self.settings_dialog is not None and shiboken6.isValid(self.settings_dialog):
+            self.settings_dialog.cancel_learning()  # a whitening still learning is not saved
         self.search_ctl.shutdown()
         self.loader.shutdown()
         self.tasks.shutdown()

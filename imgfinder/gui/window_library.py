@@ -307,7 +307,14 @@ class LibraryMixin:
 
     # -- settings ----------------------------------------------------------------------------
     def open_settings(self) -> None:
-        dlg = SettingsDialog(self.settings, self.effective, self.data_dir, self)
+        dlg = SettingsDialog(
+            self.settings,
+            self.effective,
+            self.data_dir,
+            self,
+            library=lambda: self.lib,  # the library open when learning starts
+            tasks=self.tasks,
+        )
         dlg.accepted.connect(lambda: self.apply_settings(dlg.values()))
         self.settings_dialog = dlg
         dlg.open()
