@@ -41,6 +41,22 @@ def test_whitening_decorrelates_and_normalises(n):
     assert np.all(np.diff(w.eigenvalues) <= 1e-9)  # strongest first
 
 
+def test_chunked_scatter_matches_the_direct_covariance():
+    x = correlated(500, 48) * 0.05 + 0.7  # a large common component, as CNN descriptors have
+    one = learn_whitening(x, 20, chunk=10_000)
+    for chunk in (7, 64, 499):
+        w = learn_whitening(x, 20, chunk=chunk)
+        np.testing.assert_allclose(w.mean, one.mean, atol=1e-7)
+        np.testing.assert_allclose(w.eigenvalues, one.eigenvalues, rtol=1e-5)
+        np.testing.assert_allclose(w.apply(x), one.apply(x), atol=1e-4)
+    xd = x.astype(np.float64)
+    cov = np.cov(xd, rowvar=False)
+    expected = np.sort(np.linalg.eigvalsh(cov))[::-1][:20]
+    np.testing.assert_allclose(one.eigenvalues, expected, rtol=1e-4)
+    half = learn_whitening(x.astype(np.float16), 20)  # the store's dtype is taken as it is
+    assert half.dim_out == 20 and np.isfinite(half.projection).all()
+
+
 def test_shrinkage_and_power_tame_weak_components():
     x = correlated(200, 32)
     full = learn_whitening(x, 32, shrinkage=0.0)

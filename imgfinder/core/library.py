@@ -133,7 +133,7 @@ class Library:
         return self.descriptor(self.extractor.embed(source)[None])[0]
 
     def raw_vectors(self) -> np.ndarray:
-        """(N, D) float32: the model's own (unwhitened) vectors of the indexed photos.
+        """(N, D) as stored (float16): the model's own (unwhitened) vectors of the photos.
 
         A whitening is learned from these. They exist for photos indexed without whitening,
         also while one is configured but the library has not been re-indexed with it.
@@ -143,14 +143,14 @@ class Library:
         with self._lock:  # row numbers stay valid: no compaction in between
             rows = sorted({r for _, r in self.catalog.vector_rows(raw_id)})
             if not rows:
-                return np.zeros((0, dim), np.float32)
+                return np.zeros((0, dim), np.float16)
             rows = np.asarray(rows, dtype=np.int64)
             if not self.config.whitening:
-                return self.store().get(rows).astype(np.float32)
+                return self.store().get(rows)
             name = self.catalog.get_meta(f"vectors:{raw_id}")
             store = VectorStore(self.vectors_dir / name, dim, raw_id)
             try:
-                return store.get(rows).astype(np.float32)
+                return store.get(rows)
             finally:
                 store.close()
 
