@@ -12,21 +12,16 @@ pytest.importorskip("pytestqt")
 from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
 
 from imgfinder.core import dupes  # noqa: E402
-from imgfinder.core.library import run  # noqa: E402
 from imgfinder.gui import dupes_view  # noqa: E402
 from imgfinder.gui.dupes_view import DuplicatesView  # noqa: E402
-from tests.test_dupes_library import build_photos, open_lib  # noqa: E402
+from tests.test_dupes_library import indexed_library  # noqa: E402
 
 Yes, No = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
 
 
 @pytest.fixture
 def library(tmp_path, weights_file):
-    photos = build_photos(tmp_path / "photos")
-    lib = open_lib(tmp_path / "data", weights_file)
-    run(lib.index([tmp_path / "photos"]))
-    yield lib, photos
-    lib.close()
+    yield from indexed_library(tmp_path, weights_file)
 
 
 @pytest.fixture

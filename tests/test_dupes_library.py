@@ -54,14 +54,19 @@ def indexed(tmp_path_factory, weights_file):
     lib.close()
 
 
-@pytest.fixture
-def fresh(tmp_path, weights_file):
-    """A library of its own for tests that change files or decisions."""
+def indexed_library(tmp_path: Path, weights: Path):
+    """Build the photos under tmp_path, index them; yields (lib, photos), then closes it."""
     photos = build_photos(tmp_path / "photos")
-    lib = open_lib(tmp_path / "data", weights_file)
+    lib = open_lib(tmp_path / "data", weights)
     run(lib.index([tmp_path / "photos"]))
     yield lib, photos
     lib.close()
+
+
+@pytest.fixture
+def fresh(tmp_path, weights_file):
+    """A library of its own for tests that change files or decisions."""
+    yield from indexed_library(tmp_path, weights_file)
 
 
 def stems(group) -> set[str]:

@@ -101,21 +101,24 @@ class LibraryMixin:
 
     def _offer_reindex(self, info: ModelInfo) -> None:
         self.auto_index = False
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
+        self.reindex_box = self._ask(
             "Re-index the library?",
             f"{info.stale:,} photos were indexed with another model or input size. Searches use "
             f"the current model ({info.model_id}), so they must be indexed again.\n\n"
             "Re-index now? It runs in the background and can be paused.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            self,
+            self._reindex_answer,
         )
-        box.setDefaultButton(QMessageBox.StandardButton.Yes)
-        box.finished.connect(
-            lambda code: self._reindex_answer(code == QMessageBox.StandardButton.Yes)
-        )
-        self.reindex_box = box
+
+    def _ask(self, title: str, text: str, answer, *, cautious: bool = False) -> QMessageBox:
+        """A window-modal Yes/No question (Yes/Cancel, Cancel the default, when `cautious`);
+        `answer(yes)` runs when it closes. Returns the open box."""
+        no = QMessageBox.StandardButton.Cancel if cautious else QMessageBox.StandardButton.No
+        yes = QMessageBox.StandardButton.Yes
+        box = QMessageBox(QMessageBox.Icon.Question, title, text, yes | no, self)
+        box.setDefaultButton(no if cautious else yes)
+        box.finished.connect(lambda code: answer(code == yes))
         box.open()
+        return box
 
     def _reindex_answer(self, yes: bool) -> None:
         self.reindex_box = None
@@ -237,20 +240,13 @@ class LibraryMixin:
         if not root:
             self.statusBar().showMessage("Select a folder in the library panel first.", 4000)
             return
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
+        self.remove_box = self._ask(
             "Remove folder from the library?",
             f"Forget {root} and its indexed photos?\n\nNo file on disk is touched; add the "
             "folder again to index it anew.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            self,
+            lambda yes: yes and self.remove_folder(root),
+            cautious=True,
         )
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.finished.connect(
-            lambda code: code == QMessageBox.StandardButton.Yes and self.remove_folder(root)
-        )
-        self.remove_box = box
-        box.open()
 
     def remove_folder(self, root: str) -> None:
         """Forget a folder (after confirmation): indexing stops first, removal runs in a worker."""
