@@ -118,6 +118,13 @@ def index_folder(qtbot, window, folder: Path):
     return blocker.args[0]
 
 
+def wait_model(qtbot, window, action) -> None:
+    """Run `action` (e.g. accepting settings that change the model) and wait for the window's
+    (re)loaded model to be ready."""
+    with qtbot.waitSignal(window.search_ctl.model_ready, timeout=MODEL_TIMEOUT_MS):
+        action()
+
+
 def wait_results(qtbot, window, action):
     """Run `action` and wait for the search it starts; returns the SearchResult."""
     with qtbot.waitSignal(window.search_ctl.results, timeout=MODEL_TIMEOUT_MS) as blocker:

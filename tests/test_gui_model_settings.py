@@ -26,7 +26,12 @@ from imgfinder.gui.settings import (  # noqa: E402
     candidate_model_id,
 )
 from tests.conftest import TEST_INPUT_SIZE  # noqa: E402
-from tests.gui_helpers import INDEX_TIMEOUT_MS, index_folder, make_photos  # noqa: E402
+from tests.gui_helpers import (  # noqa: E402
+    INDEX_TIMEOUT_MS,
+    index_folder,
+    make_photos,
+    wait_model,
+)
 
 N_PHOTOS = 4
 HEAD_STATE = {"conv.weight": torch.full((1, 1, 7), 0.1)}
@@ -167,8 +172,7 @@ def test_choosing_a_trained_head_reopens_and_reindexes(qtbot, make_window, photo
     dlg = w.settings_dialog
     i = next(i for i, c in enumerate(dlg.model_choices) if c.head == str(head))
     dlg.model.setCurrentIndex(i)
-    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=60_000):
-        dlg.accept()
+    wait_model(qtbot, w, dlg.accept)
     cfg = w.lib.config
     assert (cfg.weights, cfg.head, cfg.whitening) == (str(weights_file), str(head), None)
     assert w.lib.model_id != old_id and head_tag(HEAD_STATE) in w.lib.model_id
@@ -184,8 +188,7 @@ def test_choosing_a_trained_head_reopens_and_reindexes(qtbot, make_window, photo
     dlg = w.settings_dialog
     assert dlg.model_choice().head == str(head)
     dlg.model.setCurrentIndex(dlg._find_model(str(weights_file), None))
-    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=60_000):
-        dlg.accept()
+    wait_model(qtbot, w, dlg.accept)
     assert w.lib.config.head is None and w.lib.model_id == old_id
     assert GuiSettings.load(w.data_dir).head is None
 
@@ -201,8 +204,7 @@ def test_choosing_a_whitening_reopens_with_its_model_id(qtbot, make_window, phot
     dlg = w.settings_dialog
     assert dlg.whitening.count() == 2 and dlg.whitening.itemData(1) == str(path)
     dlg.whitening.setCurrentIndex(1)
-    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=60_000):
-        dlg.accept()
+    wait_model(qtbot, w, dlg.accept)
     assert w.lib.config.whitening == str(path) and w.lib.config.head is None
     assert w.lib.model_id == wh.output_model_id != raw
     assert GuiSettings.load(w.data_dir).whitening == str(path)
@@ -211,8 +213,7 @@ def test_choosing_a_whitening_reopens_with_its_model_id(qtbot, make_window, phot
     dlg = w.settings_dialog
     assert dlg.values()["whitening"] == str(path)
     dlg.whitening.setCurrentIndex(0)
-    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=60_000):
-        dlg.accept()
+    wait_model(qtbot, w, dlg.accept)
     assert w.lib.config.whitening is None and w.lib.model_id == raw
     assert GuiSettings.load(w.data_dir).whitening is None
 
@@ -225,8 +226,7 @@ def test_whitening_change_offers_reindex(qtbot, make_window, photos):
     w.open_settings()
     dlg = w.settings_dialog
     dlg.whitening.setCurrentIndex(1)
-    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=60_000):
-        dlg.accept()
+    wait_model(qtbot, w, dlg.accept)
     assert w.model_info.stale == N_PHOTOS and w.reindex_box is not None
     with qtbot.waitSignal(w.index_ctl.finished, timeout=INDEX_TIMEOUT_MS) as blocker:
         w.reindex_box.done(w.reindex_box.StandardButton.Yes)
@@ -263,8 +263,7 @@ def test_learning_a_whitening_selects_it_and_ok_applies_it(qtbot, make_window, p
     assert dlg.whitening.currentData() == path and dlg.values()["whitening"] == path
     assert "Learned" in dlg.whitening_note.text() and "asked for 8" in dlg.whitening_note.text()
     assert ok_enabled(dlg) and dlg.learn_busy.isHidden() and dlg.learn_button.text() == LEARN_TEXT
-    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=60_000):
-        dlg.accept()
+    wait_model(qtbot, w, dlg.accept)
     assert w.lib.config.whitening == path
     assert w.lib.model_id == learned.output_model_id != raw
     assert w.model_info.stale == N_PHOTOS and w.reindex_box is not None

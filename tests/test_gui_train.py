@@ -16,7 +16,7 @@ from imgfinder.core.train import TrainProgress  # noqa: E402
 from imgfinder.core.types import Progress  # noqa: E402
 from imgfinder.gui.settings import GuiSettings  # noqa: E402
 from imgfinder.gui.train_dialog import WHAT_TEXT, progress_text  # noqa: E402
-from tests.gui_helpers import INDEX_TIMEOUT_MS, MODEL_TIMEOUT_MS, make_photos  # noqa: E402
+from tests.gui_helpers import INDEX_TIMEOUT_MS, make_photos, wait_model  # noqa: E402
 from tests.imgutil import make_jpeg  # noqa: E402
 
 TRAIN_TIMEOUT_MS = 180_000
@@ -116,8 +116,7 @@ def test_training_from_the_menu_writes_a_bundle_and_switches_to_it(
     text = dlg.message.text()
     assert f"{result.epoch_loss[0]:.3f} → {result.epoch_loss[-1]:.3f}" in text
     assert "s/epoch" in text and str(out) in text and "9 photos in 3 classes" in text
-    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=MODEL_TIMEOUT_MS):
-        dlg.use_button.click()
+    wait_model(qtbot, w, dlg.use_button.click)
     assert not dlg.isVisible()
     assert (w.lib.config.weights, w.lib.config.head) == (str(out), None)
     assert w.lib.model_id != old_id
@@ -156,8 +155,7 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes_the_head(
     assert result.epochs_done == 2 and not cancelled.checkpoint.exists()
     assert dlg.state == "finished" and not dlg.resume_button.isVisible()
     # a head goes on the weights it was trained with
-    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=MODEL_TIMEOUT_MS):
-        dlg.use_button.click()
+    wait_model(qtbot, w, dlg.use_button.click)
     assert (w.lib.config.weights, w.lib.config.head) == (str(weights_file), str(out))
     assert GuiSettings.load(w.data_dir).head == str(out)
 

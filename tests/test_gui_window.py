@@ -25,6 +25,7 @@ from tests.gui_helpers import (  # noqa: E402
     send_drop,
     split_ratio,
     state_hex,
+    wait_model,
     wait_results,
 )
 
@@ -287,8 +288,7 @@ def test_settings_change_reopens_and_offers_reindex(qtbot, make_window, photos):
     assert dlg.values()["input_size"] == TEST_INPUT_SIZE and dlg.values()["device"] == "cpu"
     dlg.input_size.setValue(TEST_INPUT_SIZE + 32)
     dlg.thumb_size.setValue(192)
-    with qtbot.waitSignal(w.search_ctl.model_ready, timeout=60_000):
-        dlg.accept()
+    wait_model(qtbot, w, dlg.accept)
     from imgfinder.gui.settings import GuiSettings
 
     saved = GuiSettings.load(w.data_dir)
