@@ -94,27 +94,21 @@ def clean_layer3(cache):
 
 
 def recalibrated(layer4, l3_train, batch: int = 32):
-    """A copy of layer4 in eval mode with BatchNorm statistics averaged over `l3_train`
-    (what Trainer.calibrate_batchnorm does at the end of a run)."""
+    """A copy of layer4 in eval mode with BatchNorm statistics re-estimated over `l3_train`,
+    by the function Trainer.calibrate_batchnorm uses at the end of a run."""
     import copy
 
     import torch
 
-    from imgfinder.core.train import _batchnorms
+    from imgfinder.core.train import reestimate_batchnorm
 
     layer4 = copy.deepcopy(layer4)
-    layers = _batchnorms(layer4)
-    for m in layers:
-        m.reset_running_stats()
-    layer4.train()
-    with torch.no_grad():
-        for i in range(0, len(l3_train), batch):
-            x = l3_train[i : i + batch]
-            for m in layers:
-                m.momentum = len(x) / min(i + batch, len(l3_train))
-            layer4(x.contiguous(memory_format=torch.channels_last))
-    for m in layers:
-        m.momentum = 0.1
+    chunks = (
+        l3_train[i : i + batch].contiguous(memory_format=torch.channels_last)
+        for i in range(0, len(l3_train), batch)
+    )
+    for _ in reestimate_batchnorm(layer4, chunks):
+        pass
     return layer4.eval()
 
 

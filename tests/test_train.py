@@ -23,6 +23,7 @@ from imgfinder.core.train import (
     discover,
     list_model_files,
     pooled_descriptor,
+    reestimate_batchnorm,
     resolve_batchnorm,
     train,
 )
@@ -247,6 +248,22 @@ def test_batchnorm_auto_follows_the_backbones_statistics(weights_file):
     assert resolve_batchnorm("train", layer4) == "train"
     with pytest.raises(ImgfinderError, match="batchnorm"):
         resolve_batchnorm("sometimes", layer4)
+
+
+def test_reestimate_batchnorm_weights_batches_by_size_and_restores_when_closed():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    bn = net[1]
+    bn.running_mean.fill_(5.0)
+    x = torch.randn(7, 3, 2, 2) * 3 + 1
+    runs = reestimate_batchnorm(net, [x[:4], x[4:]])  # unequal batches: 4 and 3
+    assert next(runs) == 4
+    runs.close()  # stopped early: the old statistics come back
+    assert torch.all(bn.running_mean == 5.0) and bn.momentum == 0.1
+    assert list(reestimate_batchnorm(net, [x[:4], x[4:]])) == [4, 7]
+    with torch.no_grad():
+        expected = net[0](x).mean(dim=(0, 2, 3))  # the mean over all 7, not of the 2 batches
+    assert torch.allclose(bn.running_mean, expected, atol=1e-5) and bn.momentum == 0.1
 
 
 def test_layer4_training_with_batchnorm_ends_with_precise_statistics(tmp_path, weights_file):

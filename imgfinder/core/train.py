@@ -24,7 +24,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -207,6 +207,41 @@ def resolve_batchnorm(mode: str, module: torch.nn.Module) -> str:
     return "train" if bn_statistics_untrained(module) else "frozen"
 
 
+def reestimate_batchnorm(
+    module: torch.nn.Module,
+    batches: Iterable[torch.Tensor],
+    forward: Callable[[torch.Tensor], object] | None = None,
+) -> Generator[int, None, None]:
+    """Replace the module's BatchNorm statistics by the size-weighted mean of the statistics
+    of `batches` (inputs, run through `forward`, default the module, in train mode).
+
+    Yields the number of samples done after each batch; closed before the end, it puts
+    back the statistics the module had. Leaves the module in train mode.
+    """
+    forward = forward or module
+    layers = _batchnorms(module)
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+    done, finished = 0, False
+    module.train()
+    try:
+        with torch.no_grad():
+            for x in batches:
+                done += len(x)
+                for m in layers:  # running = size-weighted mean of the batch statistics
+                    m.momentum = len(x) / done
+                forward(x)
+                yield done
+        finished = True
+    finally:
+        for m, (mean, var, momentum) in zip(layers, saved):
+            m.momentum = momentum
+            if not finished:
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+
+
 def load_model(
     config: ModelConfig, *, allow_download: bool = True
 ) -> tuple[FusedECA, LoadedWeights]:
@@ -269,10 +304,17 @@ class Trainer:
         if self.cfg.train == "eca":
             pooled = torch.from_numpy(self.cache.pooled_rows(idx, view)).to(self.device)
             return pooled_descriptor(self.model.eca, pooled[:, 0], pooled[:, 1])
-        l3 = torch.from_numpy(self.cache.layer3_rows(idx, view)).to(self.device).float()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            fmap = self.model.trunk[7](l3.contiguous(memory_format=torch.channels_last))
+        fmap = self._run_layer4(self._layer3(idx, view))
         return self.model.fuse(fmap.float()).descriptor
+
+    def _layer3(self, idx: np.ndarray, view: np.ndarray) -> torch.Tensor:
+        """The cached layer3 maps of these (image, view) pairs, on the device, float32."""
+        l3 = torch.from_numpy(self.cache.layer3_rows(idx, view)).to(self.device).float()
+        return l3.contiguous(memory_format=torch.channels_last)
+
+    def _run_layer4(self, l3: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return self.model.trunk[7](l3)
 
     def clean_descriptors(self, idx: np.ndarray) -> torch.Tensor:
         """View-0 descriptors of the starting model, from the pooled cache (no layer4 run)."""
@@ -473,45 +515,29 @@ class Trainer:
         """Precise BN: layer4's running statistics re-estimated over every clean (view 0) image.
 
         During training they were a momentum average over the last batches of a moving
-        network; retrieval runs in eval mode, so it gets averages over all the images under the final weights.
+        network; retrieval runs in eval mode, so it gets averages over all the images under
+        the final weights. Cancelled, the model keeps the statistics it had.
         """
-        layer4 = self.model.trunk[7]
-        layers = _batchnorms(layer4)
-        saved = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in layers]
-        for m in layers:
-            m.reset_running_stats()
         valid = self.cache.valid_indices()
         step = max(2, self.cfg.batch_size)
-        finished = False
-        layer4.train()
+        clean = (
+            self._layer3(idx, np.zeros(len(idx), np.int64))
+            for idx in (valid[i : i + step] for i in range(0, len(valid), step))
+        )
+        runs = reestimate_batchnorm(self.model.trunk[7], clean, self._run_layer4)
         try:
-            with torch.no_grad():
-                for i in range(0, len(valid), step):
-                    if cancel.is_set():
-                        return False
-                    idx = valid[i : i + step]
-                    for m in layers:  # running = size-weighted mean of the batch statistics
-                        m.momentum = len(idx) / min(i + step, len(valid))
-                    l3 = torch.from_numpy(self.cache.layer3_rows(idx, np.zeros(len(idx), np.int64)))
-                    l3 = l3.to(self.device).float().contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(
-                        self.device.type, dtype=torch.bfloat16, enabled=self.autocast
-                    ):
-                        layer4(l3)
-                    done = min(i + step, len(valid))
-                    yield TrainProgress(
-                        "calibrate", done, len(valid), None, None,
-                        message=f"re-estimating BatchNorm statistics {done}/{len(valid)}",
-                    )  # fmt: skip
-            finished = True
+            while not cancel.is_set():  # checked before every batch
+                done = next(runs, None)
+                if done is None:
+                    return True
+                yield TrainProgress(
+                    "calibrate", done, len(valid), None, None,
+                    message=f"re-estimating BatchNorm statistics {done}/{len(valid)}",
+                )  # fmt: skip
+            return False
         finally:
-            for m, (mean, var, momentum) in zip(layers, saved):
-                m.momentum = momentum
-                if not finished:  # leave the model as it was
-                    m.running_mean.copy_(mean)
-                    m.running_var.copy_(var)
+            runs.close()  # an unfinished re-estimation puts the old statistics back
             self.model.eval()
-        return True
 
     def _write_output(self, result: TrainResult) -> Path:
         cfg = self.cfg
