@@ -81,6 +81,23 @@ def restore_splitter(split: QSplitter, saved: str | None) -> bool:
     return True
 
 
+def unique_shortcuts(keys) -> list[QKeySequence]:
+    """Key sequences without repeats or empties: a standard key (e.g. Quit) is often the same
+    as the explicit one given with it ("Ctrl+Q"), and one action holding a sequence twice
+    makes Qt call the shortcut ambiguous and ignore it."""
+    out: list[QKeySequence] = []
+    for k in keys:
+        seqs = (
+            QKeySequence.keyBindings(k)
+            if isinstance(k, QKeySequence.StandardKey)
+            else [QKeySequence(k)]
+        )
+        for seq in seqs:
+            if not seq.isEmpty() and all(seq != o for o in out):
+                out.append(seq)
+    return out
+
+
 def _separator() -> QFrame:
     line = QFrame()
     line.setFrameShape(QFrame.Shape.VLine)
@@ -269,14 +286,20 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         return dock
 
     # -- actions -----------------------------------------------------------------------------
-    def _act(self, menu: QMenu, text: str, slot, *keys, tip: str = "") -> QAction:
+    def _act(self, menu: QMenu | None, text: str, slot, *keys, tip: str = "") -> QAction:
+        """An action with its shortcuts; `menu` None: a window-wide shortcut not in a menu."""
         a = QAction(text, self)
-        if keys:
-            a.setShortcuts([QKeySequence(k) for k in keys])
+        seqs = unique_shortcuts(keys)
+        if seqs:
+            a.setShortcuts(seqs)
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         if tip:
             a.setStatusTip(tip)
         a.triggered.connect(lambda _checked=False: slot())
-        menu.addAction(a)
+        if menu is None:
+            self.addAction(a)
+        else:
+            menu.addAction(a)
         return a
 
     def _build_actions(self) -> None:
@@ -302,7 +325,8 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         m = mb.addMenu("&Edit")
         self._act(m, "&Copy path", self.copy_selected_path, "Ctrl+Shift+C")
         self.find_action = self._act(m, "&Filter results", self.focus_filter, K.Find)
-        self.delete_action = self._act(m, "Delete (not available)", self.delete_hint, K.Delete)
+        # the Delete key explains why nothing is deleted; it is no menu entry of its own
+        self.delete_action = self._act(None, "Delete", self.delete_hint, K.Delete)
 
         m = mb.addMenu("&Go")
         self.back_action = self._act(m, "&Back", self.go_back, "Alt+Left", K.Back)
@@ -487,13 +511,20 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         box.show()
         log.warning("%s: %s", title, text)
 
-    def show_shortcuts(self) -> None:
-        lines = []
+    def shortcut_lines(self) -> list[str]:
+        """ "Action: keys" for every menu action with a shortcut, each action once."""
+        lines, seen = [], set()
         for menu in self.menuBar().findChildren(QMenu):
             for a in menu.actions():
-                if a.shortcut().toString():
-                    lines.append(f"{a.text().replace('&', '')}: {a.shortcut().toString()}")
-        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+                keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in a.shortcuts()]
+                keys = [k for k in keys if k]
+                if keys and id(a) not in seen:
+                    seen.add(id(a))
+                    lines.append(f"{a.text().replace('&', '')}: {', '.join(keys)}")
+        return lines
+
+    def show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(self.shortcut_lines()))
 
     def show_about(self) -> None:
         from imgfinder import __version__

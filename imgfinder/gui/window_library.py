@@ -236,9 +236,15 @@ class LibraryMixin:
             self.statusBar().showMessage("Indexing starts when the model is loaded.", 5000)
 
     def confirm_remove_folder(self, root: str | None = None) -> None:
-        root = root or self.library_panel.current_root()
+        roots = [r.path for r in self.library_panel.roots]
+        root = root or self.library_panel.current_root() or (roots[0] if len(roots) == 1 else None)
         if not root:
-            self.statusBar().showMessage("Select a folder in the library panel first.", 4000)
+            text = (
+                "Select the folder to remove in the library panel first."
+                if roots
+                else "The library has no folders to remove."
+            )
+            self.statusBar().showMessage(text, 4000)
             return
         self.remove_box = self._ask(
             "Remove folder from the library?",
