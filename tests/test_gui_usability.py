@@ -69,3 +69,137 @@ def test_shortcut_list_names_each_action_once(make_window):
     assert not any(
         "not available" in a.text() for m in w.menuBar().findChildren(QMenu) for a in m.actions()
     )
+
+
+def test_closing_while_indexing_says_stopping_and_the_next_run_goes_on(
+    qtbot, make_window, tmp_path
+):
+    import time
+
+    from imgfinder.gui.status_bar import STOPPING_TEXT
+    from tests.gui_helpers import make_photos
+
+    folder = tmp_path / "Many"
+    n = 96
+    make_photos(folder, n)
+    w = make_window()
+    w.show()
+    qtbot.waitExposed(w)
+    last = {"t": 0.0, "p": None}
+
+    def seen(p):
+        if p.stage == "extract":
+            last["t"], last["p"] = time.monotonic(), p
+
+    w.index_ctl.progress.connect(seen)
+    with qtbot.waitSignal(w.index_ctl.batch_done, timeout=120_000):
+        w.add_folder(str(folder))
+    assert last["p"].done < n  # still indexing
+    w.close()
+    assert w.isVisible()  # not frozen in a blocking wait: it says what it does
+    assert w.index_ctl.state == "stopping"
+    assert w.index_progress.label.text() == STOPPING_TEXT
+    assert "Stopping" in w.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=60_000)
+    closed = time.monotonic()
+    assert closed - last["t"] < 2.0, "the window closed more than 2 s after the last batch"
+    stopped_at = last["p"].done
+    # the next session goes on counting from there, out of the whole folder
+    w2 = make_window()
+    first = []
+    w2.index_ctl.progress.connect(lambda p: first.append(p) if p.stage == "extract" else None)
+    with qtbot.waitSignal(w2.index_ctl.finished, timeout=120_000):
+        pass
+    assert first and first[0].total == n
+    assert first[0].done > stopped_at and first[-1].done == n
+
+
+def test_paused_indexing_shows_no_rate_or_eta(qapp):
+    from imgfinder.core.types import Progress
+    from imgfinder.gui.status_bar import IndexProgress, progress_text
+
+    p = Progress("extract", 304, 968, 11.3, 70.0)
+    assert "images/s" in progress_text(p) and "ETA" in progress_text(p)
+    bar = IndexProgress()
+    bar.set_state("running")
+    bar.set_progress(p)
+    bar.set_state("paused")
+    assert bar.label.text() == "Paused · Indexing 304/968"
+    bar.set_progress(p)
+    assert "ETA" not in bar.label.text() and "images/s" not in bar.label.text()
+
+
+def test_counts_agree_between_status_bar_cli_index_and_status(qtbot, make_window, tmp_path, capsys):
+    from imgfinder.cli import main
+    from tests.conftest import TEST_INPUT_SIZE
+    from tests.gui_helpers import index_folder, make_photos
+
+    folder = tmp_path / "Photos"
+    make_photos(folder, 6)
+    for i in range(4):  # four files that are no images
+        (folder / f"broken{i}.jpg").write_bytes(b"not a photo")
+    w = make_window()
+    index_folder(qtbot, w, folder)
+    qtbot.waitUntil(lambda: "library:" in w.statusBar().currentMessage(), timeout=10_000)
+    bar = w.statusBar().currentMessage()
+    assert "4 more skipped" in bar and "library: 6 photos, 4 skipped" in bar
+    qtbot.waitUntil(lambda: w.skipped_button.text() == "4 skipped", timeout=10_000)
+    # a second run finds nothing new: the same totals, not "skipped 0"
+    with qtbot.waitSignal(w.index_ctl.finished, timeout=60_000):
+        w.rescan()
+    qtbot.waitUntil(lambda: "Nothing new" in w.statusBar().currentMessage(), timeout=10_000)
+    assert "library: 6 photos, 4 skipped" in w.statusBar().currentMessage()
+    data = w.data_dir
+    w.close()
+    args = [
+        "--data-dir",
+        str(data),
+        "--weights",
+        w.opts.weights,
+        "--device",
+        "cpu",
+        "--input-size",
+        str(TEST_INPUT_SIZE),
+        "--index",
+        "exact",
+    ]
+    capsys.readouterr()
+    assert main([*args, "index"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Nothing new or changed · library: 6 photos, 4 skipped")
+    assert main([*args, "status"]) == 0
+    out = capsys.readouterr().out
+    assert "images: 6 photos, 4 skipped" in out
+    assert "failed" not in out and "unchanged" not in out
+
+
+def test_pasted_image_is_called_pasted(qapp):
+    import io
+
+    from PIL import Image
+    from PySide6.QtCore import QMimeData
+
+    from imgfinder.gui.query import from_mime
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, "PNG")
+    mime = QMimeData()
+    mime.setData("image/png", buf.getvalue())
+    assert from_mime(mime, how="pasted").query.label == "pasted PNG image"
+    assert from_mime(mime).query.label == "dropped PNG image"
+
+
+def test_result_header_counts_what_is_shown(qtbot, make_window, tmp_path):
+    from imgfinder.gui.query import Query
+    from tests.gui_helpers import index_folder, make_photos, wait_results
+
+    folder = tmp_path / "Photos"
+    make_photos(folder, 10)
+    w = make_window()
+    index_folder(qtbot, w, folder)
+    query = folder / "img_0001.png"
+    wait_results(qtbot, w, lambda: w.search_query(Query(label=query.name, path=str(query))))
+    assert w.query_panel.busy.text().startswith("10 results in ")
+    w.query_panel.min_score.setValue(0.999)  # only the query itself scores 1
+    qtbot.waitUntil(lambda: w.results_model.rowCount() == 1)
+    assert w.query_panel.busy.text().startswith("1 of 10 results shown")

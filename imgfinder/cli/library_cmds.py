@@ -8,6 +8,7 @@ import sys
 
 from imgfinder.cli.common import ProgressBar, open_library
 from imgfinder.core.library import run
+from imgfinder.core.types import library_counts_text, run_summary_text
 from imgfinder.errors import ImgfinderError
 
 
@@ -43,17 +44,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     bar = ProgressBar()
     try:
         summary = run(lib.index(args.paths), bar)
+        counts = lib.catalog.counts()
     finally:
         bar.close()
         lib.close()
+    photos, skipped = counts.get("ok", 0), counts.get("failed", 0)
     if args.json:
-        print(json.dumps(summary.__dict__, indent=2))
+        out = dict(summary.__dict__, library={"photos": photos, "skipped": skipped})
+        print(json.dumps(out, indent=2))
         return 0
-    print(
-        f"indexed {summary.indexed} (moved {summary.moved}), unchanged {summary.unchanged}, "
-        f"removed {summary.removed}, skipped {len(summary.skipped)} "
-        f"in {summary.seconds:.1f} s"
-    )
+    print(run_summary_text(summary, photos, skipped))
     for path, reason in sorted(summary.skipped.items()):
         print(f"  skipped {path}: {reason}")
     for root in summary.missing_roots:
@@ -92,7 +92,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"data directory: {info['data_dir']}")
-    print(f"images: {info['images']} indexed, {info['failed']} failed")
+    print(f"images: {library_counts_text(info['images'], info['failed'])} (could not be read)")
     print(f"model: {info.get('model_id') or 'unavailable: ' + info.get('model_error', '')}")
     if info.get("device"):
         print(f"device: {info['device']}")
@@ -108,7 +108,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("folders:")
     for r in info["roots"]:
         state = "" if r["available"] else "  [missing]"
-        print(f"  {r['path']}: {r['images']} images, {r['failed']} failed{state}")
+        print(f"  {r['path']}: {library_counts_text(r['images'], r['failed'])}{state}")
     return 0
 
 

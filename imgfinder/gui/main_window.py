@@ -36,7 +36,7 @@ from imgfinder.gui.results_view import ResultsView
 from imgfinder.gui.search import SearchController
 from imgfinder.gui.settings import GuiSettings, LaunchOptions
 from imgfinder.gui.skipped_view import SkippedPanel
-from imgfinder.gui.status_bar import IndexProgress
+from imgfinder.gui.status_bar import STOPPING_TEXT, IndexProgress
 from imgfinder.gui.thumbnails import ThumbnailLoader
 from imgfinder.gui.train_dialog import TrainDialog
 from imgfinder.gui.watcher import FolderWatcher
@@ -394,6 +394,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             lambda cur, _prev: self._result_selected(self.results_model.item(cur.row()))
         )
         self.results_model.modelReset.connect(lambda: self._result_selected(None))
+        self.results_model.modelReset.connect(self.update_result_header)  # filters: the count
         self.details.search_similar.connect(self.search_similar)
         self.details.message.connect(lambda m: self.statusBar().showMessage(m, 5000))
         sc = self.search_ctl
@@ -571,10 +572,34 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             setattr(s, name, _hex(split.saveState()))
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if self._defer_close():
+            event.ignore()
+            return
         self.remember_layout()
         self.save_settings()
         self.shutdown()
         super().closeEvent(event)
+
+    def _defer_close(self) -> bool:
+        """While indexing, closing first says "Stopping…" and lets the current batch end.
+
+        The window stays responsive meanwhile and closes by itself when the index thread
+        has ended (the core has then saved the store and index); True: the close waits.
+        """
+        if getattr(self, "_shut", False):
+            return False
+        if getattr(self, "_stopping", False):
+            return True  # a second close while stopping: still waiting for the batch
+        if not self.index_ctl.stop():
+            return False
+        self._stopping = True
+        self.statusBar().showMessage(STOPPING_TEXT)
+        self.index_ctl.stopped.connect(self._stopped_then_close)
+        return True
+
+    def _stopped_then_close(self) -> None:
+        self._stopping = False
+        QTimer.singleShot(0, self.close)
 
     def shutdown(self) -> None:
         """Cancel, quit, wait for every worker; then close the library (it stays loadable)."""

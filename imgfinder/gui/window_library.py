@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from imgfinder.core.extract import device_description, pick_device
 from imgfinder.core.library import Library
-from imgfinder.core.types import IndexSummary, Progress
+from imgfinder.core.types import IndexSummary, Progress, run_summary_text
 from imgfinder.core.weights import default_weights_file, offline_message
 from imgfinder.errors import ImgfinderError
 from imgfinder.gui.dialogs import SettingsDialog, WeightsDialog
@@ -291,16 +291,15 @@ class LibraryMixin:
         self.refresh_skipped()
         if summary is None:
             return
-        if summary.cancelled:
-            msg = f"Indexing cancelled; {summary.indexed:,} photos indexed so far are kept."
-        else:
-            msg = (
-                f"Indexed {summary.indexed:,} (moved {summary.moved:,}), removed "
-                f"{summary.removed:,}, skipped {len(summary.skipped):,} in {summary.seconds:.1f} s"
-            )
-        if summary.missing_roots:
-            msg += f" · {len(summary.missing_roots)} folder(s) not available, entries kept"
-        self.statusBar().showMessage(msg, 10000)
+        lib = self.lib
+
+        def show(counts: dict) -> None:
+            msg = run_summary_text(summary, counts.get("ok", 0), counts.get("failed", 0))
+            if summary.missing_roots:
+                msg += f" · {len(summary.missing_roots)} folder(s) not available, entries kept"
+            self.statusBar().showMessage(msg, 10000)
+
+        self.tasks.run(lambda: lib.catalog.counts(), show)
         if summary.indexed or summary.removed or summary.moved:
             self.refresh_results()
 

@@ -95,7 +95,7 @@ class SearchMixin:
             self.search_query(Query(label=os.path.basename(path), path=path))
 
     def paste(self) -> None:
-        found = from_mime(QGuiApplication.clipboard().mimeData())
+        found = from_mime(QGuiApplication.clipboard().mimeData(), how="pasted")
         if found is None:
             self.query_panel.show_message(
                 "The clipboard holds no image, image file or image address to search with."
@@ -120,11 +120,9 @@ class SearchMixin:
         selected = self.results_view.current_item()
         self.results_model.set_items(result.items)
         self._explain_results(result)
-        n, shown = len(result.items), self.results_model.rowCount()
-        text = f"{n:,} results in {result.seconds * 1000:.0f} ms"
-        if shown != n:
-            text += f" ({shown:,} shown)"
-        self.query_panel.set_busy(text)
+        self._last_result = result
+        self.update_result_header()
+        n = len(result.items)
         if not n:
             self.query_panel.show_message(
                 "No results: the library is empty or not indexed yet.", error=False
@@ -134,6 +132,22 @@ class SearchMixin:
                 if it.path == selected.path:
                     self.results_view.setCurrentIndex(self.results_model.index(row))
                     break
+
+    def result_header(self) -> str:
+        """ "60 results in 120 ms", or "1 of 60 results shown · 120 ms" when filters hide some."""
+        result = getattr(self, "_last_result", None)
+        if result is None:
+            return ""
+        n, shown = len(result.items), self.results_model.rowCount()
+        ms = f"{result.seconds * 1000:.0f} ms"
+        if shown == n:
+            return f"{n:,} result{'s' if n != 1 else ''} in {ms}"
+        return f"{shown:,} of {n:,} results shown (filtered) · {ms}"
+
+    def update_result_header(self) -> None:
+        """Called on every new answer and every filter change, so the count is what is shown."""
+        if getattr(self, "_last_result", None) is not None:
+            self.query_panel.set_busy(self.result_header())
 
     def open_on_start(self, items: Sequence[str]) -> None:
         """`imgfinder gui IMAGE...`: search for the first one (once the model is ready)."""
