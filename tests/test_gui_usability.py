@@ -203,3 +203,50 @@ def test_result_header_counts_what_is_shown(qtbot, make_window, tmp_path):
     w.query_panel.min_score.setValue(0.999)  # only the query itself scores 1
     qtbot.waitUntil(lambda: w.results_model.rowCount() == 1)
     assert w.query_panel.busy.text().startswith("1 of 10 results shown")
+
+
+def test_weights_dialog_speaks_the_apps_language(qapp):
+    from imgfinder.core.weights import default_weights_file, offline_message
+    from imgfinder.gui.dialogs import WeightsDialog
+
+    dlg = WeightsDialog()
+    dlg.show_missing(offline_message("download failed: [Errno -2] Name or service not known"))
+    text = dlg.message.text()
+    for cli_only in ("Errno", "--weights", "IMGFINDER_WEIGHTS", "Name or service"):
+        assert cli_only not in text
+    assert "could not be reached" in text and "offline" in text
+    assert default_weights_file().name in text and str(default_weights_file().parent) in text
+    assert "Choose weights file" in text
+    dlg.show_missing(offline_message("file not found: /x/y.pth"))
+    assert "/x/y.pth does not exist" in dlg.message.text()
+
+
+def test_without_weights_the_empty_grid_says_so(qtbot, make_window, tmp_path):
+    from imgfinder.gui.main_window import (
+        EMPTY_TEXT,
+        NO_WEIGHTS_TEXT,
+        NOT_INDEXED_TEXT,
+        empty_grid_text,
+    )
+
+    assert empty_grid_text(weights_missing=False, folders=0, photos=0) == EMPTY_TEXT
+    assert empty_grid_text(weights_missing=False, folders=1, photos=0) == NOT_INDEXED_TEXT
+    w = make_window(wait_model=False, weights=None)
+    w.lib.add_root(tmp_path)  # a folder is already in the library
+    qtbot.waitUntil(lambda: w.weights_dialog is not None and w.weights_dialog.state == "missing")
+    w.weights_dialog.reject()
+    qtbot.waitUntil(lambda: w.results_view.empty_text == NO_WEIGHTS_TEXT)
+    assert "Add a folder" not in w.results_view.empty_text
+
+
+def test_failed_cli_index_does_not_add_the_folder(tmp_path, capsys):
+    from imgfinder.cli import main
+    from tests.gui_helpers import make_photos
+
+    make_photos(tmp_path / "pics", 2)
+    data = tmp_path / "data"
+    code = main(["--data-dir", str(data), "--offline", "index", str(tmp_path / "pics")])
+    assert code == 3
+    assert "no folder was added" in capsys.readouterr().err
+    assert main(["--data-dir", str(data), "roots", "list"]) == 0
+    assert capsys.readouterr().out.strip() == ""

@@ -9,7 +9,7 @@ import sys
 from imgfinder.cli.common import ProgressBar, open_library
 from imgfinder.core.library import run
 from imgfinder.core.types import library_counts_text, run_summary_text
-from imgfinder.errors import ImgfinderError
+from imgfinder.errors import ImgfinderError, WeightsUnavailableError
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -43,7 +43,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     lib = open_library(args)
     bar = ProgressBar()
     try:
-        summary = run(lib.index(args.paths), bar)
+        before = {p for _, p in lib.catalog.roots()}
+        try:
+            summary = run(lib.index(args.paths), bar)
+        except WeightsUnavailableError as exc:
+            _forget_new_roots(lib, before)
+            raise WeightsUnavailableError(f"{exc} (no folder was added)") from None
         counts = lib.catalog.counts()
     finally:
         bar.close()
@@ -59,6 +64,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     for root in summary.missing_roots:
         print(f"  folder not available (entries kept): {root}")
     return 0
+
+
+def _forget_new_roots(lib, before: set[str]) -> None:
+    """An `index FOLDER` that could not run leaves the library as it was: no new folder."""
+    for _, path in lib.catalog.roots():
+        if path not in before:
+            lib.catalog.remove_root(path)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -599,6 +600,58 @@ def _wrap(layout) -> QWidget:
     return w
 
 
+_OFFLINE_REASON = re.compile(r"weights are not available \((.*)\)\. Download", re.S)
+_NETWORK_WORDS = (
+    "errno",
+    "name or service",
+    "network",
+    "timed out",
+    "timeout",
+    "connection",
+    "unreachable",
+    "getaddrinfo",
+    "temporary failure",
+    "ssl",
+)
+
+
+def weights_reason(message: str) -> str:
+    """Why the weights are missing, in the app's words: no errno, no command-line advice.
+
+    `message` is the core's text (core.weights.offline_message(), a download error, a file
+    error), meant for the terminal.
+    """
+    m = _OFFLINE_REASON.search(message)
+    reason = (m.group(1) if m else message).strip()
+    low = reason.lower()
+    if "cancel" in low:
+        return "the download was cancelled"
+    if "not downloaded yet" in low:
+        return "they have not been downloaded yet"
+    if low.startswith("download failed") or any(w in low for w in _NETWORK_WORDS):
+        if "sha256" in low or "corrupt" in low:
+            return "the downloaded file was damaged; try the download again"
+        return "the download server could not be reached (is this computer offline?)"
+    if low.startswith(("file not found:", "weights file not found:")):
+        return f"the chosen weights file {reason.split(':', 1)[1].strip()} does not exist"
+    # anything else (an unreadable file, say): its first sentence, without terminal advice
+    reason = re.split(r"[,;]? or pass --weights|[,;]? or set IMGFINDER_WEIGHTS", reason)[0]
+    return reason.rstrip(". ")
+
+
+def weights_help_text(message: str) -> str:
+    """The weights dialog's text: what is needed, why it is missing, what to do in the app."""
+    target = default_weights_file()
+    return (
+        "imgfinder needs the ResNet50 model weights (about 100 MB) to index and search your "
+        f"photos, and {weights_reason(message)}.\n\n"
+        "To get them: click “Try download again” when this computer is online; or, on a "
+        f"computer with internet access, download\n{DEFAULT_ENUM.url}\nand copy the file "
+        f"{target.name} into\n{target.parent}\nor click “Choose weights file…” to use a copy "
+        "you already have."
+    )
+
+
 class WeightsDialog(QDialog):
     """First run without weights: download with progress, or say which file to put where."""
 
@@ -656,8 +709,9 @@ class WeightsDialog(QDialog):
             self.progress.setFormat(f"{done / 1e6:.1f} MB")
 
     def show_missing(self, message: str, *, can_download: bool = True) -> None:
+        """`message`: the core's reason (any wording); the dialog says it in the app's terms."""
         self.state = "missing"
-        self.message.setText(message)
+        self.message.setText(weights_help_text(message))
         self.progress.hide()
         self.cancel_button.hide()
         self.download_button.setVisible(can_download)

@@ -54,6 +54,24 @@ EMPTY_TEXT = (
     "Add a folder to your library (Ctrl+Shift+O), then drop a photo on the window, paste one "
     "(Ctrl+V) or open one (Ctrl+O) to find similar photos."
 )
+NOT_INDEXED_TEXT = (
+    "Your folders are being indexed; once photos are indexed, drop a photo on the window, "
+    "paste one (Ctrl+V) or open one (Ctrl+O) to find similar photos."
+)
+NO_WEIGHTS_TEXT = (
+    "The model weights are missing, so your photos cannot be indexed or searched yet. "
+    "Choose a weights file in File ▸ Settings… ▸ Model, or get them with "
+    "Library ▸ Get model weights… when this computer is online."
+)
+
+
+def empty_grid_text(*, weights_missing: bool, folders: int, photos: int) -> str:
+    """What the empty results grid says: the real next step, not always "add a folder"."""
+    if weights_missing:
+        return NO_WEIGHTS_TEXT
+    if not folders:
+        return EMPTY_TEXT
+    return READY_TEXT if photos else NOT_INDEXED_TEXT
 
 
 def _hex(data: QByteArray) -> str:
@@ -348,6 +366,12 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         )
         self.cancel_action = self._act(m, "&Cancel indexing", self.index_ctl.cancel)
         self._act(m, "S&kipped files", self.show_skipped, "Ctrl+Shift+K")
+        self.get_weights_action = self._act(
+            m,
+            "Get model &weights…",
+            self.ask_for_weights,
+            tip="Download the model weights or choose a weights file",
+        )
         m.addSeparator()
         self._act(
             m,
@@ -455,12 +479,20 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.watcher.set_roots([(r.path, r.available) for r in roots])
         ok = counts.get("ok", 0)
         self.size_label.setText(f"{ok:,} photo{'s' if ok != 1 else ''} in the library")
-        self.results_view.empty_text = EMPTY_TEXT if not ok else READY_TEXT
-        self.results_view.viewport().update()
+        self._grid_counts = (len(roots), ok)
+        self.update_empty_text()
         back = [r.path for r in roots if r.available and self._available.get(r.path) is False]
         self._available = {r.path: r.available for r in roots}
         if back:
             self._auto_rescan(f"{len(back)} folder(s) available again")
+
+    def update_empty_text(self) -> None:
+        folders, photos = getattr(self, "_grid_counts", (0, 0))
+        missing = getattr(self, "weights_missing_now", False)
+        self.results_view.empty_text = empty_grid_text(
+            weights_missing=missing, folders=folders, photos=photos
+        )
+        self.results_view.viewport().update()
 
     def _watch_states(self) -> None:
         states = self.watcher.states

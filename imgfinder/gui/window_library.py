@@ -72,6 +72,8 @@ class LibraryMixin:
         if lib is not self.lib:
             return
         self.model_info = info
+        self.weights_missing_now = False
+        self.update_empty_text()
         self._update_train_action()
         # The model, Qt and the libraries are now loaded and live as long as the app: keep the
         # collector from walking them again (a full collection of ~400k objects stalls every
@@ -152,11 +154,23 @@ class LibraryMixin:
     def _weights_dialog_closed(self, _code: int) -> None:
         self.cancel_download()
         self.weights_dialog = None
-        if self.model_info is None:
+        if self.model_info is None and not self.weights_present():
             self.device_label.setText("no model weights")
             self.statusBar().showMessage(
                 "No model weights: searching and indexing are off (File ▸ Settings ▸ Model)."
             )
+            self.weights_missing_now = True
+            self.update_empty_text()
+
+    def ask_for_weights(self) -> None:
+        """Library ▸ Get model weights…: the first-run dialog again (download or choose a file)."""
+        if self.model_info is not None and self.weights_present():
+            self.statusBar().showMessage("The model weights are present and loaded.", 4000)
+            return
+        self._download_failed = False  # offer a fresh download
+        explicit = self.effective.weights_file()
+        reason = f"file not found: {explicit}" if explicit else "not downloaded yet"
+        self.weights_missing(offline_message(reason))
 
     def start_download(self) -> None:
         if self._download is not None:
