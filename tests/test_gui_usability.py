@@ -250,3 +250,45 @@ def test_failed_cli_index_does_not_add_the_folder(tmp_path, capsys):
     assert "no folder was added" in capsys.readouterr().err
     assert main(["--data-dir", str(data), "roots", "list"]) == 0
     assert capsys.readouterr().out.strip() == ""
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_layout_fits_and_the_grid_shows_three_rows(qtbot, make_window, size):
+    from imgfinder.gui.panes import UNFOLDED_MIN
+
+    w = make_window(wait_model=False)
+    w.resize(*size)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: getattr(w, "_laid_out", False))
+    qtbot.wait(50)  # the first layout runs right after the window is shown
+    assert w.minimumSizeHint().width() <= size[0] and w.width() == size[0]
+    rv = w.results_view
+
+    def rows() -> float:
+        return rv.viewport().height() / rv.gridSize().height()
+
+    assert rv.delegate.size == 160  # the default thumbnail size
+    assert rows() >= 3, f"{rows():.2f} rows of thumbnails at {size}"
+    assert rv.viewport().width() // rv.gridSize().width() >= 3
+    for dock in (w.library_dock, w.details_dock):
+        assert dock.width() >= 200, f"{dock.windowTitle()} is {dock.width()} px wide"
+    pane = w.explain_pane
+    assert pane.folded or pane.height() >= UNFOLDED_MIN
+    if size[1] >= 1000:
+        assert not pane.folded  # room for the explanations next to 3 rows
+        assert pane.currentWidget().height() >= UNFOLDED_MIN - 40
+    w.show_skipped()  # beside the details, not under the grid
+    qtbot.wait(50)
+    assert rows() >= 3
+    w.views.setCurrentWidget(w.dupes_view)
+    qtbot.wait(50)
+    assert w.width() == size[0]
+    assert w.dupes_view.group_list.width() >= 200
+    # folding and unfolding by clicking the open tab
+    w.views.setCurrentIndex(0)
+    was = pane.folded
+    pane._tab_clicked(pane.currentIndex())
+    assert pane.folded != was
+    pane._tab_clicked(pane.currentIndex())
+    assert pane.folded == was

@@ -278,28 +278,34 @@ class DuplicatesView(QWidget):
         self.undo_button = QPushButton("Undo last resolution")
         self.undo_button.clicked.connect(self.undo_last)
         self.progress = QProgressBar()
-        self.progress.setFixedWidth(180)
+        self.progress.setFixedWidth(160)
         keep_room = self.progress.sizePolicy()
         keep_room.setRetainSizeWhenHidden(True)  # showing it must not widen the window
         self.progress.setSizePolicy(keep_room)
         self.progress.hide()
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)  # a long message never widens the window
-        top = QHBoxLayout()
+        # two rows, so the view fits next to the docks in a 1280-pixel window
+        row1 = QHBoxLayout()
+        for w in (self.scan_button, self.tier_combo, self.progress):
+            row1.addWidget(w)
+        row1.addStretch(1)
+        for w in (self.rule_button, self.undo_button):
+            row1.addWidget(w)
+        row2 = QHBoxLayout()
         for w in (
-            self.scan_button,
-            self.tier_combo,
             QLabel("Same photo ≥"),
             self.copy_slider,
             self.copy_label,
-            QLabel("Similar ≥"),
+            QLabel("   Similar shot ≥"),
             self.similar_slider,
             self.similar_label,
         ):
-            top.addWidget(w)
-        top.addStretch(1)
-        for w in (self.progress, self.rule_button, self.undo_button):
-            top.addWidget(w)
+            row2.addWidget(w)
+        row2.addStretch(1)
+        top = QVBoxLayout()
+        top.addLayout(row1)
+        top.addLayout(row2)
 
         self.group_list = QListWidget()
         self.group_list.setMinimumWidth(GROUP_LIST_MIN_WIDTH)  # "5 photos · similar shot …"
@@ -323,14 +329,25 @@ class DuplicatesView(QWidget):
         self.keep_all_button = QPushButton("Keep all")
         self.keep_all_button.clicked.connect(lambda: self.mark_selected(dupes.KEEP_BOTH))
         self.compare_combo = QComboBox()
-        self.compare_button = QPushButton("Compare with keeper")
+        self.compare_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.compare_combo.setMinimumContentsLength(10)
+        self.compare_combo.setToolTip("The photo to compare with the keeper")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Show where the keeper and the chosen photo match")
         self.compare_button.clicked.connect(self.compare_selected)
-        actions = QHBoxLayout()
+        decide = QHBoxLayout()
         for w in (self.resolve_button, self.distinct_button, self.keep_all_button):
-            actions.addWidget(w)
-        actions.addStretch(1)
-        actions.addWidget(self.compare_combo)
-        actions.addWidget(self.compare_button)
+            decide.addWidget(w)
+        decide.addStretch(1)
+        compare = QHBoxLayout()
+        compare.addWidget(self.compare_button)
+        compare.addWidget(self.compare_combo)
+        compare.addStretch(1)
+        actions = QVBoxLayout()
+        actions.addLayout(decide)
+        actions.addLayout(compare)
         detail = QWidget()
         dl = QVBoxLayout(detail)
         dl.addWidget(self.rule_label)

@@ -29,6 +29,7 @@ from imgfinder.gui.dupes_view import DuplicatesView
 from imgfinder.gui.explain_view import MatchView, QueryExplainPanel
 from imgfinder.gui.indexing import IndexController
 from imgfinder.gui.library_panel import LibraryPanel
+from imgfinder.gui.panes import UNFOLDED_MIN, FoldingTabPane
 from imgfinder.gui.query import clean_downloads
 from imgfinder.gui.query_panel import QueryPanel
 from imgfinder.gui.results_model import ResultsModel
@@ -195,6 +196,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.search_split.setStretchFactor(0, 3)
         self.search_split.setStretchFactor(1, 2)
         self.search_split.setCollapsible(0, False)
+        self.search_split.setCollapsible(1, False)  # it folds to its tab bar instead
         self.search_split.setSizes([440, 340])
         page = QWidget()
         lay = QVBoxLayout(page)
@@ -211,13 +213,15 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.library_dock = self.add_dock("Library", self.library_panel, "left")
         self.details = DetailsPanel(self.loader)
         self.details_dock = self.add_dock("Details", self.details, "right")
-        self.details.setMinimumWidth(300)
+        self.details.setMinimumWidth(240)
         self.match_summary = QLabel(NO_MATCH_TEXT)
         self.match_summary.setWordWrap(True)
         self.match_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.match_section = self.details.add_section("Why it matches", self.match_summary)
         self.skipped = SkippedPanel()
-        self.skipped_dock = self.add_dock("Skipped files", self.skipped, "bottom")
+        # beside Details, not under the grid: opening it must not take the thumbnails' height
+        self.skipped_dock = self.add_dock("Skipped files", self.skipped, "right")
+        self.tabifyDockWidget(self.details_dock, self.skipped_dock)
         self.skipped_dock.hide()
 
         sb = self.statusBar()
@@ -238,11 +242,13 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             sb.addPermanentWidget(label)
         self.set_thumb_size(self.settings.thumb_size)
 
-    def _build_explain_pane(self) -> QTabWidget:
+    def _build_explain_pane(self) -> FoldingTabPane:
         """Below the grid: the query's attention map, and query | selected result match maps.
 
         Tabs rather than side by side: the match view needs the width for its two photos, and
         the window must still fit a 1280-pixel screen next to the library and details docks.
+        The pane folds to its tab bar (click the open tab) so the grid gets the height; on a
+        short screen it starts folded (see _initial_search_layout).
         """
         self.query_explain = QueryExplainPanel()
         self.match_view = MatchView()
@@ -251,9 +257,8 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             w.status.setForegroundRole(QPalette.ColorRole.PlaceholderText)
             w.controls.opacity_slider.setMinimumWidth(72)  # not squeezed to a stub when narrow
         self.query_explain.status.setText("Search with a photo to see where its descriptor looks.")
-        pane = QTabWidget()
+        pane = FoldingTabPane()
         pane.setObjectName("explain-tabs")
-        pane.setDocumentMode(True)
         pane.addTab(self.query_explain, "Query attention")
         pane.addTab(self.match_view, "Why it matches")
         pane.setTabToolTip(0, "Where the query's descriptor looks (its attention map)")
@@ -341,7 +346,8 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._act(m, "&Quit", self.close, K.Quit, "Ctrl+Q")
 
         m = mb.addMenu("&Edit")
-        self._act(m, "&Copy path", self.copy_selected_path, "Ctrl+Shift+C")
+        self._act(m, "&Copy paths", self.copy_selected_path, "Ctrl+Shift+C")
+        self._act(m, "Select &all results", self.results_view.selectAll, K.SelectAll)
         self.find_action = self._act(m, "&Filter results", self.focus_filter, K.Find)
         # the Delete key explains why nothing is deleted; it is no menu entry of its own
         self.delete_action = self._act(None, "Delete", self.delete_hint, K.Delete)
@@ -351,8 +357,8 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.forward_action = self._act(m, "&Forward", self.go_forward, "Alt+Right", K.Forward)
         m.addSeparator()
         self._act(m, "&Search similar", self.search_selected, "Ctrl+Return")
-        self._act(m, "&Open file", self.details.open_file, "Shift+Return")
-        self._act(m, "Show in &folder", self.details.show_in_folder, "Ctrl+Shift+R")
+        self._act(m, "&Open with system viewer", self.open_selected, "Shift+Return")
+        self._act(m, "Show in &folder", self.reveal_selected, "Ctrl+Shift+R")
         self._act(m, "Focus &results", self.results_view.setFocus, "F6")
 
         m = mb.addMenu("&Library")
@@ -410,6 +416,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         qp.count_changed.connect(self._count_changed)
         qp.min_score_changed.connect(self._min_score_changed)
         qp.filter_changed.connect(lambda t: self.results_model.set_filter(text=t))
+        qp.view_changed.connect(self._view_options_changed)
         rv = self.results_view
         rv.item_activated.connect(self.search_similar)
         rv.context_requested.connect(self._result_menu)
@@ -594,6 +601,28 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             log.info("ignoring saved window layout")
         for name, split in self._splitters().items():
             restore_splitter(split, getattr(s, name))
+        if s.explain_folded is not None:
+            self.explain_pane.set_folded(s.explain_folded)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not getattr(self, "_laid_out", False):
+            self._laid_out = True
+            QTimer.singleShot(0, self._initial_search_layout)
+
+    def _initial_search_layout(self) -> None:
+        """First start: the grid gets 3 rows of thumbnails; the explanations what is left, or
+        they start folded to their tab bar when that is too little (e.g. 1280x800)."""
+        if self.settings.explain_folded is not None or self.settings.search_split_state:
+            return
+        split = self.search_split
+        total = sum(split.sizes())
+        grid = 3 * self.results_view.gridSize().height() + 2 * self.results_view.frameWidth() + 8
+        room = total - grid - split.handleWidth()
+        if room >= UNFOLDED_MIN:
+            self.explain_pane.set_folded(False, height=room)
+        else:
+            self.explain_pane.set_folded(True)
 
     def remember_layout(self) -> None:
         """Put the window geometry, dock layout and splitter positions into the settings."""
@@ -602,6 +631,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         s.window_state = _hex(self.saveState())
         for name, split in self._splitters().items():
             setattr(s, name, _hex(split.saveState()))
+        s.explain_folded = self.explain_pane.folded
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if self._defer_close():

@@ -23,6 +23,7 @@ from imgfinder.gui.thumbnails import bucket_for
 log = logging.getLogger(__name__)
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp *.gif *.heic);;All files (*)"
+OPEN_AT_ONCE = 20  # "Open"/"Show in folder" on a big selection opens this many windows at most
 PREFETCH_RESULTS = 8  # match maps of the top results are computed before they are clicked
 NO_MATCH_TEXT = "Select a result to see where it matches the query."
 
@@ -119,6 +120,7 @@ class SearchMixin:
     def _show_results(self, result: SearchResult) -> None:
         selected = self.results_view.current_item()
         self.results_model.set_items(result.items)
+        self.query_panel.set_folders(self.results_model.folders())
         self._explain_results(result)
         self._last_result = result
         self.update_result_header()
@@ -281,18 +283,57 @@ class SearchMixin:
     # -- results -----------------------------------------------------------------------------
     def _result_menu(self, item: ResultItem, pos) -> None:
         menu = QMenu(self)
+        n = len(self.results_view.selected_items())
+        several = f" ({n} photos)" if n > 1 else ""
         menu.addAction("Search similar", lambda: self.search_similar(item))
-        menu.addAction("Open", lambda: desktop.open_path(item.path))
-        menu.addAction("Show in folder", lambda: desktop.show_in_folder(item.path))
-        menu.addAction("Copy path", lambda: desktop.copy_path(item.path))
+        menu.addAction("Open" + several, self.open_selected)
+        menu.addAction("Show in folder" + several, self.reveal_selected)
+        menu.addAction("Copy path" + ("s" + several if n > 1 else ""), self.copy_selected_path)
         menu.popup(pos)
         self.result_menu = menu
 
     def copy_selected_path(self) -> None:
-        item = self.results_view.current_item()
-        if item is not None:
-            desktop.copy_path(item.path)
-            self.statusBar().showMessage(f"Copied {item.path}", 4000)
+        """Copy the selected results' paths, one a line."""
+        paths = [it.path for it in self.results_view.selected_items()]
+        if not paths:
+            self.statusBar().showMessage("Select one or more results first.", 4000)
+            return
+        desktop.copy_path("\n".join(paths))
+        what = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
+        self.statusBar().showMessage(f"Copied {what}", 4000)
+
+    def open_selected(self) -> None:
+        """Open the selected results with the system's viewer (at most OPEN_AT_ONCE)."""
+        items = self.results_view.selected_items()
+        if not items:
+            self.statusBar().showMessage("Select one or more results first.", 4000)
+            return
+        failed = [it.path for it in items[:OPEN_AT_ONCE] if not desktop.open_path(it.path)]
+        if failed:
+            self.statusBar().showMessage(f"No application could open {failed[0]}", 6000)
+        elif len(items) > OPEN_AT_ONCE:
+            self.statusBar().showMessage(
+                f"Opened the first {OPEN_AT_ONCE} of {len(items)} selected photos.", 6000
+            )
+
+    def reveal_selected(self) -> None:
+        """Show the selected results in the file manager (each folder once)."""
+        items = self.results_view.selected_items()
+        if not items:
+            self.statusBar().showMessage("Select one or more results first.", 4000)
+            return
+        first_in_folder: dict[str, str] = {}
+        for it in items:
+            first_in_folder.setdefault(os.path.dirname(it.path), it.path)
+        shown = list(first_in_folder.values())[:OPEN_AT_ONCE]
+        if not all(desktop.show_in_folder(p) for p in shown):
+            self.statusBar().showMessage("Could not open the file manager", 6000)
+
+    def _view_options_changed(self) -> None:
+        qp = self.query_panel
+        self.results_model.set_filter(folder=qp.folder(), date=qp.date_filter())
+        if self.results_model.sort_key != qp.sort_key():
+            self.results_model.set_sort(qp.sort_key())
 
     def focus_filter(self) -> None:
         self.query_panel.filter_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
