@@ -292,3 +292,93 @@ def test_layout_fits_and_the_grid_shows_three_rows(qtbot, make_window, size):
     assert pane.folded != was
     pane._tab_clicked(pane.currentIndex())
     assert pane.folded == was
+
+
+def test_system_dark_palette_is_followed(qapp, monkeypatch):
+    from PySide6.QtGui import QPalette
+
+    from imgfinder.gui.app import apply_system_palette
+
+    before = qapp.palette()
+    try:
+        monkeypatch.setenv("IMGFINDER_THEME", "dark")
+        assert apply_system_palette(qapp) == "dark"
+        assert qapp.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        monkeypatch.setenv("IMGFINDER_THEME", "light")
+        assert apply_system_palette(qapp) == "light"
+        assert qapp.palette().color(QPalette.ColorRole.Window).lightness() >= 128
+    finally:
+        qapp.setPalette(before)
+
+
+def test_results_sort_and_filter_by_folder_date_and_score(qapp):
+    from imgfinder.core.types import Hit
+    from imgfinder.gui.items import ResultItem
+    from imgfinder.gui.results_model import ResultsModel, photo_date
+    from imgfinder.gui.thumbnails import ThumbnailLoader
+
+    day = 86_400
+    now = 1_700_000_000.0
+    items = [
+        ResultItem(Hit(1, "/p/a/x.jpg", 0.9), mtime_ns=int((now - 400 * day) * 1e9)),
+        ResultItem(Hit(2, "/p/b/y.jpg", 0.8), mtime_ns=int((now - 2 * day) * 1e9)),
+        ResultItem(Hit(3, "/p/a/z.jpg", 0.5), mtime_ns=int((now - 20 * day) * 1e9)),
+    ]
+    loader = ThumbnailLoader()
+    m = ResultsModel(loader)
+    m.now = now
+    m.set_items(items)
+    paths = lambda: [it.path for it in m.items()]  # noqa: E731
+    assert paths() == ["/p/a/x.jpg", "/p/b/y.jpg", "/p/a/z.jpg"]  # best match first
+    m.set_sort("newest")
+    assert paths() == ["/p/b/y.jpg", "/p/a/z.jpg", "/p/a/x.jpg"]
+    m.set_sort("oldest")
+    assert paths()[0] == "/p/a/x.jpg"
+    m.set_sort("folder")
+    assert paths() == ["/p/a/x.jpg", "/p/a/z.jpg", "/p/b/y.jpg"]
+    assert m.folders() == ["/p/a", "/p/b"]
+    m.set_filter(folder="/p/a")
+    assert paths() == ["/p/a/x.jpg", "/p/a/z.jpg"]
+    m.set_filter(folder=None, date=2)  # past month
+    assert sorted(paths()) == ["/p/a/z.jpg", "/p/b/y.jpg"]
+    m.set_filter(date=4)  # older than a year
+    assert paths() == ["/p/a/x.jpg"]
+    m.set_filter(date=0, min_score=0.85)
+    assert paths() == ["/p/a/x.jpg"]
+    assert photo_date(items[1]) == now - 2 * day
+    loader.shutdown()
+
+
+def test_multi_select_copies_every_selected_path(qtbot, make_window, tmp_path):
+    from PySide6.QtCore import QItemSelectionModel
+    from PySide6.QtGui import QGuiApplication
+
+    from imgfinder.gui.items import Query
+    from tests.gui_helpers import index_folder, make_photos, wait_results
+
+    folder = tmp_path / "Photos"
+    make_photos(folder, 8)
+    w = make_window()
+    index_folder(qtbot, w, folder)
+    q = folder / "img_0002.png"
+    wait_results(qtbot, w, lambda: w.search_query(Query(label=q.name, path=str(q))))
+    sel = w.results_view.selectionModel()
+    for row in (0, 2, 3):
+        sel.select(w.results_model.index(row), QItemSelectionModel.SelectionFlag.Select)
+    w.copy_selected_path()
+    copied = QGuiApplication.clipboard().text().splitlines()
+    assert copied == [w.results_model.item(r).path for r in (0, 2, 3)]
+    assert "3 paths" in w.statusBar().currentMessage()
+    opened = []
+    import imgfinder.gui.desktop as desktop
+
+    orig_open, orig_show = desktop.open_path, desktop.show_in_folder
+    desktop.open_path = lambda p: opened.append(("open", p)) or True
+    desktop.show_in_folder = lambda p: opened.append(("show", p)) or True
+    try:
+        w.open_selected()
+        w.reveal_selected()
+    finally:
+        desktop.open_path, desktop.show_in_folder = orig_open, orig_show
+    assert [p for k, p in opened if k == "open"] == copied
+    assert [p for k, p in opened if k == "show"] == [copied[0]]  # one folder: shown once

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QFrame,
     QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsView,
@@ -322,7 +323,9 @@ class ImageView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        self.setBackgroundBrush(self.palette().dark())
+        # the window's own colour around the photo, not a grey box that dwarfs it
+        self.setBackgroundBrush(self.palette().window())
+        self.setFrameShape(QFrame.Shape.NoFrame)
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.photo_item = QGraphicsPixmapItem()
@@ -408,6 +411,30 @@ class ImageView(QGraphicsView):
         self.set_zoom(self.zoom)
 
 
+class ColorLegend(QWidget):
+    """The heat colours from low to high, as in the exported PNG's colour bar."""
+
+    def __init__(self, cmap: str = "inferno", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.low, self.high = QLabel("low"), QLabel("high")
+        self.bar = QLabel()
+        self.bar.setFixedSize(96, 10)
+        self.bar.setToolTip("Heatmap colours: how much each area adds to the match")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        for w in (self.low, self.bar, self.high):
+            lay.addWidget(w)
+        self.set_cmap(cmap)
+
+    def set_cmap(self, cmap: str, signed: bool = False) -> None:
+        self.cmap, self.signed = cmap, signed
+        strip = colormap.colorbar(self.bar.width(), self.bar.height(), cmap, signed)
+        self.bar.setPixmap(QPixmap.fromImage(pil_to_qimage(strip)))
+        self.low.setText("against" if signed else "low")
+        self.high.setText("for" if signed else "high")
+
+
 class HeatmapControls(QWidget):
     """Show-heatmap toggle, opacity slider and branch selector; `changed` on any edit."""
 
@@ -431,11 +458,16 @@ class HeatmapControls(QWidget):
         )
         for name, text in BRANCH_ITEMS:
             self.branch_box.addItem(text, name)
+        self.opacity_label = QLabel("&Opacity")
+        self.opacity_label.setBuddy(self.opacity_slider)
+        self.legend = ColorLegend()
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.toggle)
+        lay.addWidget(self.opacity_label)
         lay.addWidget(self.opacity_slider)
         lay.addWidget(self.branch_box)
+        lay.addWidget(self.legend)
         lay.addStretch(1)
         self.toggle.toggled.connect(self._toggled)
         self.opacity_slider.valueChanged.connect(self.changed)
@@ -443,6 +475,8 @@ class HeatmapControls(QWidget):
 
     def _toggled(self, on: bool) -> None:
         self.opacity_slider.setEnabled(on)
+        self.opacity_label.setEnabled(on)
+        self.legend.setEnabled(on)
         self.changed.emit()
 
     def branch(self) -> str:
@@ -542,11 +576,16 @@ class QueryExplainPanel(_ExplainWidget):
         super().__init__(extractor, parent, cache=cache, cmap=cmap)
         self.view = ImageView()
         self.current: QueryExplained | None = None
-        lay = QVBoxLayout(self)
+        # the photo takes the pane's height; controls, legend and numbers sit beside it
+        side = QVBoxLayout()
+        side.addWidget(self.controls)
+        side.addWidget(self.status)
+        side.addStretch(1)
+        self.status.setMinimumWidth(220)
+        lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.view, 1)
-        lay.addWidget(self.controls)
-        lay.addWidget(self.status)
+        lay.addWidget(self.view, 3)
+        lay.addLayout(side, 2)
 
     def set_query(self, source: Any, *, key: str | None = None, label: str = "") -> None:
         """Explain this query: a path, bytes, PIL image, QImage, or a callable returning one
@@ -586,6 +625,7 @@ class QueryExplainPanel(_ExplainWidget):
         branch = c.branch()
         self.view.set_heat(self.current.layers[branch])
         m = self.current.maps
+        c.legend.set_cmap(self.cmap, colormap.is_signed(m[branch]))
         self.status.setText(
             f"{_escape(self.current.query.label)}: descriptor weight in the attention branch "
             f"{m['attention'].sum():.2f}, global branch {m['global'].sum():.2f}; "
@@ -760,6 +800,8 @@ class MatchView(_ExplainWidget):
         self.query_view.set_heat(self.current.query_layers[branch])
         self.result_view.set_heat(self.current.result_layers[branch])
         e = self.current.explanations[branch]
+        signed = colormap.is_signed(e.query_map) or colormap.is_signed(e.result_map)
+        c.legend.set_cmap(self.cmap, signed)
         s, sh = e.branch_scores, e.shares()
         self.score_label.setText(
             f"<b>cosine {e.score:.4f}</b> &nbsp; attention (ECA/avg) {s['attention']:.4f} "
