@@ -382,3 +382,32 @@ def test_multi_select_copies_every_selected_path(qtbot, make_window, tmp_path):
         desktop.open_path, desktop.show_in_folder = orig_open, orig_show
     assert [p for k, p in opened if k == "open"] == copied
     assert [p for k, p in opened if k == "show"] == [copied[0]]  # one folder: shown once
+
+
+def test_settings_enter_means_ok_and_missing_weights_are_named(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDialogButtonBox, QFileDialog, QPushButton
+
+    from imgfinder.core.weights import default_weights_file
+    from imgfinder.gui.dialogs import SettingsDialog
+    from imgfinder.gui.settings import Effective, GuiSettings, LaunchOptions
+
+    eff = Effective.resolve(GuiSettings(), LaunchOptions(device="cpu"))
+    dlg = SettingsDialog(GuiSettings(), eff, tmp_path / "data")
+    qtbot.addWidget(dlg)
+    assert not default_weights_file().is_file()
+    assert "Missing: not downloaded yet" in dlg.model_note.text()
+    ok = dlg.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    browse = next(b for b in dlg.findChildren(QPushButton) if b.text() == "Browse…")
+    assert not browse.autoDefault() and ok.isDefault()
+    chooser = []
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", lambda *a, **k: chooser.append(1) or ("", "")
+    )
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    qtbot.mouseClick(browse, Qt.MouseButton.LeftButton)
+    assert chooser == [1]
+    with qtbot.waitSignal(dlg.accepted, timeout=2000):
+        qtbot.keyClick(dlg, Qt.Key.Key_Return)  # Enter presses OK, not Browse… again
+    assert chooser == [1]

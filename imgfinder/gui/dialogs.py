@@ -233,7 +233,8 @@ class SettingsDialog(QDialog):
         form2.addRow("Data folder:", _wrap(drow))
         note = QLabel(
             "The data folder holds the catalog, vectors, index, settings, logs and cache. "
-            "Choose another one with --data-dir or IMGFINDER_DATA_DIR."
+            "To use another one, start imgfinder with --data-dir FOLDER or set "
+            "IMGFINDER_DATA_DIR."
         )
         note.setWordWrap(True)
         note.setForegroundRole(note.foregroundRole())
@@ -248,6 +249,11 @@ class SettingsDialog(QDialog):
         lay.addLayout(form2)
         lay.addWidget(note)
         lay.addWidget(buttons)
+        # Enter means OK: Browse…, Open, Learn… never become the default after a click
+        ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        for b in self.findChildren(QPushButton):
+            b.setAutoDefault(b is ok)
+        ok.setDefault(True)
         self._load_vector_count()
 
     # -- model and whitening ---------------------------------------------------------------
@@ -354,7 +360,13 @@ class SettingsDialog(QDialog):
 
     def _default_choice(self) -> ModelChoice:
         desc = f"torchvision ResNet50 {DEFAULT_ENUM.name} weights, untrained ECA head"
-        desc += f"\nFile: {default_weights_file()}"
+        target = default_weights_file()
+        desc += f"\nFile: {target}"
+        if not target.is_file():
+            desc += (
+                "\n⚠ Missing: not downloaded yet. imgfinder downloads it when online "
+                "(Library ▸ Get model weights…), or choose a file with Browse…"
+            )
         return ModelChoice(DEFAULT_MODEL_TEXT, None, None, desc)
 
     def _file_choice(self, path: str, kind: str) -> ModelChoice:
@@ -362,7 +374,10 @@ class SettingsDialog(QDialog):
         if kind == "head":
             desc = f"{KIND_DESCRIPTION['head']}: {path}"
             return ModelChoice(f"Head file: {name}", self.effective.weights, path, desc)
-        return ModelChoice(f"Weights file: {name}", path, None, f"Weights file: {path}")
+        desc = f"Weights file: {path}"
+        if not Path(path).expanduser().is_file():
+            desc += "\n⚠ Missing: this file does not exist (moved or deleted?)"
+        return ModelChoice(f"Weights file: {name}", path, None, desc)
 
     def _add_model_choice(self, choice: ModelChoice) -> int:
         self.model_choices.append(choice)
