@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from imgfinder.cli.common import ProgressBar, open_library
-from imgfinder.core.library import run
+from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
 from imgfinder.core.types import library_counts_text, run_summary_text
 from imgfinder.errors import ImgfinderError, WeightsUnavailableError
 
@@ -40,19 +41,15 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    lib = open_library(args)
     bar = ProgressBar()
     try:
-        before = {p for _, p in lib.catalog.roots()}
-        try:
-            summary = run(lib.index(args.paths), bar)
-        except WeightsUnavailableError as exc:
-            _forget_new_roots(lib, before)
-            raise WeightsUnavailableError(f"{exc} (no folder was added)") from None
-        counts = lib.catalog.counts()
+        quick = unchanged_index(args, bar)  # nothing to do: no model, no torch
     finally:
         bar.close()
-        lib.close()
+    if quick is not None:
+        summary, counts = quick
+    else:
+        summary, counts = _index(args)
     photos, skipped = counts.get("ok", 0), counts.get("failed", 0)
     if args.json:
         out = dict(summary.__dict__, library={"photos": photos, "skipped": skipped})
@@ -64,6 +61,26 @@ def cmd_index(args: argparse.Namespace) -> int:
     for root in summary.missing_roots:
         print(f"  folder not available (entries kept): {root}")
     return 0
+
+
+def _index(args: argparse.Namespace):
+    """A real index run (loads the model); returns the summary and the catalog's counts."""
+    from imgfinder.core.library import run  # noqa: PLC0415
+
+    lib = open_library(args)
+    bar = ProgressBar()
+    try:
+        before = {p for _, p in lib.catalog.roots()}
+        try:
+            summary = run(lib.index(args.paths), bar)
+        except WeightsUnavailableError as exc:
+            _forget_new_roots(lib, before)
+            raise WeightsUnavailableError(f"{exc} (no folder was added)") from None
+        remember_model(args, lib)
+        return summary, lib.catalog.counts()
+    finally:
+        bar.close()
+        lib.close()
 
 
 def _forget_new_roots(lib, before: set[str]) -> None:
@@ -79,10 +96,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     lib = open_library(args)
     try:
         hits = lib.search(args.image, k=args.k)
+        remember_model(args, lib)
     finally:
         lib.close()
-    if args.json:
-        out = {"query": args.image, "results": [{"path": h.path, "score": h.score} for h in hits]}
+    if args.json:  # the query as an absolute path, like the results
+        query = str(Path(args.image).expanduser().resolve())
+        out = {"query": query, "results": [{"path": h.path, "score": h.score} for h in hits]}
         print(json.dumps(out, indent=2))
     else:
         if not hits:
@@ -95,17 +114,24 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    lib = open_library(args)
-    try:
-        info = lib.status()
-    finally:
-        lib.close()
+    info = fast_status(args)  # from the catalog and the remembered model id: no torch
+    if info is None:
+        lib = open_library(args)
+        try:
+            info = lib.status()
+            remember_model(args, lib)
+        finally:
+            lib.close()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     print(f"data directory: {info['data_dir']}")
     print(f"images: {library_counts_text(info['images'], info['failed'])} (could not be read)")
-    print(f"model: {info.get('model_id') or 'unavailable: ' + info.get('model_error', '')}")
+    if info.get("model_id"):
+        print(f"model: {model_name(info['model_id'], info.get('weights'))}")
+        print(f"model id: {info['model_id']}")
+    else:
+        print(f"model: unavailable: {info.get('model_error', '')}")
     if info.get("device"):
         print(f"device: {info['device']}")
     if info.get("stale"):
@@ -122,6 +148,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = "" if r["available"] else "  [missing]"
         print(f"  {r['path']}: {library_counts_text(r['images'], r['failed'])}{state}")
     return 0
+
+
+BACKBONE_NAMES = {"fused-eca-r50": "ResNet50"}
+
+
+def model_name(model_id: str, weights: str | None = None) -> str:
+    """A readable name for a model id ("fused-eca-r50/tv-IMAGENET1K_V1/eca0/224/sq-in1k"):
+    backbone, weights, head, input size, and whitening when there is one."""
+    parts = model_id.split("/")
+    if len(parts) < 4:
+        return model_id
+    backbone, tag, head, size = parts[:4]
+    name = BACKBONE_NAMES.get(backbone, backbone)
+    if tag.startswith("tv-"):
+        source = f"torchvision {tag[3:]} ImageNet weights"
+    elif tag.startswith("file-") and weights:
+        source = f"weights file {Path(weights).name}"
+    else:
+        source = f"weights {tag}"
+    eca = "untrained ECA head" if head == "eca0" else f"trained ECA head ({head})"
+    text = f"{name}, {source}, {eca}, {size} px input"
+    if len(parts) > 5:  # a whitening's tag follows the preprocessing
+        text += f", PCA whitening {parts[5]}"
+    return text
 
 
 def cmd_roots_list(args: argparse.Namespace) -> int:
