@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="folder for the PNGs (e.g. docs/screenshots)")
     ap.add_argument("--photos", type=Path, help="your own photo folder instead of generated ones")
     ap.add_argument("--only", nargs="*", choices=VIEWS, help="take only these views")
+    ap.add_argument("--input-size", type=int, default=224, help="model input size (tests: 64)")
+    ap.add_argument("--weights", help="weights file (default: IMGFINDER_WEIGHTS or seeded)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="imgfinder-shots-"))
@@ -119,11 +121,13 @@ def _take(args, tmp: Path) -> int:
     if photos is None:
         photos = tmp / "Pictures"
         make_photos(photos)
-    wfile, wdesc = weights(tmp)
+    wfile, wdesc = (args.weights, f"weights {args.weights}") if args.weights else weights(tmp)
     print(f"model: {wdesc}; photos: {'generated' if args.photos is None else photos}")
     app = QApplication([sys.argv[0]])
     apply_system_palette(app)
-    opts = LaunchOptions(weights=wfile, device="cpu", input_size=224, index_backend="exact")
+    opts = LaunchOptions(
+        weights=wfile, device="cpu", input_size=args.input_size, index_backend="exact"
+    )
     w = MainWindow(opts, icon=app_icon())
     w.resize(*WINDOW)
     w.move(0, 0)
@@ -168,7 +172,7 @@ def _take(args, tmp: Path) -> int:
         return all(model.index(r).data(ThumbStateRole) != "loading" for r in rows)
 
     wait(thumbs_ready)
-    w.results_view.setCurrentIndex(model.index(2))
+    w.results_view.setCurrentIndex(model.index(min(3, model.rowCount() - 1)))  # another photo
     wait(lambda: w.query_explain.current is not None)
     shot("search", w)
     w.explain_pane.set_folded(False, height=380)

@@ -440,7 +440,7 @@ class HeatmapControls(QWidget):
 
     changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, *, vertical: bool = False):
         super().__init__(parent)
         self.toggle = QCheckBox("&Heatmap")
         self.toggle.setChecked(True)
@@ -461,14 +461,23 @@ class HeatmapControls(QWidget):
         self.opacity_label = QLabel("&Opacity")
         self.opacity_label.setBuddy(self.opacity_slider)
         self.legend = ColorLegend()
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.toggle)
-        lay.addWidget(self.opacity_label)
-        lay.addWidget(self.opacity_slider)
-        lay.addWidget(self.branch_box)
-        lay.addWidget(self.legend)
-        lay.addStretch(1)
+        if vertical:  # a narrow column beside a photo
+            col = QVBoxLayout(self)
+            col.setContentsMargins(0, 0, 0, 0)
+            opacity = QHBoxLayout()
+            opacity.addWidget(self.opacity_label)
+            opacity.addWidget(self.opacity_slider, 1)
+            for part in (self.toggle, opacity, self.branch_box, self.legend):
+                (col.addLayout if isinstance(part, QHBoxLayout) else col.addWidget)(part)
+        else:
+            lay = QHBoxLayout(self)
+            lay.setContentsMargins(0, 0, 0, 0)
+            lay.addWidget(self.toggle)
+            lay.addWidget(self.opacity_label)
+            lay.addWidget(self.opacity_slider)
+            lay.addWidget(self.branch_box)
+            lay.addWidget(self.legend)
+            lay.addStretch(1)
         self.toggle.toggled.connect(self._toggled)
         self.opacity_slider.valueChanged.connect(self.changed)
         self.branch_box.currentIndexChanged.connect(self.changed)
@@ -505,6 +514,7 @@ class _ExplainWidget(QWidget):
     """Shared plumbing: extractor access, cache, job submission with generations."""
 
     failed = Signal(str)
+    VERTICAL_CONTROLS = False  # heatmap controls in a column (beside one photo) or a row
 
     def __init__(
         self, extractor: ExtractorSource = None, parent=None, *, cache=None, cmap="inferno"
@@ -518,7 +528,7 @@ class _ExplainWidget(QWidget):
         self._sig = _JobSignals(self)
         self._sig.done.connect(self._job_done)
         self._sig.failed.connect(self._job_failed)
-        self.controls = HeatmapControls()
+        self.controls = HeatmapControls(vertical=self.VERTICAL_CONTROLS)
         self.controls.changed.connect(self._apply_controls)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -569,6 +579,7 @@ class QueryExplainPanel(_ExplainWidget):
     """
 
     query_ready = Signal(object)
+    VERTICAL_CONTROLS = True
 
     def __init__(
         self, extractor: ExtractorSource = None, parent=None, *, cache=None, cmap="inferno"
@@ -577,15 +588,17 @@ class QueryExplainPanel(_ExplainWidget):
         self.view = ImageView()
         self.current: QueryExplained | None = None
         # the photo takes the pane's height; controls, legend and numbers sit beside it
-        side = QVBoxLayout()
-        side.addWidget(self.controls)
-        side.addWidget(self.status)
-        side.addStretch(1)
-        self.status.setMinimumWidth(220)
+        side = QWidget()
+        col = QVBoxLayout(side)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(self.controls)
+        col.addWidget(self.status)
+        col.addStretch(1)
+        side.setFixedWidth(240)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.view, 3)
-        lay.addLayout(side, 2)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(side)
 
     def set_query(self, source: Any, *, key: str | None = None, label: str = "") -> None:
         """Explain this query: a path, bytes, PIL image, QImage, or a callable returning one
