@@ -411,3 +411,16 @@ def test_settings_enter_means_ok_and_missing_weights_are_named(qtbot, tmp_path, 
     with qtbot.waitSignal(dlg.accepted, timeout=2000):
         qtbot.keyClick(dlg, Qt.Key.Key_Return)  # Enter presses OK, not Browse… again
     assert chooser == [1]
+
+
+def test_remove_folder_with_one_folder_asks_about_it(qtbot, make_window, tmp_path):
+    folder = tmp_path / "Only"
+    folder.mkdir()
+    w = make_window(wait_model=False)
+    w.lib.add_root(folder)
+    w.refresh_roots()
+    qtbot.waitUntil(lambda: len(w.library_panel.roots) == 1)
+    w.library_panel.list.setCurrentRow(-1)  # nothing selected
+    w.confirm_remove_folder()
+    assert w.remove_box is not None and str(folder) in w.remove_box.text()
+    w.remove_box.done(w.remove_box.StandardButton.Cancel)
