@@ -328,3 +328,26 @@ def test_a_dialog_closed_while_learning_drops_the_result(qtbot, make_window, mon
         qtbot.wait(100)
     finally:
         release.set()  # never leave a pool thread blocked
+
+
+def test_offline_without_resnet_weights_offers_the_installed_lite0(qtbot, make_window, photos):
+    """No ResNet50 weights and no network: the dialog offers Lite0; taking it switches the
+    library to a new model id and asks before re-indexing (never a silent switch)."""
+    w = make_window()
+    index_folder(qtbot, w, photos)
+    old_id = w.lib.model_id
+    w.shutdown()
+    w = make_window(wait_model=False, weights=None, offline=True)
+    qtbot.waitUntil(lambda: w.weights_dialog is not None, timeout=10_000)
+    dlg = w.weights_dialog
+    assert dlg.state == "missing" and dlg.alternative is not None
+    assert dlg.alternative_button.isVisibleTo(dlg) and not dlg.download_button.isVisibleTo(dlg)
+    assert "resnet50-0676ba61.pth" in dlg.message.text()  # which file to put where
+    assert "--backbone efficientnet-lite0" in dlg.message.text()
+    wait_model(qtbot, w, dlg.alternative_button.click)
+    assert w.lib.config.backbone == "efficientnet-lite0"
+    assert w.lib.model_id.startswith("fused-eca-lite0/") and w.lib.model_id != old_id
+    assert GuiSettings.load(w.data_dir).backbone == "efficientnet-lite0"
+    qtbot.waitUntil(lambda: w.reindex_box is not None, timeout=10_000)
+    assert w.model_info.stale == N_PHOTOS  # the old vectors are kept until the user says yes
+    assert w.lib.catalog.model_counts() == {old_id: N_PHOTOS}
