@@ -39,10 +39,9 @@ from imgfinder.core import scan
 from imgfinder.core.arcface import ArcFace
 from imgfinder.core.extract import ModelConfig, load_model, pick_device
 from imgfinder.core.model import ECA
-from imgfinder.core.modelspec import identify_state
 from imgfinder.core.traincache import FeatureCache, cache_for
 from imgfinder.core.types import Progress
-from imgfinder.core.weights import BUNDLE_FORMAT
+from imgfinder.core.weights import BUNDLE_FORMAT, classify_state
 from imgfinder.errors import ImgfinderError
 
 log = logging.getLogger(__name__)
@@ -582,10 +581,7 @@ def list_model_files(directory: str | Path | None = None) -> list[ModelFile]:
         if not isinstance(state, dict):
             continue
         meta = state.get("meta") if isinstance(state.get("meta"), dict) else {}
-        if state.get("format") == BUNDLE_FORMAT:
-            found.append(ModelFile(f, "bundle", meta))
-        elif isinstance(state.get("head"), dict) or "conv.weight" in state:
-            found.append(ModelFile(f, "head", meta))
-        elif identify_state(state) or "state_dict" in state:
-            found.append(ModelFile(f, "backbone", meta))
+        kind, _ = classify_state(state)
+        if kind is not None:
+            found.append(ModelFile(f, kind, meta))
     return found

@@ -127,6 +127,26 @@ def load_weights_file(path: str | os.PathLike) -> LoadedWeights:
     return LoadedWeights(state, None, tag, str(path), identify_state(state))
 
 
+def classify_state(state: dict) -> tuple[str | None, str | None]:
+    """(kind, backbone) of a loaded weights file: kind "bundle", "head" (a trained ECA
+    head), "backbone" (a backbone's state dict) or None; the backbone when it can be told
+    (a head's from its ECA kernel size, which follows the channel count)."""
+    from imgfinder.core.modelspec import BACKBONES
+
+    if state.get("format") == BUNDLE_FORMAT:
+        backbone = state.get("backbone") if isinstance(state.get("backbone"), dict) else {}
+        return "bundle", state.get("arch") or identify_state(backbone)
+    head = state.get("head") if isinstance(state.get("head"), dict) else state
+    kernel = head.get("conv.weight")
+    if isinstance(kernel, torch.Tensor) and kernel.dim() == 3:
+        k = kernel.shape[-1]
+        return "head", next((n for n, sp in BACKBONES.items() if sp.eca_kernel == k), None)
+    if isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    arch = identify_state(state)
+    return ("backbone", arch) if arch else (None, None)
+
+
 def offline_message(reason: str = "", spec: BackboneSpec | str | None = None) -> str:
     """What to do when the backbone's default weights cannot be had, naming file and folder."""
     spec = spec if isinstance(spec, BackboneSpec) else get_spec(spec)

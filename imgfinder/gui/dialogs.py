@@ -33,13 +33,13 @@ from PySide6.QtWidgets import (
 from imgfinder.core.modelspec import (
     BACKBONES,
     DEFAULT_BACKBONE,
+    INPUT_SIZE_RANGE,
     OFFLINE_BACKBONE,
     BackboneSpec,
     get_spec,
-    identify_state,
 )
 from imgfinder.core.train import list_model_files
-from imgfinder.core.weights import BUNDLE_FORMAT, default_available, default_weights_file
+from imgfinder.core.weights import classify_state, default_available, default_weights_file
 from imgfinder.core.whiten import (
     DEFAULT_DIM,
     LearningCancelled,
@@ -177,10 +177,7 @@ def _load_any(path: str) -> dict | None:
 def classify_file(path: str) -> str:
     """ "head" or "weights" for a file picked by hand (unreadable: "weights", checked on load)."""
     state = _load_any(path)
-    if state is not None and state.get("format") != BUNDLE_FORMAT:
-        if isinstance(state.get("head"), dict) or "conv.weight" in state:
-            return "head"
-    return "weights"
+    return "head" if state is not None and classify_state(state)[0] == "head" else "weights"
 
 
 def backbone_of_file(path: str, meta: dict | None = None) -> str | None:
@@ -189,20 +186,8 @@ def backbone_of_file(path: str, meta: dict | None = None) -> str | None:
     if meta.get("backbone") in BACKBONES:
         return meta["backbone"]
     state = _load_any(path)
-    if state is None:
-        return None
-    if state.get("format") == BUNDLE_FORMAT:
-        if state.get("arch") in BACKBONES:
-            return state["arch"]
-        state = state.get("backbone") if isinstance(state.get("backbone"), dict) else {}
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    head = state.get("head", state)
-    if isinstance(head, dict) and isinstance(head.get("conv.weight"), torch.Tensor):
-        k = head["conv.weight"].shape[-1]  # the ECA kernel size follows the channel count
-        return next((n for n, sp in BACKBONES.items() if sp.eca_kernel == k), None)
-    found = identify_state(state)
-    return found if found in BACKBONES else None
+    arch = classify_state(state)[1] if state is not None else None
+    return arch if arch in BACKBONES else None
 
 
 class SettingsDialog(QDialog):
@@ -239,7 +224,7 @@ class SettingsDialog(QDialog):
                     model.item(self.device.count() - 1).setEnabled(False)
         self.device.setCurrentIndex(max(0, self.device.findData(effective.device)))
         self.input_size = QSpinBox()
-        self.input_size.setRange(32, 1024)
+        self.input_size.setRange(*INPUT_SIZE_RANGE)
         self.input_size.setSingleStep(32)
         self.input_size.setSuffix(" px")
         self.input_size.setValue(effective.input_size)

@@ -13,7 +13,7 @@ import torch
 
 from imgfinder.atomic import atomic_write_bytes
 from imgfinder.core.extract import head_tag
-from imgfinder.core.modelspec import BACKBONES, DEVICES, ModelConfig, get_spec
+from imgfinder.core.modelspec import BACKBONES, DEVICES, INPUT_SIZE_RANGE, ModelConfig, get_spec
 from imgfinder.core.weights import BUNDLE_FORMAT, file_digest
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ class GuiSettings:
             self.backbone = None
         if self.index_backend not in BACKENDS:
             self.index_backend = "lsh"
-        self.input_size = min(1024, max(32, int(self.input_size)))
+        lo, hi = INPUT_SIZE_RANGE
+        self.input_size = min(hi, max(lo, int(self.input_size)))
         self.thumb_size = min(THUMB_MAX, max(THUMB_MIN, int(self.thumb_size)))
         self.result_count = min(MAX_RESULTS, max(1, int(self.result_count)))
         self.min_score = min(1.0, max(-1.0, float(self.min_score)))
