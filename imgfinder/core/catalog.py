@@ -514,7 +514,7 @@ def recover_catalog(path: str | Path, reason: str) -> Recovery:
     finally:
         fresh.close()
     rec = Recovery(reason, moved, salvaged, roots, decisions)
-    log.warning("%s", rec.message())
+    log.info("%s", rec.message())
     return rec
 
 
@@ -527,5 +527,5 @@ def restore_missing_catalog(fresh: Catalog) -> Recovery | None:
     if not roots and not decisions:
         return None
     rec = Recovery("the file was missing", None, {}, roots, decisions)
-    log.warning("%s", rec.message())
+    log.info("%s", rec.message())
     return rec

@@ -553,7 +553,9 @@ class Library:
             id_arr = np.asarray([p[0] for p in pairs], dtype=np.int64)
             row_arr = np.asarray([p[1] for p in pairs], dtype=np.int64)
             self._source.rows.update(zip(id_arr.tolist(), row_arr.tolist()))
-            index.add(id_arr, self._store.get(row_arr).astype(np.float32))
+            id_arr, vecs = self._checked_vectors(id_arr)
+            if len(id_arr):
+                index.add(id_arr, vecs)
 
     def _forget_rows(self, ids: Iterable[int]) -> None:
         if self._source is not None:
@@ -667,8 +669,9 @@ class Library:
         if extra:
             index.remove(np.asarray(sorted(extra), dtype=np.int64))
         if missing:
-            ids = np.asarray(sorted(missing), dtype=np.int64)
-            index.add(ids, self._source.get(ids).astype(np.float32))
+            ids, vecs = self._checked_vectors(np.asarray(sorted(missing), dtype=np.int64))
+            if len(ids):
+                index.add(ids, vecs)
         index.build()
         self._index = index
         self._save_index()
@@ -680,10 +683,22 @@ class Library:
         )
         ids = np.asarray([i for i, _ in pairs], dtype=np.int64)
         for s in range(0, len(ids), 8192):
-            chunk = ids[s : s + 8192]
-            index.add(chunk, self._source.get(chunk).astype(np.float32))
+            chunk, vecs = self._checked_vectors(ids[s : s + 8192])
+            if len(chunk):
+                index.add(chunk, vecs)
         index.build()
         return index
+
+    def _checked_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of `ids` from the store, without those whose row failed its check (they
+        are forgotten here and re-extracted by the next index run)."""
+        vecs = self._source.get(ids).astype(np.float32)
+        bad_rows = self._source.store.bad_rows
+        if not bad_rows:
+            return ids, vecs
+        keep = np.asarray([self._source.rows[int(i)] not in bad_rows for i in ids], dtype=bool)
+        self._forget_rows(ids[~keep].tolist())
+        return ids[keep], vecs[keep]
 
     def _save_index(self) -> None:
         """Persist the index; only a writer does (search never writes)."""
@@ -818,12 +833,14 @@ def read_query_file(path: str | os.PathLike) -> bytes:
         if exc.errno == errno.ENXIO:  # a socket
             raise DecodeError(path, _NOT_REGULAR) from None
         raise DecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        mode = 0
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise DecodeError(path, "is a directory" if stat.S_ISDIR(mode) else _NOT_REGULAR)
     with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fh.fileno()).st_mode
-        if stat.S_ISDIR(mode):
-            raise DecodeError(path, "is a directory")
-        if not stat.S_ISREG(mode):
-            raise DecodeError(path, _NOT_REGULAR)
         try:
             data = fh.read()
         except OSError as exc:
