@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import errno
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -124,7 +127,64 @@ def _run_gui(args: argparse.Namespace) -> int:
     return run_app(args)
 
 
+def _display_surrogates(exc: UnicodeError):
+    """Codec error handler: a file name's undecodable byte 0xNN (a surrogate escape) as \\xNN."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = []
+    for ch in exc.object[exc.start : exc.end]:
+        c = ord(ch)
+        out.append(f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"\\u{c:04x}")
+    return "".join(out), exc.end
+
+
+codecs.register_error("imgfinder-display", _display_surrogates)
+
+
+def _setup_streams() -> None:
+    """File names that are not UTF-8 never crash a print: on a terminal their odd bytes show
+    as \\xNN; into a pipe or file the original bytes are written (like `find`), so scripts
+    get the real name back."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:
+            continue
+        try:
+            tty = stream.isatty()
+        except (OSError, ValueError):
+            tty = False
+        errors = "imgfinder-display" if tty or stream is sys.stderr else "surrogateescape"
+        try:
+            reconfigure(errors=errors)
+        except (OSError, ValueError):
+            pass
+
+
+def write_error_message(exc: BaseException) -> str | None:
+    """One line for an OS or SQLite write/read failure (disk full, read-only, I/O), or None."""
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        if "full" in text:
+            return (
+                "disk full: the catalog could not be written; nothing was lost (free some "
+                "space and run the command again)"
+            )
+        return f"catalog error: {text}"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return (
+                f"disk full: cannot write{where}; nothing was lost (free some space and run "
+                "the command again)"
+            )
+        if exc.errno == errno.EROFS:
+            return f"read-only file system: cannot write{where}"
+        return f"{exc.strerror or exc}{where}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _setup_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     for key, value in DEFAULTS.items():
@@ -151,3 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.Error) as exc:  # disk full, read-only, I/O error: one line
+        log.debug("write failure", exc_info=True)
+        print(f"imgfinder: error: {write_error_message(exc)}", file=sys.stderr)
+        return 4

@@ -23,13 +23,16 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 
 def open_library(args: argparse.Namespace) -> Library:
-    return Library(
+    lib = Library(
         args.data_dir,
         model_config(args),
         index_backend=args.index_backend,
         allow_download=not args.offline,
         weights_progress=DownloadBar() if not args.offline else None,
     )
+    if lib.recovery is not None:  # the user is told what a damaged catalog's recovery kept
+        print(f"imgfinder: warning: {lib.recovery.message()}", file=sys.stderr)
+    return lib
 
 
 class ProgressBar:

@@ -54,6 +54,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         f"removed {summary.removed}, skipped {len(summary.skipped)} "
         f"in {summary.seconds:.1f} s"
     )
+    if summary.repaired:
+        print(
+            f"  re-extracted {summary.repaired} images whose stored vector was missing or damaged"
+        )
     for path, reason in sorted(summary.skipped.items()):
         print(f"  skipped {path}: {reason}")
     for root in summary.missing_roots:
@@ -101,6 +105,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"device: {info['device']}")
     if info.get("stale"):
         print(f"re-index needed: {info['stale']} images were indexed with another model")
+    if info.get("vectors_damaged"):
+        print(
+            f"vectors damaged or missing: {info['vectors_damaged']} images (left out of results; "
+            "`imgfinder index` re-extracts them)"
+        )
+    if info.get("writer"):
+        w = info["writer"]
+        print(f"being written: {w.get('what', 'writing')} in process {w['pid']}")
     print(f"index: {info['index_backend']}")
     usage = info["bytes_on_disk"]
     print(

@@ -18,6 +18,7 @@ from imgfinder.core.extract import Extractor, ModelConfig
 from imgfinder.core.modelspec import DEFAULT_BACKBONE
 from imgfinder.core.train import BATCHNORM_MODES, TRAINABLE, TrainConfig, TrainResult, train
 from imgfinder.core.whiten import learn_from_library, save_whitening
+from imgfinder.errors import ImgfinderError
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -191,6 +192,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_whiten(args: argparse.Namespace) -> int:
+    if args.dim is not None and args.dim < 1:
+        raise ImgfinderError("--dim must be at least 1")
     args.whitening = None  # open the raw library: no whitening file to load (or to mismatch)
     lib = open_library(args)
     try:

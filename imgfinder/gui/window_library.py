@@ -32,6 +32,8 @@ class LibraryMixin:
         self.lib = Library(
             self.data_dir, eff.model_config(), index_backend=eff.index_backend, allow_download=False
         )
+        if self.lib.recovery is not None:  # a damaged catalog was moved aside and rebuilt
+            self.notify("Library recovered", self.lib.recovery.message())
         self.model_info: ModelInfo | None = None
         self._update_train_action()
         self.index_ctl.set_library(self.lib)
