@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from imgfinder import paths
-from imgfinder.core import scan
+from imgfinder.core import decode, photometa, scan
 from imgfinder.core.catalog import Catalog
 from imgfinder.core.dupes import store as dupe_store
 from imgfinder.core.extract import Extractor, ModelConfig, device_description
@@ -334,6 +334,7 @@ class Library:
                 break
             if gone:
                 summary.removed += self._delete_paths(sorted(gone))
+            yield from self._read_missing_photo_meta(root.id, cancel)
         summary.cancelled = cancel.is_set()
         with self._lock:
             self._save_index()
@@ -374,7 +375,39 @@ class Library:
                 )
                 (image_id,) = c.execute("SELECT id FROM images WHERE path=?", (b.path,)).fetchone()
                 ids.append(int(image_id) if status == "ok" else None)
+                if status == "ok":
+                    self._write_photo_meta(c, int(image_id), b)
         return ids
+
+    @staticmethod
+    def _write_photo_meta(c, image_id: int, b) -> None:
+        """EXIF facts and decode source of one indexed photo (core/photometa.py columns)."""
+        if b.known:  # not decoded again: same bytes, same EXIF as the twin already catalogued
+            photometa.copy_from_same_content(c, image_id, b.hash)
+        else:
+            photometa.store(c, image_id, getattr(b, "meta", None), getattr(b, "source", None))
+
+    def _read_missing_photo_meta(
+        self, root_id: int, cancel: threading.Event
+    ) -> Generator[Progress, None, None]:
+        """Fill in the metadata of photos indexed before it was recorded (EXIF headers only)."""
+        todo = photometa.unread(self.catalog, root_id)
+        started = time.perf_counter()
+        for lo in range(0, len(todo), 256):
+            if cancel.is_set():
+                return
+            chunk = todo[lo : lo + 256]
+            got = [(i, decode.read_meta(p)) for i, p in chunk]
+            with self.catalog.transaction() as c:
+                for i, meta in got:
+                    photometa.store(c, i, meta, None)
+            yield Progress.since(
+                "metadata", lo + len(chunk), len(todo), started, "reading photo metadata"
+            )
+
+    def photo_meta(self, image_ids: Iterable[int]) -> dict[int, photometa.PhotoMeta]:
+        """image id -> capture date, camera, lens, exposure, GPS (for results' details/sorting)."""
+        return photometa.load(self.catalog, image_ids)
 
     def _index_add(self, index, ids: list[int | None], records: list) -> None:
         pairs = [(i, r[2]) for i, r in zip(ids, records) if i is not None]
