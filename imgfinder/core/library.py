@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Generator, Iterable
@@ -21,6 +22,7 @@ import numpy as np
 from imgfinder import paths
 from imgfinder.core import decode, photometa, scan
 from imgfinder.core.catalog import Catalog
+from imgfinder.core.dupes import rawpairs
 from imgfinder.core.dupes import store as dupe_store
 from imgfinder.core.extract import Extractor, ModelConfig, device_description
 from imgfinder.core.index import BACKENDS, open_index
@@ -562,21 +564,68 @@ class Library:
                 current=self.model_id,
             )
 
-    def search(self, source, k: int = 20) -> list[Hit]:
+    def search(self, source, k: int = 20, *, raw_pairs_as_one: bool = False) -> list[Hit]:
         """Similar photos for an image (path, bytes or PIL image), best first."""
-        return self.search_vector(self.embed(source), k)
+        return self.search_vector(self.embed(source), k, raw_pairs_as_one=raw_pairs_as_one)
 
-    def search_vector(self, vector: np.ndarray, k: int = 20) -> list[Hit]:
+    def search_vector(
+        self, vector: np.ndarray, k: int = 20, *, raw_pairs_as_one: bool = False
+    ) -> list[Hit]:
+        """`raw_pairs_as_one` shows a RAW+JPEG pair of one shot as one result, the better-scoring
+        file of the two (the app's Settings option; `search --raw-pairs one`)."""
         self.check_model()
+        want = 2 * k if raw_pairs_as_one else k  # a pair's second file is dropped
         with self._lock:
             index = self.load_index()
             if len(index) == 0:
                 return []
-            ids, scores = index.query(np.asarray(vector, dtype=np.float32), k)
+            ids, scores = index.query(np.asarray(vector, dtype=np.float32), want)
         rows = self.catalog.images(ids.tolist())
-        return [
+        hits = [
             Hit(int(i), rows[int(i)].path, float(s)) for i, s in zip(ids, scores) if int(i) in rows
         ]
+        if raw_pairs_as_one:
+            hits = rawpairs.collapse_pairs(hits, self.raw_companions([h.image_id for h in hits]))
+        return hits[:k]
+
+    # -- RAW+JPEG pairs ----------------------------------------------------------------
+    def raw_companions(self, image_ids: Iterable[int]) -> dict[int, int]:
+        """image id -> the image id of the other file of its RAW+JPEG pair (rawpairs.py rules:
+        same folder and base name, or same capture second and camera)."""
+        out: dict[int, int] = {}
+        rows = self.catalog.images(image_ids)
+        metas = photometa.load(self.catalog, rows)
+        for image_id, row in rows.items():
+            cands: dict[int, str] = {image_id: row.path}
+            folder, name = os.path.split(row.path)
+            stem = os.path.splitext(name)[0]
+            pattern = re.sub(r"([*?\[])", r"[\1]", os.path.join(folder, stem)) + ".*"
+            for i, p in self.catalog.execute(
+                "SELECT id, path FROM images WHERE status='ok' AND path GLOB ?", (pattern,)
+            ):
+                cands[int(i)] = p
+            m = metas.get(image_id)
+            if m is not None and m.taken:
+                second = m.taken[:19]
+                for i, p in self.catalog.execute(
+                    "SELECT id, path FROM images WHERE status='ok' AND taken >= ? AND taken < ?",
+                    (second, second + "~"),
+                ):
+                    cands[int(i)] = p
+            if len(cands) < 2:
+                continue
+            cand_ids = sorted(cands)
+            cand_meta = photometa.load(self.catalog, cand_ids)
+            pos = {i: n for n, i in enumerate(cand_ids)}
+            a, b = rawpairs.raw_jpeg_pairs(
+                [cands[i] for i in cand_ids], {pos[i]: m for i, m in cand_meta.items()}
+            )
+            me = pos[image_id]
+            for x, y in zip(a.tolist(), b.tolist()):
+                if me in (x, y):
+                    out[image_id] = cand_ids[y if x == me else x]
+                    break
+        return out
 
     # -- reporting -----------------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:
