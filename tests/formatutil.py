@@ -74,9 +74,11 @@ def dng_bytes(
     make: str = "TestCam",
     model: str = "TestCam R1",
     bits: int = 12,
+    mosaic: np.ndarray | None = None,
 ) -> bytes:
     """A DNG of a synthetic Bayer mosaic (pidng's tags), optionally with a JPEG preview in a
-    SubIFD (NewSubfileType 1, as cameras and Adobe's converter embed it)."""
+    SubIFD (NewSubfileType 1, as cameras and Adobe's converter embed it). `mosaic`: a ready
+    (H, W) uint16 RGGB mosaic to store instead of one made from `rgb`."""
     from pidng.core import DNGTags, Tag
     from pidng.defs import (
         CalibrationIlluminant,
@@ -87,7 +89,8 @@ def dng_bytes(
     )
     from pidng.dng import DNG, dngIFD, dngTag
 
-    mosaic = bayer_mosaic(rgb, bits)
+    if mosaic is None:
+        mosaic = bayer_mosaic(rgb, bits)
     h, w = mosaic.shape
     t = DNGTags()
     t.set(Tag.ImageWidth, w)
