@@ -463,3 +463,14 @@ def test_details_panel_shows_photo_facts(qtbot, tmp_path):
     assert f["GPS"].text() == "yes" and f["Decoded from"].text() == "RAW's embedded preview"
     panel.set_item(ResultItem(Hit(2, str(tmp_path / "b.png"), 0.5)))
     assert f["Taken"].text() == "unknown" and f["GPS"].text() == "unknown"
+
+
+def test_keeper_rule_saved_before_the_raw_criterion_gains_it():
+    from imgfinder.core.dupes.keeper import FileFacts, KeeperRule, choose_keeper
+
+    old = KeeperRule.from_dict({"criteria": ["resolution", "format"], "formats": ["JPEG"]})
+    assert old.criteria == ("raw", "resolution", "format")
+    raw = FileFacts("/p/a.nef", width=6000, height=4000, format="RAW")
+    jpg = FileFacts("/p/a.jpg", width=6048, height=4024, format="JPEG")  # more pixels
+    assert choose_keeper([jpg, raw]).keeper == 1
+    assert choose_keeper([jpg, raw], KeeperRule(criteria=("resolution", "raw"))).keeper == 0

@@ -54,8 +54,11 @@ class KeeperRule:
         if not d:
             return cls()
         try:
+            criteria = tuple(d.get("criteria", CRITERIA))
+            if "raw" not in criteria:  # a rule saved before the criterion existed
+                criteria = ("raw", *criteria)
             return cls(
-                tuple(d.get("criteria", CRITERIA)),
+                criteria,
                 tuple(d.get("formats", DEFAULT_FORMATS)),
                 tuple(d.get("preferred_folders", ())),
             )
