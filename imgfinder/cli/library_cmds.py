@@ -7,6 +7,7 @@ import json
 import sys
 
 from imgfinder.cli.common import ProgressBar, open_library
+from imgfinder.core import photometa
 from imgfinder.core.library import run
 from imgfinder.errors import ImgfinderError
 
@@ -20,7 +21,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("search", parents=[common], help="find photos similar to an image")
     p.add_argument("image", help="query image file (inside the library or not)")
     p.add_argument("-k", type=int, default=20, help="number of results (default 20)")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print results (with each photo's metadata) as JSON"
+    )
+    add_photo_options(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("status", parents=[common], help="library, model and storage summary")
@@ -65,24 +69,82 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_photo_options(p: argparse.ArgumentParser) -> None:
+    """Capture-date sorting/filtering and RAW+JPEG pairs for `search`."""
+    p.add_argument(
+        "--sort",
+        choices=["score", "date", "date-desc"],
+        default="score",
+        help="order of the results: similarity (default), capture date oldest or newest first",
+    )
+    p.add_argument(
+        "--since", metavar="DATE", help="only photos taken on/after DATE (YYYY[-MM[-DD[THH:MM]]])"
+    )
+    p.add_argument("--until", metavar="DATE", help="only photos taken on/before DATE (inclusive)")
+    p.add_argument(
+        "--raw-pairs",
+        choices=["one", "both"],
+        default="both",
+        help="show a RAW+JPEG pair of one shot as one result (the better match) or as both "
+        "files (default both)",
+    )
+
+
+# how many more neighbours to fetch when a date filter may drop most of them
+_DATE_FILTER_FETCH = 10
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ImgfinderError("-k must be at least 1")
+    try:  # bad dates are a user error before any model loads
+        photometa.filter_by_date([], lambda _: None, args.since, args.until)
+    except ValueError as exc:
+        raise ImgfinderError(str(exc)) from None
+    dated = bool(args.since or args.until)
+    pairs = args.raw_pairs == "one"
     lib = open_library(args)
     try:
-        hits = lib.search(args.image, k=args.k)
+        fetch = max(args.k * _DATE_FILTER_FETCH, 200) if dated else args.k
+        hits = lib.search(args.image, k=fetch, raw_pairs_as_one=pairs)
+        metas = lib.photo_meta([h.image_id for h in hits])
+        sources = photometa.decode_sources(lib.catalog, [h.image_id for h in hits])
     finally:
         lib.close()
+
+    def taken(h):
+        m = metas.get(h.image_id)
+        return m.taken if m is not None else None
+
+    hits = photometa.filter_by_date(hits, taken, args.since, args.until)[: args.k]
+    if args.sort != "score":
+        hits = photometa.sort_by_date(hits, taken, newest_first=args.sort == "date-desc")
     if args.json:
-        out = {"query": args.image, "results": [{"path": h.path, "score": h.score} for h in hits]}
+        out = {
+            "query": args.image,
+            "results": [
+                {
+                    "path": h.path,
+                    "score": h.score,
+                    "metadata": metas[h.image_id].to_json() if h.image_id in metas else None,
+                    "decoded_from": sources.get(h.image_id),
+                }
+                for h in hits
+            ],
+        }
         print(json.dumps(out, indent=2))
     else:
         if not hits:
             print(
-                "no results (is the library indexed? try `imgfinder index FOLDER`)", file=sys.stderr
+                "no results (is the library indexed? try `imgfinder index FOLDER`)"
+                if not dated
+                else "no results taken in that period",
+                file=sys.stderr,
             )
+        show_date = dated or args.sort != "score"
         for h in hits:
-            print(f"{h.score:.4f}  {h.path}")
+            when = f"{(taken(h) or '-')[:19]:19}  " if show_date else ""
+            print(f"{h.score:.4f}  {when}{h.path}")
     return 0
 
 

@@ -72,6 +72,23 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 
 
+def _migrate_photo_meta(conn: sqlite3.Connection) -> None:
+    """Additive migration (inside the opening transaction): the photo-metadata columns of
+    core/photometa.py (capture date, camera, lens, exposure, GPS, decode source) on `images`.
+
+    Older catalogs gain them with NULL values, which the next `index` run fills in from the
+    files' EXIF headers; older imgfinder versions simply ignore the extra columns.
+    """
+    from imgfinder.core.photometa import COLUMNS  # noqa: PLC0415 - keeps catalog import-light
+
+    have = {r[1] for r in conn.execute("PRAGMA table_info(images)")}
+    for name, sql_type in COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE images ADD COLUMN {name} {sql_type}")
+    conn.execute("CREATE INDEX IF NOT EXISTS images_taken ON images(taken)")
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('photo_meta_columns', '1')")
+
+
 @dataclass(frozen=True)
 class ImageRow:
     id: int
@@ -154,6 +171,7 @@ class Catalog:
                     raise CatalogError(
                         f"{self.path} was written by a newer imgfinder (schema {row[0]})"
                     )
+                _migrate_photo_meta(conn)
         except sqlite3.DatabaseError as exc:
             self.close()
             if _is_locked_error(exc):

@@ -25,6 +25,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -35,13 +36,14 @@ from pathlib import Path
 import numpy as np
 
 from imgfinder import paths
-from imgfinder.core import scan
+from imgfinder.core import decode, photometa, scan
 from imgfinder.core.catalog import (
     Catalog,
     Recovery,
     recover_catalog,
     restore_missing_catalog,
 )
+from imgfinder.core.dupes import rawpairs
 from imgfinder.core.dupes import store as dupe_store
 from imgfinder.core.extract import Extractor, ModelConfig, device_description
 from imgfinder.core.index import BACKENDS, open_index
@@ -499,6 +501,7 @@ class Library:
                 break
             if gone:
                 summary.removed += self._delete_paths(sorted(gone))
+            yield from self._read_missing_photo_meta(root.id, cancel)
         summary.cancelled = cancel.is_set()
         with self._lock:
             self._save_index()
@@ -539,7 +542,39 @@ class Library:
                 )
                 (image_id,) = c.execute("SELECT id FROM images WHERE path=?", (b.path,)).fetchone()
                 ids.append(int(image_id) if status == "ok" else None)
+                if status == "ok":
+                    self._write_photo_meta(c, int(image_id), b)
         return ids
+
+    @staticmethod
+    def _write_photo_meta(c, image_id: int, b) -> None:
+        """EXIF facts and decode source of one indexed photo (core/photometa.py columns)."""
+        if b.known:  # not decoded again: same bytes, same EXIF as the twin already catalogued
+            photometa.copy_from_same_content(c, image_id, b.hash)
+        else:
+            photometa.store(c, image_id, getattr(b, "meta", None), getattr(b, "source", None))
+
+    def _read_missing_photo_meta(
+        self, root_id: int, cancel: threading.Event
+    ) -> Generator[Progress, None, None]:
+        """Fill in the metadata of photos indexed before it was recorded (EXIF headers only)."""
+        todo = photometa.unread(self.catalog, root_id)
+        started = time.perf_counter()
+        for lo in range(0, len(todo), 256):
+            if cancel.is_set():
+                return
+            chunk = todo[lo : lo + 256]
+            got = [(i, decode.read_meta(p)) for i, p in chunk]
+            with self.catalog.transaction() as c:
+                for i, meta in got:
+                    photometa.store(c, i, meta, None)
+            yield Progress.since(
+                "metadata", lo + len(chunk), len(todo), started, "reading photo metadata"
+            )
+
+    def photo_meta(self, image_ids: Iterable[int]) -> dict[int, photometa.PhotoMeta]:
+        """image id -> capture date, camera, lens, exposure, GPS (for results' details/sorting)."""
+        return photometa.load(self.catalog, image_ids)
 
     def _index_add(self, index, ids: list[int | None], records: list) -> None:
         pairs = [(i, r[2]) for i, r in zip(ids, records) if i is not None]
@@ -723,9 +758,9 @@ class Library:
                 current=self.model_id,
             )
 
-    def search(self, source, k: int = 20) -> list[Hit]:
+    def search(self, source, k: int = 20, *, raw_pairs_as_one: bool = False) -> list[Hit]:
         """Similar photos for an image (path, bytes or PIL image), best first."""
-        return self.search_vector(self.embed(source), k)
+        return self.search_vector(self.embed(source), k, raw_pairs_as_one=raw_pairs_as_one)
 
     def _embed_query(self, source) -> np.ndarray:
         if isinstance(source, (str, os.PathLike)):
@@ -736,21 +771,68 @@ class Library:
                 raise DecodeError(source, exc.reason) from None
         return self.extractor.embed(source)
 
-    def search_vector(self, vector: np.ndarray, k: int = 20) -> list[Hit]:
+    def search_vector(
+        self, vector: np.ndarray, k: int = 20, *, raw_pairs_as_one: bool = False
+    ) -> list[Hit]:
+        """`raw_pairs_as_one` shows a RAW+JPEG pair of one shot as one result, the better-scoring
+        file of the two (the app's Settings option; `search --raw-pairs one`)."""
         self.check_model()
+        want = 2 * k if raw_pairs_as_one else k  # a pair's second file is dropped
         with self._lock:
             index = self.load_index()
             if len(index) == 0:
                 return []
-            ids, scores = index.query(np.asarray(vector, dtype=np.float32), k)
+            ids, scores = index.query(np.asarray(vector, dtype=np.float32), want)
             if self._store is not None and self._store.bad_rows:  # found damaged while ranking
                 self._drop_bad_rows()
                 keep = [int(i) in self._source.rows for i in ids]
                 ids, scores = ids[keep], scores[keep]
         rows = self.catalog.images(ids.tolist())
-        return [
+        hits = [
             Hit(int(i), rows[int(i)].path, float(s)) for i, s in zip(ids, scores) if int(i) in rows
         ]
+        if raw_pairs_as_one:
+            hits = rawpairs.collapse_pairs(hits, self.raw_companions([h.image_id for h in hits]))
+        return hits[:k]
+
+    # -- RAW+JPEG pairs ----------------------------------------------------------------
+    def raw_companions(self, image_ids: Iterable[int]) -> dict[int, int]:
+        """image id -> the image id of the other file of its RAW+JPEG pair (rawpairs.py rules:
+        same folder and base name, or same capture second and camera)."""
+        out: dict[int, int] = {}
+        rows = self.catalog.images(image_ids)
+        metas = photometa.load(self.catalog, rows)
+        for image_id, row in rows.items():
+            cands: dict[int, str] = {image_id: row.path}
+            folder, name = os.path.split(row.path)
+            stem = os.path.splitext(name)[0]
+            pattern = re.sub(r"([*?\[])", r"[\1]", os.path.join(folder, stem)) + ".*"
+            for i, p in self.catalog.execute(
+                "SELECT id, path FROM images WHERE status='ok' AND path GLOB ?", (pattern,)
+            ):
+                cands[int(i)] = p
+            m = metas.get(image_id)
+            if m is not None and m.taken:
+                second = m.taken[:19]
+                for i, p in self.catalog.execute(
+                    "SELECT id, path FROM images WHERE status='ok' AND taken >= ? AND taken < ?",
+                    (second, second + "~"),
+                ):
+                    cands[int(i)] = p
+            if len(cands) < 2:
+                continue
+            cand_ids = sorted(cands)
+            cand_meta = photometa.load(self.catalog, cand_ids)
+            pos = {i: n for n, i in enumerate(cand_ids)}
+            a, b = rawpairs.raw_jpeg_pairs(
+                [cands[i] for i in cand_ids], {pos[i]: m for i, m in cand_meta.items()}
+            )
+            me = pos[image_id]
+            for x, y in zip(a.tolist(), b.tolist()):
+                if me in (x, y):
+                    out[image_id] = cand_ids[y if x == me else x]
+                    break
+        return out
 
     # -- reporting -----------------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:

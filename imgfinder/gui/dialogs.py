@@ -14,6 +14,7 @@ import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -244,6 +245,12 @@ class SettingsDialog(QDialog):
         self.rescan.setSuffix(" min")
         self.rescan.setValue(settings.rescan_minutes)
         self.rescan.setToolTip("Folders that cannot be watched are rescanned this often")
+        self.raw_pairs = QCheckBox("Show a RAW+JPEG &pair as one photo in search results")
+        self.raw_pairs.setToolTip(
+            "A camera's RAW file and the JPEG it wrote of the same shot (same name, or same "
+            "capture time and camera) appear once, as the better match of the two"
+        )
+        self.raw_pairs.setChecked(bool(settings.raw_pairs_as_one))
         self.data_dir = QLineEdit(str(data_dir))
         self.data_dir.setReadOnly(True)
         open_dir = QPushButton("Open")
@@ -258,6 +265,7 @@ class SettingsDialog(QDialog):
         form2 = QFormLayout()
         form2.addRow("&Thumbnail size:", self.thumb_size)
         form2.addRow("&Rescan interval:", self.rescan)
+        form2.addRow("", self.raw_pairs)
         form2.addRow("Data folder:", _wrap(drow))
         note = QLabel(
             "The data folder holds the catalog, vectors, index, settings, logs and cache. "
@@ -650,6 +658,7 @@ class SettingsDialog(QDialog):
             "whitening": self.whitening.currentData(),
             "thumb_size": self.thumb_size.value(),
             "rescan_minutes": self.rescan.value(),
+            "raw_pairs_as_one": self.raw_pairs.isChecked(),
         }
 
 

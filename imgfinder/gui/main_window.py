@@ -121,6 +121,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.index_ctl = IndexController(self)
         self.search_ctl = SearchController(self)
         self.search_ctl.k = self.settings.result_count
+        self.search_ctl.raw_pairs_as_one = bool(self.settings.raw_pairs_as_one)
         self.watcher = FolderWatcher(
             self.tasks,
             self,

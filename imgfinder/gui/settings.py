@@ -51,6 +51,7 @@ class GuiSettings:
     result_count: int = 60
     min_score: float = 0.0
     rescan_minutes: int = 10
+    raw_pairs_as_one: bool = False  # show a RAW+JPEG pair of one shot as one search result
     window_geometry: str | None = None  # hex of QMainWindow.saveGeometry()
     window_state: str | None = None  # hex of QMainWindow.saveState()
     search_split_state: str | None = None  # hex of QSplitter.saveState(): results | explanations

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 def progress_text(p: Progress) -> str:
     if p.stage == "scan":
         return f"Scanning: {p.done:,} files found" if p.done else "Scanning folders…"
+    if p.stage == "metadata":  # photos indexed before metadata was recorded
+        return f"Reading photo metadata {p.done:,}/{p.total or 0:,}"
     total = p.total or 0
     rate = f"{p.rate:.1f} images/s" if p.rate else "– images/s"
     return f"Indexing {p.done:,}/{total:,} · {rate} · ETA {fmt_eta(p.eta_s)}"

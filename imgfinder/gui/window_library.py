@@ -342,6 +342,7 @@ class LibraryMixin:
         self.save_settings()
         self.set_thumb_size(self.settings.thumb_size)
         self.watcher.set_rescan_minutes(self.settings.rescan_minutes)
+        self.search_ctl.raw_pairs_as_one = bool(self.settings.raw_pairs_as_one)
         if lib_changed:
             log.info("library settings changed (%s); reopening", ", ".join(lib_changed))
             self.reopen_library()
