@@ -1,11 +1,18 @@
-"""Data-driven LSH choices: plane shaping (build) and probes / re-rank depth (calibration).
+"""Data-driven LSH choices: principal directions (plane shaping and the re-rank sketch),
+the table layout, probes and re-rank depth (calibration), and the held-out recall check.
 
-Calibration: stored rows serve as queries against the exact 10-NN of the rest. For each probe budget in
-a doubling grid, the rank of every true neighbour in the Hamming order of the candidates is
-recorded; recall as a function of re-rank depth R then follows without re-running queries.
-Among the (probes, R) pairs that reach the target, the one with the lowest modelled cost is
-chosen. Cost model constants (seconds) were measured on the 2-core reference box with
-numpy 2.x at 100k x 4096 and 1M x 512; only their ratios matter.
+Calibration: stored rows serve as queries against the exact 10-NN of the rest. For every
+table layout in a short grid (bits per table b, re-bucketed from the stored codes, no
+re-hashing) and every probe budget in a doubling grid, the rank of every true neighbour in
+the sketch order of the candidates is recorded; recall as a function of the exact re-rank
+depth R then follows without re-running queries. Among the (b, probes, R) that reach the
+target (less three standard errors of the per-query mean) and fit the RAM budget, the one
+with the lowest modelled cost is chosen. Cost model constants (seconds) were measured on the
+2-core reference box with numpy 2.x; only their ratios matter.
+
+Verification: `verify_recall` then runs the real query path for other held-out rows and
+measures recall@10 against exact search; the index re-calibrates with a stricter goal until
+the measured recall meets the target (see LSHIndex._calibrate).
 """
 
 from __future__ import annotations
@@ -16,51 +23,97 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._kernels import hamming_rows
-
 if TYPE_CHECKING:
     from .lsh import LSHIndex
 
 log = logging.getLogger(__name__)
 
 _COST_PROBE = 30e-9  # per probed bucket (offset lookups, ragged gather set-up)
-_COST_CAND = 50e-9  # per candidate (gather, de-duplicate, Hamming over B bits)
+_COST_CAND = 30e-9  # per candidate entry (gather, de-duplicate)
+_COST_SK_ELEM = 0.6e-9  # per sketch byte of a candidate (gather, widen, dot)
 _COST_ROW = 0.4e-6  # per re-ranked row: a random memory access before any arithmetic
 _COST_ELEM = 0.35e-9  # per re-ranked float16 element (gather + widen + dot)
 CALIB_K = 10
+SHAPE_K = 64  # principal directions that shape the planes
 
 
-def shaped_planes(index: LSHIndex, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Re-shape Gaussian plane normals to N(0, C**0.5), C the covariance of centred data.
-
-    CNN features have low intrinsic dimension; an isotropic normal spends most of its
-    length on directions where the data barely varies, so its bit is mostly noise.
-    Weighting each principal direction by variance**0.25 (top 64 from a randomized SVD
-    of a sample; the rest share the mean residual variance) keeps planes random but
-    aims them where the data spreads. Measured (full Hamming ranking, 256 bits, recall
-    0.95): re-rank depth 75 -> 45 at 1M x 512 and at 100k x 4096. Exponents 0.5 and 1
-    were worse (0.5 slightly, 1 much: it ignores the many mid-variance directions).
-    """
+def pca_basis(index: LSHIndex, rng: np.random.Generator, k: int):
+    """Top-k principal directions of the centred unit rows (randomized SVD of a sample,
+    one power iteration). Returns (vt (k, d) float32, variances (k,), residual variance per
+    remaining direction, sample coordinates (n_s, k))."""
     n, d = index._n_rows, index._dim
     n_pca = min(n, max(2048, (1 << 25) // d))
     rows = np.sort(rng.choice(n, n_pca, replace=False))
     xs = index._unit_rows(rows) - index._mean
-    k = min(64, d, n_pca - 1)
+    k = max(1, min(k, d, n_pca - 1))
     omega = rng.standard_normal((d, min(d, k + 16)), dtype=np.float32)
-    q, _ = np.linalg.qr(xs @ omega)
+    y = xs @ omega
+    q, _ = np.linalg.qr(xs @ (xs.T @ np.linalg.qr(y)[0]))  # one power iteration
     _, sv, vt = np.linalg.svd(q.T @ xs, full_matrices=False)
     lam = (sv[:k] ** 2 / n_pca).astype(np.float64)
     total = float(np.einsum("ij,ij->", xs, xs, dtype=np.float64)) / n_pca
     lam_res = max((total - lam.sum()) / max(d - k, 1), 1e-12 * max(total, 1e-30))
-    lam = np.maximum(lam, lam_res)
-    vk = vt[:k].astype(np.float32)
+    vt = vt[:k].astype(np.float32)
+    return vt, lam, lam_res, xs @ vt.T
+
+
+def shaped_planes(g: np.ndarray, vt: np.ndarray, lam: np.ndarray, lam_res: float) -> np.ndarray:
+    """Re-shape Gaussian plane normals to N(0, C**0.5), C the covariance of centred data.
+
+    CNN features have low intrinsic dimension; an isotropic normal spends most of its
+    length on directions where the data barely varies, so its bit is mostly noise.
+    Weighting each principal direction by variance**0.25 (top 64; the rest share the mean
+    residual variance) keeps planes random but aims them where the data spreads. Measured
+    (full Hamming ranking, 256 bits, recall 0.95): re-rank depth 75 -> 45 at 1M x 512 and at
+    100k x 4096. Exponents 0.5 and 1 were worse (0.5 slightly, 1 much).
+    """
+    k = min(SHAPE_K, len(vt))
+    lam = np.maximum(lam[:k], lam_res)
+    vk = vt[:k]
     gk = g @ vk.T  # components of each normal inside the top-k subspace
     w = (lam**0.25 / lam_res**0.25).astype(np.float32)
     return ((gk * w) @ vk + (g - gk @ vk)).astype(np.float32)
 
 
-def calibrate(index: LSHIndex) -> tuple[int, int]:
-    """Return (probes, re-rank depth per 10 results) for a built `index`."""
+def sketch_step(coords: np.ndarray) -> np.ndarray:
+    """int8 quantisation step per sketch coordinate: +-5 standard deviations span +-127."""
+    sd = coords.std(axis=0) if len(coords) else np.ones(coords.shape[1], np.float32)
+    sd[sd <= 0] = 1e-6
+    return (5.0 * sd / 127.0).astype(np.float32)
+
+
+def quantise(coords: np.ndarray, step: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(coords / step), -127, 127).astype(np.int8)
+
+
+def ram_per_row(n: int, b: int, L: int, words: int, m: int, owned: bool) -> float:
+    """Index RAM per row for a layout: ids + alive + id map + codes + tables (rows and
+    offsets) + sketch + de-duplication stamp (+ stored 1/norm when vectors are owned)."""
+    offs = 4 * L * ((1 << b) + 1) / max(n, 1)
+    return 8 + 1 + 12 + 8 * words + 4 * L + offs + m + 4 + (4 if owned else 0)
+
+
+def _layouts(index: LSHIndex) -> list[int]:
+    """Bits-per-table values to try: the size rule and up to three coarser ones that fit."""
+    p = index.params
+    n = index._n_rows
+    if p["table_bits"]:
+        return [int(p["table_bits"])]
+    b0 = int(np.clip(round(math.log2(max(n, 2))), 6, 21))
+    out = []
+    for b in (b0, b0 - 2, b0 - 4, b0 - 6):
+        if b < 6:
+            continue
+        L = p["tables"] or (64 // b) * index._W
+        ram = ram_per_row(n, b, L, index._W, index._sk_m, index._store is not None)
+        if ram <= p["ram_budget"] or not out and b == b0 - 6:
+            out.append(b)
+    return out or [b0]
+
+
+def calibrate(index: LSHIndex, target: float) -> tuple[int, int]:
+    """Return (probes, re-rank depth per 10 results) for a built `index`; may re-bucket the
+    tables with another bits-per-table value (index._b) when that is cheaper."""
     p = index.params
     if p["probes"] is not None and p["rerank"] is not None:
         return int(p["probes"]), int(p["rerank"])
@@ -68,58 +121,112 @@ def calibrate(index: LSHIndex) -> tuple[int, int]:
     if live <= 4 * CALIB_K:  # tiny: probe the home buckets, re-rank whatever they hold
         return int(p["probes"] or index._L), int(p["rerank"] or max(4 * CALIB_K, live))
     sample, qs, truth = _ground_truth(index, min(int(p["calib_queries"]), live))
-    n_q = len(sample)
     projs = index._project(qs)
     codes = index._pack(projs)
-    grid = [int(p["probes"])] if p["probes"] else _doubling(index._L, index._max_probes)
-    target = float(p["target_recall"])
+    w = index._sketch_query(qs)
     stamp = np.zeros(index._n_rows, dtype=np.int32)
-    best = None
-    deepest = 0.0
-    for n_probes in grid:
-        positions, n_cand = [], []
-        for j in range(n_q):
-            cand = index._candidates(projs[j], codes[j], n_probes, exclude=int(sample[j]))
-            n_cand.append(len(cand))
-            positions.append(_hamming_positions(index._codes.view, codes[j], cand, truth[j], stamp))
-        pos = np.stack(positions)  # (n_q, k) expected Hamming ranks of the true neighbours
-        finite = pos[np.isfinite(pos)]
-        deepest = max(deepest, float(finite.max()) + 1 if finite.size else 0.0)
-        gather_cost = _COST_PROBE * n_probes + _COST_CAND * float(np.mean(n_cand))
-        if best is not None and gather_cost > best[0]:
-            break  # more probes only cost more from here on
-        r_need = _depth_for_recall(pos, target)
-        if p["rerank"]:
-            r = int(p["rerank"])
-            if r_need > r:
-                continue
-        elif np.isfinite(r_need):
-            r = max(CALIB_K, int(math.ceil(r_need)))
-        else:
-            continue  # too many neighbours unreachable with this many probes
-        cost = gather_cost + (_COST_ROW + _COST_ELEM * index._dim) * r
-        if best is None or cost < best[0]:
-            best = (cost, n_probes, r)
+    row_cost = _COST_ROW + _COST_ELEM * index._dim
+    cand_cost = _COST_CAND + _COST_SK_ELEM * index._sk_m
+    best = None  # (cost, b, probes, r)
+    widest = None  # (b, probes, deepest finite position)
+    for b in _layouts(index):
+        if b != index._b:
+            index._relayout(b)
+        grid = [int(p["probes"])] if p["probes"] else _doubling(index._L, index._max_probes)
+        for n_probes in grid:
+            pos, mean_cand = _sketch_positions(
+                index, projs, codes, w, truth, sample, n_probes, stamp
+            )
+            finite = pos[np.isfinite(pos)]
+            widest = (b, n_probes, float(finite.max()) + 1 if finite.size else 0.0)
+            gather_cost = _COST_PROBE * n_probes + cand_cost * mean_cand
+            if best is not None and gather_cost > best[0]:
+                break  # more probes only cost more from here on
+            r_need = _depth_for_recall(pos, target)
+            if p["rerank"]:
+                r = int(p["rerank"])
+                if r_need > r:
+                    continue
+            elif np.isfinite(r_need):
+                r = max(CALIB_K, int(math.ceil(r_need)))
+            else:
+                continue  # too many neighbours unreachable with this many probes
+            cost = gather_cost + row_cost * r
+            if best is None or cost < best[0]:
+                best = (cost, b, n_probes, r)
     if best is None:  # target out of reach: probe widest, re-rank everything it finds
         log.warning("lsh calibration could not reach recall %.3f; probing widest", target)
-        return grid[-1], int(p["rerank"] or max(4 * CALIB_K, math.ceil(deepest)))
-    return best[1], best[2]
+        b, n_probes, deepest = widest
+        best = (0.0, b, n_probes, int(p["rerank"] or max(4 * CALIB_K, math.ceil(deepest))))
+    if best[1] != index._b:
+        index._relayout(best[1])
+    return best[2], best[3]
 
 
-def _ground_truth(index: LSHIndex, n_q: int):
+def _ground_truth(index: LSHIndex, n_q: int, salt: int = 1, avoid=None):
     """Sample rows, their unit vectors and exact 10-NN (self excluded). The exact pass is the
     dominant calibration cost (n_q x n x dim multiply-adds), so it is cached until the index
     next changes; `tune()` for another target then takes a fraction of a second."""
-    key = (index._n_rows, index._live, n_q, index._mutations)
-    cached = getattr(index, "_calib_cache", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    rng = np.random.default_rng(index.seed + 1)
-    sample = np.sort(rng.choice(np.flatnonzero(index._alive.view), n_q, replace=False))
+    key = (index._n_rows, index._live, n_q, index._mutations, salt)
+    cache = index.__dict__.setdefault("_truth_cache", {})
+    if key in cache:
+        return cache[key]
+    rng = np.random.default_rng(index.seed + salt)
+    pool = np.flatnonzero(index._alive.view)
+    if avoid is not None and len(pool) - len(avoid) >= n_q:
+        pool = np.setdiff1d(pool, avoid)
+    sample = np.sort(rng.choice(pool, n_q, replace=False))
     qs = index._unit_rows(sample)
     truth, _ = index._exact_rows(qs, CALIB_K, exclude=sample)
-    index._calib_cache = (key, (sample, qs, truth))
+    for old in [k for k in cache if k[:4] != key[:4]]:
+        del cache[old]
+    cache[key] = (sample, qs, truth)
     return sample, qs, truth
+
+
+def verify_recall(index: LSHIndex) -> dict[str, float]:
+    """Recall@10 of the real query path on held-out stored rows (not the calibration rows,
+    where the library is large enough), each excluded from its own results, against exact
+    search."""
+    live = index._live
+    if live < 2:
+        return {"recall_at_10": 1.0, "queries": 0}
+    n_q = min(int(index.params["verify_queries"]), live)
+    calib = _ground_truth(index, min(int(index.params["calib_queries"]), live))[0]
+    if live <= 4 * CALIB_K:
+        calib = None
+    sample, qs, truth = _ground_truth(index, n_q, salt=2, avoid=calib)
+    projs = index._project(qs)
+    got = index._search_many(qs, projs, index._pack(projs), CALIB_K, exclude=sample)
+    hits = []
+    for (rows, _), t in zip(got, truth, strict=True):
+        t = t[t >= 0]
+        if len(t):
+            hits.append(len(np.intersect1d(rows, t)) / len(t))
+    return {"recall_at_10": float(np.mean(hits)) if hits else 1.0, "queries": len(hits)}
+
+
+def _sketch_positions(index, projs, codes, w, truth, sample, n_probes, stamp):
+    """(n_q, 10) sketch-order ranks of each true neighbour among a query's candidates (inf:
+    not a candidate), and the mean number of candidate entries per query."""
+    n_q = len(projs)
+    pos = np.full(truth.shape, np.inf)
+    n_cand = np.zeros(n_q)
+    for j, c in index._candidate_sets(projs, codes, n_probes, 0, sample):
+        n_cand[j] = len(c)
+        if len(c) == 0:
+            continue
+        s = index._sketch_scores(c, w[j])
+        t = truth[j]
+        ok = t >= 0
+        stamp[c] = np.arange(len(c), dtype=np.int32)
+        at = stamp[t[ok]]
+        at[(at >= len(c)) | (at < 0)] = 0
+        hit = c[at] == t[ok]
+        st = s[at[hit]]
+        rank = (s[None, :] > st[:, None]).sum(axis=1)
+        pos[j, np.flatnonzero(ok)[hit]] = rank
+    return pos, float(n_cand.mean()) if n_q else 0.0
 
 
 def _depth_for_recall(pos: np.ndarray, target: float) -> float:
@@ -147,26 +254,4 @@ def _doubling(lo: int, hi: int) -> list[int]:
     out = [lo]
     while out[-1] < hi:
         out.append(min(hi, out[-1] * 2))
-    return out
-
-
-def _hamming_positions(codes, qcode, cand, truth_rows, stamp: np.ndarray) -> np.ndarray:
-    """Expected rank (0-based, ties split evenly) of each true neighbour in the Hamming order
-    of the candidates; inf for neighbours that are not candidates. `stamp` is a scratch int32
-    array with one slot per row."""
-    out = np.full(len(truth_rows), np.inf)
-    if len(cand) == 0:
-        return out
-    ham = hamming_rows(codes, cand, qcode)
-    counts = np.bincount(ham, minlength=64 * codes.shape[1] + 1)
-    below = np.cumsum(counts) - counts
-    stamp[cand] = np.arange(len(cand), dtype=np.int32)
-    truth_rows = np.asarray(truth_rows)
-    ok = truth_rows >= 0
-    at = stamp[truth_rows[ok]]
-    at[(at >= len(cand)) | (at < 0)] = 0
-    hit = cand[at] == truth_rows[ok]
-    h = ham[at[hit]]
-    idx = np.flatnonzero(ok)[hit]
-    out[idx] = below[h] + (counts[h] - 1) / 2.0
     return out
