@@ -125,9 +125,7 @@ class BroadClusters:
     ):
         self.dim, self.rank, self.relu = dim, rank, relu
         rng = np.random.default_rng(seed)
-        self._centres = (centre_spread * rng.standard_normal((n_clusters, rank))).astype(
-            np.float32
-        )
+        self._centres = (centre_spread * rng.standard_normal((n_clusters, rank))).astype(np.float32)
         w = rng.lognormal(0.0, size_sigma, n_clusters) if size_sigma > 0 else np.ones(n_clusters)
         self._p = w / w.sum()
         self._spread = float(cluster_spread)

@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _COST_PROBE = 30e-9  # per probed bucket (offset lookups, ragged gather set-up)
-_COST_CAND = 30e-9  # per candidate entry (gather, de-duplicate)
-_COST_SK_ELEM = 0.6e-9  # per sketch byte of a candidate (gather, widen, dot)
+_COST_ENTRY = 12e-9  # per candidate entry (gather, Hamming distance over B bits)
+_COST_UNIQUE = 8e-9  # per unique candidate (de-duplication)
+_COST_SK_ROW = 20e-9  # per sketch-ranked candidate: a random memory access
+_COST_SK_ELEM = 0.6e-9  # per sketch byte of a ranked candidate (gather, widen, dot)
+_PREFILTERS = (0, 4096, 2048, 1024, 512, 256, 128, 64)  # Hamming prefilter depths tried
 _COST_ROW = 0.4e-6  # per re-ranked row: a random memory access before any arithmetic
 _COST_ELEM = 0.35e-9  # per re-ranked float16 element (gather + widen + dot)
 CALIB_K = 10
@@ -42,19 +45,29 @@ def pca_basis(index: LSHIndex, rng: np.random.Generator, k: int):
     one power iteration). Returns (vt (k, d) float32, variances (k,), residual variance per
     remaining direction, sample coordinates (n_s, k))."""
     n, d = index._n_rows, index._dim
-    n_pca = min(n, max(2048, (1 << 25) // d))
+    n_pca = min(n, max(2048, min(16384, (1 << 25) // d)))
     rows = np.sort(rng.choice(n, n_pca, replace=False))
     xs = index._unit_rows(rows) - index._mean
     k = max(1, min(k, d, n_pca - 1))
     omega = rng.standard_normal((d, min(d, k + 16)), dtype=np.float32)
-    y = xs @ omega
-    q, _ = np.linalg.qr(xs @ (xs.T @ np.linalg.qr(y)[0]))  # one power iteration
+    q = _orthonormal(xs @ omega)
+    q = _orthonormal(xs @ (xs.T @ q))  # one power iteration
     _, sv, vt = np.linalg.svd(q.T @ xs, full_matrices=False)
     lam = (sv[:k] ** 2 / n_pca).astype(np.float64)
     total = float(np.einsum("ij,ij->", xs, xs, dtype=np.float64)) / n_pca
     lam_res = max((total - lam.sum()) / max(d - k, 1), 1e-12 * max(total, 1e-30))
     vt = vt[:k].astype(np.float32)
     return vt, lam, lam_res, xs @ vt.T
+
+
+def _orthonormal(y: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of y's columns by Cholesky-QR in float64 (two small GEMMs; LAPACK's
+    Householder QR of a tall matrix stalled for seconds on the loaded 2-core box)."""
+    y = y.astype(np.float64)
+    g = y.T @ y
+    g.flat[:: len(g) + 1] += 1e-10 * max(float(np.trace(g)), 1e-30)
+    c = np.linalg.cholesky(g)
+    return np.linalg.solve(c, y.T).T.astype(np.float32)
 
 
 def shaped_planes(g: np.ndarray, vt: np.ndarray, lam: np.ndarray, lam_res: float) -> np.ndarray:
@@ -111,91 +124,105 @@ def _layouts(index: LSHIndex) -> list[int]:
     return out or [b0]
 
 
-def calibrate(index: LSHIndex, target: float) -> tuple[int, int]:
-    """Return (probes, re-rank depth per 10 results) for a built `index`; may re-bucket the
-    tables with another bits-per-table value (index._b) when that is cheaper."""
+def calibrate(index: LSHIndex, target: float) -> tuple[int, int, int]:
+    """Return (probes, re-rank depth per 10 results, Hamming prefilter depth per 10 results
+    or 0 for none) for a built `index`; may re-bucket the tables with another bits-per-table
+    value (index._b) when that is cheaper."""
     p = index.params
+    fixed_pre = p["prefilter"]
     if p["probes"] is not None and p["rerank"] is not None:
-        return int(p["probes"]), int(p["rerank"])
+        return int(p["probes"]), int(p["rerank"]), int(fixed_pre or 0)
     live = index._live
     if live <= 4 * CALIB_K:  # tiny: probe the home buckets, re-rank whatever they hold
-        return int(p["probes"] or index._L), int(p["rerank"] or max(4 * CALIB_K, live))
-    sample, qs, truth = _ground_truth(index, min(int(p["calib_queries"]), live))
+        return int(p["probes"] or index._L), int(p["rerank"] or max(4 * CALIB_K, live)), 0
+    sample, qs, truth = _ground_truth(index, "calib")
     projs = index._project(qs)
     codes = index._pack(projs)
     w = index._sketch_query(qs)
     stamp = np.zeros(index._n_rows, dtype=np.int32)
     row_cost = _COST_ROW + _COST_ELEM * index._dim
-    cand_cost = _COST_CAND + _COST_SK_ELEM * index._sk_m
-    best = None  # (cost, b, probes, r)
+    sk_cost = _COST_SK_ROW + _COST_SK_ELEM * index._sk_m
+    best = None  # (cost, b, probes, r, prefilter)
     widest = None  # (b, probes, deepest finite position)
     for b in _layouts(index):
         if b != index._b:
             index._relayout(b)
         grid = [int(p["probes"])] if p["probes"] else _doubling(index._L, index._max_probes)
+        per_bucket = live / (1 << index._b)
         for n_probes in grid:
-            pos, mean_cand = _sketch_positions(
-                index, projs, codes, w, truth, sample, n_probes, stamp
+            floor = _COST_PROBE * n_probes + _COST_ENTRY * n_probes * per_bucket * 0.5
+            if best is not None and floor > best[0]:
+                break  # more probes (or coarser tables) only cost more from here on
+            pres = [int(fixed_pre)] if fixed_pre is not None else list(_PREFILTERS)
+            pos, n_ent, n_uni = _sketch_positions(
+                index, projs, codes, w, truth, sample, n_probes, stamp, pres
             )
-            finite = pos[np.isfinite(pos)]
+            finite = pos[0][np.isfinite(pos[0])]
             widest = (b, n_probes, float(finite.max()) + 1 if finite.size else 0.0)
-            gather_cost = _COST_PROBE * n_probes + cand_cost * mean_cand
-            if best is not None and gather_cost > best[0]:
-                break  # more probes only cost more from here on
-            r_need = _depth_for_recall(pos, target)
-            if p["rerank"]:
-                r = int(p["rerank"])
-                if r_need > r:
+            gather = _COST_PROBE * n_probes + _COST_ENTRY * n_ent + _COST_UNIQUE * n_uni
+            if best is not None and gather > best[0]:
+                break
+            for pre, pp in zip(pres, pos, strict=True):
+                r_need = _depth_for_recall(pp, target)
+                if p["rerank"]:
+                    r = int(p["rerank"])
+                    if r_need > r:
+                        continue
+                elif np.isfinite(r_need):
+                    r = max(CALIB_K, int(math.ceil(r_need)))
+                else:
+                    continue  # too many neighbours unreachable with this many probes
+                if pre and pre < r:
                     continue
-            elif np.isfinite(r_need):
-                r = max(CALIB_K, int(math.ceil(r_need)))
-            else:
-                continue  # too many neighbours unreachable with this many probes
-            cost = gather_cost + row_cost * r
-            if best is None or cost < best[0]:
-                best = (cost, b, n_probes, r)
+                ranked = min(n_uni, pre) if pre else n_uni
+                cost = gather + sk_cost * ranked + row_cost * r
+                if best is None or cost < best[0]:
+                    best = (cost, b, n_probes, r, pre)
     if best is None:  # target out of reach: probe widest, re-rank everything it finds
         log.warning("lsh calibration could not reach recall %.3f; probing widest", target)
         b, n_probes, deepest = widest
-        best = (0.0, b, n_probes, int(p["rerank"] or max(4 * CALIB_K, math.ceil(deepest))))
+        r = int(p["rerank"] or max(4 * CALIB_K, math.ceil(deepest)))
+        best = (0.0, b, n_probes, r, 0)
     if best[1] != index._b:
         index._relayout(best[1])
-    return best[2], best[3]
+    return best[2], best[3], best[4]
 
 
-def _ground_truth(index: LSHIndex, n_q: int, salt: int = 1, avoid=None):
-    """Sample rows, their unit vectors and exact 10-NN (self excluded). The exact pass is the
-    dominant calibration cost (n_q x n x dim multiply-adds), so it is cached until the index
-    next changes; `tune()` for another target then takes a fraction of a second."""
-    key = (index._n_rows, index._live, n_q, index._mutations, salt)
-    cache = index.__dict__.setdefault("_truth_cache", {})
-    if key in cache:
-        return cache[key]
-    rng = np.random.default_rng(index.seed + salt)
-    pool = np.flatnonzero(index._alive.view)
-    if avoid is not None and len(pool) - len(avoid) >= n_q:
-        pool = np.setdiff1d(pool, avoid)
-    sample = np.sort(rng.choice(pool, n_q, replace=False))
-    qs = index._unit_rows(sample)
-    truth, _ = index._exact_rows(qs, CALIB_K, exclude=sample)
-    for old in [k for k in cache if k[:4] != key[:4]]:
-        del cache[old]
-    cache[key] = (sample, qs, truth)
-    return sample, qs, truth
+def _ground_truth(index: LSHIndex, which: str = "calib"):
+    """(rows, unit vectors, exact 10-NN with self excluded) of the calibration sample or of
+    the held-out verification sample (other rows where the library is large enough). Both
+    samples share one exact pass, the dominant build cost (n_q x n x dim multiply-adds); it
+    is cached until the index next changes, so `tune()` for another target is quick."""
+    live = index._live
+    n_c = min(int(index.params["calib_queries"]), live)
+    n_v = min(int(index.params["verify_queries"]), live)
+    key = (index._n_rows, live, n_c, n_v, index._mutations)
+    cached = index.__dict__.get("_truth_cache")
+    if cached is None or cached[0] != key:
+        rng = np.random.default_rng(index.seed + 1)
+        pool = np.flatnonzero(index._alive.view)
+        calib = np.sort(rng.choice(pool, n_c, replace=False))
+        if live - n_c >= n_v:
+            pool = np.setdiff1d(pool, calib)
+        verify = np.sort(rng.choice(pool, n_v, replace=False))
+        both = np.concatenate([calib, verify])
+        qs = index._unit_rows(both)
+        truth, _ = index._exact_rows(qs, CALIB_K, exclude=both)
+        sets = {
+            "calib": (calib, qs[:n_c], truth[:n_c]),
+            "verify": (verify, qs[n_c:], truth[n_c:]),
+        }
+        index._truth_cache = cached = (key, sets)
+    return cached[1][which]
 
 
 def verify_recall(index: LSHIndex) -> dict[str, float]:
     """Recall@10 of the real query path on held-out stored rows (not the calibration rows,
     where the library is large enough), each excluded from its own results, against exact
     search."""
-    live = index._live
-    if live < 2:
+    if index._live < 2:
         return {"recall_at_10": 1.0, "queries": 0}
-    n_q = min(int(index.params["verify_queries"]), live)
-    calib = _ground_truth(index, min(int(index.params["calib_queries"]), live))[0]
-    if live <= 4 * CALIB_K:
-        calib = None
-    sample, qs, truth = _ground_truth(index, n_q, salt=2, avoid=calib)
+    sample, qs, truth = _ground_truth(index, "verify")
     projs = index._project(qs)
     got = index._search_many(qs, projs, index._pack(projs), CALIB_K, exclude=sample)
     hits = []
@@ -206,27 +233,38 @@ def verify_recall(index: LSHIndex) -> dict[str, float]:
     return {"recall_at_10": float(np.mean(hits)) if hits else 1.0, "queries": len(hits)}
 
 
-def _sketch_positions(index, projs, codes, w, truth, sample, n_probes, stamp):
-    """(n_q, 10) sketch-order ranks of each true neighbour among a query's candidates (inf:
-    not a candidate), and the mean number of candidate entries per query."""
+def _sketch_positions(index, projs, codes, w, truth, sample, n_probes, stamp, prefilters):
+    """For each prefilter depth (0: none), the (n_q, 10) sketch-order ranks of each true
+    neighbour among the candidates the prefilter keeps (inf: not kept), plus the mean number
+    of candidate entries and of unique candidates per query."""
     n_q = len(projs)
-    pos = np.full(truth.shape, np.inf)
-    n_cand = np.zeros(n_q)
-    for j, c in index._candidate_sets(projs, codes, n_probes, 0, sample):
-        n_cand[j] = len(c)
+    pos = [np.full(truth.shape, np.inf) for _ in prefilters]
+    n_uni = np.zeros(n_q)
+    n_ent = index._n_entries(projs, codes, n_probes)
+    for j, c, h in index._candidate_sets(projs, codes, n_probes, 0, sample):
+        n_uni[j] = len(c)
         if len(c) == 0:
             continue
         s = index._sketch_scores(c, w[j])
         t = truth[j]
-        ok = t >= 0
+        ok = np.flatnonzero(t >= 0)
         stamp[c] = np.arange(len(c), dtype=np.int32)
         at = stamp[t[ok]]
         at[(at >= len(c)) | (at < 0)] = 0
         hit = c[at] == t[ok]
-        st = s[at[hit]]
-        rank = (s[None, :] > st[:, None]).sum(axis=1)
-        pos[j, np.flatnonzero(ok)[hit]] = rank
-    return pos, float(n_cand.mean()) if n_q else 0.0
+        at, cols = at[hit], ok[hit]
+        if len(at) == 0:
+            continue
+        above = s[None, :] > s[at][:, None]  # (hits, C)
+        for i, pre in enumerate(prefilters):
+            if pre and len(c) > pre:
+                keep = np.zeros(len(c), bool)
+                keep[np.argpartition(h, pre - 1)[:pre]] = True
+                inside = keep[at]
+                pos[i][j, cols[inside]] = (above[inside] & keep).sum(axis=1)
+            else:
+                pos[i][j, cols] = above.sum(axis=1)
+    return pos, float(n_ent), float(n_uni.mean()) if n_q else 0.0
 
 
 def _depth_for_recall(pos: np.ndarray, target: float) -> float:

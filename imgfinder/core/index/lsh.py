@@ -66,7 +66,15 @@ from typing import Any
 import numpy as np
 
 from ...errors import IndexStateError
-from ._kernels import F16_SCALE, Scratch, matvec, popcount_bits, widen_f16
+from ._kernels import (
+    F16_SCALE,
+    Scratch,
+    hamming_many,
+    hamming_rows,
+    matvec,
+    popcount_bits,
+    widen_f16,
+)
 from ._lsh_tune import (
     CALIB_K,
     SHAPE_K,
@@ -89,8 +97,9 @@ _DEFAULTS: dict[str, Any] = {
     "tables": None,
     "probes": None,
     "rerank": None,
+    "prefilter": None,
     "flip_bits": 8,
-    "calib_queries": 384,
+    "calib_queries": 256,
     "verify_queries": 256,
     "sketch_dims": 128,
     "ram_budget": 300,
@@ -122,6 +131,7 @@ class LSHIndex(BaseIndex):
         self._sketch = GrowArray(np.int8, 1)
         self._sk_m = min(int(self.params["sketch_dims"]), self._dim)
         self._recall: dict[str, float] = {}
+        self._prefilter = 0
         self._scratch = Scratch()
         self._n_tabled = 0
         self._bit_ones = np.zeros(0, np.int64)
@@ -247,7 +257,7 @@ class LSHIndex(BaseIndex):
         self._calibrate()
         t3 = time.perf_counter()
         log.info(
-            "lsh build: n=%d dim=%d B=%d L=%d b=%d sketch=%d probes=%d rerank/10=%d "
+            "lsh build: n=%d dim=%d B=%d L=%d b=%d sketch=%d probes=%d prefilter/10=%d rerank/10=%d "
             "recall@10=%.4f (hash %.1fs, tables %.1fs, calibrate+verify %.1fs)",
             n,
             d,
@@ -256,6 +266,7 @@ class LSHIndex(BaseIndex):
             self._b,
             self._sk_m,
             self._probes,
+            self._prefilter,
             self._rerank,
             self._recall.get("recall_at_10", float("nan")),
             t1 - t0,
@@ -362,7 +373,7 @@ class LSHIndex(BaseIndex):
     # rows; per query only the de-duplication and the sketch top-R selection (a handful of
     # numpy calls); then one gather + widen + dot for the re-rank of every query's R rows.
     _PROBE_CHUNK = 256  # queries per vectorised probe-key block (~25 MB of scratch)
-    _GATHER_ENTRIES = 1 << 22  # candidate entries per ragged gather
+    _GATHER_ENTRIES = 1 << 21  # candidate entries per ragged gather
     _RERANK_ELEMS = 1 << 23  # float16 elements per re-rank gather
 
     def _probe_keys(self, projs: np.ndarray, qcodes: np.ndarray, n_probes: int):
@@ -392,9 +403,11 @@ class LSHIndex(BaseIndex):
         return tab, keys
 
     def _gather(self, projs, qcodes, n_probes: int):
-        """Candidate entries (with repeats) of every query: (flat rows int32, ends per query)."""
+        """Candidate entries (with repeats) of every query: flat rows (int32), their Hamming
+        distance to the query's code (uint16, one vectorised pass), and the end of each
+        query's entries."""
         nq = len(projs)
-        rows_out, ends_out, base = [], [], 0
+        rows_out, ham_out, ends_out, base = [], [], [], 0
         for lo in range(0, nq, self._PROBE_CHUNK):
             hi = min(nq, lo + self._PROBE_CHUNK)
             tab, keys = self._probe_keys(projs[lo:hi], qcodes[lo:hi], n_probes)
@@ -404,66 +417,91 @@ class LSHIndex(BaseIndex):
             shift = (starts + tab * self._rows_stride).ravel()
             ends = np.cumsum(lens)
             total = int(ends[-1]) if len(ends) else 0
+            q_ends = ends.reshape(hi - lo, -1)[:, -1]
             if total:
                 idx = np.repeat(shift - (ends - lens), lens)
                 idx += np.arange(total, dtype=np.int64)
-                rows_out.append(self._rows_flat[idx])
-            ends_out.append(ends.reshape(hi - lo, -1)[:, -1] + base)
+                rows = self._rows_flat[idx]
+                per_q = np.diff(q_ends, prepend=0)
+                rows_out.append(rows)
+                ham_out.append(hamming_many(self._codes.view, rows, qcodes[lo:hi], per_q))
+            ends_out.append(q_ends + base)
             base += total
-        flat = np.concatenate(rows_out) if rows_out else np.zeros(0, np.int32)
-        return flat, np.concatenate(ends_out)
+        if not rows_out:
+            return np.zeros(0, np.int32), np.zeros(0, np.uint16), np.concatenate(ends_out)
+        return np.concatenate(rows_out), np.concatenate(ham_out), np.concatenate(ends_out)
 
-    def _dedup(self, cand: np.ndarray, exclude: int) -> np.ndarray:
-        """Unique live rows of one query's entries plus the pending (un-bucketed) rows."""
+    def _dedup(self, cand: np.ndarray, ham: np.ndarray, qcode, exclude: int):
+        """Unique live rows (and their Hamming distances) of one query's entries plus the
+        pending (un-bucketed) rows."""
         pending = self._n_rows - self._n_tabled
         if pending:
-            cand = np.concatenate([cand, np.arange(self._n_tabled, self._n_rows, dtype=np.int32)])
+            extra = np.arange(self._n_tabled, self._n_rows, dtype=np.int32)
+            cand = np.concatenate([cand, extra])
+            ham = np.concatenate([ham, hamming_rows(self._codes.view, extra, qcode)])
         if len(cand) == 0:
-            return cand.astype(np.int32)
+            return cand.astype(np.int32), ham
         # De-duplicate in O(C): stamp each row with its last position; keep positions that
         # still hold their own stamp. The stamp array is never cleared (stale values are
         # always overwritten before being read).
         seen = self._scratch.get("seen", (self._n_rows,), np.int32)
         pos = self._scratch.arange(len(cand))
         seen[cand] = pos
-        uniq = cand[seen[cand] == pos]
+        keep = seen[cand] == pos
         if self._live != self._n_rows:
-            uniq = uniq[self._alive.view[uniq]]
+            keep &= self._alive.view[cand]
         if exclude >= 0:
-            uniq = uniq[uniq != exclude]
-        return uniq
+            keep &= cand != exclude
+        return cand[keep], ham[keep]
 
     def _candidate_sets(self, projs, qcodes, n_probes: int, need: int, exclude=None):
-        """Yield (j, unique candidate rows) per query. A query whose buckets hold fewer than
-        `need` rows is re-probed alone with doubled budgets (up to every flip set)."""
+        """Yield (j, unique candidate rows, their Hamming distances) per query. A query whose
+        buckets hold fewer than `need` rows is re-probed alone with doubled budgets."""
         nq = len(projs)
         per_probe = max(1.0, self._live / (1 << self._b))
         step = max(1, int(self._GATHER_ENTRIES // max(1.0, n_probes * per_probe)))
         for lo in range(0, nq, step):
             hi = min(nq, lo + step)
-            flat, ends = self._gather(projs[lo:hi], qcodes[lo:hi], n_probes)
+            flat, ham, ends = self._gather(projs[lo:hi], qcodes[lo:hi], n_probes)
             start = 0
             for j in range(lo, hi):
                 end = int(ends[j - lo])
                 ex = -1 if exclude is None else int(exclude[j])
-                c = self._dedup(flat[start:end], ex)
+                c, h = self._dedup(flat[start:end], ham[start:end], qcodes[j], ex)
                 start = end
                 p = n_probes
                 while len(c) < need and len(c) < self._live - (ex >= 0):
                     if p >= self._max_probes:
                         break
                     p = min(2 * p, self._max_probes)
-                    f1, _ = self._gather(projs[j : j + 1], qcodes[j : j + 1], p)
-                    c = self._dedup(f1, ex)
-                yield j, c
+                    f1, h1, _ = self._gather(projs[j : j + 1], qcodes[j : j + 1], p)
+                    c, h = self._dedup(f1, h1, qcodes[j], ex)
+                yield j, c, h
 
     def candidates(self, vector) -> np.ndarray:
-        """Ids a query would rank by its sketch (diagnostics: bucket quality, tests)."""
+        """Ids a query would rank (diagnostics: bucket quality, tests)."""
         self._check_ready()
         q = self._as_query(vector)
         proj = self._project(q)[None, :]
-        _, c = next(self._candidate_sets(proj, self._pack(proj), self._probes, 0))
+        _, c, _ = next(self._candidate_sets(proj, self._pack(proj), self._probes, 0))
         return self._row_ids.view[c]
+
+    def _n_entries(self, projs, qcodes, n_probes: int) -> float:
+        """Mean candidate entries (with repeats) per query at a probe budget (cheap: offsets)."""
+        tot = 0
+        for lo in range(0, len(projs), self._PROBE_CHUNK):
+            tab, keys = self._probe_keys(
+                projs[lo : lo + self._PROBE_CHUNK], qcodes[lo : lo + self._PROBE_CHUNK], n_probes
+            )
+            slot = tab * self._offs_stride + keys
+            tot += int((self._offs_flat[slot + 1] - self._offs_flat[slot]).sum())
+        return tot / max(len(projs), 1)
+
+    def _pre_depth(self, k: int) -> int:
+        """Rows kept by the Hamming prefilter for k results (0: no prefilter)."""
+        if not self._prefilter:
+            return 0
+        return max(self._depth(k), math.ceil(self._prefilter * max(k, CALIB_K) / CALIB_K))
 
     def _depth(self, k: int) -> int:
         return max(k, math.ceil(self._rerank * max(k, CALIB_K) / CALIB_K))
@@ -493,11 +531,14 @@ class LSHIndex(BaseIndex):
         depth = self._depth(k)
         w = self._sketch_query(qs)
         sel = np.full((len(qs), depth), -1, np.int64)
-        for j, c in self._candidate_sets(projs, qcodes, self._probes, 2 * depth, exclude):
+        pre = self._pre_depth(k)
+        for j, c, h in self._candidate_sets(projs, qcodes, self._probes, 2 * depth, exclude):
             if len(c) < min(k, self._live):  # large k: rank every row by its sketch
                 c = np.flatnonzero(self._alive.view).astype(np.int32)
                 if exclude is not None and exclude[j] >= 0:
                     c = c[c != exclude[j]]
+            elif pre and len(c) > pre:
+                c = c[np.argpartition(h, pre - 1)[:pre]]
             if len(c) > depth:
                 s = self._sketch_scores(c, w[j])
                 c = c[np.argpartition(-s, depth - 1)[:depth]]
@@ -543,14 +584,16 @@ class LSHIndex(BaseIndex):
         """Re-choose probes/re-rank depth for a new target (no re-hashing; the table layout
         may be re-bucketed from the stored codes), re-measure recall; returns them."""
         self._check_ready()
-        bad = set(overrides) - {"probes", "rerank"}
+        bad = set(overrides) - {"probes", "rerank", "prefilter"}
         if bad:
-            raise TypeError(f"tune() accepts target_recall, probes, rerank; got {sorted(bad)}")
+            raise TypeError(
+                f"tune() accepts target_recall, probes, rerank, prefilter; got {sorted(bad)}"
+            )
         if target_recall is not None:
             if not 0 < target_recall <= 1:
                 raise IndexStateError(f"target_recall must be in (0, 1], got {target_recall}")
             self.params["target_recall"] = float(target_recall)
-        self.params.update({"probes": None, "rerank": None, **overrides})
+        self.params.update({"probes": None, "rerank": None, "prefilter": None, **overrides})
         self._calibrate()
         return self._probes, self._rerank
 
@@ -559,12 +602,12 @@ class LSHIndex(BaseIndex):
         target = float(self.params["target_recall"])
         goal = target
         for attempt in range(4):
-            self._probes, self._rerank = calibrate(self, goal)
+            self._probes, self._rerank, self._prefilter = calibrate(self, goal)
             self._recall = verify_recall(self)
             got = self._recall["recall_at_10"]
             log.info(
                 "lsh recall check %d: %.4f on %d held-out rows (target %.3f, calibrated for "
-                "%.3f; b=%d probes=%d rerank/10=%d)",
+                "%.3f; b=%d probes=%d prefilter/10=%d rerank/10=%d)",
                 attempt,
                 got,
                 self._recall["queries"],
@@ -572,6 +615,7 @@ class LSHIndex(BaseIndex):
                 goal,
                 self._b,
                 self._probes,
+                self._prefilter,
                 self._rerank,
             )
             if got >= target or goal >= 1.0 or self._fixed_params():
@@ -579,7 +623,7 @@ class LSHIndex(BaseIndex):
             goal = min(1.0, goal + (target - got) + 0.005)
         self._recall["target"] = target
         if self._recall["recall_at_10"] < target:
-            log.warning(
+            (log.info if self._fixed_params() else log.warning)(
                 "lsh: measured recall@10 %.4f is below the target %.3f",
                 self._recall["recall_at_10"],
                 target,
@@ -615,6 +659,7 @@ class LSHIndex(BaseIndex):
             "W": self._W,
             "probes": self._probes,
             "rerank": self._rerank,
+            "prefilter": self._prefilter,
             "n_tabled": self._n_tabled,
             "n_at_build": self._n_at_build,
             "n_added": self._n_added,
@@ -661,6 +706,7 @@ class LSHIndex(BaseIndex):
             raise ValueError("hyperplane section has the wrong shape")
         self._bit_ones, self._added_sum = sections["bit_ones"], sections["added_sum"]
         self._probes, self._rerank = int(state["probes"]), int(state["rerank"])
+        self._prefilter = int(state.get("prefilter") or 0)
         self._n_tabled = int(state["n_tabled"])
         self._n_at_build, self._n_added = int(state["n_at_build"]), int(state["n_added"])
         self._rms_radius = float(state["rms_radius"])
