@@ -38,6 +38,7 @@ _COST_ROW = 0.4e-6  # per re-ranked row: a random memory access before any arith
 _COST_ELEM = 0.35e-9  # per re-ranked float16 element (gather + widen + dot)
 CALIB_K = 10
 SHAPE_K = 64  # principal directions that shape the planes
+FIXED_ROWS = 100_000  # fixed arrays are charged to the RAM budget as if over this many rows
 
 
 def pca_basis(index: LSHIndex, rng: np.random.Generator, k: int):
@@ -45,7 +46,7 @@ def pca_basis(index: LSHIndex, rng: np.random.Generator, k: int):
     one power iteration). Returns (vt (k, d) float32, variances (k,), residual variance per
     remaining direction, sample coordinates (n_s, k))."""
     n, d = index._n_rows, index._dim
-    n_pca = min(n, max(2048, min(16384, (1 << 25) // d)))
+    n_pca = min(n, max(2048, min(8192, (1 << 25) // d)))
     rows = np.sort(rng.choice(n, n_pca, replace=False))
     xs = index._unit_rows(rows) - index._mean
     k = max(1, min(k, d, n_pca - 1))
@@ -67,7 +68,7 @@ def _orthonormal(y: np.ndarray) -> np.ndarray:
     g = y.T @ y
     g.flat[:: len(g) + 1] += 1e-10 * max(float(np.trace(g)), 1e-30)
     c = np.linalg.cholesky(g)
-    return np.linalg.solve(c, y.T).T.astype(np.float32)
+    return (y @ np.linalg.inv(c).T).astype(np.float32)
 
 
 def shaped_planes(g: np.ndarray, vt: np.ndarray, lam: np.ndarray, lam_res: float) -> np.ndarray:
@@ -99,29 +100,47 @@ def quantise(coords: np.ndarray, step: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(coords / step), -127, 127).astype(np.int8)
 
 
-def ram_per_row(n: int, b: int, L: int, words: int, m: int, owned: bool) -> float:
+def ram_per_row(index: LSHIndex, b: int, L: int, m: int | None = None) -> float:
     """Index RAM per row for a layout: ids + alive + id map + codes + tables (rows and
-    offsets) + sketch + de-duplication stamp (+ stored 1/norm when vectors are owned)."""
-    offs = 4 * L * ((1 << b) + 1) / max(n, 1)
-    return 8 + 1 + 12 + 8 * words + 4 * L + offs + m + 4 + (4 if owned else 0)
+    offsets) + sketch + de-duplication stamp (+ stored 1/norm when vectors are owned), plus
+    the fixed arrays (planes, sketch basis: 6 MB at 4096 dims) spread over the rows as if
+    there were at least FIXED_ROWS of them (in a small library they are a few MB in all)."""
+    n, d, words = max(index._n_rows, 1), index._dim, index._W
+    m = index._sk_m if m is None else m
+    offs = 4 * L * ((1 << b) + 1) / n
+    fixed = 4 * d * (64 * words + m) / max(n, FIXED_ROWS)
+    owned = 4 if index._store is not None else 0
+    return 8 + 1 + 12 + 8 * words + 4 * L + offs + m + 4 + owned + fixed
+
+
+def _layout_grid(index: LSHIndex) -> list[tuple[int, int]]:
+    """(bits per table, tables) candidates: the size rule and up to three coarser ones."""
+    p = index.params
+    if p["table_bits"]:
+        bs = [int(p["table_bits"])]
+    else:
+        b0 = int(np.clip(round(math.log2(max(index._n_rows, 2))), 6, 21))
+        bs = [b for b in (b0, b0 - 2, b0 - 4, b0 - 6) if b >= 6] or [b0]
+    return [(b, p["tables"] or (64 // b) * index._W) for b in bs]
+
+
+def fit_sketch_dims(index: LSHIndex, m_max: int) -> int:
+    """Largest sketch width (steps of 16, at least 16) for which some layout fits the RAM
+    budget (ram_budget bytes per row); m_max when none would fit anyway."""
+    grid = _layout_grid(index)
+    m = m_max
+    while m > 16:
+        if min(ram_per_row(index, b, L, m) for b, L in grid) <= index.params["ram_budget"]:
+            return m
+        m -= 16
+    return max(min(m_max, 16), 1)
 
 
 def _layouts(index: LSHIndex) -> list[int]:
-    """Bits-per-table values to try: the size rule and up to three coarser ones that fit."""
-    p = index.params
-    n = index._n_rows
-    if p["table_bits"]:
-        return [int(p["table_bits"])]
-    b0 = int(np.clip(round(math.log2(max(n, 2))), 6, 21))
-    out = []
-    for b in (b0, b0 - 2, b0 - 4, b0 - 6):
-        if b < 6:
-            continue
-        L = p["tables"] or (64 // b) * index._W
-        ram = ram_per_row(n, b, L, index._W, index._sk_m, index._store is not None)
-        if ram <= p["ram_budget"] or not out and b == b0 - 6:
-            out.append(b)
-    return out or [b0]
+    """Bits-per-table values to calibrate: those of the grid that fit the RAM budget."""
+    grid = _layout_grid(index)
+    out = [b for b, L in grid if ram_per_row(index, b, L) <= index.params["ram_budget"]]
+    return out or [min(grid, key=lambda bl: ram_per_row(index, *bl))[0]]
 
 
 def calibrate(index: LSHIndex, target: float) -> tuple[int, int, int]:

@@ -79,6 +79,7 @@ from ._lsh_tune import (
     CALIB_K,
     SHAPE_K,
     calibrate,
+    fit_sketch_dims,
     pca_basis,
     quantise,
     shaped_planes,
@@ -202,6 +203,7 @@ class LSHIndex(BaseIndex):
         self._planes = rng.standard_normal((self._B, d), dtype=np.float32)
         self._mean = mean
         m = min(int(self.params["sketch_dims"]), d)
+        m = fit_sketch_dims(self, m)
         if n > 2:
             vt, lam, lam_res, coords = pca_basis(self, rng, max(SHAPE_K, m))
             if self.params["planes"] == "shaped":
@@ -372,8 +374,10 @@ class LSHIndex(BaseIndex):
     # keys and bucket offsets for every query at once, one ragged gather of all candidate
     # rows; per query only the de-duplication and the sketch top-R selection (a handful of
     # numpy calls); then one gather + widen + dot for the re-rank of every query's R rows.
-    _PROBE_CHUNK = 256  # queries per vectorised probe-key block (~25 MB of scratch)
-    _GATHER_ENTRIES = 1 << 21  # candidate entries per ragged gather
+    # Block sizes: small enough for the gathered codes to stay in cache (measured CPU ms per
+    # query, broad clusters 20k x 512: 0.53 with 2M-entry gathers, 0.40 with 128k).
+    _PROBE_CHUNK = 32  # queries per vectorised probe-key block
+    _GATHER_ENTRIES = 1 << 17  # candidate entries per ragged gather
     _RERANK_ELEMS = 1 << 23  # float16 elements per re-rank gather
 
     def _probe_keys(self, projs: np.ndarray, qcodes: np.ndarray, n_probes: int):
