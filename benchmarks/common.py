@@ -8,6 +8,22 @@ import statistics
 import time
 from pathlib import Path
 
+# 960 labelled flower photos (12 classes), beside the repository; never copied into it
+DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared/data/oxford-flowers17-12class"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def dataset_files(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(files, labels) of a folder-per-class set, sorted, optionally only some classes."""
+    names = classes or sorted(d.name for d in root.iterdir() if d.is_dir())
+    files, labels = [], []
+    for c in names:
+        for f in sorted((root / c).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(str(f))
+                labels.append(c)
+    return files, labels
+
 
 def seeded_weights(directory: Path) -> Path:
     """ImageNet weights cannot be downloaded here: a seeded random-init ResNet50 instead.

@@ -68,7 +68,8 @@ def eval_layer3(files: list[Path], model, size: int, batch: int = 32):
                 squash(decode.open_image(f, min_size=size), size) for f in files[i : i + batch]
             ]
             x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-            out.append(model.trunk[:7](normalise(x, torch.device("cpu"))).contiguous())
+            x = normalise(x, torch.device("cpu"), model.spec.preprocessing)
+            out.append(model.trunk.frozen(x).contiguous())
     return torch.cat(out)
 
 
@@ -166,12 +167,11 @@ def time_input_sizes(weights: str, sizes: list[int], batch: int = 32) -> list[di
     """Per-view seconds of the caching pass and per-image seconds of a layer4 training step."""
     import torch
 
-    from imgfinder.core.extract import ModelConfig
-    from imgfinder.core.train import load_model
+    from imgfinder.core.extract import ModelConfig, load_model
 
-    model, _ = load_model(ModelConfig(weights, None, "cpu", sizes[0]), allow_download=False)
+    model, _, _ = load_model(ModelConfig(weights, None, "cpu", sizes[0]), allow_download=False)
     model.to(memory_format=torch.channels_last)
-    layer4 = model.trunk[7]
+    layer4 = model.trunk.last
     opt = torch.optim.Adam(layer4.parameters(), 1e-5, fused=True)
     rows = []
     for size in sizes:
@@ -180,8 +180,8 @@ def time_input_sizes(weights: str, sizes: list[int], batch: int = 32) -> list[di
         with torch.inference_mode():
             for _ in range(3):
                 t = time.perf_counter()
-                l3 = model.trunk[:7](x)
-                model.trunk[7](l3)
+                l3 = model.trunk.frozen(x)
+                model.trunk.last(l3)
                 times.append(time.perf_counter() - t)
         cache_s = min(times[1:]) / batch  # min: the least disturbed by other users' load
         l3 = l3.clone()
@@ -255,9 +255,9 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     import torch
 
     from imgfinder import paths
-    from imgfinder.core.extract import ModelConfig
+    from imgfinder.core.extract import ModelConfig, load_model
     from imgfinder.core.library import run
-    from imgfinder.core.train import TrainConfig, Trainer, _frozen_bn, load_model
+    from imgfinder.core.train import TrainConfig, Trainer, _frozen_bn
     from imgfinder.core.whiten import learn_whitening
 
     t_all = time.perf_counter()
@@ -291,7 +291,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     )
 
     t = time.perf_counter()
-    base, _ = load_model(model_cfg, allow_download=False)
+    base, _, _ = load_model(model_cfg, allow_download=False)
     base.to(memory_format=torch.channels_last)
     l3 = eval_layer3(eval_files, base, args.size)
     print(f"eval layer3 maps (fp32, one trunk pass): {time.perf_counter() - t:.0f} s")
@@ -327,12 +327,12 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
             m = tr.model
             if tr.batchnorm == "train":  # evaluate a copy with the statistics a run ends with
                 mp, _ = evaluate(
-                    descriptors(l3, recalibrated(m.trunk[7], l3_train), m.eca), eval_labels
+                    descriptors(l3, recalibrated(m.trunk.last, l3_train), m.eca), eval_labels
                 )
             else:
-                m.trunk[7].eval()
-                mp, _ = evaluate(descriptors(l3, m.trunk[7], m.eca), eval_labels)
-                _frozen_bn(m.trunk[7])  # back to training mode, BatchNorm statistics frozen
+                m.trunk.last.eval()
+                mp, _ = evaluate(descriptors(l3, m.trunk.last, m.eca), eval_labels)
+                _frozen_bn(m.trunk.last)  # back to training mode, BatchNorm statistics frozen
             row = curve.setdefault(p.epoch, {"epoch": p.epoch})
             key = f"{'unlabelled ' if unlabelled else ''}BN {tr.batchnorm} lr {blr:g}"
             row[f"{key}: loss"] = f"{p.loss:.3f}"
@@ -357,22 +357,22 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     print(f"trained ECA kernel (untrained: centred delta): {[round(k, 3) for k in kernel]}")
 
     t = time.perf_counter()
-    vec = {"before": descriptors(l3, base.trunk[7], base.eca)}
-    learn_on = {"before": train_descriptors(tre.cache, base.trunk[7], base.eca, False)}
+    vec = {"before": descriptors(l3, base.trunk.last, base.eca)}
+    learn_on = {"before": train_descriptors(tre.cache, base.trunk.last, base.eca, False)}
     sec = {"before": ""}
     # control: BatchNorm statistics re-estimated on the training images, no training
     control = "before, layer4 BN re-estimated (no training)"
-    l4_control = recalibrated(base.trunk[7], clean_layer3(runs[1][1].cache))
+    l4_control = recalibrated(base.trunk.last, clean_layer3(runs[1][1].cache))
     vec[control] = descriptors(l3, l4_control, base.eca)
     learn_on[control] = train_descriptors(runs[1][1].cache, l4_control, base.eca, True)
     sec[control] = ""
     for name, tr, res, _ in runs:
         m = tr.model.eval()
         layer4 = tr.cfg.train == "layer4"
-        vec[name] = descriptors(l3, m.trunk[7], m.eca)
+        vec[name] = descriptors(l3, m.trunk.last, m.eca)
         # whitening is learned on the training classes' views for every model
         cache = runs[1][1].cache if tr.cfg.unlabelled else tr.cache
-        learn_on[name] = train_descriptors(cache, m.trunk[7], m.eca, layer4)
+        learn_on[name] = train_descriptors(cache, m.trunk.last, m.eca, layer4)
         sec[name] = f"{np.median(res.epoch_seconds):.2f}"
     worst = check_product_path(
         eval_files, weights, str(rese.output), str(runs[1][2].output), args.size,

@@ -107,6 +107,7 @@ def test_offline_without_weights_exits_nonzero(tmp_path, capsys):
     assert code == 3
     err = capsys.readouterr().err
     assert "resnet50-0676ba61.pth" in err and str(tmp_path / "d" / "models") in err
+    assert "--backbone efficientnet-lite0" in err  # the installed alternative, offered
 
 
 def test_python_dash_m_and_help(tmp_path):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from imgfinder import __version__, paths
 from imgfinder.cli import dupes_cmd, eval_cmd, explain_cmd, library_cmds, train_cmd
+from imgfinder.core.modelspec import BACKBONES, DEFAULT_BACKBONE, OFFLINE_BACKBONE
 from imgfinder.errors import ImgfinderError
 from imgfinder.logsetup import setup_logging
 
@@ -29,10 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: IMGFINDER_DATA_DIR or the platform's app-data dir)",
     )
     g.add_argument(
+        "--backbone",
+        default=argparse.SUPPRESS,
+        choices=list(BACKBONES),
+        help=f"network that makes the descriptors (default: IMGFINDER_BACKBONE, else "
+        f"{DEFAULT_BACKBONE}; {OFFLINE_BACKBONE} needs no download). "
+        "A different backbone is a different model: the library is indexed again",
+    )
+    g.add_argument(
         "--weights",
         default=argparse.SUPPRESS,
-        help="local ResNet50 state dict (default: IMGFINDER_WEIGHTS, else torchvision's "
-        "IMAGENET1K_V1 downloaded into the data dir)",
+        help="local state dict of the backbone (default: IMGFINDER_WEIGHTS, else the "
+        "backbone's ImageNet weights: ResNet50's downloaded into the data dir once, "
+        "Lite0's from its installed package)",
     )
     g.add_argument("--head", default=argparse.SUPPRESS, help="trained ECA head file")
     g.add_argument(
@@ -96,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 DEFAULTS = {
     "data_dir": None,
+    "backbone": None,
     "weights": None,
     "head": None,
     "whitening": None,

@@ -13,6 +13,7 @@ from imgfinder.core.types import Progress, fmt_eta
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
     return ModelConfig(
+        backbone=args.backbone,
         weights=args.weights,
         head=args.head,
         whitening=getattr(args, "whitening", None),

@@ -94,7 +94,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"data directory: {info['data_dir']}")
     print(f"images: {info['images']} indexed, {info['failed']} failed")
-    print(f"model: {info.get('model_id') or 'unavailable: ' + info.get('model_error', '')}")
+    if info.get("model_id"):
+        print(f"model: {info['model']} ({info['model_id']})")
+    else:
+        print(f"model: unavailable: {info.get('model_error', '')}")
     if info.get("device"):
         print(f"device: {info['device']}")
     if info.get("stale"):

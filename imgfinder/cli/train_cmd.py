@@ -15,6 +15,7 @@ import numpy as np
 from imgfinder import paths
 from imgfinder.cli.common import ProgressBar, model_config, open_library
 from imgfinder.core.extract import Extractor, ModelConfig
+from imgfinder.core.modelspec import DEFAULT_BACKBONE
 from imgfinder.core.train import BATCHNORM_MODES, TRAINABLE, TrainConfig, TrainResult, train
 from imgfinder.core.whiten import learn_from_library, save_whitening
 
@@ -161,17 +162,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"trained {cfg.train} on {result.images} images, {result.classes} classes: ArcFace loss "
         f"{losses[0]:.4f} -> {losses[-1]:.4f} in {result.epochs_done} epochs "
         f"({per_epoch:.1f} s/epoch; feature cache {result.cache_seconds:.1f} s)"
-        + (f"; layer4 BatchNorm {result.batchnorm}" if result.batchnorm else "")
+        + (f"; last-stage BatchNorm {result.batchnorm}" if result.batchnorm else "")
         if losses
         else f"nothing left to train ({result.epochs_done} epochs already done)"
     )
     size = cfg.model.input_size
+    backbone = cfg.model.spec.name
+    options = [] if backbone == DEFAULT_BACKBONE else ["--backbone", backbone]
     if cfg.train == "eca":
-        use = ModelConfig(cfg.model.weights, str(result.output), "cpu", size)
-        options = [*(["--weights", cfg.model.weights] if cfg.model.weights else []), "--head"]
+        use = ModelConfig(
+            weights=cfg.model.weights, head=str(result.output), device="cpu",
+            input_size=size, backbone=backbone,
+        )  # fmt: skip
+        options += [*(["--weights", cfg.model.weights] if cfg.model.weights else []), "--head"]
     else:
-        use = ModelConfig(str(result.output), None, "cpu", size)
-        options = ["--weights"]
+        use = ModelConfig(
+            weights=str(result.output), device="cpu", input_size=size, backbone=backbone
+        )
+        options.append("--weights")
     options.append(str(result.output))
     if size != ModelConfig.input_size:  # the size it was trained at
         options += ["--input-size", str(size)]

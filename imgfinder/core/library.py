@@ -24,6 +24,7 @@ from imgfinder.core.catalog import Catalog
 from imgfinder.core.dupes import store as dupe_store
 from imgfinder.core.extract import Extractor, ModelConfig, device_description
 from imgfinder.core.index import BACKENDS, open_index
+from imgfinder.core.modelspec import describe_model_id
 from imgfinder.core.types import Hit, IndexSummary, Progress
 from imgfinder.core.vectors import VectorStore, model_digest
 from imgfinder.core.weights import ProgressFn
@@ -569,11 +570,13 @@ class Library:
             "images": counts.get("ok", 0),
             "failed": counts.get("failed", 0),
             "index_backend": self.index_backend,
+            "backbone": self.config.spec.name,
             "bytes_on_disk": usage,
         }
         try:
             ex = self.extractor
             info["model_id"] = ex.model_id
+            info["model"] = describe_model_id(self.model_id)
             info["device"] = device_description(ex.device)
             info["weights"] = ex.weights_source
             info["stale"] = sum(n for m, n in model_counts.items() if m != ex.model_id)

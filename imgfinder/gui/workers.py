@@ -322,15 +322,16 @@ class DownloadWorker(QObject):
     succeeded = Signal(str)
     finished = Signal()
 
-    def __init__(self):
+    def __init__(self, backbone: str | None = None):
         super().__init__()
         self._cancel = threading.Event()
         self._last = 0.0
+        self.backbone = backbone
 
     @Slot()
     def run(self) -> None:
         try:
-            path = download_default(self._progress)
+            path = download_default(self._progress, spec=self.backbone)
         except _Cancelled:
             self.failed.emit("download cancelled")
         except Exception as exc:  # noqa: BLE001 - the worker boundary
