@@ -111,21 +111,29 @@ class Projected:
 
 # ---- real descriptors ---------------------------------------------------------------------
 def real_descriptors(args) -> tuple[np.ndarray | None, str]:
-    """(rows, where they came from) or (None, why not)."""
+    """(rows, where they came from) or (None, why not). Computed from the photos when they
+    and the Lite0 backbone are here (and checked against --real-cache when that exists),
+    else read from --real-cache."""
     cache = Path(args.real_cache)
     data = Path(args.real_dir)
-    if data.is_dir():
-        got, why = _compute_real(data, cache)
+    cached = np.load(cache).astype(np.float32) if cache.is_file() else None
+    if data.is_dir() and not args.real_from_cache:
+        got, why = _compute_real(data)
         if got is not None:
+            if args.save_real:
+                tmp = Path(args.save_real + ".tmp.npy")
+                np.save(tmp, got)
+                os.replace(tmp, args.save_real)
+            if cached is not None and cached.shape == got.shape:
+                why += f"; max |difference| to {cache}: {np.abs(cached - got).max():.2e}"
             return got, why
         log.warning("real descriptors not computed: %s", why)
-    if cache.is_file():
-        x = np.load(cache).astype(np.float32)
-        return x, f"cached file {cache} ({len(x)} x {x.shape[1]})"
+    if cached is not None:
+        return cached, f"cached file {cache} ({len(cached)} x {cached.shape[1]})"
     return None, f"no photos at {data} with the Lite0 backbone, and no cache at {cache}"
 
 
-def _compute_real(data: Path, cache: Path) -> tuple[np.ndarray | None, str]:
+def _compute_real(data: Path) -> tuple[np.ndarray | None, str]:
     try:
         import torch
 
@@ -145,15 +153,8 @@ def _compute_real(data: Path, cache: Path) -> tuple[np.ndarray | None, str]:
         out.append(ex.embed_arrays([ex.load_array(str(f)) for f in files[lo : lo + 32]]))
     x = np.concatenate(out).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, x)
-        os.replace(tmp, cache)
-    except OSError as exc:
-        log.warning("could not cache real descriptors: %s", exc)
     return x, (
-        f"{len(files)} photos of {data.name}, model {ex.model_id}, "
+        f"{len(files)} photos of {data.name}, model {ex.model_id} (ImageNet weights), "
         f"computed in {time.perf_counter() - t0:.0f} s"
     )
 
@@ -375,7 +376,7 @@ def run_anchors(x32, base, queries, truth, target, dim, args, workdir) -> list[R
         faiss.omp_set_num_threads(os.cpu_count() or 1)
         t0 = time.perf_counter()
         hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = 80
+        hnsw.hnsw.efConstruction = 40
         hnsw.add(x32)
         hb = time.perf_counter() - t0
         faiss.omp_set_num_threads(1)  # queries one at a time, single-threaded like LSH
@@ -447,6 +448,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-annoy", action="store_true")
     ap.add_argument("--real-dir", default=str(REAL_DIR), help="photos for real descriptors")
     ap.add_argument("--real-cache", default=REAL_CACHE, help="cached real descriptors (.npy)")
+    ap.add_argument("--real-from-cache", action="store_true", help="do not compute them")
+    ap.add_argument("--save-real", default=None, help="save computed descriptors here (.npy)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(
