@@ -152,6 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     lib = open_library(args)
     try:
         info = lib.status()
+        info["index_recall"] = _index_recall(lib)
     finally:
         lib.close()
     if args.json:
@@ -175,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if info.get("writer"):
         w = info["writer"]
         print(f"being written: {w.get('what', 'writing')} in process {w['pid']}")
-    print(f"index: {info['index_backend']}")
+    print(f"index: {info['index_backend']}{_recall_text(info['index_recall'])}")
     usage = info["bytes_on_disk"]
     print(
         "on disk: "
@@ -187,6 +188,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = "" if r["available"] else "  [missing]"
         print(f"  {r['path']}: {r['images']} images, {r['failed']} failed{state}")
     return 0
+
+
+def _index_recall(lib) -> dict | None:
+    from imgfinder.core.index import stored_recall
+
+    return stored_recall(lib.index_path)
+
+
+def _recall_text(rec: dict | None) -> str:
+    if not rec or not rec.get("queries"):
+        return ""
+    return (
+        f", recall@10 {rec['recall_at_10']:.3f} against exact search "
+        f"(measured at build on {int(rec['queries'])} held-out photos, "
+        f"target {rec.get('target', 0.95):.2f})"
+    )
 
 
 def cmd_roots_list(args: argparse.Namespace) -> int:
