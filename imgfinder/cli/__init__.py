@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import errno
+import importlib
 import logging
 import os
 import sqlite3
@@ -12,18 +13,59 @@ import sys
 from collections.abc import Sequence
 
 from imgfinder import __version__, paths
-from imgfinder.cli import dupes_cmd, eval_cmd, explain_cmd, library_cmds, train_cmd
 from imgfinder.core.modelspec import BACKBONES, DEFAULT_BACKBONE, OFFLINE_BACKBONE
 from imgfinder.errors import ImgfinderError
 from imgfinder.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 
-# Each module registers its subcommands with `register(subparsers, parent)`.
-COMMAND_MODULES = [library_cmds, eval_cmd, explain_cmd, train_cmd, dupes_cmd]
+# Each module registers its subcommands with `register(subparsers, parent)`. Most of them
+# import torch, which takes seconds: a command line that names one subcommand imports only
+# its module (so `status` and a no-change `index` start fast); --help imports them all.
+COMMAND_MODULES = ["library_cmds", "eval_cmd", "explain_cmd", "train_cmd", "dupes_cmd"]
+MODULE_OF = {
+    "index": "library_cmds",
+    "search": "library_cmds",
+    "status": "library_cmds",
+    "roots": "library_cmds",
+    "eval": "eval_cmd",
+    "explain": "explain_cmd",
+    "train": "train_cmd",
+    "whiten": "train_cmd",
+    "dupes": "dupes_cmd",
+    "gui": None,
+}
+# global options that take a value (so the token after them is no subcommand)
+VALUE_OPTIONS = {"--data-dir", "--backbone", "--weights", "--head", "--whiten", "--device"}
+VALUE_OPTIONS |= {"--input-size"}
+VALUE_OPTIONS |= {"--index"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand an argument list names (None: none, or --help/--version first)."""
+    skip = False
+    for tok in argv:
+        if skip:
+            skip = False
+            continue
+        if tok in ("-h", "--help", "--version"):
+            return None
+        if tok.startswith("-"):
+            skip = tok in VALUE_OPTIONS  # "--data-dir DIR"; "--data-dir=DIR" is one token
+            continue
+        return tok if tok in MODULE_OF else None
+    return None
+
+
+def _modules(argv: Sequence[str] | None) -> list:
+    cmd = command_of(argv)
+    names = COMMAND_MODULES if cmd is None else [m for m in (MODULE_OF[cmd],) if m]
+    return [importlib.import_module(f"imgfinder.cli.{name}") for name in names]
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser: every subcommand, or for an `argv` naming one only that one (so its module
+    alone is imported)."""
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("global options")
     g.add_argument(
@@ -102,7 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="image files or URLs to search for on start (the .desktop entry's %%U)",
     )
     gui.set_defaults(func=_run_gui)
-    for module in COMMAND_MODULES:
+    modules = (
+        [importlib.import_module(f"imgfinder.cli.{m}") for m in COMMAND_MODULES]
+        if argv is None
+        else _modules(argv)
+    )
+    for module in modules:
         module.register(sub, common)
     return parser
 
@@ -185,7 +232,8 @@ def write_error_message(exc: BaseException) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _setup_streams()
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     for key, value in DEFAULTS.items():
         if not hasattr(args, key):

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from imgfinder.core.extract import ModelConfig
-from imgfinder.core.library import Library
 from imgfinder.core.types import Progress, fmt_eta
+
+if TYPE_CHECKING:  # both import torch: only when a command needs the model (see cli/fast.py)
+    from imgfinder.core.extract import ModelConfig
+    from imgfinder.core.library import Library
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
+    from imgfinder.core.extract import ModelConfig  # noqa: PLC0415
+
     return ModelConfig(
         backbone=args.backbone,
         weights=args.weights,
@@ -23,6 +28,8 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 
 def open_library(args: argparse.Namespace) -> Library:
+    from imgfinder.core.library import Library  # noqa: PLC0415
+
     lib = Library(
         args.data_dir,
         model_config(args),

@@ -32,7 +32,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("query", help="query image file")
     p.add_argument("result", help="result image file")
-    p.add_argument("-o", "--output", required=True, help="image to write (PNG unless -o says)")
+    p.add_argument(
+        "-o", "--output", help="image to write (PNG unless -o says); optional with --json"
+    )
     p.add_argument(
         "--branch",
         choices=BRANCHES,
@@ -59,6 +61,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ImgfinderError(f"--opacity must be within 0..1, got {args.opacity}")
     if not 16 <= args.max_side <= 8192:
         raise ImgfinderError(f"--max-side must be within 16..8192, got {args.max_side}")
+    if not args.output and not args.json:
+        raise ImgfinderError("give -o FILE to write the picture, or --json for the numbers")
     from imgfinder.core.extract import Extractor  # noqa: PLC0415 (torch only when needed)
 
     extractor = Extractor(
@@ -68,20 +72,22 @@ def cmd_explain(args: argparse.Namespace) -> int:
     )
     q, r = activations_many(extractor, [args.query, args.result])
     expl = match_maps(q, r, args.branch)
-    picture = render_match(
-        load_photo(args.query, args.max_side),
-        load_photo(args.result, args.max_side),
-        expl,
-        opacity=args.opacity,
-        cmap=args.cmap,
-        caption=describe(expl, q.label, r.label),
-    )
-    out = save_image(picture, args.output)
-    log.info("explanation of %s vs %s written to %s", args.query, args.result, out)
+    out = picture = None
+    if args.output:
+        picture = render_match(
+            load_photo(args.query, args.max_side),
+            load_photo(args.result, args.max_side),
+            expl,
+            opacity=args.opacity,
+            cmap=args.cmap,
+            caption=describe(expl, q.label, r.label),
+        )
+        out = save_image(picture, args.output)
+        log.info("explanation of %s vs %s written to %s", args.query, args.result, out)
     if args.json:
         info = expl.to_json()
-        info["output"] = str(out)
-        info["size"] = list(picture.size)
+        info["output"] = str(out) if out is not None else None
+        info["size"] = list(picture.size) if picture is not None else None
         print(json.dumps(info, indent=2))
     else:
         s = expl.branch_scores

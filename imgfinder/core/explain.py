@@ -305,6 +305,15 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     try:
         img.convert("RGB").save(buf, fmt)
         atomic_write_bytes(path, buf.getvalue())
+        # the temp file was private (0600); an exported picture gets the usual permissions
+        os.chmod(path, 0o666 & ~_umask())
     except OSError as exc:
         raise ImgfinderError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -494,7 +494,9 @@ class Library:
                 )
                 self._index_add(index, ids, records)
                 done += len(batch)
-                yield Progress.since("extract", done, len(todo), started, root.path)
+                yield Progress.since(
+                    "extract", done, len(todo), started, root.path, already=len(found) - len(todo)
+                )
                 if cancel.is_set():
                     break
             if cancel.is_set():
