@@ -47,7 +47,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--views", type=int, default=4, help="cached views per image, 1 clean")
     p.add_argument("--lr", type=float, default=1e-3, help="ECA and class-centre learning rate")
-    p.add_argument("--backbone-lr", type=float, default=1e-4, help="learning rate of the last stage")
+    p.add_argument(
+        "--backbone-lr", type=float, default=1e-4, help="learning rate of the last stage"
+    )
     p.add_argument(
         "--batchnorm",
         choices=BATCHNORM_MODES,
