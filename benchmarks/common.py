@@ -8,6 +8,22 @@ import statistics
 import time
 from pathlib import Path
 
+# 960 labelled flower photos (12 classes), beside the repository; never copied into it
+DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared/data/oxford-flowers17-12class"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def dataset_files(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(files, labels) of a folder-per-class set, sorted, optionally only some classes."""
+    names = classes or sorted(d.name for d in root.iterdir() if d.is_dir())
+    files, labels = [], []
+    for c in names:
+        for f in sorted((root / c).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(str(f))
+                labels.append(c)
+    return files, labels
+
 
 def seeded_weights(directory: Path) -> Path:
     """ImageNet weights cannot be downloaded here: a seeded random-init ResNet50 instead.
@@ -53,3 +69,17 @@ def table(rows: list[dict], columns: list[str]) -> str:
     for r in rows:
         out.append("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
     return "\n".join(out)
+
+
+def backbone_weights(backbone: str, directory: Path) -> tuple[str | None, str]:
+    """(weights for ModelConfig, description) for a backbone name.
+
+    A backbone whose weights ship in an installed package (EfficientNet-Lite0) uses them
+    (None: the product's default); ResNet50 uses `weights_for_bench`.
+    """
+    from imgfinder.core.modelspec import get_spec
+
+    spec = get_spec(backbone)
+    if spec.weights_package:
+        return None, f"{spec.title} ImageNet weights from the installed {spec.pip_name} package"
+    return weights_for_bench(directory)

@@ -1,4 +1,4 @@
-"""Indexing throughput: model-only vs end-to-end vs a naive pipeline, at two input sizes.
+"""Indexing throughput per backbone: model-only vs end-to-end vs a naive pipeline, at two sizes.
 
 Generates 12-24 MP JPEGs, then for each input size prints
   model-only img/s   (pre-decoded uint8 batches straight into the model)
@@ -7,6 +7,10 @@ Generates 12-24 MP JPEGs, then for each input size prints
 and the ratios the issue sets as goals (e2e >= 0.8 x model-only, >= 1.5 x naive).
 
     python benchmarks/indexing.py [--images 24] [--sizes 224 112] [--device auto]
+                                  [--backbones resnet50 efficientnet-lite0]
+
+ResNet50 runs with seeded random-init weights unless IMGFINDER_WEIGHTS is set (speed does not
+depend on the values); EfficientNet-Lite0 with its installed ImageNet weights.
 """
 
 from __future__ import annotations
@@ -48,8 +52,9 @@ def naive_rate(files: list[Path], model, size: int, batch: int) -> float:
     import torch
     from PIL import Image
 
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    pre = model.spec.preprocessing
+    mean = torch.tensor(pre.mean).view(3, 1, 1)
+    std = torch.tensor(pre.std).view(3, 1, 1)
     t = time.perf_counter()
     buf = []
     with torch.no_grad():
@@ -70,14 +75,14 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--sizes", type=int, nargs="+", default=[224, 112])
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--backbones", nargs="+", default=["resnet50", "efficientnet-lite0"])
     ap.add_argument("--workdir", default=None, help="keep generated photos here between runs")
     args = ap.parse_args()
 
     import torch
 
-    from imgfinder.core.extract import Extractor, ModelConfig, device_description
+    from imgfinder.core.extract import Extractor, ModelConfig, device_description, load_model
     from imgfinder.core.library import Library, run
-    from imgfinder.core.model import FusedECA
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="imgfinder-bench-"))
     photos = work / "photos"
@@ -87,12 +92,14 @@ def main() -> int:
         files = make_photos(photos, args.images)
         print(f"generated {len(files)} photos (12-24 MP) in {time.perf_counter() - t:.0f} s")
     files = files[: args.images]
-    weights, desc = weights_for_bench(work)
-    print(f"weights: {desc}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    r50_weights, desc = weights_for_bench(work)
+    print(f"resnet50 weights: {desc}; efficientnet-lite0: its installed ImageNet weights")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     rows = []
-    for size in args.sizes:
-        cfg = ModelConfig(weights=weights, device=args.device, input_size=size)
+    for backbone, size in ((b, s) for b in args.backbones for s in args.sizes):
+        weights = r50_weights if backbone == "resnet50" else None
+        cfg = ModelConfig(weights=weights, device=args.device, input_size=size, backbone=backbone)
         ex = Extractor(cfg)
         arrays = [ex.load_array(f) for f in files[: min(len(files), ex.batch_size * 2)]]
         ex.embed_arrays(arrays[: ex.batch_size])  # warm-up
@@ -110,12 +117,12 @@ def main() -> int:
         e2e_rate = summary.indexed / (time.perf_counter() - t)
         lib.close()
 
-        naive = FusedECA().eval()
-        naive.load_backbone(torch.load(weights, weights_only=True))
+        naive, _, _ = load_model(cfg)  # float32, eager, NCHW
         naive_files = files[: max(ex.batch_size, len(files) // 2)]
         naive_r = naive_rate(naive_files, naive, size, ex.batch_size)
         rows.append(
             {
+                "backbone": backbone,
                 "input": size,
                 "device": device_description(ex.device),
                 "model-only img/s": f"{model_rate:.1f}",

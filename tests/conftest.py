@@ -22,6 +22,7 @@ def _isolated(tmp_path, monkeypatch):
     data = tmp_path / "imgfinder-data"
     monkeypatch.setenv("IMGFINDER_DATA_DIR", str(data))
     monkeypatch.delenv("IMGFINDER_WEIGHTS", raising=False)
+    monkeypatch.delenv("IMGFINDER_BACKBONE", raising=False)
     paths.set_data_dir(None)
 
     def no_network(*args, **kwargs):

@@ -50,7 +50,7 @@ def test_search_text_and_json(library, capsys):
     assert main([*args, "search", str(root / "p2.jpg"), "-k", "4", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["query"] == str(root / "p2.jpg")
-    assert [set(r) for r in data["results"]] == [{"path", "score"}] * 4
+    assert [set(r) for r in data["results"]] == [{"path", "score", "metadata", "decoded_from"}] * 4
     assert data["results"][0]["path"] == str(root / "p2.jpg")
     scores = [r["score"] for r in data["results"]]
     assert scores == sorted(scores, reverse=True)
@@ -107,6 +107,7 @@ def test_offline_without_weights_exits_nonzero(tmp_path, capsys):
     assert code == 3
     err = capsys.readouterr().err
     assert "resnet50-0676ba61.pth" in err and str(tmp_path / "d" / "models") in err
+    assert "--backbone efficientnet-lite0" in err  # the installed alternative, offered
 
 
 def test_python_dash_m_and_help(tmp_path):

@@ -126,10 +126,14 @@ def test_dialog_lists_models_with_their_meta_and_whitening_per_model(
     qtbot.addWidget(dlg)
     labels = [dlg.model.itemText(i) for i in range(dlg.model.count())]
     assert labels[0] == DEFAULT_MODEL_TEXT
-    assert len(labels) == 3 and labels[2] == f"Weights file: {weights_file.name}"
-    assert dlg.model.currentIndex() == 2  # the weights in use
-    assert "head-flowers" in labels[1] and "flowers" in labels[1] and "2024-05-01" in labels[1]
-    tip = tooltip(dlg.model, 1)
+    # every backbone's ImageNet model is offered; Lite0's is installed, so it needs no download
+    assert labels[1] == "ImageNet EfficientNet-Lite0 (installed, no download)"
+    assert "not installed" not in tooltip(dlg.model, 1) and "1280" not in labels[1]
+    assert "not downloaded yet" in tooltip(dlg.model, 0)  # ResNet50's file is not there
+    assert len(labels) == 4 and labels[3] == f"Weights file: {weights_file.name}"
+    assert dlg.model.currentIndex() == 3  # the weights in use
+    assert "head-flowers" in labels[2] and "flowers" in labels[2] and "2024-05-01" in labels[2]
+    tip = tooltip(dlg.model, 2)
     assert "ECA head" in tip and "/photos/flowers" in tip and f"{TEST_INPUT_SIZE} px" in tip
     assert "2024-05-01" in tip and "3 classes" in tip
     # the current whitening is offered for the current model, selected
@@ -141,18 +145,22 @@ def test_dialog_lists_models_with_their_meta_and_whitening_per_model(
     assert str(w_raw.samples) in tooltip(dlg.whitening, 1)
     # another model: its own whitening files only; back: the previous choice again
     dlg.model.setCurrentIndex(1)
+    assert dlg.values()["backbone"] == "efficientnet-lite0"
+    assert dlg.values()["weights"] is None and dlg.values()["head"] is None
+    assert dlg.current_model_id().startswith("fused-eca-lite0/pkg-lite0-57934424/eca0/")
+    dlg.model.setCurrentIndex(2)
     v = dlg.values()
     assert (v["weights"], v["head"], v["whitening"]) == (str(weights_file), str(head), None)
     assert dlg.whitening.itemData(1) == str(models / "whiten-head.npz")
     assert "another model" in dlg.whitening_note.text()
-    dlg.model.setCurrentIndex(2)
+    dlg.model.setCurrentIndex(3)
     assert dlg.values()["whitening"] == str(models / "whiten-raw.npz")
     dlg.input_size.setValue(TEST_INPUT_SIZE + 32)  # another model id: no whitening for it
     assert dlg.whitening.count() == 1 and dlg.values()["whitening"] is None
     dlg.input_size.setValue(TEST_INPUT_SIZE)
     dlg.whitening.setCurrentIndex(0)  # turned off by hand stays off
-    dlg.model.setCurrentIndex(1)
     dlg.model.setCurrentIndex(2)
+    dlg.model.setCurrentIndex(3)
     assert dlg.values()["whitening"] is None
     # the default model clears weights and head; a head from elsewhere can be added
     dlg.model.setCurrentIndex(0)
@@ -320,3 +328,26 @@ def test_a_dialog_closed_while_learning_drops_the_result(qtbot, make_window, mon
         qtbot.wait(100)
     finally:
         release.set()  # never leave a pool thread blocked
+
+
+def test_offline_without_resnet_weights_offers_the_installed_lite0(qtbot, make_window, photos):
+    """No ResNet50 weights and no network: the dialog offers Lite0; taking it switches the
+    library to a new model id and asks before re-indexing (never a silent switch)."""
+    w = make_window()
+    index_folder(qtbot, w, photos)
+    old_id = w.lib.model_id
+    w.shutdown()
+    w = make_window(wait_model=False, weights=None, offline=True)
+    qtbot.waitUntil(lambda: w.weights_dialog is not None, timeout=10_000)
+    dlg = w.weights_dialog
+    assert dlg.state == "missing" and dlg.alternative is not None
+    assert dlg.alternative_button.isVisibleTo(dlg) and not dlg.download_button.isVisibleTo(dlg)
+    assert "resnet50-0676ba61.pth" in dlg.message.text()  # which file to put where
+    assert "Or use EfficientNet-Lite0 now" in dlg.message.text()
+    wait_model(qtbot, w, dlg.alternative_button.click)
+    assert w.lib.config.backbone == "efficientnet-lite0"
+    assert w.lib.model_id.startswith("fused-eca-lite0/") and w.lib.model_id != old_id
+    assert GuiSettings.load(w.data_dir).backbone == "efficientnet-lite0"
+    qtbot.waitUntil(lambda: w.reindex_box is not None, timeout=10_000)
+    assert w.model_info.stale == N_PHOTOS  # the old vectors are kept until the user says yes
+    assert w.lib.catalog.model_counts() == {old_id: N_PHOTOS}

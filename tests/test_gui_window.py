@@ -405,7 +405,7 @@ def test_weights_download_with_progress(qtbot, make_window, weights_file, monkey
     target = default_weights_file()
     data = weights_file.read_bytes()
 
-    def fake_download(progress):
+    def fake_download(progress, spec=None):
         step = len(data) // 4
         for done in range(step, len(data) + 1, step):
             progress(min(done, len(data)), len(data))

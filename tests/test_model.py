@@ -141,3 +141,86 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ImgfinderError, match="no CUDA"):
             pick_device("cuda")
+
+
+# -- the model spec and the backbones -------------------------------------------------------
+from imgfinder.core import backbones, modelspec  # noqa: E402
+
+
+def test_spec_matches_torchvision_and_the_package():
+    from torchvision.models import ResNet50_Weights
+
+    r50 = modelspec.RESNET50
+    assert r50.weights_url == ResNet50_Weights.IMAGENET1K_V1.url
+    assert r50.weights_file == ResNet50_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1]
+    assert r50.weights_tag == f"tv-{ResNet50_Weights.IMAGENET1K_V1.name}"
+    lite = modelspec.EFFICIENTNET_LITE0
+    assert lite.eca_kernel == 5 and lite.descriptor_dim == 2560 and r50.descriptor_dim == 4096
+    path = default_weights_file(lite)  # inside the installed package, never downloaded
+    assert path.name == lite.weights_file and path.is_file()
+
+
+@pytest.mark.parametrize("name", list(modelspec.BACKBONES))
+def test_trunk_split_channels_and_stride(name):
+    spec = modelspec.get_spec(name)
+    trunk = backbones.build_trunk(spec).eval()
+    with torch.inference_mode():
+        mid = trunk.frozen(torch.randn(1, 3, 100, 100))
+        out = trunk.last(mid)
+    assert mid.shape[1:] == (spec.cache_channels, spec.cache_side(100), spec.cache_side(100))
+    assert out.shape[1] == spec.channels
+
+
+@pytest.mark.parametrize("name", list(modelspec.BACKBONES))
+def test_native_state_round_trip(name):
+    torch.manual_seed(2)
+    a = FusedECA(name).eval()
+    for m in a.modules():  # non-trivial statistics so a mix-up would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    state = a.backbone_state()
+    assert modelspec.identify_state(state) == name
+    b = FusedECA(name).eval()
+    b.load_backbone(state)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(a(x), b(x))
+    assert a(x).shape == (2, modelspec.get_spec(name).descriptor_dim)
+
+
+def test_lite0_package_weights_load_strictly_and_make_their_own_model_id(tmp_path):
+    cfg = ModelConfig(backbone="efficientnet-lite0", device="cpu", input_size=64)
+    ex = Extractor(cfg, allow_download=False)
+    assert ex.model_id == "fused-eca-lite0/pkg-lite0-57934424/eca0/64/sq-tf127"
+    assert ex.dim == 2560 and ex.model.eca.conv.kernel_size == (5,)
+    assert modelspec.describe_model_id(ex.model_id) == "EfficientNet-Lite0, 64 px"
+    # the package file is a plain state dict: passing it as --weights works the same way
+    file_cfg = ModelConfig(
+        backbone="efficientnet-lite0", weights=ex.weights_source, device="cpu", input_size=64
+    )
+    same = Extractor(file_cfg, allow_download=False)
+    assert same.model_id.startswith("fused-eca-lite0/file-")
+
+
+def test_weights_of_another_backbone_name_the_backbone(weights_file):
+    lite_file = default_weights_file("efficientnet-lite0")
+    with pytest.raises(WeightsUnavailableError, match="--backbone efficientnet-lite0"):
+        resolve_weights(str(lite_file), backbone="resnet50")
+    with pytest.raises(WeightsUnavailableError, match="--backbone resnet50"):
+        resolve_weights(str(weights_file), backbone="efficientnet-lite0")
+
+
+def test_an_image_given_as_weights_is_a_clear_error(tmp_path):
+    from tests.imgutil import make_jpeg
+
+    photo = make_jpeg(tmp_path / "text.jpg", size=(32, 32))
+    with pytest.raises(WeightsUnavailableError, match="is not a PyTorch weights file"):
+        load_weights_file(photo)
+
+
+def test_unknown_backbone_and_env_variable(monkeypatch):
+    with pytest.raises(ImgfinderError, match="choose one of resnet50, efficientnet-lite0"):
+        modelspec.get_spec("vgg16")
+    monkeypatch.setenv("IMGFINDER_BACKBONE", "efficientnet-lite0")
+    assert ModelConfig().spec.name == "efficientnet-lite0"

@@ -240,7 +240,7 @@ def test_layer4_training_writes_a_weights_bundle(tmp_path, weights_file):
 def test_batchnorm_auto_follows_the_backbones_statistics(weights_file):
     model = FusedECA()
     model.load_backbone(torch.load(weights_file, weights_only=True))
-    layer4 = model.trunk[7]
+    layer4 = model.trunk.last
     assert resolve_batchnorm("auto", layer4) == "train"  # random init: never estimated
     assert resolve_batchnorm("frozen", layer4) == "frozen"
     layer4[0].bn1.running_var.fill_(0.7)  # as in any trained network
@@ -329,6 +329,6 @@ def test_cli_train_writes_the_weights_into_the_data_dir(tmp_path, weights_file, 
     path = Path(out[-1])
     assert path == (data / "models" / "mine.pt").resolve() and path.exists()
     assert any(line.startswith("model id: fused-eca-r50/") for line in out)
-    assert "ArcFace loss" in out[0] and "layer4 BatchNorm train" in out[0]  # default: layer4
+    assert "ArcFace loss" in out[0] and "last-stage BatchNorm train" in out[0]  # default: layer4
     hint = f"use it with: imgfinder --weights {path} --input-size {TEST_INPUT_SIZE} index"
     assert any(line.startswith(hint) for line in out)

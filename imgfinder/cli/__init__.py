@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import errno
 import importlib
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from imgfinder import __version__, paths
+from imgfinder.core.modelspec import BACKBONES, DEFAULT_BACKBONE, OFFLINE_BACKBONE
 from imgfinder.errors import ImgfinderError
 from imgfinder.logsetup import setup_logging
 
@@ -32,7 +36,8 @@ MODULE_OF = {
     "gui": None,
 }
 # global options that take a value (so the token after them is no subcommand)
-VALUE_OPTIONS = {"--data-dir", "--weights", "--head", "--whiten", "--device", "--input-size"}
+VALUE_OPTIONS = {"--data-dir", "--backbone", "--weights", "--head", "--whiten", "--device"}
+VALUE_OPTIONS |= {"--input-size"}
 VALUE_OPTIONS |= {"--index"}
 
 
@@ -70,10 +75,19 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "(default: IMGFINDER_DATA_DIR or the platform's app-data dir)",
     )
     g.add_argument(
+        "--backbone",
+        default=argparse.SUPPRESS,
+        choices=list(BACKBONES),
+        help=f"network that makes the descriptors (default: IMGFINDER_BACKBONE, else "
+        f"{DEFAULT_BACKBONE}; {OFFLINE_BACKBONE} needs no download). "
+        "A different backbone is a different model: the library is indexed again",
+    )
+    g.add_argument(
         "--weights",
         default=argparse.SUPPRESS,
-        help="local ResNet50 state dict (default: IMGFINDER_WEIGHTS, else torchvision's "
-        "IMAGENET1K_V1 downloaded into the data dir)",
+        help="local state dict of the backbone (default: IMGFINDER_WEIGHTS, else the "
+        "backbone's ImageNet weights: ResNet50's downloaded into the data dir once, "
+        "Lite0's from its installed package)",
     )
     g.add_argument("--head", default=argparse.SUPPRESS, help="trained ECA head file")
     g.add_argument(
@@ -142,6 +156,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 DEFAULTS = {
     "data_dir": None,
+    "backbone": None,
     "weights": None,
     "head": None,
     "whitening": None,
@@ -159,7 +174,64 @@ def _run_gui(args: argparse.Namespace) -> int:
     return run_app(args)
 
 
+def _display_surrogates(exc: UnicodeError):
+    """Codec error handler: a file name's undecodable byte 0xNN (a surrogate escape) as \\xNN."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = []
+    for ch in exc.object[exc.start : exc.end]:
+        c = ord(ch)
+        out.append(f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"\\u{c:04x}")
+    return "".join(out), exc.end
+
+
+codecs.register_error("imgfinder-display", _display_surrogates)
+
+
+def _setup_streams() -> None:
+    """File names that are not UTF-8 never crash a print: on a terminal their odd bytes show
+    as \\xNN; into a pipe or file the original bytes are written (like `find`), so scripts
+    get the real name back."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:
+            continue
+        try:
+            tty = stream.isatty()
+        except (OSError, ValueError):
+            tty = False
+        errors = "imgfinder-display" if tty or stream is sys.stderr else "surrogateescape"
+        try:
+            reconfigure(errors=errors)
+        except (OSError, ValueError):
+            pass
+
+
+def write_error_message(exc: BaseException) -> str | None:
+    """One line for an OS or SQLite write/read failure (disk full, read-only, I/O), or None."""
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        if "full" in text:
+            return (
+                "disk full: the catalog could not be written; nothing was lost (free some "
+                "space and run the command again)"
+            )
+        return f"catalog error: {text}"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return (
+                f"disk full: cannot write{where}; nothing was lost (free some space and run "
+                "the command again)"
+            )
+        if exc.errno == errno.EROFS:
+            return f"read-only file system: cannot write{where}"
+        return f"{exc.strerror or exc}{where}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _setup_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -187,3 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.Error) as exc:  # disk full, read-only, I/O error: one line
+        log.debug("write failure", exc_info=True)
+        print(f"imgfinder: error: {write_error_message(exc)}", file=sys.stderr)
+        return 4

@@ -18,6 +18,7 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
     from imgfinder.core.extract import ModelConfig  # noqa: PLC0415
 
     return ModelConfig(
+        backbone=args.backbone,
         weights=args.weights,
         head=args.head,
         whitening=getattr(args, "whitening", None),
@@ -29,13 +30,16 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 def open_library(args: argparse.Namespace) -> Library:
     from imgfinder.core.library import Library  # noqa: PLC0415
 
-    return Library(
+    lib = Library(
         args.data_dir,
         model_config(args),
         index_backend=args.index_backend,
         allow_download=not args.offline,
         weights_progress=DownloadBar() if not args.offline else None,
     )
+    if lib.recovery is not None:  # the user is told what a damaged catalog's recovery kept
+        print(f"imgfinder: warning: {lib.recovery.message()}", file=sys.stderr)
+    return lib
 
 
 class ProgressBar:

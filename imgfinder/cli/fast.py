@@ -22,6 +22,7 @@ from imgfinder import paths
 from imgfinder.atomic import atomic_write_bytes
 from imgfinder.core import scan
 from imgfinder.core.catalog import Catalog
+from imgfinder.core.modelspec import get_spec
 from imgfinder.core.types import IndexSummary, Progress
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def _requested(args: argparse.Namespace) -> dict:
     weights = args.weights or os.environ.get("IMGFINDER_WEIGHTS") or None
     head, whitening = args.head, getattr(args, "whitening", None)
     return {
+        "backbone": get_spec(getattr(args, "backbone", None)).name,  # or IMGFINDER_BACKBONE
         "weights": str(Path(weights).expanduser().resolve()) if weights else None,
         "head": str(Path(head).expanduser().resolve()) if head else None,
         "whitening": str(Path(whitening).expanduser().resolve()) if whitening else None,

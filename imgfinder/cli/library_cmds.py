@@ -9,6 +9,8 @@ from pathlib import Path
 
 from imgfinder.cli.common import ProgressBar, open_library
 from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
+from imgfinder.core import photometa
+from imgfinder.core.modelspec import spec_of_model_id
 from imgfinder.core.types import library_counts_text, run_summary_text
 from imgfinder.errors import ImgfinderError, WeightsUnavailableError
 
@@ -22,7 +24,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("search", parents=[common], help="find photos similar to an image")
     p.add_argument("image", help="query image file (inside the library or not)")
     p.add_argument("-k", type=int, default=20, help="number of results (default 20)")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument(
+        "--json", action="store_true", help="print results (with each photo's metadata) as JSON"
+    )
+    add_photo_options(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("status", parents=[common], help="library, model and storage summary")
@@ -56,11 +61,40 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(run_summary_text(summary, photos, skipped))
+    if summary.repaired:
+        print(
+            f"  re-extracted {summary.repaired} images whose stored vector was missing or damaged"
+        )
     for path, reason in sorted(summary.skipped.items()):
         print(f"  skipped {path}: {reason}")
     for root in summary.missing_roots:
         print(f"  folder not available (entries kept): {root}")
     return 0
+
+
+def add_photo_options(p: argparse.ArgumentParser) -> None:
+    """Capture-date sorting/filtering and RAW+JPEG pairs for `search`."""
+    p.add_argument(
+        "--sort",
+        choices=["score", "date", "date-desc"],
+        default="score",
+        help="order of the results: similarity (default), capture date oldest or newest first",
+    )
+    p.add_argument(
+        "--since", metavar="DATE", help="only photos taken on/after DATE (YYYY[-MM[-DD[THH:MM]]])"
+    )
+    p.add_argument("--until", metavar="DATE", help="only photos taken on/before DATE (inclusive)")
+    p.add_argument(
+        "--raw-pairs",
+        choices=["one", "both"],
+        default="both",
+        help="show a RAW+JPEG pair of one shot as one result (the better match) or as both "
+        "files (default both)",
+    )
+
+
+# how many more neighbours to fetch when a date filter may drop most of them
+_DATE_FILTER_FETCH = 10
 
 
 def _index(args: argparse.Namespace):
@@ -93,23 +127,55 @@ def _forget_new_roots(lib, before: set[str]) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ImgfinderError("-k must be at least 1")
+    try:  # bad dates are a user error before any model loads
+        photometa.filter_by_date([], lambda _: None, args.since, args.until)
+    except ValueError as exc:
+        raise ImgfinderError(str(exc)) from None
+    dated = bool(args.since or args.until)
+    pairs = args.raw_pairs == "one"
     lib = open_library(args)
     try:
-        hits = lib.search(args.image, k=args.k)
+        fetch = max(args.k * _DATE_FILTER_FETCH, 200) if dated else args.k
+        hits = lib.search(args.image, k=fetch, raw_pairs_as_one=pairs)
+        metas = lib.photo_meta([h.image_id for h in hits])
+        sources = photometa.decode_sources(lib.catalog, [h.image_id for h in hits])
         remember_model(args, lib)
     finally:
         lib.close()
-    if args.json:  # the query as an absolute path, like the results
-        query = str(Path(args.image).expanduser().resolve())
-        out = {"query": query, "results": [{"path": h.path, "score": h.score} for h in hits]}
+
+    def taken(h):
+        m = metas.get(h.image_id)
+        return m.taken if m is not None else None
+
+    hits = photometa.filter_by_date(hits, taken, args.since, args.until)[: args.k]
+    if args.sort != "score":
+        hits = photometa.sort_by_date(hits, taken, newest_first=args.sort == "date-desc")
+    if args.json:
+        out = {  # the query as an absolute path, like the results
+            "query": str(Path(args.image).expanduser().resolve()),
+            "results": [
+                {
+                    "path": h.path,
+                    "score": h.score,
+                    "metadata": metas[h.image_id].to_json() if h.image_id in metas else None,
+                    "decoded_from": sources.get(h.image_id),
+                }
+                for h in hits
+            ],
+        }
         print(json.dumps(out, indent=2))
     else:
         if not hits:
             print(
-                "no results (is the library indexed? try `imgfinder index FOLDER`)", file=sys.stderr
+                "no results (is the library indexed? try `imgfinder index FOLDER`)"
+                if not dated
+                else "no results taken in that period",
+                file=sys.stderr,
             )
+        show_date = dated or args.sort != "score"
         for h in hits:
-            print(f"{h.score:.4f}  {h.path}")
+            when = f"{(taken(h) or '-')[:19]:19}  " if show_date else ""
+            print(f"{h.score:.4f}  {when}{h.path}")
     return 0
 
 
@@ -122,6 +188,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             remember_model(args, lib)
         finally:
             lib.close()
+    info["index_recall"] = _index_recall(Path(info["data_dir"]), info["index_backend"])
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -136,7 +203,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"device: {info['device']}")
     if info.get("stale"):
         print(f"re-index needed: {info['stale']} images were indexed with another model")
-    print(f"index: {info['index_backend']}")
+    if info.get("vectors_damaged"):
+        print(
+            f"vectors damaged or missing: {info['vectors_damaged']} images (left out of results; "
+            "`imgfinder index` re-extracts them)"
+        )
+    if info.get("writer"):
+        w = info["writer"]
+        print(f"being written: {w.get('what', 'writing')} in process {w['pid']}")
+    print(f"index: {info['index_backend']}{_recall_text(info.get('index_recall'))}")
     usage = info["bytes_on_disk"]
     print(
         "on disk: "
@@ -150,7 +225,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-BACKBONE_NAMES = {"fused-eca-r50": "ResNet50"}
+def _index_recall(data: Path, backend: str) -> dict | None:
+    from imgfinder.core.index import stored_recall
+
+    return stored_recall(data / "index" / f"{backend}.idx")
+
+
+def _recall_text(rec: dict | None) -> str:
+    if not rec or not rec.get("queries"):
+        return ""
+    return (
+        f", recall@10 {rec['recall_at_10']:.3f} against exact search "
+        f"(measured at build on {int(rec['queries'])} held-out photos, "
+        f"target {rec.get('target', 0.95):.2f})"
+    )
 
 
 def model_name(model_id: str, weights: str | None = None) -> str:
@@ -160,9 +248,12 @@ def model_name(model_id: str, weights: str | None = None) -> str:
     if len(parts) < 4:
         return model_id
     backbone, tag, head, size = parts[:4]
-    name = BACKBONE_NAMES.get(backbone, backbone)
+    spec = spec_of_model_id(model_id)
+    name = spec.title if spec is not None else backbone
     if tag.startswith("tv-"):
         source = f"torchvision {tag[3:]} ImageNet weights"
+    elif tag.startswith("pkg-") and spec is not None:
+        source = f"ImageNet weights from the {spec.pip_name} package"
     elif tag.startswith("file-") and weights:
         source = f"weights file {Path(weights).name}"
     else:

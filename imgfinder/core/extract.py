@@ -23,29 +23,15 @@ from PIL import Image
 
 from imgfinder.core import decode
 from imgfinder.core.dupes.signature import signature_of
-from imgfinder.core.model import DESCRIPTOR_DIM, FusedECA, FusedOutput
+from imgfinder.core.model import FusedECA, FusedOutput
+from imgfinder.core.modelspec import DEVICES, INPUT_SIZE_RANGE, ModelConfig, Preprocessing
+from imgfinder.core.photometa import PhotoMeta
 from imgfinder.core.weights import LoadedWeights, ProgressFn, resolve_weights
 from imgfinder.errors import DecodeError, ImgfinderError
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-PREPROCESSING = "sq-in1k"  # whole image resized to a square, ImageNet mean/std
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-@dataclass
-class ModelConfig:
-    """What determines the vectors (and so the model id), plus how to run it."""
-
-    weights: str | None = None  # local state dict; None: IMGFINDER_WEIGHTS or torchvision enum
-    head: str | None = None  # trained ECA head file (imgfinder train)
-    device: str = "auto"
-    input_size: int = 224
-    batch_size: int | None = None  # None: chosen per device
-    decode_workers: int | None = None  # None: chosen from the core count
-    whitening: str | None = None  # PCA-whitening file (imgfinder whiten), applied before the index
+__all__ = ["DEVICES", "Extractor", "ModelConfig", "Prepared", "load_model", "pick_device"]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -82,6 +68,56 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def normaliser(pre: Preprocessing, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) on the 0..255 scale as (1, 3, 1, 1) tensors on `device`."""
+    mean = torch.tensor(pre.mean, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(pre.std, device=device).view(1, 3, 1, 1) * 255
+    return mean, std
+
+
+def read_head(path: str) -> dict[str, torch.Tensor]:
+    """A trained ECA head file ({"head": state, "meta": ...} or a bare state dict)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a foreign or damaged file
+        raise ImgfinderError(f"cannot read head file {path}: {exc}") from None
+    head = state.get("head", state) if isinstance(state, dict) else None
+    if not isinstance(head, dict):
+        raise ImgfinderError(f"{path} is not an imgfinder ECA head file")
+    return head
+
+
+def load_model(
+    config: ModelConfig,
+    *,
+    allow_download: bool = True,
+    progress: ProgressFn | None = None,
+    loaded: LoadedWeights | None = None,
+) -> tuple[FusedECA, LoadedWeights, dict[str, torch.Tensor] | None]:
+    """FusedECA (float32, eval, CPU) with the configured backbone, weights and head."""
+    spec = config.spec
+    weights = loaded or resolve_weights(
+        config.weights, backbone=spec, allow_download=allow_download, progress=progress
+    )
+    model = FusedECA(spec)
+    try:
+        model.load_backbone(weights.backbone)
+    except (RuntimeError, ValueError) as exc:
+        raise ImgfinderError(
+            f"{weights.source} is not a {spec.title} state dict: {str(exc).splitlines()[0]}"
+        ) from None
+    head = read_head(config.head) if config.head else weights.head
+    if head is not None:
+        try:
+            model.load_head(head)
+        except RuntimeError as exc:
+            raise ImgfinderError(
+                f"the ECA head does not fit {spec.title} ({spec.channels} channels): "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+    return model.eval(), weights, head
+
+
 def head_tag(head: dict[str, torch.Tensor] | None) -> str:
     if head is None:
         return "eca0"
@@ -103,10 +139,14 @@ class Prepared:
     width: int = 0
     height: int = 0
     array: np.ndarray | None = None  # (S, S, 3) uint8, dropped once embedded
-    vector: np.ndarray | None = None  # (4096,) float32
+    vector: np.ndarray | None = None  # (2C,) float32
     signature: np.ndarray | None = None  # the duplicate finder's DCT signature (dupes.signature)
     error: str | None = None
     known: bool = False  # content hash already has a vector: no decode needed
+    # how the model's image was decoded: "full", "dct-draft", "mpf-preview", "raw-preview",
+    # "raw-demosaic" (decode.SOURCE_*), and the photo's EXIF facts (core/photometa.py)
+    source: str | None = None
+    meta: PhotoMeta | None = None
 
 
 def _dupe_signature(img: Image.Image, path: str) -> np.ndarray | None:
@@ -120,9 +160,7 @@ def _dupe_signature(img: Image.Image, path: str) -> np.ndarray | None:
 
 
 class Extractor:
-    """Owns the model on its device; turns images into 4096-d float32 descriptors."""
-
-    dim = DESCRIPTOR_DIM
+    """Owns the model on its device; turns images into 2C-d float32 descriptors."""
 
     def __init__(
         self,
@@ -133,29 +171,17 @@ class Extractor:
         loaded: LoadedWeights | None = None,
     ):
         self.config = config or ModelConfig()
+        self.spec = self.config.spec
         self.input_size = int(self.config.input_size)
-        if not 32 <= self.input_size <= 1024:
-            raise ImgfinderError(f"input size {self.input_size} out of range 32..1024")
+        lo, hi = INPUT_SIZE_RANGE
+        if not lo <= self.input_size <= hi:
+            raise ImgfinderError(f"input size {self.input_size} out of range {lo}..{hi}")
         self.device = pick_device(self.config.device)
-        weights = loaded or resolve_weights(
-            self.config.weights, allow_download=allow_download, progress=progress
+        model, weights, head = load_model(
+            self.config, allow_download=allow_download, progress=progress, loaded=loaded
         )
-        model = FusedECA()
-        try:
-            model.load_backbone(weights.backbone)
-        except (RuntimeError, ValueError) as exc:
-            raise ImgfinderError(
-                f"{weights.source} is not a ResNet50 state dict: {str(exc).splitlines()[0]}"
-            ) from None
-        head = weights.head
-        if self.config.head:
-            head = torch.load(self.config.head, map_location="cpu", weights_only=True)
-            head = head.get("head", head)
-        if head is not None:
-            model.load_head(head)
-        self.model_id = (
-            f"fused-eca-r50/{weights.tag}/{head_tag(head)}/{self.input_size}/{PREPROCESSING}"
-        )
+        self.dim = self.spec.descriptor_dim
+        self.model_id = self.spec.model_id(weights.tag, head_tag(head), self.input_size)
         self.weights_source = weights.source
         self.half = self.device.type in ("cuda", "mps")
         self.bf16 = self.device.type == "cpu" and cpu_has_native_bf16()
@@ -167,9 +193,7 @@ class Extractor:
         self.batch_size = self.config.batch_size or default_batch
         cores = os.cpu_count() or 2
         self.decode_workers = self.config.decode_workers or max(2, min(8, cores))
-        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
-        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
-        self._mean, self._std = mean, std
+        self._mean, self._std = normaliser(self.spec.preprocessing, self.device)
         log.info("model %s on %s", self.model_id, device_description(self.device))
 
     # -- preprocessing -------------------------------------------------------------
@@ -211,7 +235,7 @@ class Extractor:
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def embed(self, source) -> np.ndarray:
-        """One image (path, bytes or PIL image) -> (4096,) float32."""
+        """One image (path, bytes or PIL image) -> (2C,) float32."""
         return self.embed_arrays([self.load_array(source)])[0]
 
     # -- the pipelined path used for indexing ------------------------------------------
@@ -226,16 +250,17 @@ class Extractor:
             if known_hashes is not None and known_hashes(p.hash):
                 p.known = True
                 return p
-            img = decode.open_image(data, min_size=self.input_size, path_hint=path)
+            got = decode.decode(data, min_size=self.input_size, path_hint=path, with_meta=True)
+            img = got.image
             # the photo's real (EXIF-oriented) size, not the DCT-scaled decode's
-            info = decode.image_info(data)
-            p.width, p.height = info["width"], info["height"]
+            p.width, p.height = got.width, got.height
+            p.source, p.meta = got.source, got.meta
             p.array = self.to_array(img)
             p.signature = _dupe_signature(img, path)
         except DecodeError as exc:
             p.error = exc.reason
-        except OSError as exc:
-            p.error = exc.strerror or str(exc)
+        except OSError as exc:  # e.g. deleted mid-run: "file not found", not the OS's wording
+            p.error = decode._os_error_reason(exc)
         except Exception as exc:  # a decoder bug must not stop a library scan
             log.exception("unexpected failure preparing %s", path)
             p.error = f"unexpected error: {exc}"

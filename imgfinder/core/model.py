@@ -1,30 +1,25 @@
-"""FusedECA: ResNet50 trunk, ECA-weighted average branch and max branch fused into 4096-d.
+"""FusedECA: a backbone's trunk, ECA-weighted average branch and max branch fused into 2·C.
 
 Seed paper: "Similar Image Retrieval Algorithm Based on Feature Fusion and
-Locality-Sensitive Hash". Branch 1 applies Efficient Channel Attention to the
-layer4 map and average-pools it; branch 2 max-pools the same map. Each branch is
+Locality-Sensitive Hash" (ResNet50: C = 2048, a 4096-d descriptor). Branch 1 applies
+Efficient Channel Attention to the last stage's map and average-pools it; branch 2
+max-pools the same map. The backbone comes from a `BackboneSpec` (`core/modelspec.py`). Each branch is
 L2-normalised, the two are concatenated and normalised again, so the dot product
 of two descriptors is their cosine similarity and each branch contributes half.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet50
 
-FEATURE_CHANNELS = 2048
-DESCRIPTOR_DIM = 2 * FEATURE_CHANNELS
+from imgfinder.core.backbones import build_trunk, load_native_state, native_state
+from imgfinder.core.modelspec import BackboneSpec, eca_kernel_size, get_spec
 
-
-def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
-    """ECA-Net's adaptive kernel: k = |log2(C)/gamma + b/gamma| rounded to the nearest odd."""
-    t = int(abs(math.log2(channels) / gamma + b / gamma))
-    return t if t % 2 else t + 1
+__all__ = ["ECA", "FusedECA", "FusedOutput", "eca_kernel_size"]
 
 
 class ECA(nn.Module):
@@ -37,7 +32,7 @@ class ECA(nn.Module):
     carries no meaning until the kernel is trained. Trained heads replace it.
     """
 
-    def __init__(self, channels: int = FEATURE_CHANNELS):
+    def __init__(self, channels: int):
         super().__init__()
         self.kernel_size = eca_kernel_size(channels)
         self.conv = nn.Conv1d(1, 1, self.kernel_size, padding=self.kernel_size // 2, bias=False)
@@ -61,36 +56,31 @@ class ECA(nn.Module):
 class FusedOutput:
     """Descriptor plus what the heatmaps need, so nothing has to be re-run for them."""
 
-    descriptor: torch.Tensor  # (N, 4096) L2-normalised
-    fmap: torch.Tensor  # (N, 2048, h, w) layer4 activations
-    eca: torch.Tensor  # (N, 2048) ECA channel weights
+    descriptor: torch.Tensor  # (N, 2C) L2-normalised
+    fmap: torch.Tensor  # (N, C, h, w) last-stage activations
+    eca: torch.Tensor  # (N, C) ECA channel weights
 
 
 class FusedECA(nn.Module):
-    """ResNet50 up to layer4, then the ECA/avg and max branches."""
+    """A backbone's trunk up to its last stage, then the ECA/avg and max branches."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: BackboneSpec | str | None = None) -> None:
         super().__init__()
-        r = resnet50(weights=None)
-        self.trunk = nn.Sequential(
-            r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, r.layer4
-        )
-        self.eca = ECA(FEATURE_CHANNELS)
+        self.spec = spec if isinstance(spec, BackboneSpec) else get_spec(spec)
+        self.trunk = build_trunk(self.spec)
+        self.eca = ECA(self.spec.channels)
 
-    # torchvision resnet50 state-dict keys -> our trunk keys
-    _TRUNK_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    @property
+    def dim(self) -> int:
+        return self.spec.descriptor_dim
 
     def load_backbone(self, state: dict[str, torch.Tensor]) -> None:
-        """Load a torchvision ResNet50 state dict (fc.* ignored); strict about everything else."""
-        mapped = {}
-        for key, value in state.items():
-            head, _, rest = key.partition(".")
-            if head == "fc":
-                continue
-            if head not in self._TRUNK_NAMES:
-                raise ValueError(f"unexpected key {key!r} in a ResNet50 state dict")
-            mapped[f"{self._TRUNK_NAMES.index(head)}.{rest}"] = value
-        self.trunk.load_state_dict(mapped, strict=True)
+        """Load the backbone's own state dict (classifier ignored); strict about the rest."""
+        load_native_state(self.trunk, state)
+
+    def backbone_state(self) -> dict[str, torch.Tensor]:
+        """The trunk under the backbone's own key names (what load_backbone takes)."""
+        return native_state(self.trunk)
 
     def head_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in self.eca.state_dict().items()}

@@ -37,11 +37,11 @@ from imgfinder import __version__, paths
 from imgfinder.atomic import atomic_write
 from imgfinder.core import scan
 from imgfinder.core.arcface import ArcFace
-from imgfinder.core.extract import ModelConfig, pick_device
-from imgfinder.core.model import DESCRIPTOR_DIM, ECA, FusedECA
+from imgfinder.core.extract import ModelConfig, load_model, pick_device
+from imgfinder.core.model import ECA
 from imgfinder.core.traincache import FeatureCache, cache_for
 from imgfinder.core.types import Progress
-from imgfinder.core.weights import BUNDLE_FORMAT, LoadedWeights, resolve_weights
+from imgfinder.core.weights import BUNDLE_FORMAT, classify_state
 from imgfinder.errors import ImgfinderError
 
 log = logging.getLogger(__name__)
@@ -148,16 +148,6 @@ def pooled_descriptor(eca: ECA, gap: torch.Tensor, gmp: torch.Tensor) -> torch.T
     return F.normalize(torch.cat([avg, F.normalize(gmp, dim=1)], dim=1), dim=1)
 
 
-def trunk_state_torchvision(model: FusedECA) -> dict[str, torch.Tensor]:
-    """The trunk's state dict under torchvision ResNet50 key names (what load_backbone takes)."""
-    names = FusedECA._TRUNK_NAMES
-    out = {}
-    for key, value in model.trunk.state_dict().items():
-        pos, _, rest = key.partition(".")
-        out[f"{names[int(pos)]}.{rest}"] = value.detach().cpu().clone()
-    return out
-
-
 def default_output(cfg: TrainConfig, dataset: Path) -> Path:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name).strip("._") or "dataset"
     prefix = "head" if cfg.train == "eca" else "weights"
@@ -242,25 +232,6 @@ def reestimate_batchnorm(
                 m.running_var.copy_(var)
 
 
-def load_model(
-    config: ModelConfig, *, allow_download: bool = True
-) -> tuple[FusedECA, LoadedWeights]:
-    """FusedECA in float32 with the configured backbone and starting head."""
-    weights = resolve_weights(config.weights, allow_download=allow_download)
-    model = FusedECA()
-    try:
-        model.load_backbone(weights.backbone)
-    except (RuntimeError, ValueError) as exc:
-        raise ImgfinderError(f"{weights.source} is not a ResNet50 state dict: {exc}") from None
-    head = weights.head
-    if config.head:
-        head = torch.load(config.head, map_location="cpu", weights_only=True)
-        head = head.get("head", head)
-    if head is not None:
-        model.load_head(head)
-    return model.eval(), weights
-
-
 class Trainer:
     """One run's state; `run()` is the generator behind `train()`."""
 
@@ -281,18 +252,20 @@ class Trainer:
         self.output = resolve_output(cfg, self.data.root)
         self.checkpoint = self.output.with_suffix(".ckpt")
         self.device = pick_device(cfg.model.device)
-        self.model, self.weights = load_model(cfg.model, allow_download=allow_download)
+        self.model, self.weights, _ = load_model(cfg.model, allow_download=allow_download)
         self.model.to(self.device, memory_format=torch.channels_last)
         self.size = int(cfg.model.input_size)
         self.cache: FeatureCache = cache_for(
-            self.data.files, self.weights.tag, self.size, cfg.views, cfg.seed,
+            self.model.spec, self.data.files, self.weights.tag, self.size, cfg.views, cfg.seed,
             layer3=cfg.train == "layer4",
         )  # fmt: skip
         # bf16 autocast for layer4 on a GPU; on CPUs without AMX it measured no faster than fp32
         self.autocast = self.device.type == "cuda"
         self.signature = cfg.signature(self.cache.key)
         self.batchnorm = (
-            resolve_batchnorm(cfg.batchnorm, self.model.trunk[7]) if cfg.train == "layer4" else None
+            resolve_batchnorm(cfg.batchnorm, self.model.trunk.last)
+            if cfg.train == "layer4"
+            else None
         )
         if self.batchnorm == "train" and self.size < 64:  # a 1x1 layer4 map: no batch statistics
             raise ImgfinderError(
@@ -314,7 +287,7 @@ class Trainer:
 
     def _run_layer4(self, l3: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.model.trunk[7](l3)
+            return self.model.trunk.last(l3)
 
     def clean_descriptors(self, idx: np.ndarray) -> torch.Tensor:
         """View-0 descriptors of the starting model, from the pooled cache (no layer4 run)."""
@@ -336,7 +309,7 @@ class Trainer:
             "epoch": epoch,
             "step": step,
             "eca": self.model.eca.state_dict(),
-            "layer4": self.model.trunk[7].state_dict() if self.cfg.train == "layer4" else None,
+            "layer4": self.model.trunk.last.state_dict() if self.cfg.train == "layer4" else None,
             "arcface": arcface.state_dict(),
             "optimizer": opt.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -366,7 +339,7 @@ class Trainer:
             )
         self.model.eca.load_state_dict(state["eca"])
         if state["layer4"] is not None:
-            self.model.trunk[7].load_state_dict(state["layer4"])
+            self.model.trunk.last.load_state_dict(state["layer4"])
         arcface.load_state_dict(state["arcface"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"].cpu())
@@ -379,7 +352,7 @@ class Trainer:
         self.model.eca.requires_grad_(True)
         groups = [{"params": list(self.model.eca.parameters()), "lr": cfg.lr}]
         if cfg.train == "layer4":
-            layer4 = self.model.trunk[7]
+            layer4 = self.model.trunk.last
             layer4.requires_grad_(True)
             if self.batchnorm == "train":
                 layer4.train()
@@ -387,7 +360,7 @@ class Trainer:
                 _frozen_bn(layer4)
             log.info("layer4 BatchNorm: %s (asked: %s)", self.batchnorm, cfg.batchnorm)
             groups.append({"params": list(layer4.parameters()), "lr": cfg.backbone_lr})
-        arcface = ArcFace(DESCRIPTOR_DIM, len(self.data.classes), cfg.margin, cfg.scale)
+        arcface = ArcFace(self.model.dim, len(self.data.classes), cfg.margin, cfg.scale)
         arcface.to(self.device)
         # class centres start at the mean clean-view descriptor of each class
         valid = self.cache.valid_indices()
@@ -524,7 +497,7 @@ class Trainer:
             self._layer3(idx, np.zeros(len(idx), np.int64))
             for idx in (valid[i : i + step] for i in range(0, len(valid), step))
         )
-        runs = reestimate_batchnorm(self.model.trunk[7], clean, self._run_layer4)
+        runs = reestimate_batchnorm(self.model.trunk.last, clean, self._run_layer4)
         try:
             while not cancel.is_set():  # checked before every batch
                 done = next(runs, None)
@@ -553,6 +526,7 @@ class Trainer:
             "scale": cfg.scale,
             "batchnorm": self.batchnorm,
             "input_size": self.size,
+            "backbone": self.model.spec.name,
             "base_weights": self.weights.tag,
             "base_source": self.weights.source,
             "final_loss": result.epoch_loss[-1] if result.epoch_loss else None,
@@ -561,7 +535,12 @@ class Trainer:
         }
         out: dict = {"head": self.model.head_state(), "meta": meta}
         if cfg.train == "layer4":
-            out = {"format": BUNDLE_FORMAT, "backbone": trunk_state_torchvision(self.model), **out}
+            out = {
+                "format": BUNDLE_FORMAT,
+                "arch": self.model.spec.name,
+                "backbone": self.model.backbone_state(),
+                **out,
+            }
         with atomic_write(self.output) as fh:
             torch.save(out, fh)
         log.info("wrote %s", self.output)
@@ -602,10 +581,7 @@ def list_model_files(directory: str | Path | None = None) -> list[ModelFile]:
         if not isinstance(state, dict):
             continue
         meta = state.get("meta") if isinstance(state.get("meta"), dict) else {}
-        if state.get("format") == BUNDLE_FORMAT:
-            found.append(ModelFile(f, "bundle", meta))
-        elif isinstance(state.get("head"), dict) or "conv.weight" in state:
-            found.append(ModelFile(f, "head", meta))
-        elif "layer4.0.conv1.weight" in state or "state_dict" in state:
-            found.append(ModelFile(f, "backbone", meta))
+        kind, _ = classify_state(state)
+        if kind is not None:
+            found.append(ModelFile(f, kind, meta))
     return found

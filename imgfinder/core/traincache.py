@@ -1,12 +1,12 @@
 """Frozen-trunk features of augmented training views, computed once and cached on disk.
 
-Per image and view the cache holds the pooled layer4 statistics (GAP and GMP,
-float32: all ECA-only training needs) and, for layer4 training, the layer3 map
-(float16). Arrays are .npy memory maps under `paths.cache_dir()/train/<key>-<level>/`;
+Per image and view the cache holds the pooled last-stage statistics (GAP and GMP,
+float32: all ECA-only training needs) and, for last-stage training, the map at the
+frozen / trainable split (float16; ResNet50's layer3, Lite0's block 10). Arrays are .npy memory maps under `paths.cache_dir()/train/<key>-<level>/`;
 `meta.json` (replaced atomically after each flushed chunk) records how many images
 are done, so an interrupted build continues where it stopped. Views are seeded per
 image, so a rebuilt chunk is identical. The key covers the files (path, size, mtime),
-the backbone weights, the input size, the number of views, the seed and the
+the backbone and its weights, the input size, the number of views, the seed and the
 augmentation recipe; a layer3 cache also serves ECA-only runs.
 """
 
@@ -29,22 +29,21 @@ from imgfinder import paths
 from imgfinder.atomic import atomic_write_bytes
 from imgfinder.core import decode
 from imgfinder.core.augment import AUGMENT_VERSION, build_transform, make_views, squash, view_seed
-from imgfinder.core.extract import IMAGENET_MEAN, IMAGENET_STD
-from imgfinder.core.model import FEATURE_CHANNELS, FusedECA
+from imgfinder.core.extract import normaliser
+from imgfinder.core.model import FusedECA
+from imgfinder.core.modelspec import BackboneSpec, Preprocessing
 from imgfinder.core.types import Progress
 from imgfinder.errors import DecodeError, ImgfinderError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
-LAYER3_CHANNELS = 1024
+CACHE_VERSION = 2
 FP16_MAX = 65504.0
 
 
-def normalise(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N, 3, S, S) -> ImageNet-normalised float32 on `device`, channels-last."""
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
+def normalise(x: torch.Tensor, device: torch.device, pre: Preprocessing) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> float32 normalised as the backbone expects, on `device`."""
+    mean, std = normaliser(pre, device)
     x = (x.to(device).float() - mean) / std
     return x.contiguous(memory_format=torch.channels_last)
 
@@ -58,6 +57,7 @@ def _file_identity(path: str) -> list:
 
 
 def cache_for(
+    spec: BackboneSpec,
     files: Sequence[str],
     weights_tag: str,
     size: int,
@@ -70,6 +70,7 @@ def cache_for(
     ident = {
         "version": CACHE_VERSION,
         "augment": AUGMENT_VERSION,
+        "backbone": spec.name,
         "files": [_file_identity(f) for f in files],
         "weights": weights_tag,
         "size": size,
@@ -78,17 +79,18 @@ def cache_for(
     }
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:20]
     base = paths.cache_dir() / "train"
-    full = FeatureCache(base / f"{key}-layer3", key, list(files), size, views, seed, True)
+    full = FeatureCache(spec, base / f"{key}-split", key, list(files), size, views, seed, True)
     if layer3 or full.complete():
         return full
-    return FeatureCache(base / f"{key}-pooled", key, list(files), size, views, seed, False)
+    return FeatureCache(spec, base / f"{key}-pooled", key, list(files), size, views, seed, False)
 
 
 class FeatureCache:
-    """Pooled layer4 statistics (and optionally layer3 maps) of K views per image."""
+    """Pooled last-stage statistics (and optionally the split's maps) of K views per image."""
 
     def __init__(
         self,
+        spec: BackboneSpec,
         directory: Path,
         key: str,
         files: list[str],
@@ -97,6 +99,8 @@ class FeatureCache:
         seed: int,
         layer3: bool,
     ):
+        self.spec = spec
+        self.channels = spec.channels
         self.directory = directory
         self.key = key
         self.files = files
@@ -104,7 +108,7 @@ class FeatureCache:
         self.views = views
         self.seed = seed
         self.layer3 = layer3
-        self.side = -(-size // 16)  # layer3 is 1/16 of the input (each stride-2 stage rounds up)
+        self.side = spec.cache_side(size)
         self._pooled: np.ndarray | None = None
         self._l3: np.ndarray | None = None
         self.meta = self._read_meta()
@@ -147,9 +151,9 @@ class FeatureCache:
         return np.asarray([i for i in range(len(self.files)) if i not in failed], dtype=np.int64)
 
     def bytes_needed(self) -> int:
-        per_view = 2 * FEATURE_CHANNELS * 4
+        per_view = 2 * self.channels * 4
         if self.layer3:
-            per_view += LAYER3_CHANNELS * self.side * self.side * 2
+            per_view += self.spec.cache_channels * self.side * self.side * 2
         return len(self.files) * self.views * per_view
 
     def _open(self) -> None:
@@ -167,10 +171,10 @@ class FeatureCache:
                 )
         mode = "w+" if fresh else "r+"
         self._pooled = np.lib.format.open_memmap(
-            self.directory / "pooled.npy", mode, np.float32, (n, k, 2, FEATURE_CHANNELS)
+            self.directory / "pooled.npy", mode, np.float32, (n, k, 2, self.channels)
         )
         if self.layer3:
-            shape = (n, k, LAYER3_CHANNELS, self.side, self.side)
+            shape = (n, k, self.spec.cache_channels, self.side, self.side)
             self._l3 = np.lib.format.open_memmap(
                 self.directory / "layer3.npy", mode, np.float16, shape
             )
@@ -181,12 +185,12 @@ class FeatureCache:
 
     # -- reading -------------------------------------------------------------------------
     def pooled_rows(self, idx: np.ndarray, view: np.ndarray) -> np.ndarray:
-        """(B, 2, 2048) float32: GAP and GMP of layer4 for (image, view) pairs."""
+        """(B, 2, C) float32: GAP and GMP of the last stage for (image, view) pairs."""
         return np.asarray(self._pooled[np.asarray(idx), np.asarray(view)], dtype=np.float32)
 
     def layer3_rows(self, idx: np.ndarray, view: np.ndarray) -> np.ndarray:
         if self._l3 is None:
-            raise ImgfinderError("this training cache holds no layer3 maps")
+            raise ImgfinderError("this training cache holds no maps of the frozen part")
         return np.asarray(self._l3[np.asarray(idx), np.asarray(view)])
 
     # -- building ------------------------------------------------------------------------
@@ -251,19 +255,21 @@ class FeatureCache:
             ]
         )
         with torch.inference_mode():
-            x = normalise(views, device)
+            x = normalise(views, device, self.spec.preprocessing)
             with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-                l3 = model.trunk[:7](x)
-                l4 = model.trunk[7](l3).float()
+                l3 = model.trunk.frozen(x)
+                l4 = model.trunk.last(l3).float()
         pooled = torch.stack([l4.mean(dim=(2, 3)), l4.amax(dim=(2, 3))], dim=1)
         rows = np.asarray([i for i, _ in ok])
         k = self.views
-        self._pooled[rows] = pooled.cpu().numpy().reshape(len(ok), k, 2, FEATURE_CHANNELS)
+        self._pooled[rows] = pooled.cpu().numpy().reshape(len(ok), k, 2, self.channels)
         if self._l3 is not None:
             l3 = l3.float()
             peak = float(l3.abs().max())
             if peak > FP16_MAX:
-                log.warning("layer3 activations up to %.0f exceed float16; clipped", peak)
+                log.warning("cached activations up to %.0f exceed float16; clipped", peak)
                 l3 = l3.clamp(-FP16_MAX, FP16_MAX)
             maps = l3.half().cpu().contiguous().numpy()
-            self._l3[rows] = maps.reshape(len(ok), k, LAYER3_CHANNELS, self.side, self.side)
+            self._l3[rows] = maps.reshape(
+                len(ok), k, self.spec.cache_channels, self.side, self.side
+            )

@@ -61,6 +61,7 @@ class IndexSummary:
     missing_roots: list[str] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0
+    repaired: int = 0  # images whose vector was missing or damaged, re-extracted this run
 
 
 def fmt_eta(seconds: float | None) -> str:

@@ -139,6 +139,7 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
 
     return LaunchOptions(
         data_dir=getattr(args, "data_dir", None),
+        backbone=given("backbone"),
         weights=given("weights"),
         head=given("head"),
         whitening=given("whitening"),

@@ -15,6 +15,7 @@ import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -31,9 +32,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imgfinder.core.model import DESCRIPTOR_DIM
+from imgfinder.core.modelspec import (
+    BACKBONES,
+    DEFAULT_BACKBONE,
+    INPUT_SIZE_RANGE,
+    OFFLINE_BACKBONE,
+    BackboneSpec,
+    get_spec,
+)
 from imgfinder.core.train import list_model_files
-from imgfinder.core.weights import BUNDLE_FORMAT, DEFAULT_ENUM, default_weights_file
+from imgfinder.core.weights import classify_state, default_available, default_weights_file
 from imgfinder.core.whiten import (
     DEFAULT_DIM,
     LearningCancelled,
@@ -70,14 +78,14 @@ DEFAULT_MODEL_TEXT = "ImageNet ResNet50 (default)"
 KIND_TEXT = {
     "head": "trained head",
     "bundle": "trained weights",
-    "backbone": "ResNet50 weights",
+    "backbone": "backbone weights",
 }
 KIND_DESCRIPTION = {
     "head": "Trained ECA head (on top of the current backbone weights)",
-    "bundle": "Trained weights bundle (layer4 and ECA head)",
-    "backbone": "ResNet50 backbone weights",
+    "bundle": "Trained weights bundle (last stage and ECA head)",
+    "backbone": "Backbone weights",
 }
-TRAINED_TEXT = {"eca": "the ECA head", "layer4": "layer4 and the ECA head"}
+TRAINED_TEXT = {"eca": "the ECA head", "layer4": "the last stage and the ECA head"}
 LEARN_DIM_MIN = 16  # D' offered for a whitening learned in the app (the CLI takes any)
 LEARN_TEXT = "Learn from library…"
 
@@ -99,6 +107,7 @@ class ModelChoice:
     weights: str | None
     head: str | None
     description: str
+    backbone: str = DEFAULT_BACKBONE
 
 
 def _same_file(a: str | None, b: str | None) -> bool:
@@ -150,16 +159,37 @@ def describe_whitening(path: Path, w: Whitening) -> str:
     )
 
 
-def classify_file(path: str) -> str:
-    """ "head" or "weights" for a file picked by hand (unreadable: "weights", checked on load)."""
+def default_model_text(spec: BackboneSpec) -> str:
+    text = f"ImageNet {spec.title}"
+    if spec.name == DEFAULT_BACKBONE:
+        return text + " (default)"
+    if spec.weights_package:
+        return text + " (installed, no download)"
+    return text
+
+
+def _load_any(path: str) -> dict | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - loading the model reports the problem clearly
-        return "weights"
-    if isinstance(state, dict) and state.get("format") != BUNDLE_FORMAT:
-        if isinstance(state.get("head"), dict) or "conv.weight" in state:
-            return "head"
-    return "weights"
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def classify_file(path: str) -> str:
+    """ "head" or "weights" for a file picked by hand (unreadable: "weights", checked on load)."""
+    state = _load_any(path)
+    return "head" if state is not None and classify_state(state)[0] == "head" else "weights"
+
+
+def backbone_of_file(path: str, meta: dict | None = None) -> str | None:
+    """Which backbone a weights, bundle or head file belongs to (None: cannot tell)."""
+    meta = meta or {}
+    if meta.get("backbone") in BACKBONES:
+        return meta["backbone"]
+    state = _load_any(path)
+    arch = classify_state(state)[1] if state is not None else None
+    return arch if arch in BACKBONES else None
 
 
 class SettingsDialog(QDialog):
@@ -196,7 +226,7 @@ class SettingsDialog(QDialog):
                     model.item(self.device.count() - 1).setEnabled(False)
         self.device.setCurrentIndex(max(0, self.device.findData(effective.device)))
         self.input_size = QSpinBox()
-        self.input_size.setRange(32, 1024)
+        self.input_size.setRange(*INPUT_SIZE_RANGE)
         self.input_size.setSingleStep(32)
         self.input_size.setSuffix(" px")
         self.input_size.setValue(effective.input_size)
@@ -216,6 +246,12 @@ class SettingsDialog(QDialog):
         self.rescan.setSuffix(" min")
         self.rescan.setValue(settings.rescan_minutes)
         self.rescan.setToolTip("Folders that cannot be watched are rescanned this often")
+        self.raw_pairs = QCheckBox("Show a RAW+JPEG &pair as one photo in search results")
+        self.raw_pairs.setToolTip(
+            "A camera's RAW file and the JPEG it wrote of the same shot (same name, or same "
+            "capture time and camera) appear once, as the better match of the two"
+        )
+        self.raw_pairs.setChecked(bool(settings.raw_pairs_as_one))
         self.data_dir = QLineEdit(str(data_dir))
         self.data_dir.setReadOnly(True)
         open_dir = QPushButton("Open")
@@ -230,6 +266,7 @@ class SettingsDialog(QDialog):
         form2 = QFormLayout()
         form2.addRow("&Thumbnail size:", self.thumb_size)
         form2.addRow("&Rescan interval:", self.rescan)
+        form2.addRow("", self.raw_pairs)
         form2.addRow("Data folder:", _wrap(drow))
         note = QLabel(
             "The data folder holds the catalog, vectors, index, settings, logs and cache. "
@@ -265,24 +302,30 @@ class SettingsDialog(QDialog):
         )
         self.model.setMinimumContentsLength(36)
         self.model_choices: list[ModelChoice] = []
-        self._add_model_choice(self._default_choice())
+        for spec in BACKBONES.values():
+            self._add_model_choice(self._default_choice(spec))
+        defaults = {spec.weights_file for spec in BACKBONES.values()}
+        current = get_spec(eff.backbone).name
         for mf in list_model_files(self.models_dir):
-            if mf.path.name == default_weights_file().name:
-                continue  # the downloaded default: the first entry
+            if mf.path.name in defaults:
+                continue  # a downloaded default: one of the first entries
             head = mf.kind == "head"
+            backbone = backbone_of_file(str(mf.path), mf.meta) or DEFAULT_BACKBONE
             self._add_model_choice(
                 ModelChoice(
                     model_label(mf.kind, mf.path, mf.meta),
-                    eff.weights if head else str(mf.path),
+                    eff.weights if head and backbone == current else None if head else str(mf.path),
                     str(mf.path) if head else None,
-                    describe_model(mf.kind, mf.path, mf.meta),
+                    describe_model(mf.kind, mf.path, mf.meta)
+                    + f"\nBackbone: {BACKBONES[backbone].title}",
+                    backbone,
                 )
             )
-        if eff.weights and self._find_model(eff.weights, None) < 0:
+        if eff.weights and self._find_model(eff.weights, None, current) < 0:
             self._add_model_choice(self._file_choice(eff.weights, "weights"))
-        if eff.head and self._find_model(eff.weights, eff.head) < 0:
+        if eff.head and self._find_model(eff.weights, eff.head, current) < 0:
             self._add_model_choice(self._file_choice(eff.head, "head"))
-        self.model.setCurrentIndex(max(0, self._find_model(eff.weights, eff.head)))
+        self.model.setCurrentIndex(max(0, self._find_model(eff.weights, eff.head, current)))
         browse = QPushButton("Browse…")
         browse.setToolTip("Use a weights or head file from elsewhere")
         browse.clicked.connect(self._browse)
@@ -324,12 +367,15 @@ class SettingsDialog(QDialog):
     def _build_learn_row(self) -> QWidget:
         eff = self.effective
         # the raw model id of the open library: learning reads its vectors of that model
-        self._library_model_id = candidate_model_id(eff.weights, eff.head, eff.input_size)
+        self._library_model_id = candidate_model_id(
+            eff.weights, eff.head, eff.input_size, eff.backbone
+        )
+        dim = get_spec(eff.backbone).descriptor_dim
         self.learn_dim = QSpinBox()
-        self.learn_dim.setRange(LEARN_DIM_MIN, DESCRIPTOR_DIM)
+        self.learn_dim.setRange(LEARN_DIM_MIN, dim)
         self.learn_dim.setSingleStep(16)
         self.learn_dim.setSuffix(" dims")
-        self.learn_dim.setValue(min(DEFAULT_DIM, DESCRIPTOR_DIM))
+        self.learn_dim.setValue(min(DEFAULT_DIM, dim))
         self._initial_learn_dim = self.learn_dim.value()
         self.learn_dim.setToolTip(
             "Output dimension D′ of the whitening to learn. It is capped at the number of "
@@ -358,26 +404,35 @@ class SettingsDialog(QDialog):
         """Whether this dialog was given a library and a task runner to learn a whitening."""
         return self._library is not None and self._tasks is not None
 
-    def _default_choice(self) -> ModelChoice:
-        desc = f"torchvision ResNet50 {DEFAULT_ENUM.name} weights, untrained ECA head"
-        target = default_weights_file()
-        desc += f"\nFile: {target}"
-        if not target.is_file():
-            desc += (
-                "\n⚠ Missing: not downloaded yet. imgfinder downloads it when online "
-                "(Library ▸ Get model weights…), or choose a file with Browse…"
-            )
-        return ModelChoice(DEFAULT_MODEL_TEXT, None, None, desc)
+    def _default_choice(self, spec: BackboneSpec) -> ModelChoice:
+        desc = f"{spec.label}: ImageNet weights, untrained ECA head ({spec.descriptor_dim}-d)"
+        if spec.weights_package:
+            desc += f"\nInstalled with the Python package {spec.pip_name}"
+            if not default_available(spec):
+                desc += " — not installed: this model cannot be used"
+        else:
+            target = default_weights_file(spec)
+            desc += f"\nFile: {target}"
+            if not target.is_file():
+                desc += (
+                    f"\n⚠ Missing: not downloaded yet. imgfinder downloads it "
+                    f"({spec.weights_mb} MB) when this model is first used online, or choose a "
+                    "file with Browse…"
+                )
+        return ModelChoice(default_model_text(spec), None, None, desc, spec.name)
 
     def _file_choice(self, path: str, kind: str) -> ModelChoice:
         name = Path(path).name
+        backbone = backbone_of_file(path) or get_spec(self.effective.backbone).name
         if kind == "head":
             desc = f"{KIND_DESCRIPTION['head']}: {path}"
-            return ModelChoice(f"Head file: {name}", self.effective.weights, path, desc)
-        desc = f"Weights file: {path}"
+            same = backbone == get_spec(self.effective.backbone).name
+            weights = self.effective.weights if same else None
+            return ModelChoice(f"Head file: {name}", weights, path, desc, backbone)
+        desc = f"Weights file: {path}\nBackbone: {BACKBONES[backbone].title}"
         if not Path(path).expanduser().is_file():
             desc += "\n⚠ Missing: this file does not exist (moved or deleted?)"
-        return ModelChoice(f"Weights file: {name}", path, None, desc)
+        return ModelChoice(f"Weights file: {name}", path, None, desc, backbone)
 
     def _add_model_choice(self, choice: ModelChoice) -> int:
         self.model_choices.append(choice)
@@ -386,9 +441,13 @@ class SettingsDialog(QDialog):
         self.model.setItemData(i, choice.description, Qt.ItemDataRole.ToolTipRole)
         return i
 
-    def _find_model(self, weights: str | None, head: str | None) -> int:
+    def _find_model(
+        self, weights: str | None, head: str | None, backbone: str | None = None
+    ) -> int:
+        backbone = get_spec(backbone).name
         for i, c in enumerate(self.model_choices):
-            if _same_file(c.weights, weights) and _same_file(c.head, head):
+            same = _same_file(c.weights, weights) and _same_file(c.head, head)
+            if same and c.backbone == backbone:
                 return i
         return -1
 
@@ -397,7 +456,7 @@ class SettingsDialog(QDialog):
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Choose ResNet50 weights or a trained head", "", WEIGHTS_FILTER
+            self, "Choose backbone weights or a trained head", "", WEIGHTS_FILTER
         )
         if path:
             self.use_model_file(path)
@@ -405,9 +464,10 @@ class SettingsDialog(QDialog):
     def use_model_file(self, path: str) -> None:
         """Add a weights or head file from anywhere to the list and select it."""
         kind = classify_file(path)
-        i = self._find_model(*((self.effective.weights, path) if kind == "head" else (path, None)))
+        choice = self._file_choice(path, kind)
+        i = self._find_model(choice.weights, choice.head, choice.backbone)
         if i < 0:
-            i = self._add_model_choice(self._file_choice(path, kind))
+            i = self._add_model_choice(choice)
         self.model.setCurrentIndex(i)
 
     def _model_changed(self) -> None:
@@ -429,7 +489,9 @@ class SettingsDialog(QDialog):
     def current_model_id(self) -> str | None:
         """The raw model id of the chosen model and input size (None if it cannot be told)."""
         choice = self.model_choice()
-        return candidate_model_id(choice.weights, choice.head, self.input_size.value())
+        return candidate_model_id(
+            choice.weights, choice.head, self.input_size.value(), choice.backbone
+        )
 
     def _whitening_picked(self) -> None:
         if not self._refreshing:
@@ -597,6 +659,7 @@ class SettingsDialog(QDialog):
     def values(self) -> dict:
         choice = self.model_choice()
         return {
+            "backbone": choice.backbone,
             "device": self.device.currentData(),
             "input_size": self.input_size.value(),
             "index_backend": self.backend.currentData(),
@@ -605,6 +668,7 @@ class SettingsDialog(QDialog):
             "whitening": self.whitening.currentData(),
             "thumb_size": self.thumb_size.value(),
             "rescan_minutes": self.rescan.value(),
+            "raw_pairs_as_one": self.raw_pairs.isChecked(),
         }
 
 
@@ -654,28 +718,41 @@ def weights_reason(message: str) -> str:
     return reason.rstrip(". ")
 
 
-def weights_help_text(message: str) -> str:
+def weights_help_text(
+    message: str, spec: BackboneSpec | None = None, alternative: BackboneSpec | None = None
+) -> str:
     """The weights dialog's text: what is needed, why it is missing, what to do in the app."""
-    target = default_weights_file()
-    return (
-        "imgfinder needs the ResNet50 model weights (about 100 MB) to index and search your "
-        f"photos, and {weights_reason(message)}.\n\n"
+    spec = spec or get_spec(None)
+    target = default_weights_file(spec)
+    text = (
+        f"imgfinder needs the {spec.title} model weights (about {spec.weights_mb} MB) to index "
+        f"and search your photos, and {weights_reason(message)}.\n\n"
         "To get them: click “Try download again” when this computer is online; or, on a "
-        f"computer with internet access, download\n{DEFAULT_ENUM.url}\nand copy the file "
+        f"computer with internet access, download\n{spec.weights_url}\nand copy the file "
         f"{target.name} into\n{target.parent}\nor click “Choose weights file…” to use a copy "
         "you already have."
     )
+    if alternative is not None:
+        text += (
+            f"\n\nOr use {alternative.title} now: its ImageNet weights are installed with "
+            "imgfinder, so it needs no download. It is a different model, so photos already "
+            "indexed are indexed again (you are asked first)."
+        )
+    return text
 
 
 class WeightsDialog(QDialog):
-    """First run without weights: download with progress, or say which file to put where."""
+    """First run without weights: download with progress, pick a file, or use the backbone
+    whose weights are installed (a different model, so never chosen without the user)."""
 
     file_chosen = Signal(str)
+    backbone_chosen = Signal(str)
     download_requested = Signal()
     cancel_requested = Signal()
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, spec: BackboneSpec | None = None):
         super().__init__(parent)
+        self.spec = spec or get_spec(None)
         self.setWindowTitle("Model weights needed")
         self.setMinimumWidth(520)
         self.message = QLabel()
@@ -686,13 +763,22 @@ class WeightsDialog(QDialog):
         self.download_button = QPushButton("&Download")
         self.cancel_button = QPushButton("&Cancel download")
         self.close_button = QPushButton("C&lose")
+        alt = get_spec(OFFLINE_BACKBONE)
+        self.alternative = alt if alt.name != self.spec.name and default_available(alt) else None
+        self.alternative_button = QPushButton(f"&Use {alt.title} (installed)")
+        self.alternative_button.setToolTip(
+            f"{alt.label}. A different model: the library's photos are indexed again with it."
+        )
+        self.alternative_button.setVisible(False)
         self.choose_button.clicked.connect(self._choose)
         self.download_button.clicked.connect(self.download_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.close_button.clicked.connect(self.reject)
+        self.alternative_button.clicked.connect(self._use_alternative)
         row = QHBoxLayout()
         row.addWidget(self.choose_button)
         row.addWidget(self.download_button)
+        row.addWidget(self.alternative_button)
         row.addStretch(1)
         row.addWidget(self.cancel_button)
         row.addWidget(self.close_button)
@@ -702,11 +788,16 @@ class WeightsDialog(QDialog):
         lay.addLayout(row)
         self.state = ""
 
+    def _use_alternative(self) -> None:
+        if self.alternative is not None:
+            self.backbone_chosen.emit(self.alternative.name)
+            self.accept()
+
     def show_downloading(self) -> None:
         self.state = "downloading"
         self.message.setText(
-            "imgfinder needs ResNet50 weights (about 100 MB) and is downloading them once "
-            f"to {default_weights_file()}."
+            f"imgfinder needs {self.spec.title} weights (about {self.spec.weights_mb} MB) and "
+            f"is downloading them once to {default_weights_file(self.spec)}."
         )
         self.progress.setRange(0, 0)
         self.progress.show()
@@ -726,15 +817,18 @@ class WeightsDialog(QDialog):
     def show_missing(self, message: str, *, can_download: bool = True) -> None:
         """`message`: the core's reason (any wording); the dialog says it in the app's terms."""
         self.state = "missing"
-        self.message.setText(weights_help_text(message))
+        self.message.setText(weights_help_text(message, self.spec, self.alternative))
         self.progress.hide()
         self.cancel_button.hide()
         self.download_button.setVisible(can_download)
         self.download_button.setText("Try &download again")
         self.choose_button.setEnabled(True)
+        self.alternative_button.setVisible(self.alternative is not None)
 
     def _choose(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose ResNet50 weights", "", WEIGHTS_FILTER)
+        path, _ = QFileDialog.getOpenFileName(
+            self, f"Choose {self.spec.title} weights", "", WEIGHTS_FILTER
+        )
         if path:
             self.use_file(path)
 

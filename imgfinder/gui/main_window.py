@@ -157,6 +157,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.index_ctl = IndexController(self)
         self.search_ctl = SearchController(self)
         self.search_ctl.k = self.settings.result_count
+        self.search_ctl.raw_pairs_as_one = bool(self.settings.raw_pairs_as_one)
         self.watcher = FolderWatcher(
             self.tasks,
             self,
@@ -465,6 +466,10 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._avail_timer = QTimer(self, interval=60_000)  # notice drives coming and going
         self._avail_timer.timeout.connect(self.refresh_roots)
         self._avail_timer.start()
+        # another process (`imgfinder index`, a second window) changed the library: show it
+        self._elsewhere_timer = QTimer(self, interval=3000)
+        self._elsewhere_timer.timeout.connect(self._poll_changed_elsewhere)
+        self._elsewhere_timer.start()
         self._save_timer = QTimer(self, singleShot=True, interval=2000)
         self._save_timer.timeout.connect(self.save_settings)
         self._available: dict[str, bool] = {}
@@ -515,6 +520,15 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             self.watch_label.setText(f"Watching {watching:,} folder{plural}" if watching else "")
         roots = self.library_panel.roots
         self.library_panel.set_roots(roots, states, self.watcher.rescan_minutes)
+
+    def _poll_changed_elsewhere(self) -> None:
+        try:
+            changed = self.lib.changed_elsewhere()  # PRAGMA data_version: cheap
+        except Exception:  # noqa: BLE001 - a closing or broken catalog: the next action says so
+            return
+        if changed:
+            self.refresh_roots()
+            self.refresh_skipped()
 
     def refresh_skipped(self) -> None:
         lib = self.lib

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from imgfinder.atomic import atomic_write_bytes
-from imgfinder.core.extract import DEVICES, PREPROCESSING, ModelConfig, head_tag
-from imgfinder.core.weights import BUNDLE_FORMAT, DEFAULT_ENUM, file_digest
+from imgfinder.core.extract import head_tag
+from imgfinder.core.modelspec import BACKBONES, DEVICES, INPUT_SIZE_RANGE, ModelConfig, get_spec
+from imgfinder.core.weights import BUNDLE_FORMAT, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,11 @@ THUMB_MIN, THUMB_MAX = 64, 384
 MAX_RESULTS = 10_000
 
 # Fields that change the Library (model, device or index); the others only change the view.
-LIBRARY_FIELDS = ("device", "input_size", "index_backend", "weights", "head", "whitening")
+LIBRARY_FIELDS = (
+    "backbone", "device", "input_size", "index_backend", "weights", "head", "whitening",
+)  # fmt: skip
 # Fields that change the vectors themselves (so the model id), beyond the device.
-MODEL_FIELDS = ("input_size", "weights", "head", "whitening")
+MODEL_FIELDS = ("backbone", "input_size", "weights", "head", "whitening")
 PATH_FIELDS = ("weights", "head", "whitening")  # a file, or None for the default
 # Saved Qt layouts (hex of a saveGeometry()/saveState()), or None for the default layout.
 LAYOUT_FIELDS = ("window_geometry", "window_state", "search_split_state", "dupes_split_state")
@@ -37,6 +40,7 @@ class GuiSettings:
     """What the user chose in the settings dialog (and what the window remembers)."""
 
     schema_version: int = SCHEMA_VERSION
+    backbone: str | None = None  # a name in modelspec.BACKBONES; None: the default
     device: str = "auto"
     input_size: int = 224
     index_backend: str = "lsh"
@@ -47,6 +51,7 @@ class GuiSettings:
     result_count: int = 60
     min_score: float = 0.0
     rescan_minutes: int = 10
+    raw_pairs_as_one: bool = False  # show a RAW+JPEG pair of one shot as one search result
     window_geometry: str | None = None  # hex of QMainWindow.saveGeometry()
     window_state: str | None = None  # hex of QMainWindow.saveState()
     search_split_state: str | None = None  # hex of QSplitter.saveState(): results | explanations
@@ -93,9 +98,12 @@ class GuiSettings:
         """Clamp values a hand-edited file could get wrong."""
         if self.device not in DEVICES:
             self.device = "auto"
+        if self.backbone not in BACKBONES:
+            self.backbone = None
         if self.index_backend not in BACKENDS:
             self.index_backend = "lsh"
-        self.input_size = min(1024, max(32, int(self.input_size)))
+        lo, hi = INPUT_SIZE_RANGE
+        self.input_size = min(hi, max(lo, int(self.input_size)))
         self.thumb_size = min(THUMB_MAX, max(THUMB_MIN, int(self.thumb_size)))
         self.result_count = min(MAX_RESULTS, max(1, int(self.result_count)))
         self.min_score = min(1.0, max(-1.0, float(self.min_score)))
@@ -106,7 +114,7 @@ class GuiSettings:
 
 
 def _type_ok(value, default, name: str) -> bool:
-    if name in (*PATH_FIELDS, *LAYOUT_FIELDS):
+    if name in (*PATH_FIELDS, *LAYOUT_FIELDS, "backbone"):
         return value is None or isinstance(value, str)
     if name == "explain_folded":
         return value is None or isinstance(value, bool)
@@ -124,6 +132,7 @@ class LaunchOptions:
     """Command-line choices; a value that is not None overrides the saved settings."""
 
     data_dir: str | None = None
+    backbone: str | None = None
     weights: str | None = None
     head: str | None = None
     whitening: str | None = None
@@ -149,6 +158,7 @@ class Effective:
     weights: str | None
     head: str | None
     whitening: str | None = None
+    backbone: str | None = None
 
     @classmethod
     def resolve(cls, settings: GuiSettings, opts: LaunchOptions) -> Effective:
@@ -156,10 +166,14 @@ class Effective:
         for name in LIBRARY_FIELDS:
             cli = getattr(opts, name)
             values[name] = cli if name in opts.overrides else getattr(settings, name)
+        values["backbone"] = get_spec(
+            values["backbone"]
+        ).name  # None: env or default, made explicit
         return cls(**values)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(
+            backbone=self.backbone,
             weights=self.weights,
             head=self.head,
             whitening=self.whitening,
@@ -206,22 +220,26 @@ def _head_tag_of_head(path: Path) -> str:
     return head_tag(head if isinstance(head, dict) else None)
 
 
-def candidate_model_id(weights: str | None, head: str | None, input_size: int) -> str | None:
+def candidate_model_id(
+    weights: str | None, head: str | None, input_size: int, backbone: str | None = None
+) -> str | None:
     """The raw (unwhitened) model id an Extractor would get for this choice; None if unknown.
 
-    Reads the files (a digest, the head tensors) but loads no model; mirrors Extractor.model_id.
+    Reads the files (a digest, the head tensors) but loads no model; the id itself comes
+    from the backbone's spec, as Extractor.model_id does.
     """
     try:
+        spec = get_spec(backbone)
         explicit = weights or os.environ.get("IMGFINDER_WEIGHTS")
         if explicit:
             wpath = Path(explicit).expanduser()
             tag = "file-" + _cached("digest", wpath, file_digest)
             htag = None if head else _cached("bundle-head", wpath, _head_tag_of_bundle)
         else:
-            tag, htag = f"tv-{DEFAULT_ENUM.name}", None if head else head_tag(None)
+            tag, htag = spec.weights_tag, None if head else head_tag(None)
         if head:
             htag = _cached("head", Path(head).expanduser(), _head_tag_of_head)
     except Exception as exc:  # noqa: BLE001 - a missing or foreign file: id unknown
         log.info("cannot tell the model id of weights=%s head=%s: %s", weights, head, exc)
         return None
-    return f"fused-eca-r50/{tag}/{htag}/{int(input_size)}/{PREPROCESSING}"
+    return spec.model_id(tag, htag, input_size)

@@ -17,6 +17,8 @@ def progress_text(p: Progress, *, paused: bool = False) -> str:
     if p.stage == "scan":
         text = f"Scanning: {p.done:,} files found" if p.done else "Scanning folders…"
         return f"Paused · {text}" if paused else text
+    if p.stage == "metadata":  # photos indexed before metadata was recorded
+        return f"Reading photo metadata {p.done:,}/{p.total or 0:,}"
     total = p.total or 0
     if paused:
         return f"Paused · Indexing {p.done:,}/{total:,}"

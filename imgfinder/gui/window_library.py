@@ -10,8 +10,9 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from imgfinder.core.extract import device_description, pick_device
 from imgfinder.core.library import Library
+from imgfinder.core.modelspec import get_spec
 from imgfinder.core.types import IndexSummary, Progress, run_summary_text
-from imgfinder.core.weights import default_weights_file, offline_message
+from imgfinder.core.weights import default_available, offline_message
 from imgfinder.errors import ImgfinderError
 from imgfinder.gui.dialogs import SettingsDialog, WeightsDialog
 from imgfinder.gui.items import ModelInfo
@@ -31,6 +32,8 @@ class LibraryMixin:
         self.lib = Library(
             self.data_dir, eff.model_config(), index_backend=eff.index_backend, allow_download=False
         )
+        if self.lib.recovery is not None:  # a damaged catalog was moved aside and rebuilt
+            self.notify("Library recovered", self.lib.recovery.message())
         self.model_info: ModelInfo | None = None
         self._update_train_action()
         self.index_ctl.set_library(self.lib)
@@ -56,14 +59,14 @@ class LibraryMixin:
         explicit = self.effective.weights_file()
         if explicit:
             return Path(explicit).expanduser().is_file()
-        return default_weights_file().is_file()
+        return default_available(self.effective.backbone)
 
     def load_model(self) -> None:
         """Load the model in the search thread (so the first search is quick), or ask for weights."""
         if not self.weights_present():
             explicit = self.effective.weights_file()
             reason = f"file not found: {explicit}" if explicit else "not downloaded yet"
-            self.weights_missing(offline_message(reason))
+            self.weights_missing(offline_message(reason, self.effective.backbone))
             return
         self.statusBar().showMessage("Loading the model…")
         self.search_ctl.warm_up(self.lib)
@@ -139,8 +142,9 @@ class LibraryMixin:
     def weights_missing(self, message: str) -> None:
         dlg = self.weights_dialog
         if dlg is None:
-            dlg = self.weights_dialog = WeightsDialog(self)
+            dlg = self.weights_dialog = WeightsDialog(self, get_spec(self.effective.backbone))
             dlg.file_chosen.connect(self.use_weights_file)
+            dlg.backbone_chosen.connect(self.use_backbone)
             dlg.download_requested.connect(self.start_download)
             dlg.cancel_requested.connect(self.cancel_download)
             dlg.finished.connect(self._weights_dialog_closed)
@@ -176,7 +180,7 @@ class LibraryMixin:
         if self._download is not None:
             self.statusBar().showMessage("The previous download is still stopping…", 4000)
             return
-        worker = DownloadWorker()
+        worker = DownloadWorker(self.effective.backbone)
         thread = worker_thread(worker, "imgfinder-download")
         # bound methods of this (GUI-thread) window: a lambda would run in the worker's thread
         worker.progress.connect(self._download_progress)
@@ -198,7 +202,9 @@ class LibraryMixin:
             self._download[1].cancel()
             self._download_failed = True
             if self.weights_dialog is not None and self.weights_dialog.state == "downloading":
-                self.weights_dialog.show_missing(offline_message("download cancelled"))
+                self.weights_dialog.show_missing(
+                    offline_message("download cancelled", self.effective.backbone)
+                )
 
     def _download_thread_done(self) -> None:
         if self._download is not None:
@@ -220,6 +226,16 @@ class LibraryMixin:
             self.settings.weights = None
             self.opts.overrides.discard("weights")
             self.save_settings()
+        self.reopen_library()
+
+    def use_backbone(self, name: str) -> None:
+        """Another backbone chosen by the user (the weights dialog's offer): a different model,
+        so once it is loaded the usual re-index offer follows."""
+        self.settings.backbone = name
+        self.settings.weights = self.settings.head = self.settings.whitening = None
+        for k in ("backbone", "weights", "head", "whitening"):
+            self.opts.overrides.discard(k)
+        self.save_settings()
         self.reopen_library()
 
     def use_weights_file(self, path: str) -> None:
@@ -345,6 +361,7 @@ class LibraryMixin:
         self.save_settings()
         self.set_thumb_size(self.settings.thumb_size)
         self.watcher.set_rescan_minutes(self.settings.rescan_minutes)
+        self.search_ctl.raw_pairs_as_one = bool(self.settings.raw_pairs_as_one)
         if lib_changed:
             log.info("library settings changed (%s); reopening", ", ".join(lib_changed))
             self.reopen_library()

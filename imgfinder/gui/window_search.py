@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMenu
 
+from imgfinder.core import decode
 from imgfinder.core.explain import MatchExplanation
 from imgfinder.gui import desktop
 from imgfinder.gui.explain_view import HeatmapControls
@@ -22,7 +23,10 @@ from imgfinder.gui.thumbnails import bucket_for
 
 log = logging.getLogger(__name__)
 
-IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp *.gif *.heic);;All files (*)"
+# every format the decoder reads, camera RAW and HEIC/AVIF included
+IMAGE_FILTER = (
+    "Images (" + " ".join(f"*{e}" for e in sorted(decode.IMAGE_EXTENSIONS)) + ");;All files (*)"
+)
 OPEN_AT_ONCE = 20  # "Open"/"Show in folder" on a big selection opens this many windows at most
 PREFETCH_RESULTS = 8  # match maps of the top results are computed before they are clicked
 NO_MATCH_TEXT = "Select a result to see where it matches the query."
