@@ -18,18 +18,23 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from imgfinder import paths
 from imgfinder.atomic import atomic_write_bytes
 from imgfinder.core import scan
 from imgfinder.core.catalog import Catalog
-from imgfinder.core.modelspec import get_spec
+from imgfinder.core.modelspec import describe_model_id, get_spec
 from imgfinder.core.types import IndexSummary, Progress
+from imgfinder.core.vectors import VectorStore
+from imgfinder.errors import ImgfinderError
+from imgfinder.lock import WriterLock
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "model-id-cache.json"
 CACHE_FORMAT = "imgfinder-model-id-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the vectors' dimension is remembered too
 
 
 def data_dir(args: argparse.Namespace) -> Path:
@@ -76,6 +81,7 @@ def remember_model(args: argparse.Namespace, lib) -> None:
         "files": {f: _stat(f) for f in files if f},
         "model_id": lib.model_id,
         "raw_model_id": ex.model_id,
+        "dim": lib.dim,
         "device": device_description(ex.device),
         "weights": ex.weights_source,
     }
@@ -106,8 +112,31 @@ def known_model(args: argparse.Namespace) -> dict | None:
 
 
 def _catalog(args: argparse.Namespace) -> Catalog | None:
+    """The catalog, or None when there is none or it needs the full path (recovery)."""
     path = data_dir(args) / "catalog.sqlite"
-    return Catalog(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return Catalog(path)
+    except ImgfinderError as exc:  # damaged: Library recovers it, under the writer lock
+        log.info("fast status not possible: %s", exc)
+        return None
+
+
+def _damaged_vectors(cat: Catalog, root: Path, model_id: str, dim: int) -> int:
+    """Library.vector_health() without the library: rows that fail their check, plus the
+    images already marked for re-extraction (the store is opened read-only)."""
+    pairs = cat.vector_rows(model_id)
+    name = cat.get_meta(f"vectors:{model_id}")
+    awaiting = cat.awaiting_vectors()
+    if name is None or not pairs:
+        return awaiting
+    store = VectorStore(root / "vectors" / name, dim, model_id, writable=False)
+    try:
+        bad = set(store.verify(np.asarray([r for _, r in pairs], dtype=np.int64)).tolist())
+    finally:
+        store.close()
+    return sum(1 for _, r in pairs if r in bad) + awaiting
 
 
 def disk_usage(root: Path) -> dict[str, int]:
@@ -131,12 +160,16 @@ def fast_status(args: argparse.Namespace) -> dict | None:
     cat = _catalog(args)
     if cat is None:
         return None
+    root = data_dir(args)
     try:
         counts, model_counts, root_counts = cat.counts(), cat.model_counts(), cat.root_counts()
         roots = cat.roots()
+        damaged = _damaged_vectors(cat, root, model["model_id"], int(model["dim"]))
+    except (ImgfinderError, OSError) as exc:  # a store that cannot even be opened
+        log.info("fast status not possible: %s", exc)
+        return None
     finally:
         cat.close()
-    root = data_dir(args)
     usage = disk_usage(root)
     ok = counts.get("ok", 0)
     return {
@@ -153,11 +186,16 @@ def fast_status(args: argparse.Namespace) -> dict | None:
         "images": ok,
         "failed": counts.get("failed", 0),
         "index_backend": args.index_backend,
+        "backbone": get_spec(getattr(args, "backbone", None)).name,
         "bytes_on_disk": usage,
+        "writer": WriterLock(root).holder(),
         "model_id": model["model_id"],
+        "model": describe_model_id(model["model_id"]),
+        "centred": not getattr(args, "whitening", None),
         "device": model["device"],
         "weights": model["weights"],
         "stale": sum(n for m, n in model_counts.items() if m != model["model_id"]),
+        "vectors_damaged": damaged,
         "bytes_per_image": sum(usage.values()) // ok if ok else 0,
     }
 
