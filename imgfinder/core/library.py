@@ -843,7 +843,7 @@ class Library:
         if isinstance(source, (str, os.PathLike)):
             data = read_query_file(source)
             try:
-                return self.extractor.embed(data)
+                return self.extractor.embed(data, path_hint=source)
             except DecodeError as exc:
                 raise DecodeError(source, exc.reason) from None
         return self.extractor.embed(source)
