@@ -6,8 +6,10 @@ import argparse
 import json
 import logging
 
+from imgfinder import paths
 from imgfinder.cli.common import DownloadBar, model_config
 from imgfinder.core import colormap
+from imgfinder.core.centring import load_centre
 from imgfinder.core.explain import (
     BRANCHES,
     activations_many,
@@ -71,7 +73,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         progress=None if args.offline else DownloadBar(),
     )
     q, r = activations_many(extractor, [args.query, args.result])
-    expl = match_maps(q, r, args.branch)
+    centre = None  # the library's mean, as `search` centres on it (a whitening centres itself)
+    if not getattr(args, "whitening", None):
+        centre = load_centre(
+            paths.data_dir() / "index" / "centre.npz", extractor.model_id, extractor.dim
+        )
+    expl = match_maps(q, r, args.branch, centre.mean if centre is not None else None)
     out = picture = None
     if args.output:
         picture = render_match(
@@ -92,7 +99,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         s = expl.branch_scores
         print(
-            f"cosine {expl.score:.4f} (attention {s['attention']:.4f}, "
+            f"{expl.score_name} {expl.score:.4f} (attention {s['attention']:.4f}, "
             f"global {s['global']:.4f}) -> {out}"
         )
     return 0

@@ -27,14 +27,14 @@ from imgfinder.core.catalog import Catalog
 from imgfinder.core.modelspec import describe_model_id, get_spec
 from imgfinder.core.types import IndexSummary, Progress
 from imgfinder.core.vectors import VectorStore
-from imgfinder.errors import CatalogDamagedError, IndexFormatError
+from imgfinder.errors import ImgfinderError
 from imgfinder.lock import WriterLock
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "model-id-cache.json"
 CACHE_FORMAT = "imgfinder-model-id-cache"
-CACHE_VERSION = 2  # 2: the vectors' dimension (for the vector check of `status`)
+CACHE_VERSION = 2  # 2: the vectors' dimension is remembered too
 
 
 def data_dir(args: argparse.Namespace) -> Path:
@@ -81,7 +81,7 @@ def remember_model(args: argparse.Namespace, lib) -> None:
         "files": {f: _stat(f) for f in files if f},
         "model_id": lib.model_id,
         "raw_model_id": ex.model_id,
-        "dim": int(lib.dim),
+        "dim": lib.dim,
         "device": device_description(ex.device),
         "weights": ex.weights_source,
     }
@@ -112,30 +112,31 @@ def known_model(args: argparse.Namespace) -> dict | None:
 
 
 def _catalog(args: argparse.Namespace) -> Catalog | None:
-    """The catalog when it opens as it is; a missing or damaged one: None (the full path
-    recovers it, under the writer lock)."""
+    """The catalog, or None when there is none or it needs the full path (recovery)."""
     path = data_dir(args) / "catalog.sqlite"
     if not path.is_file():
         return None
     try:
         return Catalog(path)
-    except CatalogDamagedError:
+    except ImgfinderError as exc:  # damaged: Library recovers it, under the writer lock
+        log.info("fast status not possible: %s", exc)
         return None
 
 
-def _damaged_vectors(root: Path, cat: Catalog, model: dict) -> int:
-    """Library.vector_health() without the model: rows missing or damaged in the store, read
-    only, plus the images already waiting for re-extraction."""
-    name = cat.get_meta(f"vectors:{model['model_id']}")
-    pairs = cat.vector_rows(model["model_id"])
-    if name is None:
-        return len(pairs) + cat.awaiting_vectors()
-    store = VectorStore(root / "vectors" / name, model["dim"], model["model_id"], writable=False)
+def _damaged_vectors(cat: Catalog, root: Path, model_id: str, dim: int) -> int:
+    """Library.vector_health() without the library: rows that fail their check, plus the
+    images already marked for re-extraction (the store is opened read-only)."""
+    pairs = cat.vector_rows(model_id)
+    name = cat.get_meta(f"vectors:{model_id}")
+    awaiting = cat.awaiting_vectors()
+    if name is None or not pairs:
+        return awaiting
+    store = VectorStore(root / "vectors" / name, dim, model_id, writable=False)
     try:
         bad = set(store.verify(np.asarray([r for _, r in pairs], dtype=np.int64)).tolist())
     finally:
         store.close()
-    return sum(1 for _, r in pairs if r in bad) + cat.awaiting_vectors()
+    return sum(1 for _, r in pairs if r in bad) + awaiting
 
 
 def disk_usage(root: Path) -> dict[str, int]:
@@ -163,10 +164,10 @@ def fast_status(args: argparse.Namespace) -> dict | None:
     try:
         counts, model_counts, root_counts = cat.counts(), cat.model_counts(), cat.root_counts()
         roots = cat.roots()
-        try:
-            damaged = _damaged_vectors(root, cat, model)
-        except (IndexFormatError, OSError, ValueError):
-            return None  # an unreadable store: the full path says what it is
+        damaged = _damaged_vectors(cat, root, model["model_id"], int(model["dim"]))
+    except (ImgfinderError, OSError) as exc:  # a store that cannot even be opened
+        log.info("fast status not possible: %s", exc)
+        return None
     finally:
         cat.close()
     usage = disk_usage(root)
@@ -185,11 +186,12 @@ def fast_status(args: argparse.Namespace) -> dict | None:
         "images": ok,
         "failed": counts.get("failed", 0),
         "index_backend": args.index_backend,
-        "backbone": model["requested"]["backbone"],
+        "backbone": get_spec(getattr(args, "backbone", None)).name,
         "bytes_on_disk": usage,
         "writer": WriterLock(root).holder(),
         "model_id": model["model_id"],
         "model": describe_model_id(model["model_id"]),
+        "centred": not getattr(args, "whitening", None),
         "device": model["device"],
         "weights": model["weights"],
         "stale": sum(n for m, n in model_counts.items() if m != model["model_id"]),

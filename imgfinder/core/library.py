@@ -43,6 +43,8 @@ from imgfinder.core.catalog import (
     recover_catalog,
     restore_missing_catalog,
 )
+from imgfinder.core.centring import MIN_VECTORS as MIN_CENTRE_VECTORS
+from imgfinder.core.centring import Centre, estimate, load_centre, save_centre
 from imgfinder.core.dupes import rawpairs
 from imgfinder.core.dupes import store as dupe_store
 from imgfinder.core.extract import Extractor, ModelConfig, device_description
@@ -77,15 +79,28 @@ class RootInfo:
 
 
 class CatalogSource:
-    """Image id -> vector, for the index's exact re-rank (the index keeps no copy)."""
+    """Image id -> vector, for the index's exact re-rank (the index keeps no copy).
 
-    def __init__(self, store: VectorStore, pairs: Iterable[tuple[int, int]] = ()):
+    With a `centre`, vectors come out in the index's centred space (centring.py); the
+    store keeps them raw."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        pairs: Iterable[tuple[int, int]] = (),
+        centre: Centre | None = None,
+    ):
         self.store = store
         self.rows: dict[int, int] = dict(pairs)
+        self.centre = centre
 
-    def get(self, ids: np.ndarray) -> np.ndarray:
+    def raw(self, ids: np.ndarray) -> np.ndarray:
         rows = [self.rows[int(i)] for i in np.asarray(ids).ravel()]
         return self.store.get(np.asarray(rows, dtype=np.int64))
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        vecs = self.raw(ids)
+        return vecs if self.centre is None else self.centre.apply(vecs)
 
 
 class Library:
@@ -99,6 +114,7 @@ class Library:
         index_backend: str = "lsh",
         allow_download: bool = True,
         weights_progress: ProgressFn | None = None,
+        centre: bool = True,
     ):
         if index_backend not in BACKENDS:
             raise ImgfinderError(
@@ -110,6 +126,7 @@ class Library:
         self.index_backend = index_backend
         self.allow_download = allow_download
         self.weights_progress = weights_progress
+        self.centring = centre  # search in centred space (off with a whitening, which centres)
         self.writer_lock = WriterLock(self.data_dir)
         self.recovery: Recovery | None = None  # set when the catalog had to be recovered
         self.catalog = self._open_catalog()
@@ -506,6 +523,7 @@ class Library:
             yield from self._read_missing_photo_meta(root.id, cancel)
         summary.cancelled = cancel.is_set()
         with self._lock:
+            self._recentre_if_stale()
             self._save_index()
         self._maybe_compact()
         summary.seconds = time.perf_counter() - t0
@@ -665,11 +683,14 @@ class Library:
             n = len(store)
             pairs = [(i, r) for i, r in pairs if r < n and r not in store.bad_rows]
             self._source = CatalogSource(store, pairs)
+            self._source.centre = self._centre_for(pairs)
             cls = BACKENDS[self.index_backend]
             index = None
             if self.index_path.exists():
                 try:
-                    index = cls.load(self.index_path, model_id=self.model_id, source=self._source)
+                    index = cls.load(
+                        self.index_path, model_id=self.index_model_id, source=self._source
+                    )
                 except (IndexFormatError, ModelMismatchError) as exc:
                     log.warning(
                         "index %s unusable (%s); rebuilding from the catalog", self.index_path, exc
@@ -715,9 +736,63 @@ class Library:
         self._save_index()
         return index
 
+    # -- centred search space ------------------------------------------------------
+    @property
+    def centre_path(self) -> Path:
+        return self.index_path.parent / "centre.npz"
+
+    @property
+    def index_model_id(self) -> str:
+        """The id the index file carries: the vectors' model id, plus the mean it centres on."""
+        centre = self._source.centre if self._source is not None else None
+        return self.model_id if centre is None else f"{self.model_id}/{centre.tag}"
+
+    def _centre_for(self, pairs: list[tuple[int, int]]) -> Centre | None:
+        """The saved library mean, or a new estimate when there is none or the library has
+        doubled or halved since (saved only by a writer; a reader keeps it in memory)."""
+        if not self.centring or self.config.whitening:
+            return None
+        count = len(pairs)
+        centre = load_centre(self.centre_path, self.model_id, self.dim)
+        if centre is not None and not centre.stale(count):
+            return centre
+        ids = np.asarray([i for i, _ in pairs], dtype=np.int64)
+        centre = estimate(self._source.raw, ids, self.model_id)
+        if centre is not None and self.writer_lock.held:
+            save_centre(centre, self.centre_path)
+            log.info("library mean estimated from %d vectors (%s)", count, centre.tag)
+        return centre
+
+    def _recentre_if_stale(self) -> None:
+        """After an index run: a library that has doubled (or reached the minimum size) or
+        halved gets a new mean, and its index is rebuilt around it."""
+        if self._source is None or not self.centring or self.config.whitening:
+            return
+        count = len(self._source.rows)
+        old = self._source.centre
+        if (old is None and count < MIN_CENTRE_VECTORS) or (
+            old is not None and not old.stale(count)
+        ):
+            return
+        pairs = list(self._source.rows.items())
+        self._source.centre = self._centre_for(pairs)
+        if self._source.centre is not old:
+            self._index = self._build_index(pairs)
+
+    def search_mean(self) -> np.ndarray | None:
+        """The library mean the index centres on (None: raw cosine, or not loaded yet)."""
+        centre = self._source.centre if self._source is not None else None
+        return None if centre is None else centre.mean
+
+    def index_space(self, vectors: np.ndarray) -> np.ndarray:
+        """Stored (or query) vectors -> the space the index searches (centred or as is)."""
+        centre = self._source.centre if self._source is not None else None
+        vecs = np.asarray(vectors, dtype=np.float32)
+        return vecs if centre is None else centre.apply(vecs)
+
     def _build_index(self, pairs: list[tuple[int, int]]):
         index = open_index(
-            self.index_backend, self.dim, model_id=self.model_id, source=self._source
+            self.index_backend, self.dim, model_id=self.index_model_id, source=self._source
         )
         ids = np.asarray([i for i, _ in pairs], dtype=np.int64)
         for s in range(0, len(ids), 8192):
@@ -768,7 +843,7 @@ class Library:
         if isinstance(source, (str, os.PathLike)):
             data = read_query_file(source)
             try:
-                return self.extractor.embed(data)
+                return self.extractor.embed(data, path_hint=source)
             except DecodeError as exc:
                 raise DecodeError(source, exc.reason) from None
         return self.extractor.embed(source)
@@ -784,7 +859,7 @@ class Library:
             index = self.load_index()
             if len(index) == 0:
                 return []
-            ids, scores = index.query(np.asarray(vector, dtype=np.float32), want)
+            ids, scores = index.query(self.index_space(vector), want)
             if self._store is not None and self._store.bad_rows:  # found damaged while ranking
                 self._drop_bad_rows()
                 keep = [int(i) in self._source.rows for i in ids]
@@ -874,6 +949,7 @@ class Library:
             ex = self.extractor
             info["model_id"] = ex.model_id
             info["model"] = describe_model_id(self.model_id)
+            info["centred"] = self.centring and not self.config.whitening
             info["device"] = device_description(ex.device)
             info["weights"] = ex.weights_source
             info["stale"] = sum(n for m, n in model_counts.items() if m != ex.model_id)

@@ -168,14 +168,19 @@ def explain_pool() -> QThreadPool:
 
 
 class _Model:
-    """How a worker reaches the extractor: lazily, and under the caller's lock if it gave one."""
+    """How a worker reaches the extractor: lazily, and under the caller's lock if it gave one;
+    `mean` gives the library mean the search centres on (None: raw cosine)."""
 
-    def __init__(self, extractor: ExtractorSource, lock: Any = None):
+    def __init__(self, extractor: ExtractorSource, lock: Any = None, mean=None):
         self._get = extractor if callable(extractor) else (lambda: extractor)
         self.lock = lock if lock is not None else contextlib.nullcontext()
+        self._mean = mean
 
     def extractor(self):
         return self._get()
+
+    def mean(self):
+        return self._mean() if self._mean is not None else None
 
 
 def prepare(
@@ -248,7 +253,7 @@ def explain_match(
 ) -> MatchExplained:
     q = prepare(model, cache, *query)
     r = prepare(model, cache, *result)
-    out = MatchExplained(q, r, explain.match_all(q.act, r.act))
+    out = MatchExplained(q, r, explain.match_all(q.act, r.act, model.mean()))
     for b, e in out.explanations.items():
         vmax = colormap.peak(e.query_map, e.result_map)  # one scale: the two sides compare
         out.query_layers[b] = heat_layer(e.query_map, q.photo.size, cmap, vmax)
@@ -536,10 +541,10 @@ class _ExplainWidget(QWidget):
         if extractor is not None:
             self.set_extractor(extractor)
 
-    def set_extractor(self, extractor: ExtractorSource, lock: Any = None) -> None:
+    def set_extractor(self, extractor: ExtractorSource, lock: Any = None, mean=None) -> None:
         """The model to explain with (an Extractor or a callable returning one, e.g.
         `lambda: library.extractor`); `lock` (e.g. the search worker's) is held while it runs."""
-        self._model = None if extractor is None else _Model(extractor, lock)
+        self._model = None if extractor is None else _Model(extractor, lock, mean)
 
     def _submit(self, fn: Callable[[], object], priority: int = 1) -> int:
         n = self._gen.next()
@@ -817,7 +822,7 @@ class MatchView(_ExplainWidget):
         c.legend.set_cmap(self.cmap, signed)
         s, sh = e.branch_scores, e.shares()
         self.score_label.setText(
-            f"<b>cosine {e.score:.4f}</b> &nbsp; attention (ECA/avg) {s['attention']:.4f} "
+            f"<b>{e.score_name} {e.score:.4f}</b> &nbsp; attention (ECA/avg) {s['attention']:.4f} "
             f"({100 * sh['attention']:.0f}%) &nbsp; global (max) {s['global']:.4f} "
             f"({100 * sh['global']:.0f}%) &nbsp; <i>map: {explain.BRANCH_LABELS[branch]}</i>"
         )

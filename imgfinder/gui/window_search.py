@@ -51,7 +51,7 @@ def match_summary(e: MatchExplanation) -> str:
     """The compact score breakdown shown in the details panel."""
     s, sh = e.branch_scores, e.shares()
     return (
-        f"<b>Cosine {e.score:.4f}</b><br>"
+        f"<b>{e.score_name.capitalize()} {e.score:.4f}</b><br>"
         f"Attention (ECA/avg): {s['attention']:.4f} &nbsp;({100 * sh['attention']:.0f}%)<br>"
         f"Global (max): {s['global']:.4f} &nbsp;({100 * sh['global']:.0f}%)"
     )
@@ -202,7 +202,9 @@ class SearchMixin:
             return
         lock = self.search_ctl.worker.busy  # the model is not re-entrant: one user at a time
         for w in (self.query_explain, self.match_view):
-            w.set_extractor(lambda lib=lib: lib.extractor, lock=lock)
+            w.set_extractor(
+                lambda lib=lib: lib.extractor, lock=lock, mean=lambda lib=lib: lib.search_mean()
+            )
         self._explain_ready = True
         if self._pending_open is not None:
             found, self._pending_open = self._pending_open, None
