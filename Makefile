@@ -29,7 +29,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix imgfinder tests benchmarks
 
 bench: $(STAMP)
-	for b in indexing search gui_latency explain dupes_scan dupes_first_scan duplicates training; do \
+	for b in indexing search gui_latency explain dupes_scan dupes_first_scan duplicates training faults; do \
 		QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:

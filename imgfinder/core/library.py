@@ -401,7 +401,7 @@ class Library:
         folder a file-system watcher reported), instead of every folder. Holds the writer
         lock from the first step to the end (LibraryBusyError if another process has it).
         """
-        self.writer_lock.acquire("indexing")
+        self.writer_lock.acquire("indexing", timeout=2.0)  # a folder change may be finishing
         try:
             return (yield from self._index_locked(add_paths, cancel=cancel, only=only))
         finally:
