@@ -325,6 +325,10 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
                 problems.append("traceback")
             tally.add("kill -9: duplicate resolve (trash)", problems)
         figures.append(
+            f"duplicate resolve: {len(unjournaled)} file(s) intact in the quarantine folder but "
+            "not located by trash.recover() (killed between the move and its journal record)"
+        )
+        figures.append(
             f"kill -9 trials {sum(counts.values())}, of which {killed} killed a "
             "running process (the rest had finished)"
         )
