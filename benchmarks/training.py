@@ -329,6 +329,8 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     base.to(memory_format=torch.channels_last)
     l3 = eval_maps(eval_files, base, args.size)
     print(f"eval maps at the split (fp32, one pass): {time.perf_counter() - t:.0f} s")
+    b_map, b_p10 = evaluate(descriptors(l3, base.trunk.last, base.eca), eval_labels)
+    print(f"before training: mAP {b_map:.4f}, P@10 {b_p10:.4f}", flush=True)
 
     runs = []  # (name, trainer, result, seconds)
     curve: dict[int, dict] = {}  # epoch -> row of the learning-curve table

@@ -39,9 +39,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         choices=TRAINABLE,
         default="layer4",
         help="layer4: the backbone's last stage (ResNet50's layer4, EfficientNet-Lite0's "
-        "blocks 11-15 and head conv) + ECA, writes a full weights bundle (default; the choice "
-        "that measured a gain on unseen classes); eca: the ECA kernel only, trunk frozen "
-        "(seconds per epoch)",
+        "blocks 11-15 and head conv) + ECA, writes a full weights bundle (default: it fits "
+        "the classes you train on; on flower classes it was not trained on, Lite0's ImageNet "
+        "features measured no better after training, see benchmarks/training.py); eca: the "
+        "ECA kernel only, trunk frozen (seconds per epoch)",
     )
     p.add_argument("--margin", type=float, default=0.3, help="ArcFace angular margin (radians)")
     p.add_argument("--scale", type=float, default=30.0, help="ArcFace logit scale")

@@ -30,8 +30,10 @@ TIERS = ("exact", "copy", "similar")
 TIER_LABELS = {"exact": "exact duplicate", "copy": "same photo", "similar": "similar shot"}
 # From benchmarks/duplicates.py: every same-photo pair scored >= 0.84 in the pixel check, distinct
 # photos <= 0.38 and real re-takes in Oxford Flowers ~0.79, so copy 0.80 sits just under the
-# copies; similar 0.70 is the lowest setting that grouped no two different scenes (random-init
-# weights: re-check with trained weights).
+# copies. Similar 0.70, re-checked with EfficientNet-Lite0's ImageNet weights on shot-like
+# variants (shift, crop, exposure, tilt) of the flowers: on the held-out half it keeps
+# precision 0.99 (8 of 14141 same-class photo pairs grouped) with shot recall 0.93; the lowest
+# threshold with precision >= 0.95 on the calibration half (0.40) adds no shot recall there.
 DEFAULT_THRESHOLDS = {"exact": 1.0, "copy": 0.80, "similar": 0.70}
 # Slider ranges: the lower ends are what the pair list keeps, so any setting regroups at once.
 THRESHOLD_RANGES = {"exact": (1.0, 1.0), "copy": (0.50, 1.0), "similar": (LOOSE_SIMILAR, 1.0)}
