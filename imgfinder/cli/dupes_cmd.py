@@ -67,7 +67,9 @@ def cmd_dupes(args: argparse.Namespace) -> int:
         tiers = dupes.TIERS if args.tier == "all" else (args.tier,)
         groups = []
         for tier in tiers:
-            groups += dupes.group(pairs, tier, th[tier], copy_threshold=th["copy"])
+            groups += dupes.group(
+                pairs, tier, th[tier], copy_threshold=th["copy"], include_exact=len(tiers) == 1
+            )
         rule = dupes.load_rule(lib.catalog)
         out = []
         for g in groups:

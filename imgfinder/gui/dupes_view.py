@@ -477,7 +477,11 @@ class DuplicatesView(QWidget):
         self.groups = []
         for t in tiers:
             self.groups += dupes.group(
-                self.pairs, t, self.thresholds[t], copy_threshold=self.thresholds["copy"]
+                self.pairs,
+                t,
+                self.thresholds[t],
+                copy_threshold=self.thresholds["copy"],
+                include_exact=len(tiers) == 1,  # all tiers: identical files only in "exact"
             )
         self.groups.sort(key=lambda g: (-len(g), dupes.TIERS.index(g.tier), -g.weakest))
         self.group_list.blockSignals(True)

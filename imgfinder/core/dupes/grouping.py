@@ -3,8 +3,10 @@
 Tiers, each with its own score and slider:
 
 * exact: same content hash (score 1; no threshold);
-* copy ("same photo"): the verified, aligned pixel score of verify.py; identical files count as
-  copies with score 1. Groups made only of identical files are left to the exact tier;
+* copy ("same photo"): the geometric check's score (geometry.py); identical files count as
+  copies with score 1, so "same photo" includes byte-identical files and the exact tier is its
+  cheap subset. Only when every tier is listed together (group_all) are groups made only of
+  identical files left to the exact tier, so that no group is shown twice;
 * similar ("similar shot"): the centred feature cosine (pairs.py); identical files count with
   score 1. Groups whose every link is already a copy are left to the copy tier.
 
@@ -92,11 +94,13 @@ def group(
     threshold: float | None = None,
     *,
     copy_threshold: float | None = None,
+    include_exact: bool = True,
 ) -> list[DuplicateGroup]:
     """Groups of one tier from the cached pairs; fast enough to run on every slider move.
 
     `copy_threshold` (default: the copy default) decides, for the similar tier, which groups
-    are already shown as copies.
+    are already shown as copies. `include_exact=False` leaves copy groups made only of
+    identical files out (they are in the exact tier), for listings of every tier at once.
     """
     if tier not in TIERS:
         raise ValueError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
@@ -133,7 +137,7 @@ def group(
         where = order[np.searchsorted(key_sorted, x * n + y, sorter=order)]
         link = sel_scores[where]  # (groups, size*(size-1)/2)
         keep = np.ones(len(cs), bool)
-        if tier == "copy":  # identical files only: the exact tier shows them
+        if tier == "copy" and not include_exact:  # identical files only: the exact tier has them
             keep = (codes[x] != codes[y]).any(axis=1)
         elif tier == "similar":  # nothing but copies: the copy tier shows them
             keep = ~sel_copy[where].all(axis=1)
@@ -196,5 +200,5 @@ def group_all(pairs: PairList, thresholds: dict[str, float] | None = None) -> li
     th = dict(DEFAULT_THRESHOLDS) | (thresholds or {})
     out: list[DuplicateGroup] = []
     for tier in TIERS:
-        out += group(pairs, tier, th[tier], copy_threshold=th["copy"])
+        out += group(pairs, tier, th[tier], copy_threshold=th["copy"], include_exact=False)
     return out

@@ -12,8 +12,9 @@ No N x N matrix is ever formed. Two k-NN passes propose pairs:
   throw-away index (exact up to EXACT_SIG_LIMIT photos, LSH beyond) queried the same way, so
   rotated and mirrored copies are proposed even when the features miss them.
 
-Pairs whose best-orientation signature similarity reaches SIG_GATE are then checked at pixel
-level (verify.py) unless the hash pair's score is cached. Photos sharing a content hash are
+Pairs whose best-orientation signature similarity reaches SIG_GATE, or whose centred feature
+cosine reaches FEATURE_GATE, are then checked geometrically (geometry.py: SIFT + RANSAC, aligned
+detail correlation, containment) unless the hash pair's score is cached. Photos sharing a content hash are
 paired directly from the catalog. Pairs the user marked "not duplicates" / "keep both" are
 dropped. What remains (every pair above the loosest setting of any slider) is the PairList
 that `grouping.group` regroups in milliseconds.
@@ -40,6 +41,7 @@ K_FEATURES = 10  # feature neighbours per photo
 K_SIGNATURES = 16  # signature neighbours per photo (bounds how many copies form one group)
 LOOSE_SIMILAR = 0.40  # lowest "similar" slider value: weaker feature pairs are not kept
 SIG_GATE = 0.85  # signature similarity from which a pair is verified as a possible copy
+FEATURE_GATE = 0.60  # ... or centred feature cosine (crops, borders, tilts the signature misses)
 EXACT_SIG_LIMIT = 20000  # up to this many photos the signature index is exact
 SIG_LSH = {"probes": 256, "rerank": 40}  # beyond: 99.7% of planted copies found (dupes_scan.py)
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
@@ -311,7 +313,7 @@ def find_pairs(
     copy = np.where(exact, np.float32(1.0), np.float32(np.nan)).astype(np.float32)
 
     verified = verified if verified is not None else {}
-    todo = np.flatnonzero(~exact & (sig >= SIG_GATE))
+    todo = np.flatnonzero(~exact & _to_verify(sig, similar))
     stats["verify_candidates"] = len(todo)
     missing = []
     for t in todo:
@@ -353,6 +355,12 @@ def find_pairs(
         seconds=time.perf_counter() - t0,
         stats=stats | {"pairs": int(keep.sum())},
     )
+
+
+def _to_verify(sig: np.ndarray, similar: np.ndarray) -> np.ndarray:
+    """Pairs checked geometrically: close signatures or close (centred) features."""
+    with np.errstate(invalid="ignore"):
+        return (sig >= SIG_GATE) | (similar >= FEATURE_GATE)
 
 
 def _hp(hashes: list[str], i, j) -> tuple[str, str]:
