@@ -336,3 +336,51 @@ class GeometricVerifier:
         signature's guess) is not needed: the fit finds rotation and mirroring itself."""
         got = self.match(path_a, path_b)
         return float("nan") if got is None else got.score
+
+
+# -- closing groups of copies ----------------------------------------------------------------
+CLOSE_FROM = 0.5  # copy score (the copy slider's lower end) from which links join components
+CLOSE_MAX = 40  # components up to this size have their missing pairs checked
+
+
+def missing_links(
+    a: np.ndarray, b: np.ndarray, copy: np.ndarray, n: int, exact: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs inside a component of verified copy links that were never candidates.
+
+    Candidate search proposes each photo's k nearest neighbours only, so in a family of many
+    copies some pairs are never proposed, and complete-linkage grouping (every two members
+    linked) then splits the family. These pairs are checked like any other, not assumed:
+    A~B and B~C only make A~C worth checking. (a < b positions; returns a < b.)
+    """
+    with np.errstate(invalid="ignore"):
+        strong = copy >= CLOSE_FROM
+    if exact is not None:
+        strong |= exact
+    parent = np.arange(n)
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for x, y in zip(a[strong].tolist(), b[strong].tolist()):
+        rx, ry = find(x), find(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    members: dict[int, list[int]] = {}
+    for x in set(a[strong].tolist()) | set(b[strong].tolist()):
+        members.setdefault(find(x), []).append(x)
+    have = set((a * n + b).tolist())
+    out_a, out_b = [], []
+    for m in members.values():
+        if not 2 < len(m) <= CLOSE_MAX:
+            continue
+        m.sort()
+        for i in range(len(m)):
+            for j in range(i + 1, len(m)):
+                if m[i] * n + m[j] not in have:
+                    out_a.append(m[i])
+                    out_b.append(m[j])
+    return np.asarray(out_a, np.int64), np.asarray(out_b, np.int64)

@@ -341,6 +341,12 @@ def find_pairs(
                 done = lo + len(chunk)
                 yield Progress.since("verify", done, len(missing), tv, "checking candidate copies")
     stats["verify_s"] = round(time.perf_counter() - tv, 3) if verifier and missing else 0.0
+    if verifier is not None:
+        got = _close_groups(
+            a, b, exact, similar, sig, orient, copy, sigs, hashes, verified, verifier
+        )
+        a, b, exact, similar, sig, orient, copy, added = got
+        stats["closing_pairs"] = added
     return PairList(
         ids=ids,
         paths=list(paths),
@@ -353,8 +359,43 @@ def find_pairs(
         orientation=orient.astype(np.int8),
         copy=copy,
         seconds=time.perf_counter() - t0,
-        stats=stats | {"pairs": int(keep.sum())},
+        stats=stats | {"pairs": len(a)},
     )
+
+
+def _close_groups(a, b, exact, similar, sig, orient, copy, sigs, hashes, verified, verifier):
+    """Check the pairs missing inside components of verified copies (geometry.missing_links)
+    and add them, so complete linkage does not split a family of copies for want of a link."""
+    from imgfinder.core.dupes.geometry import missing_links  # noqa: PLC0415
+
+    ma, mb = missing_links(a, b, copy, len(sigs), exact)
+    if len(ma) == 0:
+        return a, b, exact, similar, sig, orient, copy, 0
+    msig, mor = signature.similarity(sigs[ma], sigs[mb])
+    mcopy = np.empty(len(ma), np.float32)
+    for t in range(len(ma)):
+        key = _hp(hashes, ma[t], mb[t])
+        s = verified.get(key)
+        if s is None:
+            s = verifier(int(ma[t]), int(mb[t]), int(mor[t]))
+            if np.isfinite(s):
+                verified[key] = float(s)
+        mcopy[t] = s
+    n = max(len(sigs), 1)
+    order = np.argsort(np.concatenate([a * n + b, ma * n + mb]), kind="stable")
+    cat = [
+        np.concatenate(x)[order]
+        for x in (
+            (a, ma),
+            (b, mb),
+            (exact, np.zeros(len(ma), bool)),
+            (similar, np.full(len(ma), np.nan, np.float32)),
+            (sig, msig.astype(np.float32)),
+            (orient, mor.astype(np.int8)),
+            (copy, mcopy),
+        )
+    ]
+    return (*cat, len(ma))
 
 
 def _to_verify(sig: np.ndarray, similar: np.ndarray) -> np.ndarray:
