@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 VERSION = 2  # bump when any constant below changes (1 was verify.py): cached scores are redone
 WORK_SIDE = 384  # photos are compared with their longest side at this many pixels
-BORDER_STD = 6.0  # a border row/column varies less than this (0-255 scale) ...
-BORDER_DIFF = 10.0  # ... and its mean colour stays this close to the outermost row's
+BORDER_STD = 3.0  # a border row/column varies less than this (0-255 scale) ...
+BORDER_DIFF = 6.0  # ... and its mean colour stays this close to the outermost row's
 BORDER_MAX = 0.4  # never trim more than this fraction of a side from one edge
 N_FEATURES = 1000
 CONTRAST = 0.02  # SIFT contrast threshold (OpenCV default 0.04): keypoints on soft photos too
@@ -44,7 +44,8 @@ RATIO = 0.8  # Lowe's ratio test
 RANSAC_PX = 4.0  # reprojection tolerance at WORK_SIDE
 MIN_INLIERS = 10
 SCALE_RANGE = (0.25, 4.0)  # a copy is not scaled beyond this relative to its original
-DETAIL_SIGMA = 2.0
+DETAIL_SIGMA = 2.5  # detail = blur(DETAIL_FINE) - blur(DETAIL_SIGMA), in pixels
+DETAIL_FINE = 1.0
 TEXTURE_STD = 2.0
 TEXTURE_SIGMA = 1.0
 SUBPIXEL = [(dx, dy) for dx in (-0.5, 0.0, 0.5) for dy in (-0.5, 0.0, 0.5)]
@@ -119,6 +120,12 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return _cv2().GaussianBlur(x, (0, 0), sigma, borderType=_cv2().BORDER_REFLECT)
 
 
+def _band(grey: np.ndarray, unit: float) -> np.ndarray:
+    """Band-pass detail (edges and texture, without pixel noise that resampling smears);
+    `unit`: one pixel of the comparison frame in this photo's pixels."""
+    return _blur(grey, DETAIL_FINE * unit) - _blur(grey, DETAIL_SIGMA * unit)
+
+
 def _keypoints(grey_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     sift = _sift()
     kps, desc = sift.detectAndCompute(grey_u8, None)
@@ -153,7 +160,7 @@ def features_of(img: Image.Image) -> PhotoFeatures:
     rgb = trim_border(rgb)
     g8 = np.asarray(rgb.convert("L"))
     grey = g8.astype(np.float32)
-    detail = grey - _blur(grey, DETAIL_SIGMA)
+    detail = _band(grey, 1.0)
     mean = _blur(grey, TEXTURE_SIGMA)
     var = np.maximum(_blur(grey * grey, TEXTURE_SIGMA) - mean * mean, 0)
     textured = np.sqrt(var) > TEXTURE_STD
@@ -258,7 +265,7 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
     x = x - x.mean()
     nx = float(np.sqrt(x @ x))
     src = fb.grey if scale >= 0.95 else _blur(fb.grey, 0.5 / scale)
-    det_src = src - _blur(src, DETAIL_SIGMA / scale)
+    det_src = _band(src, 1.0 / scale)
     corr = -1.0
     # keypoint fits are off by up to about half a pixel, enough to pull fine detail apart
     for dx, dy in SUBPIXEL:
