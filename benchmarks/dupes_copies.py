@@ -257,7 +257,7 @@ def _show_errors(truth: Truth, pred: np.ndarray, pl, limit: int = 12) -> None:
     c = truth.counted
     for label, sel in (
         ("false", pred & ~truth.truth & c),
-        ("missed", ~pred & truth.truth & c & ((truth.kind[truth.a] == "original"))),
+        ("missed", ~pred & truth.truth & c & (truth.kind[truth.a] == "original")),
     ):
         for k in np.flatnonzero(sel)[:limit]:
             print(f"  {label}: {info(int(k))}")
