@@ -29,7 +29,7 @@ def test_index_summary(library, capsys, tmp_path):
     capsys.readouterr()
     assert main([*args, "index"]) == 0
     out = capsys.readouterr().out
-    assert "indexed 0" in out and "unchanged 6" in out
+    assert out.startswith("Nothing new or changed · library: 5 photos, 1 skipped")
 
 
 def test_index_json_summary(library, capsys):
@@ -50,7 +50,7 @@ def test_search_text_and_json(library, capsys):
     assert main([*args, "search", str(root / "p2.jpg"), "-k", "4", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["query"] == str(root / "p2.jpg")
-    assert [set(r) for r in data["results"]] == [{"path", "score"}] * 4
+    assert [set(r) for r in data["results"]] == [{"path", "score", "metadata", "decoded_from"}] * 4
     assert data["results"][0]["path"] == str(root / "p2.jpg")
     scores = [r["score"] for r in data["results"]]
     assert scores == sorted(scores, reverse=True)

@@ -351,7 +351,7 @@ def test_unconvertible_mode_is_a_decode_error(monkeypatch):
 
 
 def test_unexpected_plugin_errors_become_decode_errors(monkeypatch):
-    def explode(data):
+    def explode(data, *args, **kwargs):
         raise IndexError("plugin bug")
 
     monkeypatch.setattr(decode, "_open_lazy", explode)

@@ -25,6 +25,7 @@ from imgfinder.core import decode
 from imgfinder.core.dupes.signature import signature_of
 from imgfinder.core.model import FusedECA, FusedOutput
 from imgfinder.core.modelspec import DEVICES, INPUT_SIZE_RANGE, ModelConfig, Preprocessing
+from imgfinder.core.photometa import PhotoMeta
 from imgfinder.core.weights import LoadedWeights, ProgressFn, resolve_weights
 from imgfinder.errors import DecodeError, ImgfinderError
 
@@ -142,6 +143,10 @@ class Prepared:
     signature: np.ndarray | None = None  # the duplicate finder's DCT signature (dupes.signature)
     error: str | None = None
     known: bool = False  # content hash already has a vector: no decode needed
+    # how the model's image was decoded: "full", "dct-draft", "mpf-preview", "raw-preview",
+    # "raw-demosaic" (decode.SOURCE_*), and the photo's EXIF facts (core/photometa.py)
+    source: str | None = None
+    meta: PhotoMeta | None = None
 
 
 def _dupe_signature(img: Image.Image, path: str) -> np.ndarray | None:
@@ -245,16 +250,17 @@ class Extractor:
             if known_hashes is not None and known_hashes(p.hash):
                 p.known = True
                 return p
-            img = decode.open_image(data, min_size=self.input_size, path_hint=path)
+            got = decode.decode(data, min_size=self.input_size, path_hint=path, with_meta=True)
+            img = got.image
             # the photo's real (EXIF-oriented) size, not the DCT-scaled decode's
-            info = decode.image_info(data)
-            p.width, p.height = info["width"], info["height"]
+            p.width, p.height = got.width, got.height
+            p.source, p.meta = got.source, got.meta
             p.array = self.to_array(img)
             p.signature = _dupe_signature(img, path)
         except DecodeError as exc:
             p.error = exc.reason
-        except OSError as exc:
-            p.error = exc.strerror or str(exc)
+        except OSError as exc:  # e.g. deleted mid-run: "file not found", not the OS's wording
+            p.error = decode._os_error_reason(exc)
         except Exception as exc:  # a decoder bug must not stop a library scan
             log.exception("unexpected failure preparing %s", path)
             p.error = f"unexpected error: {exc}"

@@ -40,15 +40,14 @@ _SKIP_DIRS = frozenset(
 )
 
 # Extensions that are certainly not photos we can decode: their content is never sniffed, which
-# saves opening every video/sidecar on slow network shares. Camera RAW is listed because Pillow
-# would only see the small embedded TIFF preview; THM files are JPEG thumbnails of videos.
+# saves opening every video/sidecar on slow network shares. THM files are JPEG thumbnails of
+# videos. Camera RAW files are photos (decode.IMAGE_EXTENSIONS lists them; rawpy decodes them).
 _NOT_IMAGE_EXTENSIONS = frozenset(
     (
         ".txt .md .log .csv .json .xml .html .htm .ini .cfg .db .sqlite .pdf .doc .docx .xls .xlsx "
         ".zip .7z .rar .gz .tar .bz2 .xz .exe .dll .so .dylib .py .js .css .sh .bat "
         ".mp4 .mov .avi .mkv .mts .m2ts .m4v .3gp .wmv .mpg .mpeg .webm .lrv .thm "
-        ".mp3 .wav .aac .m4a .flac .ogg .xmp .aae .pp3 .dop .lrcat .lrdata "
-        ".nef .nrw .cr2 .cr3 .crw .arw .srf .sr2 .dng .raf .orf .rw2 .pef .srw .x3f .3fr .iiq"
+        ".mp3 .wav .aac .m4a .flac .ogg .xmp .aae .pp3 .dop .lrcat .lrdata"
     ).split()
 )
 

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imgfinder.core.catalog import display_path
 from imgfinder.gui import desktop
 from imgfinder.gui.items import ResultItem, thumb_key
 from imgfinder.gui.thumbnails import ThumbnailLoader, ThumbRequest
@@ -27,6 +28,29 @@ from imgfinder.gui.thumbnails import ThumbnailLoader, ThumbRequest
 log = logging.getLogger(__name__)
 
 PREVIEW_BUCKET = 512
+# Photographers' facts from the catalog (EXIF; core/photometa.py), then how the model saw it.
+PHOTO_FIELDS = ("Taken", "Camera", "Lens", "Exposure", "GPS", "Decoded from")
+SOURCE_TEXT = {
+    "full": "full image",
+    "dct-draft": "full image, JPEG-scaled",
+    "mpf-preview": "embedded JPEG preview (MPF)",
+    "raw-preview": "RAW's embedded preview",
+    "raw-demosaic": "RAW, demosaiced",
+}
+
+
+def photo_facts(item: ResultItem) -> dict[str, str]:
+    """The PHOTO_FIELDS texts of one result ("unknown" where the file does not say)."""
+    m = item.meta
+    taken = m.taken.replace("T", " ") if m is not None and m.taken else None
+    return {
+        "Taken": taken or "unknown",
+        "Camera": (m.camera if m is not None else None) or "unknown",
+        "Lens": (m.lens if m is not None else None) or "unknown",
+        "Exposure": (m.exposure if m is not None else None) or "unknown",
+        "GPS": ("yes" if m.gps else "no") if m is not None else "unknown",
+        "Decoded from": SOURCE_TEXT.get(item.decode_source or "", item.decode_source or "unknown"),
+    }
 
 
 def human_size(n: int) -> str:
@@ -69,7 +93,15 @@ class DetailsPanel(QScrollArea):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.fields: dict[str, QLabel] = {}
-        for name in ("Name", "Folder", "Dimensions", "Modified", "File size", "Similarity"):
+        for name in (
+            "Name",
+            "Folder",
+            "Dimensions",
+            *PHOTO_FIELDS,
+            "Modified",
+            "File size",
+            "Similarity",
+        ):
             lbl = QLabel("–")
             lbl.setWordWrap(True)
             lbl.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -121,8 +153,8 @@ class DetailsPanel(QScrollArea):
                 lbl.setText("–")
             return
         f = self.fields
-        f["Name"].setText(_breakable(os.path.basename(item.path)))
-        f["Folder"].setText(_breakable(os.path.dirname(item.path)))
+        f["Name"].setText(_breakable(display_path(os.path.basename(item.path))))
+        f["Folder"].setText(_breakable(display_path(os.path.dirname(item.path))))
         f["Dimensions"].setText(
             f"{item.width} × {item.height} px" if item.width and item.height else "unknown"
         )
@@ -132,6 +164,8 @@ class DetailsPanel(QScrollArea):
         else:
             f["Modified"].setText("unknown")
         f["File size"].setText(human_size(item.size) if item.size else "unknown")
+        for name, text in photo_facts(item).items():
+            f[name].setText(text)
         f["Similarity"].setText(f"{item.score:.4f}")
         self._key = thumb_key(item.identity(), PREVIEW_BUCKET)
         pm = self.loader.pixmap(ThumbRequest(self._key, item.path, PREVIEW_BUCKET))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -244,6 +246,12 @@ class SettingsDialog(QDialog):
         self.rescan.setSuffix(" min")
         self.rescan.setValue(settings.rescan_minutes)
         self.rescan.setToolTip("Folders that cannot be watched are rescanned this often")
+        self.raw_pairs = QCheckBox("Show a RAW+JPEG &pair as one photo in search results")
+        self.raw_pairs.setToolTip(
+            "A camera's RAW file and the JPEG it wrote of the same shot (same name, or same "
+            "capture time and camera) appear once, as the better match of the two"
+        )
+        self.raw_pairs.setChecked(bool(settings.raw_pairs_as_one))
         self.data_dir = QLineEdit(str(data_dir))
         self.data_dir.setReadOnly(True)
         open_dir = QPushButton("Open")
@@ -258,10 +266,12 @@ class SettingsDialog(QDialog):
         form2 = QFormLayout()
         form2.addRow("&Thumbnail size:", self.thumb_size)
         form2.addRow("&Rescan interval:", self.rescan)
+        form2.addRow("", self.raw_pairs)
         form2.addRow("Data folder:", _wrap(drow))
         note = QLabel(
             "The data folder holds the catalog, vectors, index, settings, logs and cache. "
-            "Choose another one with --data-dir or IMGFINDER_DATA_DIR."
+            "To use another one, start imgfinder with --data-dir FOLDER or set "
+            "IMGFINDER_DATA_DIR."
         )
         note.setWordWrap(True)
         note.setForegroundRole(note.foregroundRole())
@@ -276,6 +286,11 @@ class SettingsDialog(QDialog):
         lay.addLayout(form2)
         lay.addWidget(note)
         lay.addWidget(buttons)
+        # Enter means OK: Browse…, Open, Learn… never become the default after a click
+        ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        for b in self.findChildren(QPushButton):
+            b.setAutoDefault(b is ok)
+        ok.setDefault(True)
         self._load_vector_count()
 
     # -- model and whitening ---------------------------------------------------------------
@@ -400,8 +415,9 @@ class SettingsDialog(QDialog):
             desc += f"\nFile: {target}"
             if not target.is_file():
                 desc += (
-                    f"\nNot downloaded yet: imgfinder downloads it ({spec.weights_mb} MB) "
-                    "when this model is first used"
+                    f"\n⚠ Missing: not downloaded yet. imgfinder downloads it "
+                    f"({spec.weights_mb} MB) when this model is first used online, or choose a "
+                    "file with Browse…"
                 )
         return ModelChoice(default_model_text(spec), None, None, desc, spec.name)
 
@@ -414,6 +430,8 @@ class SettingsDialog(QDialog):
             weights = self.effective.weights if same else None
             return ModelChoice(f"Head file: {name}", weights, path, desc, backbone)
         desc = f"Weights file: {path}\nBackbone: {BACKBONES[backbone].title}"
+        if not Path(path).expanduser().is_file():
+            desc += "\n⚠ Missing: this file does not exist (moved or deleted?)"
         return ModelChoice(f"Weights file: {name}", path, None, desc, backbone)
 
     def _add_model_choice(self, choice: ModelChoice) -> int:
@@ -650,6 +668,7 @@ class SettingsDialog(QDialog):
             "whitening": self.whitening.currentData(),
             "thumb_size": self.thumb_size.value(),
             "rescan_minutes": self.rescan.value(),
+            "raw_pairs_as_one": self.raw_pairs.isChecked(),
         }
 
 
@@ -658,6 +677,68 @@ def _wrap(layout) -> QWidget:
     layout.setContentsMargins(0, 0, 0, 0)
     w.setLayout(layout)
     return w
+
+
+_OFFLINE_REASON = re.compile(r"weights are not available \((.*)\)\. Download", re.S)
+_NETWORK_WORDS = (
+    "errno",
+    "name or service",
+    "network",
+    "timed out",
+    "timeout",
+    "connection",
+    "unreachable",
+    "getaddrinfo",
+    "temporary failure",
+    "ssl",
+)
+
+
+def weights_reason(message: str) -> str:
+    """Why the weights are missing, in the app's words: no errno, no command-line advice.
+
+    `message` is the core's text (core.weights.offline_message(), a download error, a file
+    error), meant for the terminal.
+    """
+    m = _OFFLINE_REASON.search(message)
+    reason = (m.group(1) if m else message).strip()
+    low = reason.lower()
+    if "cancel" in low:
+        return "the download was cancelled"
+    if "not downloaded yet" in low:
+        return "they have not been downloaded yet"
+    if low.startswith("download failed") or any(w in low for w in _NETWORK_WORDS):
+        if "sha256" in low or "corrupt" in low:
+            return "the downloaded file was damaged; try the download again"
+        return "the download server could not be reached (is this computer offline?)"
+    if low.startswith(("file not found:", "weights file not found:")):
+        return f"the chosen weights file {reason.split(':', 1)[1].strip()} does not exist"
+    # anything else (an unreadable file, say): its first sentence, without terminal advice
+    reason = re.split(r"[,;]? or pass --weights|[,;]? or set IMGFINDER_WEIGHTS", reason)[0]
+    return reason.rstrip(". ")
+
+
+def weights_help_text(
+    message: str, spec: BackboneSpec | None = None, alternative: BackboneSpec | None = None
+) -> str:
+    """The weights dialog's text: what is needed, why it is missing, what to do in the app."""
+    spec = spec or get_spec(None)
+    target = default_weights_file(spec)
+    text = (
+        f"imgfinder needs the {spec.title} model weights (about {spec.weights_mb} MB) to index "
+        f"and search your photos, and {weights_reason(message)}.\n\n"
+        "To get them: click “Try download again” when this computer is online; or, on a "
+        f"computer with internet access, download\n{spec.weights_url}\nand copy the file "
+        f"{target.name} into\n{target.parent}\nor click “Choose weights file…” to use a copy "
+        "you already have."
+    )
+    if alternative is not None:
+        text += (
+            f"\n\nOr use {alternative.title} now: its ImageNet weights are installed with "
+            "imgfinder, so it needs no download. It is a different model, so photos already "
+            "indexed are indexed again (you are asked first)."
+        )
+    return text
 
 
 class WeightsDialog(QDialog):
@@ -734,8 +815,9 @@ class WeightsDialog(QDialog):
             self.progress.setFormat(f"{done / 1e6:.1f} MB")
 
     def show_missing(self, message: str, *, can_download: bool = True) -> None:
+        """`message`: the core's reason (any wording); the dialog says it in the app's terms."""
         self.state = "missing"
-        self.message.setText(message)
+        self.message.setText(weights_help_text(message, self.spec, self.alternative))
         self.progress.hide()
         self.cancel_button.hide()
         self.download_button.setVisible(can_download)

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 from PySide6.QtGui import QImage
 
+from imgfinder.core.photometa import PhotoMeta
 from imgfinder.core.types import Hit
 
 
@@ -22,6 +23,8 @@ class ResultItem:
     hash: str | None = None
     width: int | None = None
     height: int | None = None
+    meta: PhotoMeta | None = None  # capture date, camera, lens, exposure, GPS (catalog)
+    decode_source: str | None = None  # how the model saw it: "full", "raw-preview", ...
 
     @property
     def path(self) -> str:
@@ -38,7 +41,7 @@ class ResultItem:
 
 def thumb_key(identity: str, size: int) -> str:
     """Cache key of a thumbnail: stable, file-name safe."""
-    return f"{hashlib.sha1(identity.encode('utf-8')).hexdigest()}-{size}"
+    return f"{hashlib.sha1(identity.encode('utf-8', 'surrogateescape')).hexdigest()}-{size}"
 
 
 @dataclass(eq=False)
@@ -72,6 +75,7 @@ class SearchRequest:
     query: Query
     k: int
     want_preview: bool = True
+    raw_pairs_as_one: bool = False  # Settings: a RAW+JPEG pair shows as one result
 
 
 @dataclass

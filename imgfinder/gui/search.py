@@ -31,6 +31,7 @@ class SearchController(QObject):
         super().__init__(parent)
         self.lib = None
         self.k = 60
+        self.raw_pairs_as_one = False  # GuiSettings.raw_pairs_as_one
         self.history: list[Query] = []
         self.pos = -1
         self._next_id = 0
@@ -105,7 +106,16 @@ class SearchController(QObject):
         self._queries[rid] = query
         self.worker.latest = rid
         self._set_busy(True)
-        self._submit.emit(SearchRequest(rid, self.lib, query, self.k, query.preview is None))
+        self._submit.emit(
+            SearchRequest(
+                rid,
+                self.lib,
+                query,
+                self.k,
+                query.preview is None,
+                raw_pairs_as_one=self.raw_pairs_as_one,
+            )
+        )
 
     def warm_up(self, lib) -> None:
         self._warm.emit(lib)

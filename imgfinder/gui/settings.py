@@ -51,10 +51,12 @@ class GuiSettings:
     result_count: int = 60
     min_score: float = 0.0
     rescan_minutes: int = 10
+    raw_pairs_as_one: bool = False  # show a RAW+JPEG pair of one shot as one search result
     window_geometry: str | None = None  # hex of QMainWindow.saveGeometry()
     window_state: str | None = None  # hex of QMainWindow.saveState()
     search_split_state: str | None = None  # hex of QSplitter.saveState(): results | explanations
     dupes_split_state: str | None = None  # hex of QSplitter.saveState(): groups | review
+    explain_folded: bool | None = None  # explanations folded to their tab bar; None: by height
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike) -> GuiSettings:
@@ -114,6 +116,8 @@ class GuiSettings:
 def _type_ok(value, default, name: str) -> bool:
     if name in (*PATH_FIELDS, *LAYOUT_FIELDS, "backbone"):
         return value is None or isinstance(value, str)
+    if name == "explain_folded":
+        return value is None or isinstance(value, bool)
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, float):

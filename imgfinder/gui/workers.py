@@ -220,6 +220,13 @@ class TrainWorker(QObject):
 # --------------------------------------------------------------------------- search
 
 
+def result_facts(lib, image_ids: list[int]) -> tuple[dict, dict]:
+    """Photo metadata and decode source of search hits, from the catalog (no file read)."""
+    from imgfinder.core import photometa  # noqa: PLC0415
+
+    return lib.photo_meta(image_ids), photometa.decode_sources(lib.catalog, image_ids)
+
+
 class SearchWorker(QObject):
     """Lives in one long-running thread; embeds queries and searches, newest request wins."""
 
@@ -248,15 +255,27 @@ class SearchWorker(QObject):
                 if vector is None:
                     source = q.source()
                     vector = lib.embed(source)  # whitened when the library uses whitening
-                hits = lib.search_vector(vector, req.k)
+                hits = lib.search_vector(vector, req.k, raw_pairs_as_one=req.raw_pairs_as_one)
                 rows = lib.catalog.images([h.image_id for h in hits])
+                metas, sources = result_facts(lib, [h.image_id for h in hits])
                 items = []
                 for h in hits:
                     r = rows.get(h.image_id)
                     if r is None:
                         items.append(ResultItem(h))
                     else:
-                        items.append(ResultItem(h, r.size, r.mtime_ns, r.hash, r.width, r.height))
+                        items.append(
+                            ResultItem(
+                                h,
+                                r.size,
+                                r.mtime_ns,
+                                r.hash,
+                                r.width,
+                                r.height,
+                                metas.get(h.image_id),
+                                sources.get(h.image_id),
+                            )
+                        )
             except Exception as exc:  # noqa: BLE001 - the worker boundary
                 self.failed.emit(req.id, describe(exc))
                 return

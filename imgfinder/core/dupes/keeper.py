@@ -1,7 +1,8 @@
 """Which copy to keep: a visible, editable rule and a human sentence saying why.
 
 The rule compares files criterion by criterion, in order (editable), the first difference
-deciding: resolution (more pixels), format (earlier in the preference list), file size
+deciding: camera RAW (a RAW+JPEG pair keeps the RAW, whatever the JPEG's size), resolution
+(more pixels), format (earlier in the preference list), file size
 (larger: less compressed), capture date (earlier: the original; EXIF DateTimeOriginal, else
 the file's modification time) and preferred folders (earlier in the list). Facts come from file
 headers only (no full decode), so a group of camera files is described in milliseconds.
@@ -15,23 +16,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from PIL import Image
-
 from imgfinder.core import decode
 from imgfinder.errors import DecodeError
 
 log = logging.getLogger(__name__)
 
-CRITERIA = ("resolution", "format", "size", "date", "folder")
+CRITERIA = ("raw", "resolution", "format", "size", "date", "folder")
 DEFAULT_FORMATS = ("RAW", "TIFF", "PNG", "HEIC", "JPEG")
 RAW_EXTENSIONS = frozenset(
     ".dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .x3f .3fr .iiq "
     ".erf .kdc .dcr .mrw .raw .rwl".split()
 )
 _FORMAT_ALIASES = {"MPO": "JPEG", "JPEG2000": "JPEG2000", "HEIF": "HEIC", "AVIF": "AVIF"}
-_EXIF_IFD = 0x8769
-_DATETIME_ORIGINAL = 0x9003
-_DATETIME = 0x0132
 
 
 @dataclass
@@ -58,8 +54,11 @@ class KeeperRule:
         if not d:
             return cls()
         try:
+            criteria = tuple(d.get("criteria", CRITERIA))
+            if "raw" not in criteria:  # a rule saved before the criterion existed
+                criteria = ("raw", *criteria)
             return cls(
-                tuple(d.get("criteria", CRITERIA)),
+                criteria,
                 tuple(d.get("formats", DEFAULT_FORMATS)),
                 tuple(d.get("preferred_folders", ())),
             )
@@ -70,7 +69,9 @@ class KeeperRule:
     def describe(self) -> str:
         parts = []
         for c in self.criteria:
-            if c == "resolution":
+            if c == "raw":
+                parts.append("the camera RAW")
+            elif c == "resolution":
                 parts.append("highest resolution")
             elif c == "format":
                 parts.append("format " + " > ".join(self.formats))
@@ -124,15 +125,6 @@ class FileFacts:
         return f"{self.width}×{self.height}" if self.pixels else "?"
 
 
-def _parse_exif_date(value) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.strptime(value.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S").timestamp()
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
 def file_facts(path: str) -> FileFacts:
     """Header-only facts; a missing or unreadable file says so instead of raising."""
     facts = FileFacts(path=path)
@@ -151,13 +143,13 @@ def file_facts(path: str) -> FileFacts:
         facts.error = exc.reason
     if ext in RAW_EXTENSIONS:
         facts.format = "RAW"  # Pillow may read a DNG's TIFF preview; it is still the raw file
-    try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-            taken = _parse_exif_date(exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL))
-            facts.taken = taken
-    except Exception as exc:  # noqa: BLE001 - EXIF is a bonus; bad blocks are common
-        log.debug("no EXIF date for %s: %s", path, exc)
+    # EXIF through the decoder's header reader: RAW files too, and no Pillow bomb warning
+    taken = decode.read_meta(path).taken
+    if taken:
+        try:
+            facts.taken = datetime.strptime(taken[:19], "%Y-%m-%dT%H:%M:%S").timestamp()
+        except (ValueError, OverflowError, OSError):
+            facts.taken = None
     return facts
 
 
@@ -171,7 +163,9 @@ class KeeperChoice:
 def _key(f: FileFacts, rule: KeeperRule) -> tuple:
     parts: list = [0 if f.exists else 1]
     for c in rule.criteria:
-        if c == "resolution":
+        if c == "raw":
+            parts.append(0 if f.format == "RAW" else 1)
+        elif c == "resolution":
             parts.append(-f.pixels)
         elif c == "format":
             parts.append(_format_rank(f.format, rule))
@@ -211,12 +205,17 @@ def _human_size(n: int) -> str:
 
 
 def _because(c: str, k: FileFacts, r: FileFacts, rule: KeeperRule) -> str:
+    if c == "raw":
+        return f"the camera RAW (over the {r.format or 'other'} file)"
     if c == "resolution":
         return f"highest resolution ({k.dims_text()} vs {r.dims_text()})"
     if c == "format":
         return f"preferred format ({k.format or '?'} over {r.format or '?'})"
     if c == "size":
-        return f"largest file ({_human_size(k.size)} vs {_human_size(r.size)})"
+        a, b = _human_size(k.size), _human_size(r.size)
+        if a == b:  # "10.1 KB vs 10.1 KB" tells nothing: the bytes do
+            a, b = f"{k.size:,} bytes", f"{r.size:,} bytes"
+        return f"largest file ({a} vs {b})"
     if c == "date":
         sec = k.date_text() == r.date_text()
         return f"earliest {k.date_source} ({k.date_text(sec)} vs {r.date_text(sec)})"

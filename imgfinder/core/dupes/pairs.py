@@ -43,7 +43,9 @@ LOOSE_SIMILAR = 0.40  # lowest "similar" slider value: weaker feature pairs are 
 SIG_GATE = 0.85  # signature similarity from which a pair is verified as a possible copy
 FEATURE_GATE = 0.60  # ... or centred feature cosine (crops, borders, tilts the signature misses)
 EXACT_SIG_LIMIT = 20000  # up to this many photos the signature index is exact
-SIG_LSH = {"probes": 256, "rerank": 40}  # beyond: 99.7% of planted copies found (dupes_scan.py)
+# beyond: fixed probing, candidates ranked by Hamming distance alone (no sketch stage);
+# 99.7% of planted copies found (dupes_scan.py)
+SIG_LSH = {"probes": 256, "rerank": 40, "prefilter": 40}
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
 CHUNK = 2048
 
@@ -237,6 +239,19 @@ def _exact_pairs(hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(pa).astype(np.int64), np.concatenate(pb).astype(np.int64)
 
 
+def _companion_parts(
+    companions: tuple[np.ndarray, np.ndarray] | None, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Companion pairs (RAW+JPEG) as (a < b) positions, invalid ones dropped."""
+    if companions is None or len(companions[0]) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    x = np.asarray(companions[0], np.int64)
+    y = np.asarray(companions[1], np.int64)
+    ok = (x != y) & (x >= 0) & (y >= 0) & (x < n) & (y < n)
+    x, y = x[ok], y[ok]
+    return np.minimum(x, y), np.maximum(x, y)
+
+
 def find_pairs(
     index,
     ids: np.ndarray,
@@ -252,13 +267,16 @@ def find_pairs(
     cancel: threading.Event | None = None,
     lock=None,
     workers: int = 2,
+    companions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Generator[Progress, None, PairList | None]:
     """The scan proper, independent of the Library (the benchmark drives it directly).
 
     `index`: anything with get_vectors/query_batch/dim over `ids` (None: no feature pass).
     `sigs`: (N, SIG_DIM) signatures, zero rows for photos without one. `verifier(a, b, o)`
     scores a candidate copy; None leaves `copy` NaN. `verified`: cached scores by hash pair,
-    updated in place with new ones. Returns None when cancelled.
+    updated in place with new ones. `companions`: (a, b) positions of files that are the
+    same shot by construction (RAW+JPEG pairs, rawpairs.py): kept with copy score 1 and never
+    verified. Returns None when cancelled.
     """
     t0 = time.perf_counter()
     cancel = cancel or threading.Event()
@@ -292,6 +310,10 @@ def find_pairs(
     parts_a.append(ea)
     parts_b.append(eb)
     parts_sim.append(np.full(len(ea), np.nan, np.float32))
+    ca, cb = _companion_parts(companions, n)
+    parts_a.append(ca)
+    parts_b.append(cb)
+    parts_sim.append(np.full(len(ca), np.nan, np.float32))
 
     a_all, b_all = np.concatenate(parts_a), np.concatenate(parts_b)
     sim_all = np.concatenate(parts_sim)
@@ -306,14 +328,18 @@ def find_pairs(
         sig[sl], orient[sl] = signature.similarity(sigs[a[sl]], sigs[b[sl]])
     codes, _ = _hash_codes(hashes)
     exact = codes[a] == codes[b]
-    keep = exact | (sig >= SIG_GATE) | (similar >= LOOSE_SIMILAR)
+    paired = np.isin(a * max(n, 1) + b, ca * max(n, 1) + cb) if len(ca) else np.zeros(len(a), bool)
+    keep = exact | paired | (sig >= SIG_GATE) | (similar >= LOOSE_SIMILAR)
     keep &= ~_decided(hashes, a, b, set(decisions))
-    a, b, exact, similar, sig, orient = (x[keep] for x in (a, b, exact, similar, sig, orient))
+    a, b, exact, similar, sig, orient, paired = (
+        x[keep] for x in (a, b, exact, similar, sig, orient, paired)
+    )
     sig = np.where(exact, np.float32(1.0), sig)
-    copy = np.where(exact, np.float32(1.0), np.float32(np.nan)).astype(np.float32)
+    copy = np.where(exact | paired, np.float32(1.0), np.float32(np.nan)).astype(np.float32)
+    stats["raw_jpeg_pairs"] = int(paired.sum())
 
     verified = verified if verified is not None else {}
-    todo = np.flatnonzero(~exact & _to_verify(sig, similar))
+    todo = np.flatnonzero(~exact & ~paired & _to_verify(sig, similar))
     stats["verify_candidates"] = len(todo)
     missing = []
     for t in todo:

@@ -19,9 +19,10 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from imgfinder.core import photometa
 from imgfinder.core.dupes import cache as pair_cache
 from imgfinder.core.dupes import pairs as pairs_mod
-from imgfinder.core.dupes import signature, store
+from imgfinder.core.dupes import rawpairs, signature, store
 from imgfinder.core.dupes.geometry import GeometricVerifier
 from imgfinder.core.dupes.grouping import DEFAULT_THRESHOLDS, TIERS, DuplicateGroup
 from imgfinder.core.dupes.keeper import (
@@ -159,6 +160,7 @@ def scan(
         cancel=cancel,
         lock=getattr(lib, "_lock", None) or nullcontext(),
         workers=workers or _workers(),
+        companions=raw_jpeg_companions(catalog, ids, paths),
     )
     store.save_verified(catalog, {k: v for k, v in verified.items() if k not in before})
     if result is None:
@@ -178,6 +180,14 @@ def _cache_key(lib, model_id, ids, paths, hashes, decisions, settings):
     """Where the pair cache lives and the fingerprint of this scan's inputs."""
     key = pair_cache.fingerprint(model_id, ids, paths, hashes, decisions, settings)
     return lib.data_dir / pair_cache.FILE_NAME, key
+
+
+def raw_jpeg_companions(catalog, ids: np.ndarray, paths: list[str]):
+    """(a, b) positions of RAW+JPEG pairs among the scanned photos (rawpairs.py)."""
+    meta_by_id = photometa.load(catalog, ids.tolist())
+    where = {int(i): p for p, i in enumerate(ids.tolist())}
+    metas = {where[i]: m for i, m in meta_by_id.items() if i in where}
+    return rawpairs.raw_jpeg_pairs(paths, metas)
 
 
 # -- describing and deciding -------------------------------------------------------------------
