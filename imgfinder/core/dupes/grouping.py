@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 
 TIERS = ("exact", "copy", "similar")
 TIER_LABELS = {"exact": "exact duplicate", "copy": "same photo", "similar": "similar shot"}
-# From benchmarks/duplicates.py: every same-photo pair scored >= 0.84 in the pixel check, distinct
-# photos <= 0.38 and real re-takes in Oxford Flowers ~0.79, so copy 0.80 sits just under the
-# copies; similar 0.70 is the lowest setting that grouped no two different scenes (random-init
-# weights: re-check with trained weights).
+# copy: from benchmarks/dupes_copies.py (geometric check, geometry.py): copies (crops, borders,
+# tilts to 10°, 90° steps, mirrors, resizes, JPEG q60) scored >= 0.89, moved frames (shot-like
+# variants) <= 0.27 and different photos 0, so 0.80 keeps a margin on both sides. similar 0.70
+# is the lowest setting that grouped no two different scenes (benchmarks/duplicates.py).
 DEFAULT_THRESHOLDS = {"exact": 1.0, "copy": 0.80, "similar": 0.70}
 # Slider ranges: the lower ends are what the pair list keeps, so any setting regroups at once.
 THRESHOLD_RANGES = {"exact": (1.0, 1.0), "copy": (0.50, 1.0), "similar": (LOOSE_SIMILAR, 1.0)}
