@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 TIERS = ("exact", "copy", "similar")
 TIER_LABELS = {"exact": "exact duplicate", "copy": "same photo", "similar": "similar shot"}
-# copy: from benchmarks/dupes_copies.py (geometric check, geometry.py): copies (crops, borders,
-# tilts to 10°, 90° steps, mirrors, resizes, JPEG q60) scored >= 0.89, moved frames (shot-like
-# variants) <= 0.27 and different photos 0, so 0.80 keeps a margin on both sides. similar 0.70
+# copy: the geometric check (geometry.py) on 30 flower photos per transform scored copies (crops,
+# borders, tilts to 10°, 90° steps, mirrors, resizes) >= 0.89, moved frames (shot-like variants)
+# <= 0.27 and different photos 0, so 0.80 keeps a margin on both sides (benchmarks/dupes_copies.py
+# lists every miss and false pair with its score). similar 0.70
 # is the lowest setting that grouped no two different scenes (benchmarks/duplicates.py).
 DEFAULT_THRESHOLDS = {"exact": 1.0, "copy": 0.80, "similar": 0.70}
 # Slider ranges: the lower ends are what the pair list keeps, so any setting regroups at once.
