@@ -105,9 +105,12 @@ def test_tiers_are_separate():
     assert names(dupes.group(pairs, "exact")) == [["0", "1"]]
     assert names(dupes.group(pairs, "copy", 0.8)) == [["0", "1", "2"]]
     assert names(dupes.group(pairs, "similar", 0.7)) == [["2", "3"]]
-    # a group of identical files only is left to the exact tier
+    # "same photo" includes byte-identical files (issue 17); only a listing of every tier
+    # leaves a group of identical files only to the exact tier, so none is shown twice
     only_exact = make_pairs(2, [(0, 1, 1.0, 1.0)], ["h", "h"])
-    assert dupes.group(only_exact, "copy", 0.8) == []
+    assert names(dupes.group(only_exact, "copy", 0.8)) == [["0", "1"]]
+    assert dupes.group(only_exact, "copy", 0.8, include_exact=False) == []
+    assert [g.tier for g in dupes.group_all(only_exact)] == ["exact"]
     # a similar group made only of copies is left to the copy tier
     copies = make_pairs(2, [(0, 1, 0.95, 0.9)])
     assert dupes.group(copies, "similar", 0.7) == []

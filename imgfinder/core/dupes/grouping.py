@@ -3,8 +3,10 @@
 Tiers, each with its own score and slider:
 
 * exact: same content hash (score 1; no threshold);
-* copy ("same photo"): the verified, aligned pixel score of verify.py; identical files count as
-  copies with score 1. Groups made only of identical files are left to the exact tier;
+* copy ("same photo"): the geometric check's score (geometry.py); identical files count as
+  copies with score 1, so "same photo" includes byte-identical files and the exact tier is its
+  cheap subset. Only when every tier is listed together (group_all) are groups made only of
+  identical files left to the exact tier, so that no group is shown twice;
 * similar ("similar shot"): the centred feature cosine (pairs.py); identical files count with
   score 1. Groups whose every link is already a copy are left to the copy tier.
 
@@ -28,12 +30,14 @@ log = logging.getLogger(__name__)
 
 TIERS = ("exact", "copy", "similar")
 TIER_LABELS = {"exact": "exact duplicate", "copy": "same photo", "similar": "similar shot"}
-# From benchmarks/duplicates.py: every same-photo pair scored >= 0.84 in the pixel check, distinct
-# photos <= 0.38 and real re-takes in Oxford Flowers ~0.79, so copy 0.80 sits just under the
-# copies. Similar 0.70, re-checked with EfficientNet-Lite0's ImageNet weights on shot-like
-# variants (shift, crop, exposure, tilt) of the flowers: on the held-out half it keeps
-# precision 0.99 (8 of 14141 same-class photo pairs grouped) with shot recall 0.93; the lowest
-# threshold with precision >= 0.95 on the calibration half (0.40) adds no shot recall there.
+# copy: the geometric check (geometry.py) on 30 flower photos per transform scored copies (crops,
+# borders, tilts to 10°, 90° steps, mirrors, resizes) >= 0.89, moved frames (shot-like variants)
+# <= 0.27 and different photos 0, so 0.80 keeps a margin on both sides (benchmarks/dupes_copies.py
+# lists every miss and false pair with its score). Similar 0.70, re-checked with
+# EfficientNet-Lite0's ImageNet weights on shot-like variants (shift, crop, exposure, tilt) of the
+# flowers: on the held-out half it keeps precision 0.99 (8 of 14141 same-class photo pairs
+# grouped) with shot recall 0.93; the lowest threshold with precision >= 0.95 on the
+# calibration half (0.40) adds no shot recall there (benchmarks/duplicates.py).
 DEFAULT_THRESHOLDS = {"exact": 1.0, "copy": 0.80, "similar": 0.70}
 # Slider ranges: the lower ends are what the pair list keeps, so any setting regroups at once.
 THRESHOLD_RANGES = {"exact": (1.0, 1.0), "copy": (0.50, 1.0), "similar": (LOOSE_SIMILAR, 1.0)}
@@ -94,11 +98,13 @@ def group(
     threshold: float | None = None,
     *,
     copy_threshold: float | None = None,
+    include_exact: bool = True,
 ) -> list[DuplicateGroup]:
     """Groups of one tier from the cached pairs; fast enough to run on every slider move.
 
     `copy_threshold` (default: the copy default) decides, for the similar tier, which groups
-    are already shown as copies.
+    are already shown as copies. `include_exact=False` leaves copy groups made only of
+    identical files out (they are in the exact tier), for listings of every tier at once.
     """
     if tier not in TIERS:
         raise ValueError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
@@ -135,7 +141,7 @@ def group(
         where = order[np.searchsorted(key_sorted, x * n + y, sorter=order)]
         link = sel_scores[where]  # (groups, size*(size-1)/2)
         keep = np.ones(len(cs), bool)
-        if tier == "copy":  # identical files only: the exact tier shows them
+        if tier == "copy" and not include_exact:  # identical files only: the exact tier has them
             keep = (codes[x] != codes[y]).any(axis=1)
         elif tier == "similar":  # nothing but copies: the copy tier shows them
             keep = ~sel_copy[where].all(axis=1)

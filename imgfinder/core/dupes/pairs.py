@@ -12,8 +12,9 @@ No N x N matrix is ever formed. Two k-NN passes propose pairs:
   throw-away index (exact up to EXACT_SIG_LIMIT photos, LSH beyond) queried the same way, so
   rotated and mirrored copies are proposed even when the features miss them.
 
-Pairs whose best-orientation signature similarity reaches SIG_GATE are then checked at pixel
-level (verify.py) unless the hash pair's score is cached. Photos sharing a content hash are
+Pairs whose best-orientation signature similarity reaches SIG_GATE, or whose centred feature
+cosine reaches FEATURE_GATE, are then checked geometrically (geometry.py: SIFT + RANSAC, aligned
+detail correlation, containment) unless the hash pair's score is cached. Photos sharing a content hash are
 paired directly from the catalog. Pairs the user marked "not duplicates" / "keep both" are
 dropped. What remains (every pair above the loosest setting of any slider) is the PairList
 that `grouping.group` regroups in milliseconds.
@@ -40,6 +41,7 @@ K_FEATURES = 10  # feature neighbours per photo
 K_SIGNATURES = 16  # signature neighbours per photo (bounds how many copies form one group)
 LOOSE_SIMILAR = 0.40  # lowest "similar" slider value: weaker feature pairs are not kept
 SIG_GATE = 0.85  # signature similarity from which a pair is verified as a possible copy
+FEATURE_GATE = 0.60  # ... or centred feature cosine (crops, borders, tilts the signature misses)
 EXACT_SIG_LIMIT = 20000  # up to this many photos the signature index is exact
 # beyond: fixed probing, candidates ranked by Hamming distance alone (no sketch stage);
 # 99.7% of planted copies found (dupes_scan.py)
@@ -337,7 +339,7 @@ def find_pairs(
     stats["raw_jpeg_pairs"] = int(paired.sum())
 
     verified = verified if verified is not None else {}
-    todo = np.flatnonzero(~exact & ~paired & (sig >= SIG_GATE))
+    todo = np.flatnonzero(~exact & ~paired & _to_verify(sig, similar))
     stats["verify_candidates"] = len(todo)
     missing = []
     for t in todo:
@@ -365,6 +367,12 @@ def find_pairs(
                 done = lo + len(chunk)
                 yield Progress.since("verify", done, len(missing), tv, "checking candidate copies")
     stats["verify_s"] = round(time.perf_counter() - tv, 3) if verifier and missing else 0.0
+    if verifier is not None:
+        got = _close_groups(
+            a, b, exact, similar, sig, orient, copy, sigs, hashes, verified, verifier
+        )
+        a, b, exact, similar, sig, orient, copy, added = got
+        stats["closing_pairs"] = added
     return PairList(
         ids=ids,
         paths=list(paths),
@@ -377,8 +385,49 @@ def find_pairs(
         orientation=orient.astype(np.int8),
         copy=copy,
         seconds=time.perf_counter() - t0,
-        stats=stats | {"pairs": int(keep.sum())},
+        stats=stats | {"pairs": len(a)},
     )
+
+
+def _close_groups(a, b, exact, similar, sig, orient, copy, sigs, hashes, verified, verifier):
+    """Check the pairs missing inside components of verified copies (geometry.missing_links)
+    and add them, so complete linkage does not split a family of copies for want of a link."""
+    from imgfinder.core.dupes.geometry import missing_links  # noqa: PLC0415
+
+    ma, mb = missing_links(a, b, copy, len(sigs), exact)
+    if len(ma) == 0:
+        return a, b, exact, similar, sig, orient, copy, 0
+    msig, mor = signature.similarity(sigs[ma], sigs[mb])
+    mcopy = np.empty(len(ma), np.float32)
+    for t in range(len(ma)):
+        key = _hp(hashes, ma[t], mb[t])
+        s = verified.get(key)
+        if s is None:
+            s = verifier(int(ma[t]), int(mb[t]), int(mor[t]))
+            if np.isfinite(s):
+                verified[key] = float(s)
+        mcopy[t] = s
+    n = max(len(sigs), 1)
+    order = np.argsort(np.concatenate([a * n + b, ma * n + mb]), kind="stable")
+    cat = [
+        np.concatenate(x)[order]
+        for x in (
+            (a, ma),
+            (b, mb),
+            (exact, np.zeros(len(ma), bool)),
+            (similar, np.full(len(ma), np.nan, np.float32)),
+            (sig, msig.astype(np.float32)),
+            (orient, mor.astype(np.int8)),
+            (copy, mcopy),
+        )
+    ]
+    return (*cat, len(ma))
+
+
+def _to_verify(sig: np.ndarray, similar: np.ndarray) -> np.ndarray:
+    """Pairs checked geometrically: close signatures or close (centred) features."""
+    with np.errstate(invalid="ignore"):
+        return (sig >= SIG_GATE) | (similar >= FEATURE_GATE)
 
 
 def _hp(hashes: list[str], i, j) -> tuple[str, str]:

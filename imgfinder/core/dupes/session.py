@@ -20,8 +20,10 @@ from contextlib import nullcontext
 import numpy as np
 
 from imgfinder.core import photometa
+from imgfinder.core.dupes import cache as pair_cache
 from imgfinder.core.dupes import pairs as pairs_mod
 from imgfinder.core.dupes import rawpairs, signature, store
+from imgfinder.core.dupes.geometry import GeometricVerifier
 from imgfinder.core.dupes.grouping import DEFAULT_THRESHOLDS, TIERS, DuplicateGroup
 from imgfinder.core.dupes.keeper import (
     FileFacts,
@@ -40,7 +42,6 @@ from imgfinder.core.dupes.trash import (
     resolve,
     undo_last,
 )
-from imgfinder.core.dupes.verify import Verifier
 from imgfinder.core.types import Progress
 from imgfinder.errors import ImgfinderError
 
@@ -119,6 +120,13 @@ def scan(
     ids = np.asarray([i for i in ids.tolist() if i in info and info[i].hash], np.int64)
     paths = [info[int(i)].path for i in ids]
     hashes = [info[int(i)].hash for i in ids]
+    decisions = list(store.load_decisions(catalog).keys())
+    settings = {"verify": verify, "k": [k_features, k_signatures], "index": lib.index_backend}
+    cache_path, key = _cache_key(lib, model_id, ids, paths, hashes, decisions, settings)
+    cached = pair_cache.load(cache_path, key)
+    if cached is not None:  # nothing changed since the last scan
+        cached.seconds = time.perf_counter() - t0
+        return cached
     have = store.load_signatures(catalog, hashes)
     todo = {h: p for h, p in zip(hashes, paths) if h not in have}
     if todo:
@@ -133,7 +141,7 @@ def scan(
     index = lib.load_index()
     verified = store.load_verified(catalog)
     before = dict(verified)
-    checker = Verifier() if verify else None
+    checker = GeometricVerifier() if verify else None
 
     def verifier(i: int, j: int, o: int) -> float:
         return checker(paths[i], paths[j], o)
@@ -146,7 +154,7 @@ def scan(
         sigs,
         verifier=verifier if checker else None,
         verified=verified,
-        decisions=store.load_decisions(catalog).keys(),
+        decisions=decisions,
         k_features=k_features,
         k_signatures=k_signatures,
         cancel=cancel,
@@ -160,8 +168,18 @@ def scan(
     result.model_id = model_id
     result.seconds = time.perf_counter() - t0
     result.stats["signatures_computed"] = len(todo)
+    try:
+        pair_cache.save(cache_path, result, key)
+    except OSError as exc:  # a read-only or full disk: the scan is still good, just not cached
+        log.warning("could not cache duplicate pairs: %s", exc)
     log.info("duplicate scan: %s in %.1f s", result.stats, result.seconds)
     return result
+
+
+def _cache_key(lib, model_id, ids, paths, hashes, decisions, settings):
+    """Where the pair cache lives and the fingerprint of this scan's inputs."""
+    key = pair_cache.fingerprint(model_id, ids, paths, hashes, decisions, settings)
+    return lib.data_dir / pair_cache.FILE_NAME, key
 
 
 def raw_jpeg_companions(catalog, ids: np.ndarray, paths: list[str]):

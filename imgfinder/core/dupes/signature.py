@@ -27,7 +27,7 @@ GRID = 64  # the photo is squashed to GRID x GRID grey pixels
 COEFFS = 12  # COEFFS x COEFFS lowest DCT frequencies are kept (minus DC); must be even
 SIG_DIM = COEFFS * COEFFS
 SIG_DTYPE = np.float16  # 288 bytes per distinct photo in the catalog
-VERSION = 1  # bump when GRID, COEFFS or the decoding change: stored signatures are recomputed
+VERSION = 2  # bump when GRID, COEFFS or the decoding change (2: border trimmed): recomputed
 
 
 @functools.lru_cache(maxsize=4)
@@ -50,8 +50,13 @@ def grey_square(img: Image.Image, grid: int | None = None) -> np.ndarray:
 
 
 def signature_of(img: Image.Image) -> np.ndarray:
-    """(SIG_DIM,) float32 unit vector; all zeros for a flat image (it matches nothing)."""
-    x = grey_square(img)
+    """(SIG_DIM,) float32 unit vector; all zeros for a flat image (it matches nothing).
+
+    A uniform border of any colour (letterbox, pillarbox, mat) is trimmed first, so a framed
+    copy signs like its original (geometry.trim_border)."""
+    from imgfinder.core.dupes.geometry import trim_border  # noqa: PLC0415
+
+    x = grey_square(trim_border(img))
     d = _dct_matrix(GRID, COEFFS)
     c = d @ x @ d.T
     c[0, 0] = 0.0

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from imgfinder.core.catalog import Catalog
-from imgfinder.core.dupes import signature, verify
+from imgfinder.core.dupes import geometry, signature
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,13 @@ def save_signatures(catalog: Catalog, sigs: dict[str, np.ndarray]) -> None:
 # -- verified pairs ------------------------------------------------------------------------
 def load_verified(catalog: Catalog) -> dict[tuple[str, str], float]:
     cur = catalog.execute(
-        "SELECT hash_a, hash_b, score FROM dupe_verified WHERE version=?", (verify.VERSION,)
+        "SELECT hash_a, hash_b, score FROM dupe_verified WHERE version=?", (geometry.VERSION,)
     )
     return {(a, b): float(s) for a, b, s in cur}
 
 
 def save_verified(catalog: Catalog, scores: dict[tuple[str, str], float]) -> None:
-    rows = [(a, b, verify.VERSION, s) for (a, b), s in scores.items() if np.isfinite(s)]
+    rows = [(a, b, geometry.VERSION, s) for (a, b), s in scores.items() if np.isfinite(s)]
     if not rows:
         return
     with catalog.transaction() as c:

@@ -1,0 +1,400 @@
+"""Hard copies (crops, borders, letterbox, tilts) and shot-like non-copies: imgfinder vs peers.
+
+Corpus, built in a temp dir from Oxford Flowers-17 (read only, never copied into the repo):
+each chosen photo's centre 88% is the "original"; it gets one copy, the transforms of
+HARD_TRANSFORMS in turn (crops of 10% of every edge / 25% of one edge, a 40-px border and letterbox,
+pillarbox of a random colour, rotations of ±3/±7/±10°, 90° steps, mirror, 50% resize, JPEG q60,
+PNG, a byte-identical copy). Non-copies: a "shot" of each original (the source's frame moved
+5-10% sideways, exposure x0.8 or x1.25: a similar shot, not the same photo) and other photos of
+the same classes. Dataset images that are already duplicates of each other are left out
+(duplicates.clean_dataset).
+
+Truth over pairs: same original and neither a shot = same photo; different originals or a
+shot vs its own original = not. Shot vs the original's copies is left out of the counts (a
+25% crop can lie wholly inside the moved frame, so it is a crop of both). Each tool's groups
+count as predicted pairs. Peers (the `bench` extra): ImageHash pHash at Hamming <= 10
+(imagededup's PHash default threshold; imagededup itself is not installable here), czkawka at
+its default similarity. imgfinder: the exact + same-photo tiers at the default threshold;
+its CNN is EfficientNet-Lite0 with ImageNet weights (features only propose candidates).
+
+    python benchmarks/dupes_copies.py [--per-class 12] [--negatives 6] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import table  # noqa: E402
+from benchmarks.duplicates import DATA as _DATA  # noqa: E402
+from benchmarks.duplicates import clean_dataset  # noqa: E402
+
+# the shared data folder sits beside the repository of /work/main, two levels above a worktree
+DATA = next(
+    (
+        p
+        for p in (
+            _DATA,
+            Path(__file__).resolve().parents[3]
+            / "shared"
+            / _DATA.relative_to(_DATA.parents[2]).relative_to("shared"),
+        )
+        if p.is_dir()
+    ),
+    _DATA,
+)
+
+HARD_TRANSFORMS = (
+    "crop10all",
+    "crop25one",
+    "border40",
+    "letterbox",
+    "pillarbox",
+    "rot3",
+    "rot7",
+    "rot10",
+    "rot90",
+    "rot180",
+    "mirror",
+    "resize50",
+    "jpeg60",
+    "png",
+)
+FAMILY = {
+    "crops": ("crop10all", "crop25one"),
+    "borders": ("border40", "letterbox", "pillarbox"),
+    "rotations": ("rot3", "rot7", "rot10", "rot90", "rot180", "mirror"),
+    "found before": ("resize50", "jpeg60", "png", "exact"),
+}
+
+
+def hard_transform(im: Image.Image, name: str, rng: random.Random) -> tuple[Image.Image, str]:
+    """(copy, file extension) of one transform."""
+    w, h = im.size
+    if name == "crop10all":
+        return im.crop((w // 10, h // 10, w - w // 10, h - h // 10)), ".jpg"
+    if name == "crop25one":
+        side = rng.choice("lrtb")
+        box = {"l": (w // 4, 0, w, h), "r": (0, 0, w - w // 4, h)}.get(side) or (
+            (0, h // 4, w, h) if side == "t" else (0, 0, w, h - h // 4)
+        )
+        return im.crop(box), ".jpg"
+    colour = tuple(rng.randrange(256) for _ in range(3))
+    if name == "border40":
+        c = Image.new("RGB", (w + 80, h + 80), colour)
+        c.paste(im, (40, 40))
+        return c, ".jpg"
+    if name == "letterbox":  # into a 16:9 frame (bars left/right for a 4:3 photo)
+        cw, ch = max(w, round(h * 16 / 9)), max(h, round(w * 9 / 16))
+        c = Image.new("RGB", (cw, ch), (0, 0, 0))
+        c.paste(im, ((cw - w) // 2, (ch - h) // 2))
+        return c, ".jpg"
+    if name == "pillarbox":  # into a 9:16 portrait frame, bars top and bottom
+        ch = max(h, round(w * 16 / 9))
+        c = Image.new("RGB", (w, ch), colour)
+        c.paste(im, (0, (ch - h) // 2))
+        return c, ".jpg"
+    if name.startswith("rot") and name not in ("rot90", "rot180"):
+        angle = float(name[3:]) * rng.choice((-1, 1))
+        return im.rotate(angle, Image.Resampling.BICUBIC, expand=rng.random() < 0.5), ".jpg"
+    if name == "rot90":
+        return im.transpose(Image.Transpose.ROTATE_90), ".jpg"
+    if name == "rot180":
+        return im.transpose(Image.Transpose.ROTATE_180), ".jpg"
+    if name == "mirror":
+        return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), ".jpg"
+    if name == "resize50":
+        return im.resize((w // 2, h // 2), Image.Resampling.LANCZOS), ".jpg"
+    if name == "jpeg60":
+        return im, ".q60.jpg"
+    if name == "png":
+        return im, ".png"
+    raise ValueError(name)
+
+
+def original_and_shot(src: Image.Image, rng: random.Random) -> tuple[Image.Image, Image.Image]:
+    """The centre 88% of a photo, and a 'shot' of the same scene: frame moved, exposure changed."""
+    w, h = src.size
+    cw, ch = round(w * 0.88), round(h * 0.88)
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    dx = round(w * rng.uniform(0.05, 0.06)) * rng.choice((1, -1))
+    dy = round(h * rng.uniform(0.0, 0.06)) * rng.choice((1, -1))
+    orig = src.crop((x0, y0, x0 + cw, y0 + ch))
+    shot = src.crop((x0 + dx, y0 + dy, x0 + dx + cw, y0 + dy + ch))
+    return orig, ImageEnhance.Brightness(shot).enhance(rng.choice((0.8, 1.25)))
+
+
+def build(root: Path, per_class: int, negatives: int, seed: int) -> list[tuple[Path, int, str]]:
+    """Write the corpus; returns (path, family, kind) per file (family -1-i: a lone photo).
+
+    As in the issue's benchmark, each original gets one transformed copy (the transforms in
+    turn), every third a shot of its scene and every sixth a byte-identical copy elsewhere."""
+    rng = random.Random(seed)
+    files = sorted(DATA.glob("*/*.jpg"))
+    drop, _ = clean_dataset(files)
+    recs: list[tuple[Path, int, str]] = []
+    fam = 0
+    for c in sorted(p.name for p in DATA.iterdir() if p.is_dir()):
+        pool = sorted(f for f in (DATA / c).glob("*.jpg") if f not in drop)
+        rng.shuffle(pool)
+        d = root / c
+        d.mkdir(parents=True, exist_ok=True)
+        for f in pool[:per_class]:
+            orig, shot = original_and_shot(Image.open(f).convert("RGB"), rng)
+            p = d / f"p{fam:03d}.jpg"
+            orig.save(p, quality=95)
+            recs.append((p, fam, "original"))
+            if fam % 3 == 0:
+                shot.save(d / f"p{fam:03d}_s.jpg", quality=92)
+                recs.append((d / f"p{fam:03d}_s.jpg", fam, "shot"))
+            t = HARD_TRANSFORMS[fam % len(HARD_TRANSFORMS)]
+            out, ext = hard_transform(orig, t, rng)
+            q = root / "copies" / f"c{fam:03d}{ext}"  # neutral names
+            q.parent.mkdir(exist_ok=True)
+            out.save(q, quality=60 if t == "jpeg60" else 92) if ext != ".png" else out.save(q)
+            recs.append((q, fam, t))
+            if fam % 6 == 1:
+                q = root / "backup" / f"p{fam:03d}.jpg"
+                q.parent.mkdir(exist_ok=True)
+                shutil.copyfile(p, q)
+                recs.append((q, fam, "exact"))
+            fam += 1
+        for f in pool[per_class : per_class + negatives]:
+            shutil.copyfile(f, d / f"n_{f.name}")
+            recs.append((d / f"n_{f.name}", -1 - len(recs), "negative"))
+    return recs
+
+
+class Truth:
+    def __init__(self, recs):
+        self.recs = recs
+        self.pos = {str(r[0]): i for i, r in enumerate(recs)}
+        n = len(recs)
+        fam = np.array([r[1] for r in recs])
+        kind = np.array([r[2] for r in recs])
+        self.kind = kind
+        self.a, self.b = np.triu_indices(n, 1)
+        same = fam[self.a] == fam[self.b]
+        shot_a, shot_b = kind[self.a] == "shot", kind[self.b] == "shot"
+        orig_a, orig_b = kind[self.a] == "original", kind[self.b] == "original"
+        self.truth = same & ~shot_a & ~shot_b
+        # shot vs its copies: ambiguous (a crop can lie inside the moved frame), not counted
+        self.counted = ~(same & (shot_a | shot_b) & ~((shot_a & orig_b) | (shot_b & orig_a)))
+        self.shot_pairs = same & ((shot_a & orig_b) | (shot_b & orig_a))
+        self.n = n
+
+    def pairs_of(self, groups: list[list[str]]) -> np.ndarray:
+        pred = np.zeros(len(self.a), bool)
+        n = self.n
+        key = self.a * n + self.b
+        want = []
+        for g in groups:
+            ps = sorted(self.pos[p] for p in g if p in self.pos)
+            want += [ps[i] * n + ps[j] for i in range(len(ps)) for j in range(i + 1, len(ps))]
+        if want:
+            pred[np.isin(key, np.asarray(want, np.int64))] = True
+        return pred
+
+    def row(self, name: str, pred: np.ndarray, seconds: float, note: str = "") -> dict:
+        c = self.counted
+        tp = int((pred & self.truth & c).sum())
+        fp = int((pred & ~self.truth & c).sum())
+        pos = int((self.truth & c).sum())
+        return {
+            "tool": name,
+            "precision": f"{tp / max(tp + fp, 1):.3f}",
+            "recall": f"{tp / max(pos, 1):.3f}",
+            "TP": tp,
+            "FP": fp,
+            "shots called same": int((pred & self.shot_pairs).sum()),
+            "wall s": f"{seconds:.1f}",
+            "note": note,
+        }
+
+    def per_transform(self, preds: dict[str, np.ndarray]) -> list[dict]:
+        rows = []
+        ka, kb = self.kind[self.a], self.kind[self.b]
+        for t in (*HARD_TRANSFORMS, "exact"):
+            m = self.truth & (((ka == "original") & (kb == t)) | ((kb == "original") & (ka == t)))
+            rows.append(
+                {"transform": t, "pairs": int(m.sum())}
+                | {name: f"{p[m].mean():.2f}" for name, p in preds.items()}
+            )
+        for fam, members in FAMILY.items():
+            m = self.truth & (
+                ((ka == "original") & np.isin(kb, members))
+                | ((kb == "original") & np.isin(ka, members))
+            )
+            rows.append(
+                {"transform": f"[{fam}]", "pairs": int(m.sum())}
+                | {name: f"{p[m].mean():.2f}" for name, p in preds.items()}
+            )
+        return rows
+
+
+def _show_errors(truth: Truth, pred: np.ndarray, pl, limit: int = 12) -> None:
+    """imgfinder's false pairs and missed original/copy pairs, with their scores."""
+    where = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(pl.a, pl.b))}
+    at = {p: i for i, p in enumerate(pl.paths)}
+
+    def info(k: int) -> str:
+        pa, pb = truth.recs[truth.a[k]][0], truth.recs[truth.b[k]][0]
+        x, y = sorted((at[str(pa)], at[str(pb)]))
+        i = where.get((x, y))
+        sc = "not a candidate" if i is None else f"copy {pl.copy[i]:.3f} sig {pl.sig[i]:.3f}"
+        return f"{pa.parent.name}/{pa.name} ~ {pb.parent.name}/{pb.name}: {sc}"
+
+    c = truth.counted
+    for label, sel in (
+        ("false", pred & ~truth.truth & c),
+        ("missed", ~pred & truth.truth & c & (truth.kind[truth.a] == "original")),
+    ):
+        for k in np.flatnonzero(sel)[:limit]:
+            print(f"  {label}: {info(int(k))}")
+
+
+# ------------------------------------------------------------------------------ peers
+def peer_imagehash(paths: list[str], max_distance: int = 10) -> tuple[list[list[str]], float]:
+    """ImageHash pHash, pairs at Hamming <= max_distance (imagededup PHash's default 10)."""
+    import imagehash  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    hs = np.stack(
+        [np.asarray(imagehash.phash(Image.open(p)).hash, bool).ravel() for p in paths]
+    ).astype(np.uint8)
+    dist = (hs[:, None, :] != hs[None, :, :]).sum(-1)
+    ia, ib = np.nonzero(np.triu(dist <= max_distance, 1))
+    return [[paths[i], paths[j]] for i, j in zip(ia, ib)], time.perf_counter() - t0
+
+
+def peer_czkawka(root: Path) -> tuple[list[list[str]], float]:
+    """czkawka (Rust, PyPI `czkawka`) at its default similarity setting."""
+    from czkawka import ImageSimilarity  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    finder = ImageSimilarity()
+    finder.set_directories([root])
+    groups = finder.find_similar()
+    return [[str(Path(p).resolve()) for p in g] for g in groups], time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------ imgfinder
+def imgfinder_fast_path(paths: list[str], hashes: list[str]):
+    """Signatures + geometric check only (no CNN): what a signatures-only scan costs."""
+    import threading  # noqa: PLC0415
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from imgfinder.core import dupes  # noqa: PLC0415
+    from imgfinder.core.dupes import geometry, pairs, signature  # noqa: PLC0415
+    from imgfinder.core.library import run  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        sigs = np.stack(list(pool.map(signature.signature_of_path, paths)))
+    check = geometry.GeometricVerifier()
+    got = run(
+        pairs.find_pairs(
+            None,
+            np.arange(1, len(paths) + 1),
+            paths,
+            hashes,
+            sigs,
+            verifier=lambda i, j, o: check(paths[i], paths[j], o),
+            cancel=threading.Event(),
+        )
+    )
+    groups = dupes.group(got, "copy")
+    return [g.paths for g in groups], time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-class", type=int, default=12, help="originals per class")
+    ap.add_argument("--negatives", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep")
+    args = ap.parse_args()
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    from imgfinder.core import dupes  # noqa: PLC0415
+    from imgfinder.core.extract import ModelConfig  # noqa: PLC0415
+    from imgfinder.core.library import Library, run  # noqa: PLC0415
+
+    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="imgfinder-copies-"))
+    try:
+        recs = build(tmp / "photos", args.per_class, args.negatives, args.seed)
+        recs = [(p.resolve(), f, k) for p, f, k in recs]
+        truth = Truth(recs)
+        paths = [str(r[0]) for r in recs]
+        print(
+            f"corpus: {len(recs)} files, {int((truth.truth & truth.counted).sum())} same-photo "
+            f"pairs, {int(truth.shot_pairs.sum())} shot/original pairs (not copies)"
+        )
+        rows, preds = [], {}
+        cfg = ModelConfig(backbone="efficientnet-lite0", device="cpu", input_size=224)
+        lib = Library(tmp / "data", cfg, index_backend="exact", allow_download=False)
+        t0 = time.perf_counter()
+        run(lib.index([tmp / "photos"]))
+        t_index = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pl = run(dupes.scan(lib))
+        t_scan = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        run(dupes.scan(lib))
+        t_rescan = time.perf_counter() - t0
+        groups = [g.paths for g in dupes.group(pl, "copy")]
+        preds["imgfinder"] = truth.pairs_of(groups)
+        rows.append(
+            truth.row(
+                "imgfinder exact + same photo (Lite0 ImageNet)",
+                preds["imgfinder"],
+                t_index + t_scan,
+                f"index {t_index:.0f} s + scan {t_scan:.0f} s; repeat scan {t_rescan:.2f} s",
+            )
+        )
+        print(f"scan stats: {pl.stats}")
+        _show_errors(truth, preds["imgfinder"], pl)
+        hashes = list(pl.hashes)
+        order = {p: i for i, p in enumerate(pl.paths)}
+        fast_paths = [p for p in pl.paths]
+        fg, t_fast = imgfinder_fast_path(fast_paths, [hashes[order[p]] for p in fast_paths])
+        preds["imgfinder fast"] = truth.pairs_of(fg)
+        rows.append(
+            truth.row("imgfinder signatures-only (no CNN)", preds["imgfinder fast"], t_fast)
+        )
+        lib.close()
+        try:
+            g, t = peer_imagehash(paths)
+            preds["pHash<=10"] = truth.pairs_of(g)
+            rows.append(truth.row("ImageHash pHash <= 10", preds["pHash<=10"], t))
+        except ImportError:
+            print("imagehash not installed (pip install -e .[bench])")
+        try:
+            g, t = peer_czkawka(tmp / "photos")
+            preds["czkawka"] = truth.pairs_of(g)
+            rows.append(truth.row("czkawka default", preds["czkawka"], t))
+        except ImportError:
+            print("czkawka not installed (pip install -e .[bench])")
+        print(table(rows, list(rows[0])))
+        print("\nrecall per transform (original vs its copy):")
+        per = truth.per_transform(preds)
+        print(table(per, list(per[0])))
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
