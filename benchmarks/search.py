@@ -497,7 +497,8 @@ def main(argv: list[str] | None = None) -> None:
                 results.append({"size": f"{n:,} x {dim}", **res})
     print("\nLSH over all distributions (worst case first within each size):")
     head = (
-        f"{'size':<16}{'distribution':<16}{'recall@10':>10}{'med ms':>9}{'speedup':>9}{'B/vec':>7}"
+        f"{'size':<16}{'distribution':<16}{'recall@10':>10}{'med ms':>9}{'speedup':>9}"
+        f"{'cpu spd':>9}{'B/vec':>7}"
     )
     print(head + "\n" + "-" * len(head))
     for size in dict.fromkeys(r["size"] for r in results):
