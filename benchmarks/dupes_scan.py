@@ -226,9 +226,7 @@ def main() -> int:
         {"what": "peak RSS after the scan", "value": f"{peak_rss_mb():.0f} MB"},
     ]
     print(table(rows, ["what", "value"]))
-    groups = {
-        tier: sorted(sorted(g.paths) for g in dupes.group(pl, tier)) for tier in dupes.TIERS
-    }
+    groups = {tier: sorted(sorted(g.paths) for g in dupes.group(pl, tier)) for tier in dupes.TIERS}
     if args.groups_out:
         Path(args.groups_out).write_text(json.dumps(groups))
     if args.groups_baseline:
