@@ -199,16 +199,18 @@ class FittedFeatures:
         returns (model, real_stats, generated_stats)."""
         real = _unit(np.asarray(real, dtype=np.float32))
         target = neighbour_stats(real, seed=seed)
+        model = cls(real, rank=rank, seed=seed)  # one decomposition; c only affects sampling
         best = None
         for c in grid or (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95):
-            model = cls(real, rank=rank, c=c, seed=seed)
+            model.c = float(c)
             st = neighbour_stats(model.sample(len(real), seed + 1), seed=seed)
             err = abs(np.log(st["rc10"] - 1) - np.log(target["rc10"] - 1)) + abs(
                 np.log(st["lid20"] / target["lid20"])
             )
             if best is None or err < best[0]:
-                best = (err, model, st)
-        return best[1], target, best[2]
+                best = (err, float(c), st)
+        model.c = best[1]
+        return model, target, best[2]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
