@@ -633,10 +633,13 @@ def _finish(im: Image.Image, icc: bytes | None, orientation: int, min_size: int 
     return out
 
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
 def _tiff_meta(data: bytes) -> PhotoMeta:
     """EXIF of a TIFF-based RAW (DNG, NEF, CR2, ARW, PEF, ...): its IFD0 and EXIF IFD are
     plain TIFF directories, read without asking Pillow to understand the sensor data."""
-    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+    if data[:4] not in _TIFF_MAGIC:
         return PhotoMeta()  # CR3, RAF, ORF, RW2: LibRaw's fields only
     try:
         exif = Image.Exif()
@@ -648,7 +651,9 @@ def _tiff_meta(data: bytes) -> PhotoMeta:
 
 
 def _decode_raw(data: bytes, min_size: int | None, with_meta: bool) -> Decoded:
-    got = rawdecode.decode_raw(data, min_size)
+    tiff = data[:4] in _TIFF_MAGIC
+    # LibRaw's own fields only where the EXIF is not plain TIFF (they cost an unpack)
+    got = rawdecode.decode_raw(data, min_size, libraw_meta=with_meta and not tiff)
     with _memory_turn(got.image.width * got.image.height):
         out = _to_rgb(got.image, got.icc)
         if min_size is not None:
@@ -659,7 +664,7 @@ def _decode_raw(data: bytes, min_size: int | None, with_meta: bool) -> Decoded:
     out.info.pop("exif", None)
     meta = None
     if with_meta:
-        meta = photometa.merge(_tiff_meta(data), got.meta or PhotoMeta())
+        meta = _tiff_meta(data) if tiff else (got.meta or PhotoMeta())
     return Decoded(out, got.width, got.height, "RAW", got.source, meta)
 
 
@@ -722,8 +727,9 @@ def read_meta(source: str | os.PathLike) -> PhotoMeta:
     try:
         if os.path.splitext(label)[1].lower() in rawdecode.RAW_EXTENSIONS or _raw_magic(label):
             data = read_file(source)
-            meta = _tiff_meta(data)
-            return photometa.merge(meta, rawdecode.raw_meta(data))
+            if data[:4] in _TIFF_MAGIC:
+                return _tiff_meta(data)
+            return rawdecode.raw_meta(data)
         with open(source, "rb") as fh:
             im = _open_unchecked(fh)
             try:
