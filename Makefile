@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench screenshots clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,8 +29,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix imgfinder tests benchmarks
 
 bench: $(STAMP)
-	for b in indexing search gui_latency explain dupes_scan dupes_first_scan duplicates training formats; do \
+	for b in indexing descriptors search gui_latency explain dupes_scan dupes_first_scan duplicates training formats cli_startup; do \
 		QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/$$b.py || exit 1; done
+
+screenshots: $(STAMP)  # the README's pictures, from the app under Xvfb (apt-get install xvfb)
+	xvfb-run -a -s "-screen 0 1400x900x24" $(BIN)/python packaging/screenshots.py docs/screenshots
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -69,3 +69,17 @@ def table(rows: list[dict], columns: list[str]) -> str:
     for r in rows:
         out.append("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
     return "\n".join(out)
+
+
+def backbone_weights(backbone: str, directory: Path) -> tuple[str | None, str]:
+    """(weights for ModelConfig, description) for a backbone name.
+
+    A backbone whose weights ship in an installed package (EfficientNet-Lite0) uses them
+    (None: the product's default); ResNet50 uses `weights_for_bench`.
+    """
+    from imgfinder.core.modelspec import get_spec
+
+    spec = get_spec(backbone)
+    if spec.weights_package:
+        return None, f"{spec.title} ImageNet weights from the installed {spec.pip_name} package"
+    return weights_for_bench(directory)

@@ -10,11 +10,17 @@ from the number of candidate pairs (its results are cached by content hash: a re
 checks new pairs).
 
     python benchmarks/dupes_scan.py [--n 100000] [--dim 4096] [--planted 2000]
+        [--groups-out FILE] [--groups-baseline FILE]
+
+`--groups-out` writes every tier's groups (member paths) as JSON; `--groups-baseline` compares
+this run's groups with such a file from another build of imgfinder on the same data (same
+--n/--dim/--seed), e.g. the previous commit run from a checkout of it at the same time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -108,6 +114,8 @@ def main() -> int:
     ap.add_argument("--k-features", type=int, default=None, help="default: the core's")
     ap.add_argument("--k-signatures", type=int, default=None, help="default: the core's")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--groups-out", default=None, help="write every tier's groups as JSON")
+    ap.add_argument("--groups-baseline", default=None, help="compare groups with such a file")
     args = ap.parse_args()
 
     from imgfinder.core import dupes  # noqa: PLC0415
@@ -218,6 +226,19 @@ def main() -> int:
         {"what": "peak RSS after the scan", "value": f"{peak_rss_mb():.0f} MB"},
     ]
     print(table(rows, ["what", "value"]))
+    groups = {tier: sorted(sorted(g.paths) for g in dupes.group(pl, tier)) for tier in dupes.TIERS}
+    if args.groups_out:
+        Path(args.groups_out).write_text(json.dumps(groups))
+    if args.groups_baseline:
+        base_groups = json.loads(Path(args.groups_baseline).read_text())
+        for tier in dupes.TIERS:
+            mine = {tuple(g) for g in groups[tier]}
+            theirs = {tuple(g) for g in base_groups.get(tier, [])}
+            print(
+                f"{tier} groups: {len(mine)} now, {len(theirs)} in the baseline, "
+                f"{len(mine & theirs)} identical, {len(mine - theirs)} only now, "
+                f"{len(theirs - mine)} only in the baseline"
+            )
     load = os.getloadavg()[0]
     print(f"load average now {load:.1f} on {os.cpu_count()} cores (other jobs share them)")
     print("goal: scan of 100k in <= 120 s on CPU (wall):", "met" if t_scan <= 120 else "MISSED")

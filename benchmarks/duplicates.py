@@ -3,15 +3,23 @@
 Builds a temporary library from Oxford Flowers-17 (read only; never copied into the repo) and
 generated scenes: originals, 7 transformed copies of each (resize 50%, JPEG q60, crop 5%,
 rotate 90°, mirror, brightness +20%, PNG/WEBP), byte-identical copies, synthetic re-takes
-("bursts": shifted, zoomed, tilted 3°, darker) and distinct photos of the same classes as hard
-negatives. The dataset itself holds duplicates (mirrored and cropped ones too); images in such
+("bursts": shifted, zoomed, tilted 3°, darker), shot-like variants of every flower original
+(SHOTS: the frame shifted 6%, a 16% crop, exposure -15% with a warm white balance, tilted
+2°; each a "similar shot" of its source, not the same photo) and distinct photos of the same
+classes as hard negatives (two photos of one flower class are NOT similar shots). The dataset itself holds duplicates (mirrored and cropped ones too); images in such
 internal pairs are left out (found with pHash over 8 orientations and the DCT signature, both
 at strict settings, and listed in the output).
 
 Classes are split in two halves: thresholds are calibrated on one and reported on the other,
 next to the code's defaults. Metrics are over pairs of photos (co-grouped = predicted).
+The similar tier's threshold is calibrated on the calibration half as the lowest that
+keeps precision >= 0.95 there, and reported on the test half.
 
-    python benchmarks/duplicates.py [--input-size 112] [--per-class 5] [--keep DIR]
+    python benchmarks/duplicates.py [--backbone efficientnet-lite0] [--input-size 224]
+        [--per-class 5] [--threads 1] [--keep DIR]
+
+Weights: `--backbone efficientnet-lite0` (default) uses the installed package's ImageNet
+weights; `--backbone resnet50` uses IMGFINDER_WEIGHTS or a seeded random-init ResNet50.
 """
 
 from __future__ import annotations
@@ -29,10 +37,12 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import table, weights_for_bench  # noqa: E402
+from benchmarks.common import backbone_weights, table  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-flowers17-12class"
 TRANSFORMS = ("resize50", "jpeg60", "crop5", "rot90", "mirror", "bright20", "format")
+SHOTS = ("shift", "smallcrop", "exposure", "tilt")  # similar shots of their source
+RETAKES = (*SHOTS, "burst")  # kinds that are not the same photo as their source
 
 
 def transform(im: Image.Image, name: str, i: int) -> tuple[Image.Image, str, dict]:
@@ -64,6 +74,28 @@ def burst(im: Image.Image, rng: random.Random) -> Image.Image:
     out = im.rotate(rng.choice((-3, 3)), Image.Resampling.BICUBIC, expand=False)
     out = out.crop((ox, oy, ox + side_w, oy + side_h)).resize((w, h), Image.Resampling.BICUBIC)
     return ImageEnhance.Brightness(out).enhance(0.92)
+
+
+def shot(im: Image.Image, name: str, rng: random.Random) -> Image.Image:
+    """A shot-like variant: what a second frame of the same scene could look like."""
+    w, h = im.size
+    if name == "shift":  # the frame moved 6% of its width / height, same zoom
+        cw, ch = round(w * 0.92), round(h * 0.92)
+        ox = round((w - cw) * rng.choice((0.0, 0.75)))
+        oy = round((h - ch) * rng.choice((0.0, 0.75)))
+        return im.crop((ox, oy, ox + cw, oy + ch)).resize((w, h), Image.Resampling.BICUBIC)
+    if name == "smallcrop":  # 8% off each side (a 16% zoom-in, off centre by 2%)
+        dx, dy = round(w * 0.08), round(h * 0.08)
+        sx = rng.choice((-1, 1)) * round(w * 0.02)
+        return im.crop((dx + sx, dy, w - dx + sx, h - dy))
+    if name == "exposure":  # -15% exposure, warmer white balance
+        arr = np.asarray(im, np.float32) * 0.85 * np.asarray([1.08, 1.0, 0.9], np.float32)
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    if name == "tilt":  # 2° rotation, cropped to hide the corners
+        out = im.rotate(rng.choice((-2, 2)), Image.Resampling.BICUBIC, expand=False)
+        dx, dy = round(w * 0.04), round(h * 0.04)
+        return out.crop((dx, dy, w - dx, h - dy))
+    raise ValueError(name)
 
 
 def scene(seed: int, size: tuple[int, int] = (480, 320)) -> Image.Image:
@@ -152,18 +184,27 @@ def clean_dataset(files: list[Path]) -> tuple[set[Path], list[tuple[str, str]]]:
     return drop, listed
 
 
-def build(root: Path, per_class: int, negatives: int, bursts: int, generated: int, seed: int):
+def build(
+    root: Path,
+    per_class: int,
+    negatives: int,
+    bursts: int,
+    generated: int,
+    seed: int,
+    shots: bool = True,
+    data: Path = DATA,
+):
     """Write the test library; returns records (path, family, kind, half)."""
     rng = random.Random(seed)
-    classes = sorted(p.name for p in DATA.iterdir() if p.is_dir())
-    files = sorted(DATA.glob("*/*.jpg"))
+    classes = sorted(p.name for p in data.iterdir() if p.is_dir())
+    files = sorted(data.glob("*/*.jpg"))
     drop, listed = clean_dataset(files)
     half_of = {c: ("calibrate" if i % 2 == 0 else "test") for i, c in enumerate(classes)}
     records: list[tuple[Path, int, str, str]] = []
     family = 0
     originals: list[tuple[Image.Image, int, str, str, str]] = []
     for c in classes:
-        pool = sorted(f for f in (DATA / c).glob("*.jpg") if f not in drop)
+        pool = sorted(f for f in (data / c).glob("*.jpg") if f not in drop)
         rng.shuffle(pool)
         for f in pool[:per_class]:
             originals.append((Image.open(f).convert("RGB"), family, c, half_of[c], f.name))
@@ -197,6 +238,11 @@ def build(root: Path, per_class: int, negatives: int, bursts: int, generated: in
             p = folder / f"{stem}_burst.jpg"
             burst(im, rng).save(p, quality=92)
             records.append((p, fam, "burst", half))
+        if shots and c != "generated":
+            for k in SHOTS:
+                p = folder / f"{stem}_{k}.jpg"
+                shot(im, k, rng).save(p, quality=92)
+                records.append((p, fam, k, half))
     return records, listed
 
 
@@ -215,9 +261,16 @@ class Half:
         self.a, self.b = all_pairs(len(self.recs))
         same = fam[self.a] == fam[self.b]
         self.exact = h[self.a] == h[self.b]
-        self.copy = (same & (kind[self.a] != "burst") & (kind[self.b] != "burst")) | self.exact
+        retake = np.isin(kind, RETAKES)
+        self.copy = (same & ~retake[self.a] & ~retake[self.b]) | self.exact
         self.scene = same
         self.burst = same & ((kind[self.a] == "burst") ^ (kind[self.b] == "burst"))
+        # a shot-like variant against its own original (the similar tier's recall)
+        orig = kind == "original"
+        self.shot = same & (
+            (orig[self.a] & np.isin(kind[self.b], SHOTS))
+            | (orig[self.b] & np.isin(kind[self.a], SHOTS))
+        )
         self.key_index = {
             (int(self.pos[i]), int(self.pos[j])): k for k, (i, j) in enumerate(zip(self.a, self.b))
         }
@@ -267,16 +320,25 @@ def calibrate_copy(pairs, half: Half, pos_of_path, target: float = 0.995) -> flo
 
 
 def main() -> int:
+    from imgfinder.core.modelspec import BACKBONES, OFFLINE_BACKBONE  # noqa: PLC0415
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--input-size", type=int, default=112)
+    ap.add_argument("--backbone", choices=list(BACKBONES), default=OFFLINE_BACKBONE)
+    ap.add_argument("--dataset", type=Path, default=DATA, help="folder-per-class photos")
+    ap.add_argument("--input-size", type=int, default=224)
     ap.add_argument("--per-class", type=int, default=5, help="originals per class")
     ap.add_argument("--negatives", type=int, default=10, help="hard negatives per class")
     ap.add_argument("--bursts", type=int, default=24, help="synthetic re-takes")
     ap.add_argument("--generated", type=int, default=12, help="generated non-square originals")
     ap.add_argument("--index", default="lsh", choices=["lsh", "annoy", "exact"])
+    ap.add_argument("--no-shots", action="store_true", help="leave out the shot-like variants")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (shared machine)")
     ap.add_argument("--keep", help="build in this folder and keep it (default: a temp dir)")
     args = ap.parse_args()
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(args.threads)
 
     from imgfinder.core import dupes  # noqa: PLC0415
     from imgfinder.core.extract import ModelConfig  # noqa: PLC0415
@@ -284,19 +346,22 @@ def main() -> int:
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="imgfinder-dupes-"))
     try:
-        weights, described = weights_for_bench(tmp)
+        weights, described = backbone_weights(args.backbone, tmp)
         print(f"weights: {described}; input size {args.input_size}; index {args.index}")
         t0 = time.perf_counter()
         records, listed = build(
-            tmp / "photos", args.per_class, args.negatives, args.bursts, args.generated, args.seed
-        )
+            tmp / "photos", args.per_class, args.negatives, args.bursts, args.generated,
+            args.seed, not args.no_shots, args.dataset,
+        )  # fmt: skip
         print(
             f"built {len(records)} files in {time.perf_counter() - t0:.1f} s; left out "
             f"{len({x for pair in listed for x in pair})} dataset images in {len(listed)} "
             "internal same-photo pairs:"
         )
         print("  " + ", ".join(f"{a}~{b}" for a, b in listed[:80]))
-        cfg = ModelConfig(weights=weights, device="cpu", input_size=args.input_size)
+        cfg = ModelConfig(
+            weights=weights, device="cpu", input_size=args.input_size, backbone=args.backbone
+        )
         lib = Library(tmp / "data", cfg, index_backend=args.index, allow_download=False)
         t0 = time.perf_counter()
         summary = run(lib.index([tmp / "photos"]))
@@ -324,6 +389,7 @@ def main() -> int:
         default_copy = dupes.DEFAULT_THRESHOLDS["copy"]
         print(f"\ncopy threshold calibrated on the calibration half (precision >= 0.995): {cal}")
         report(pairs, halves, pos_of_path, default_copy, cal, records)
+        similar_report(pairs, halves, pos_of_path, default_copy, lib.model_id)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -489,24 +555,139 @@ def report(pairs, halves: dict, pos_of_path, default_copy: float, cal: float, re
             cols,
         )
     )
+
+
+def similar_steps() -> np.ndarray:
+    """Thresholds from 0.95 down to the loosest the pair list keeps."""
+    from imgfinder.core.dupes.pairs import LOOSE_SIMILAR  # noqa: PLC0415
+
+    return np.round(np.arange(0.95, LOOSE_SIMILAR - 0.001, -0.05), 2)
+
+
+def similar_pred(pairs, half: Half, pos_of_path, t: float, copy_t: float) -> np.ndarray:
+    """Pairs of the half co-grouped by the similar tier at threshold t (the product's rule)."""
+    from imgfinder.core import dupes  # noqa: PLC0415
+
+    return half.grouped(dupes.group(pairs, "similar", t, copy_threshold=copy_t), pos_of_path)
+
+
+def similar_row(pairs, half: Half, pos_of_path, t: float, copy_t: float) -> dict:
+    pred = similar_pred(pairs, half, pos_of_path, t, copy_t)
+    p, _, tp, fp = pr(pred, half.scene)
+    # the same without the pairs that are copies of one photo (the copy tier's): the
+    # precision of what only the similar tier adds
+    p_shots, _, _, _ = pr(pred & ~half.copy, half.scene & ~half.copy)
+    same_class_fp = int((pred & ~half.scene & half.same_class).sum())
+    return {
+        "threshold": f"{t:.2f}",
+        "precision": f"{p:.3f}",
+        "precision w/o copy pairs": f"{p_shots:.3f}",
+        "shot recall": f"{pred[half.shot].mean():.3f}" if half.shot.any() else "-",
+        "re-take recall": f"{pred[half.burst].mean():.3f}" if half.burst.any() else "-",
+        "same-scene recall": f"{pred[half.scene].mean():.3f}",
+        "TP": tp,
+        "FP": fp,
+        "FP same class": same_class_fp,
+        "_p": p_shots,
+    }
+
+
+def similar_report(pairs, halves: dict, pos_of_path, copy_t: float, model_id: str) -> None:
+    """The similar tier on shot-like variants: calibrated on one half, reported on the other."""
+    from imgfinder.core import dupes  # noqa: PLC0415
+
+    default = dupes.DEFAULT_THRESHOLDS["similar"]
+    for h in halves.values():  # two different photos of one flower class: a hard negative
+        cls = np.asarray([Path(r[0]).parent.name for r in h.recs])
+        h.same_class = cls[h.a] == cls[h.b]
+    cal = halves["calibrate"]
+    rows_cal = [similar_row(pairs, cal, pos_of_path, float(t), copy_t) for t in similar_steps()]
+    ok = [float(r["threshold"]) for r in rows_cal if r["_p"] >= 0.95]
+    # lowest threshold from which every higher one also keeps precision >= 0.95
+    t95 = 1.0
+    for r in rows_cal:
+        if r["_p"] < 0.95:
+            break
+        t95 = float(r["threshold"])
+    cols = ["threshold", "precision", "precision w/o copy pairs", "shot recall"]
+    cols += ["re-take recall", "same-scene recall"]
+    cols += ["TP", "FP", "FP same class"]
     print(
-        "\n== similar tier, test half: precision = co-grouped pairs of one scene; "
-        "recall = re-take pairs (burst vs its original's photos) =="
+        f"\n== similar tier ({model_id}): precision = co-grouped pairs of one scene (copies, "
+        "shots and re-takes of one original), also without the pairs that are copies of one "
+        "photo; shot recall = original vs its shot-like variant; FP same class = two "
+        "different photos of one flower class =="
     )
+    print("calibration half:")
+    print(table(rows_cal, cols))
+    print(
+        "lowest threshold with precision >= 0.95 (copy pairs left out) on the calibration "
+        f"half: {t95:.2f} "
+        f"(thresholds reaching it: {', '.join(f'{t:.2f}' for t in ok) or 'none'})"
+    )
+    test = halves["test"]
+    rows = [similar_row(pairs, test, pos_of_path, float(t), copy_t) for t in similar_steps()]
+    print("test half:")
+    print(table(rows, cols))
+    for label, t in (("calibrated (precision >= 0.95)", t95), ("shipped default", default)):
+        r = similar_row(pairs, test, pos_of_path, t, copy_t)
+        print(
+            f"test half, {label} {t:.2f}: precision {r['precision']} ("
+            f"{r['precision w/o copy pairs']} without copy pairs), shot recall "
+            f"{r['shot recall']}, re-take recall {r['re-take recall']}, same-scene recall "
+            f"{r['same-scene recall']} ({r['TP']} TP, {r['FP']} FP, {r['FP same class']} of "
+            "them two photos of one class)"
+        )
+    # per kind, at the calibrated threshold, and the score distributions behind it
+    pred = similar_pred(pairs, test, pos_of_path, t95, copy_t)
+    score = _pair_scores(pairs, test)
+    kind = test.kind
     rows = []
-    for t in (0.5, 0.6, 0.7, 0.8, 0.9):
-        sim = h.grouped(dupes.group(pairs, "similar", t, copy_threshold=default_copy), pos_of_path)
-        p, _, tp, fp = pr(sim, h.scene)
+    for k in (*SHOTS, "burst"):
+        m = test.scene & (
+            ((kind[test.a] == "original") & (kind[test.b] == k))
+            | ((kind[test.b] == "original") & (kind[test.a] == k))
+        )
+        if not m.any():
+            continue
+        s = score[m]
         rows.append(
             {
-                "threshold": t,
-                "groups' precision": f"{p:.3f}",
-                "TP": tp,
-                "FP": fp,
-                "re-take recall": f"{sim[h.burst].mean():.3f}",
+                "variant": k, "pairs": int(m.sum()), f"grouped at {t95:.2f}": f"{pred[m].mean():.3f}",
+                "candidate (k-NN)": f"{np.isfinite(s).mean():.3f}",
+                "centred cosine min / median": (
+                    f"{np.nanmin(s):.3f} / {np.nanmedian(s):.3f}" if np.isfinite(s).any() else "-"
+                ),
             }
-        )
-    print(table(rows, ["threshold", "groups' precision", "TP", "FP", "re-take recall"]))
+        )  # fmt: skip
+    neg = test.same_class & ~test.scene
+    s = score[neg]
+    rows.append(
+        {
+            "variant": "two photos, one class (negatives)", "pairs": int(neg.sum()),
+            f"grouped at {t95:.2f}": f"{pred[neg].mean():.4f}",
+            "candidate (k-NN)": f"{np.isfinite(s).mean():.3f}",
+            "centred cosine min / median": (
+                f"max {np.nanmax(s):.3f}, 99th pct {np.nanpercentile(s, 99):.3f}"
+                if np.isfinite(s).any()
+                else "-"
+            ),
+        }
+    )  # fmt: skip
+    print(f"\nper variant, test half (original vs variant), grouped at {t95:.2f}:")
+    print(table(rows, list(rows[0])))
+
+
+def _pair_scores(pairs, half: Half) -> np.ndarray:
+    """The centred feature cosine of every pair of the half (NaN: not a k-NN candidate)."""
+    score = np.full(len(half.a), np.nan, np.float32)
+    for i in range(len(pairs)):
+        k = half.key_index.get((int(pairs.a[i]), int(pairs.b[i])))
+        if k is None:
+            k = half.key_index.get((int(pairs.b[i]), int(pairs.a[i])))
+        if k is not None:
+            score[k] = pairs.similar[i]
+    return score
 
 
 if __name__ == "__main__":

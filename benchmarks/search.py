@@ -1,15 +1,29 @@
-"""Search benchmark: LSH vs Annoy vs exact on synthetic CNN-like vectors; prints a table.
+"""Search benchmark: LSH against exact search, faiss (HNSW; binary codes) and Annoy, over several
+vector distributions, with the neighbour statistics of real descriptors beside the generated ones.
 
-    .venv/bin/python benchmarks/search.py                 # 100k x 4096 and 1M x 512
-    .venv/bin/python benchmarks/search.py --quick         # 20k x 512 smoke run
-    .venv/bin/python benchmarks/search.py --sizes 100000x4096 --queries 300
+    .venv/bin/python benchmarks/search.py                    # 100k x 4096 and 1M x 512, all sets
+    .venv/bin/python benchmarks/search.py --quick            # 20k x 512 smoke run
+    .venv/bin/python benchmarks/search.py --sizes 100000x4096 --dists broad,fitted
 
-Columns: recall@10 against exact search over all queries; median and p95 wall-clock
-milliseconds per single `query` call (plus the median thread CPU time, which is what to read
-when other processes share the cores); build seconds (add + build, including calibration);
-index RAM bytes per vector, measured with tracemalloc while loading the saved index, so
-memory-mapped vectors are excluded (Annoy's own float32 forest is listed separately: it is
-in RAM after build and memory-mapped after load); speed-up = exact median / median.
+Distributions (benchmarks/synthetic.py): `current` (the old 20k-sub-cluster generator),
+`broad` (300 broad overlapping clusters, latent rank 64, noise comparable to the spread, shared
+offset), `rank16` / `rank256` (the same at latent rank 16 / 256), `offset-weak` /
+`offset-strong`, `heavy-tail` (2,000 clusters with lognormal sizes, rank 128, strong offset),
+`fitted` (fitted to real descriptors; see below).
+
+Real descriptors: fused EfficientNet-Lite0 (ImageNet weights) descriptors of the photos in
+../shared/data/oxford-flowers17-12class, computed here when that folder and the Lite0 backbone
+are available and cached to --real-cache, else read from --real-cache. Their statistics (mean
+cosine, relative contrast at the 10th neighbour, local intrinsic dimension by the MLE on 20
+neighbours) are printed next to every generator's at the same size and dimension.
+
+Per distribution and size, one data set is generated and shared by every index. Columns:
+recall@10 over all held-out queries against exact search; median / p95 wall ms per single
+query and the median thread CPU ms (read that one when other jobs share the cores); batch ms
+per query through `query_batch`; build seconds; index RAM bytes per vector, measured with
+tracemalloc while loading the saved index (memory-mapped vectors excluded); speed-up = the
+exact float32 numpy scan's median / this median. Anchors are swept over their search knob
+and reported at the cheapest setting whose recall reaches LSH's measured recall.
 """
 
 from __future__ import annotations
@@ -29,40 +43,199 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synthetic import SyntheticFeatures  # noqa: E402
+from synthetic import (  # noqa: E402
+    BroadClusters,
+    FittedFeatures,
+    SyntheticFeatures,
+    neighbour_stats,
+)
 
-from imgfinder.core.index import AnnoyIndex, ExactIndex, LSHIndex  # noqa: E402
+from imgfinder.core.index import AnnoyIndex, LSHIndex  # noqa: E402
 
 log = logging.getLogger("bench.search")
 K = 10
+REAL_DIR = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "oxford-flowers17-12class"
+)
+REAL_CACHE = "/tmp/imgfinder-real/lite0_flowers_fused.npy"
+
+BROAD = "broad clusters (300, latent rank 64, noise ~ spread"
+DISTS = {
+    "current": (
+        "old generator: 20k tight sub-clusters, rank 32",
+        lambda d, s: SyntheticFeatures(d, seed=s),
+    ),
+    "broad": (f"{BROAD}, offset 0.6)", lambda d, s: BroadClusters(d, seed=s)),
+    "rank16": ("broad clusters at latent rank 16", lambda d, s: BroadClusters(d, seed=s, rank=16)),
+    "rank256": (
+        "broad clusters at latent rank 256",
+        lambda d, s: BroadClusters(d, seed=s, rank=256),
+    ),
+    "offset-weak": (
+        "broad clusters, weak offset 0.15",
+        lambda d, s: BroadClusters(d, seed=s, offset=0.15),
+    ),
+    "offset-strong": (
+        "broad clusters, strong offset 2.0",
+        lambda d, s: BroadClusters(d, seed=s, offset=2.0),
+    ),
+    "heavy-tail": (
+        "2,000 clusters, lognormal sizes (sigma 1.5), rank 128, offset 1.5",
+        lambda d, s: BroadClusters(
+            d, seed=s, rank=128, n_clusters=2000, size_sigma=1.5, offset=1.5, noise=0.6
+        ),
+    ),
+}
 
 
-def timed_queries(idx, queries: np.ndarray, k: int = K):
-    """Run single queries; returns (ids (Q,k), wall ms array, cpu ms array)."""
-    out = np.full((len(queries), k), -1, dtype=np.int64)
-    wall, cpu = [], []
-    idx.query(queries[0], k)  # warm caches / lazily allocated scratch
-    for j, q in enumerate(queries):
-        c0, t0 = time.thread_time(), time.perf_counter()
-        ids, _ = idx.query(q, k)
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.thread_time() - c0)
-        out[j, : len(ids)] = ids
-    return out, np.array(wall) * 1e3, np.array(cpu) * 1e3
+class Projected:
+    """A generator's rows mapped to another dimension by a fixed random orthonormal map
+    (an isometry when growing the dimension; a Johnson-Lindenstrauss projection when
+    shrinking it), then L2-normalised. Used to run the fitted generator at every size."""
+
+    def __init__(self, model, dim: int, seed: int = 0):
+        self.model, self.dim = model, dim
+        src = model.dim
+        g = np.random.default_rng(seed + 99).standard_normal((max(src, dim), min(src, dim)))
+        q, _ = np.linalg.qr(g)  # orthonormal columns
+        self._map = (q if src >= dim else q.T).astype(np.float32)  # (src, dim)
+
+    def sample(self, n: int, seed: int, chunk: int = 8192) -> np.ndarray:
+        out = np.empty((n, self.dim), np.float16)
+        for lo in range(0, n, chunk):
+            m = min(chunk, n - lo)
+            x = self.model.sample(m, seed + lo).astype(np.float32) @ self._map
+            out[lo : lo + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
+
+
+# ---- real descriptors ---------------------------------------------------------------------
+def real_descriptors(args) -> tuple[np.ndarray | None, str]:
+    """(rows, where they came from) or (None, why not). Computed from the photos when they
+    and the Lite0 backbone are here (and checked against --real-cache when that exists),
+    else read from --real-cache."""
+    cache = Path(args.real_cache)
+    data = Path(args.real_dir)
+    cached = np.load(cache).astype(np.float32) if cache.is_file() else None
+    if data.is_dir() and not args.real_from_cache:
+        got, why = _compute_real(data)
+        if got is not None:
+            if args.save_real:
+                tmp = Path(args.save_real + ".tmp.npy")
+                np.save(tmp, got)
+                os.replace(tmp, args.save_real)
+            if cached is not None and cached.shape == got.shape:
+                why += f"; max |difference| to {cache}: {np.abs(cached - got).max():.2e}"
+            return got, why
+        log.warning("real descriptors not computed: %s", why)
+    if cached is not None:
+        return cached, f"cached file {cache} ({len(cached)} x {cached.shape[1]})"
+    return None, f"no photos at {data} with the Lite0 backbone, and no cache at {cache}"
+
+
+def _compute_real(data: Path) -> tuple[np.ndarray | None, str]:
+    try:
+        import torch
+
+        from imgfinder.core.extract import Extractor, ModelConfig
+
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        cfg = ModelConfig(backbone="efficientnet-lite0", device="cpu")  # type: ignore[call-arg]
+        ex = Extractor(cfg, allow_download=False)
+    except Exception as exc:  # noqa: BLE001 - report why and fall back to the cache
+        return None, f"EfficientNet-Lite0 backbone unavailable ({type(exc).__name__}: {exc})"
+    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        return None, f"no photos under {data}"
+    t0 = time.perf_counter()
+    out = []
+    for lo in range(0, len(files), 32):
+        out.append(ex.embed_arrays([ex.load_array(str(f)) for f in files[lo : lo + 32]]))
+    x = np.concatenate(out).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, (
+        f"{len(files)} photos of {data.name}, model {ex.model_id} (ImageNet weights), "
+        f"computed in {time.perf_counter() - t0:.0f} s"
+    )
+
+
+def print_stats_table(real: np.ndarray | None, real_why: str, dists: dict, args) -> None:
+    """Neighbour statistics of real descriptors and of every generator at the same size."""
+    if real is not None:
+        n, dim = real.shape
+        print(f"\nreal descriptors: {real_why}")
+    else:
+        n, dim = 3465, 4096
+        print(f"\nreal descriptors unavailable ({real_why}); generators at {n} x {dim} only")
+    print(f"neighbour statistics at {n} x {dim} (rows as queries, themselves excluded):")
+    head = f"{'vectors':<16}{'mean cos':>10}{'RC@10':>8}{'LID(20)':>9}  description"
+    print(head + "\n" + "-" * len(head))
+    rows = []
+    if real is not None:
+        rows.append(("real", neighbour_stats(real, seed=args.seed), "fused Lite0 descriptors"))
+    for name, (desc, make) in dists.items():
+        x = make(dim, args.seed).sample(n, args.seed + 1)
+        rows.append((name, neighbour_stats(x, seed=args.seed), desc))
+    for name, st, desc in rows:
+        print(f"{name:<16}{st['mean_cos']:10.3f}{st['rc10']:8.3f}{st['lid20']:9.1f}  {desc}")
+    sys.stdout.flush()
+
+
+# ---- measurement helpers ------------------------------------------------------------------
+def unit32(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    out = np.empty(x.shape, np.float32)
+    for lo in range(0, len(x), chunk):
+        b = x[lo : lo + chunk].astype(np.float32)
+        out[lo : lo + chunk] = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return out
+
+
+def exact_truth(x32: np.ndarray, q: np.ndarray, chunk: int = 32768):
+    """Exact 10-NN of every query (batched float32 GEMM) plus the same neighbour statistics
+    as `neighbour_stats`, here for held-out queries against the full set."""
+    nq = len(q)
+    best_s = np.full((nq, 20), -np.inf, np.float32)
+    best_i = np.zeros((nq, 20), np.int64)
+    cos_sum = np.zeros(nq)
+    dist_sum = np.zeros(nq)
+    for lo in range(0, len(x32), chunk):
+        s = q @ x32[lo : lo + chunk].T
+        cos_sum += s.sum(axis=1)
+        dist_sum += np.sqrt(np.maximum(2 - 2 * s, 0)).sum(axis=1)
+        part = np.argpartition(-s, 19, axis=1)[:, :20]
+        cs = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
+        ci = np.concatenate([best_i, part + lo], axis=1)
+        order = np.argsort(-cs, axis=1)[:, :20]
+        best_s, best_i = np.take_along_axis(cs, order, 1), np.take_along_axis(ci, order, 1)
+    d = np.sqrt(np.maximum(2 - 2 * best_s.astype(np.float64), 1e-12))
+    lid = -1.0 / np.mean(np.log(d[:, :-1] / d[:, -1:]), axis=1)
+    stats = {
+        "mean_cos": float(np.mean(cos_sum / len(x32))),
+        "rc10": float(np.mean(dist_sum / len(x32) / d[:, 9])),
+        "lid20": float(np.mean(lid)),
+    }
+    return best_i[:, :K], stats
 
 
 def recall(got: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(g, t)) / K for g, t in zip(got, truth, strict=True)]))
 
 
-def add_in_chunks(idx, base: np.ndarray, step: int = 50_000) -> None:
-    for lo in range(0, len(base), step):
-        idx.add(np.arange(lo, min(len(base), lo + step)), base[lo : lo + step])
+def time_queries(search, queries: np.ndarray):
+    """search(q) -> ids; returns (ids (Q, K), wall ms, thread-CPU ms)."""
+    out = np.full((len(queries), K), -1, np.int64)
+    wall, cpu = [], []
+    search(queries[0])
+    for j, q in enumerate(queries):
+        c0, t0 = time.thread_time(), time.perf_counter()
+        ids = search(q)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+        out[j, : len(ids)] = ids[:K]
+    return out, np.array(wall) * 1e3, np.array(cpu) * 1e3
 
 
-def loaded_ram_bytes(idx, path: Path) -> tuple[object, int]:
-    """Save, then load under tracemalloc: bytes the loaded index allocates (mapped data is
-    not allocated, so vectors and Annoy's forest are excluded)."""
+def loaded_ram_bytes(idx, path: Path):
     idx.save(path)
     gc.collect()
     tracemalloc.start()
@@ -72,175 +245,268 @@ def loaded_ram_bytes(idx, path: Path) -> tuple[object, int]:
     return loaded, current
 
 
-class Table:
-    def __init__(self) -> None:
-        self.rows: list[tuple] = []
+class Row:
+    def __init__(self, name, rec, wall, cpu, batch_ms, build_s, bpv, note=""):
+        self.name, self.rec, self.note = name, rec, note
+        self.med, self.p95 = float(np.median(wall)), float(np.percentile(wall, 95))
+        self.cpu = float(np.median(cpu))
+        self.batch_ms, self.build_s, self.bpv = batch_ms, build_s, bpv
 
-    def add(self, name, rec, wall, cpu, build_s, bpv, exact_med, note=""):
-        self.rows.append(
-            (
-                name,
-                rec,
-                np.median(wall),
-                np.percentile(wall, 95),
-                np.median(cpu),
-                build_s,
-                bpv,
-                exact_med / np.median(wall),
-                note,
-            )
+
+def print_rows(title: str, rows: list[Row], exact_ms: float) -> None:
+    print(f"\n{title}")
+    head = (
+        f"{'index':<30}{'recall@10':>10}{'med ms':>9}{'p95 ms':>9}{'cpu ms':>9}{'batch ms':>9}"
+        f"{'build s':>9}{'B/vec':>7}{'speedup':>9}  note"
+    )
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        f = lambda v, w, p: f"{v:{w}.{p}f}" if v is not None else " " * w  # noqa: E731
+        print(
+            f"{r.name:<30}{r.rec:10.4f}{r.med:9.3f}{r.p95:9.3f}{r.cpu:9.3f}{f(r.batch_ms, 9, 3)}"
+            f"{f(r.build_s, 9, 1)}{f(r.bpv, 7, 0)}{exact_ms / r.med:9.1f}  {r.note}"
         )
-
-    def print(self, title: str) -> None:
-        print(f"\n{title}")
-        head = (
-            f"{'config':<34}{'recall@10':>10}{'med ms':>9}{'p95 ms':>9}{'cpu ms':>9}"
-            f"{'build s':>9}{'B/vec':>8}{'speedup':>9}  note"
-        )
-        print(head)
-        print("-" * len(head))
-        for name, rec, med, p95, cpu, b, bpv, sp, note in self.rows:
-            bs = f"{b:9.1f}" if b is not None else f"{'':>9}"
-            bp = f"{bpv:8.0f}" if bpv is not None else f"{'':>8}"
-            print(f"{name:<34}{rec:10.4f}{med:9.3f}{p95:9.3f}{cpu:9.3f}{bs}{bp}{sp:9.1f}  {note}")
-        sys.stdout.flush()
+    sys.stdout.flush()
 
 
-def run_size(n: int, dim: int, n_queries: int, args, workdir: Path) -> None:
-    print(f"\n=== N={n:,} x dim={dim}, {n_queries} held-out queries ===", flush=True)
+# ---- one distribution at one size ---------------------------------------------------------
+def run_one(name, make, n, dim, args, workdir: Path, anchors: bool) -> dict:
     t0 = time.perf_counter()
-    model = SyntheticFeatures(dim, seed=args.seed)
+    model = make(dim, args.seed)
     base = model.sample(n, args.seed + 1)
-    queries = model.sample(n_queries, args.seed + 2).astype(np.float32)
-    print(f"generated in {time.perf_counter() - t0:.1f}s ({base.nbytes / 2**20:.0f} MiB float16)")
-    table = Table()
-
-    # Exact: ground truth (batch) and single-query latency on a subset.
+    queries = unit32(model.sample(args.queries, args.seed + 2))
+    x32 = unit32(base)
+    gen_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    exact = ExactIndex(dim)
-    add_in_chunks(exact, base)
-    exact.build()
-    exact_build = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    truth, tsc = exact.query_batch(queries, 100)
-    print(f"exact ground truth for {n_queries} queries (batched): {time.perf_counter() - t0:.1f}s")
-    rand = exact.get_vectors(np.arange(0, n, max(1, n // 2000)))
-    pair = (rand[: len(rand) // 2] * rand[len(rand) // 2 : 2 * (len(rand) // 2)]).sum(axis=1)
+    truth, st = exact_truth(x32, queries)
     print(
-        "difficulty: mean cosine of the 1st/10th/11th/100th neighbour "
-        f"{tsc[:, 0].mean():.3f}/{tsc[:, 9].mean():.3f}/{tsc[:, 10].mean():.3f}/"
-        f"{tsc[:, 99].mean():.3f}; random pairs {np.median(pair):.3f} (median)"
+        f"\n--- {name} at {n:,} x {dim}: generated in {gen_s:.0f} s, exact truth for "
+        f"{len(queries)} held-out queries in {time.perf_counter() - t0:.0f} s; held-out "
+        f"queries vs all rows: mean cos {st['mean_cos']:.3f}, RC@10 {st['rc10']:.3f}, "
+        f"LID(20) {st['lid20']:.1f}",
+        flush=True,
     )
-    truth = truth[:, :K]
-    sub = queries[: args.exact_queries]
-    got, wall, cpu = timed_queries(exact, sub)
-    exact_med = float(np.median(wall))
-    exact, ram = loaded_ram_bytes(exact, workdir / "exact.idx")
-    table.add(
-        "exact",
-        recall(got, truth[: len(sub)]),
-        wall,
-        cpu,
-        exact_build,
-        ram / n,
-        exact_med,
-        f"{len(sub)} queries timed",
-    )
-    del exact
-    gc.collect()
 
-    # LSH: one hashing, several operating points via tune().
-    t0 = time.perf_counter()
-    lsh = LSHIndex(dim, seed=args.seed, target_recall=0.95)
-    add_in_chunks(lsh, base)
-    lsh.build()
-    lsh_build = time.perf_counter() - t0
-    lsh, ram = loaded_ram_bytes(lsh, workdir / "lsh.idx")  # vectors memory-mapped from here on
-    mem = lsh.memory_bytes()
-    detail = ", ".join(f"{k}={v / n:.0f}" for k, v in mem.items() if k != "vectors_ram")
-    print(f"LSH layout: B={lsh._B} L={lsh._L} b={lsh._b}; RAM per vector by array: {detail}")
-    for target in args.lsh_targets:
-        t1 = time.perf_counter()
-        probes, rerank = lsh.tune(target)
-        tune_s = time.perf_counter() - t1
-        got, wall, cpu = timed_queries(lsh, queries)
-        build = lsh_build if target == 0.95 else None
-        table.add(
-            f"lsh target={target}",
-            recall(got, truth),
+    def exact_search(q):
+        s = x32 @ q
+        top = np.argpartition(-s, K - 1)[:K]
+        return top[np.argsort(-s[top])]
+
+    sub = queries[: args.exact_queries]
+    got, wall, cpu = time_queries(exact_search, sub)
+    exact_ms = float(np.median(wall))
+    rows = [
+        Row(
+            "exact (numpy f32 scan)",
+            recall(got, truth[: len(sub)]),
             wall,
             cpu,
-            build,
-            ram / n,
-            exact_med,
-            f"probes={probes} rerank/10={rerank} (tune {tune_s:.1f}s)",
+            None,
+            None,
+            None,
+            f"{len(sub)} queries timed",
         )
-        table.print("(partial)") if args.verbose else None
-    del lsh
+    ]
+
+    t0 = time.perf_counter()
+    lsh = LSHIndex(dim, seed=args.seed)
+    for lo in range(0, n, 50_000):
+        lsh.add(np.arange(lo, min(n, lo + 50_000)), base[lo : lo + 50_000])
+    lsh.build()
+    build_s = time.perf_counter() - t0
+    lsh, ram = loaded_ram_bytes(lsh, workdir / "lsh.idx")
+    stored = lsh.measured_recall or {}
+    got, wall, cpu = time_queries(lambda q: lsh.query(q, K)[0], queries)
+    t0 = time.perf_counter()
+    bi, _ = lsh.query_batch(queries, K)
+    batch_ms = (time.perf_counter() - t0) / len(queries) * 1e3
+    same = bool(np.array_equal(bi, got))
+    lsh_rec = recall(got, truth)
+    lsh_row = Row(
+        "lsh (default)",
+        lsh_rec,
+        wall,
+        cpu,
+        batch_ms,
+        build_s,
+        ram / n,
+        f"b={lsh._b} L={lsh._L} probes={lsh._probes} pre/10={lsh._prefilter} "
+        f"rerank/10={lsh._rerank}; stored recall {stored.get('recall_at_10', float('nan')):.3f}; "
+        f"batch==single {same}",
+    )
+    rows.append(lsh_row)
+    lsh = None
     gc.collect()
 
-    # Annoy: one forest, several search_k.
+    if anchors:
+        rows += run_anchors(x32, base, queries, truth, lsh_rec, dim, args, workdir)
+    x32 = base = None
+    gc.collect()
+    print_rows(f"{name} at {n:,} x {dim} (k=10; single-query times)", rows, exact_ms)
+    return {
+        "dist": name,
+        "recall": lsh_rec,
+        "ms": lsh_row.med,
+        "speedup": exact_ms / lsh_row.med,
+        "bpv": ram / n,
+        "anchors": {r.name: (r.rec, r.med) for r in rows[2:]},
+    }
+
+
+def _at_equal_recall(name, settings, target):
+    """settings: [(label, recall, wall, cpu, build_s, bpv)] -> the cheapest reaching target."""
+    ok = [s for s in settings if s[1] >= target]
+    if ok:
+        pick = min(ok, key=lambda s: np.median(s[2]))
+        note = f"{pick[0]} (cheapest with recall >= lsh's {target:.3f})"
+    else:
+        pick = max(settings, key=lambda s: s[1])
+        note = f"{pick[0]} (best swept; none reached lsh's {target:.3f})"
+    return Row(name, pick[1], pick[2], pick[3], None, pick[4], pick[5], note)
+
+
+def run_anchors(x32, base, queries, truth, target, dim, args, workdir) -> list[Row]:
+    out = []
+    try:
+        import faiss
+    except ImportError:
+        print("faiss-cpu not installed (pip install -e '.[bench]'): faiss anchors skipped")
+        faiss = None
+    if faiss is not None:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        t0 = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 40
+        hnsw.add(x32)
+        hb = time.perf_counter() - t0
+        faiss.omp_set_num_threads(1)  # queries one at a time, single-threaded like LSH
+        bpv = (hnsw.hnsw.neighbors.size() * 4 + hnsw.hnsw.levels.size() * 4) / len(x32)
+        settings = []
+        for ef in (16, 32, 64, 128, 256, 512):
+            hnsw.hnsw.efSearch = ef
+            got, wall, cpu = time_queries(lambda q: hnsw.search(q[None, :], K)[1][0], queries)
+            settings.append((f"efSearch={ef}", recall(got, truth), wall, cpu, hb, bpv))
+            if settings[-1][1] >= max(target, 0.99):
+                break
+        out.append(_at_equal_recall("faiss HNSW32 (float32)", settings, target))
+        del hnsw
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        t0 = time.perf_counter()
+        codes = faiss.IndexLSH(dim, 256, True, True)  # rotation + trained thresholds
+        ref = faiss.IndexRefineFlat(codes)
+        ref.train(x32[: min(len(x32), 50_000)])
+        ref.add(x32)
+        rb = time.perf_counter() - t0
+        faiss.omp_set_num_threads(1)
+        settings = []
+        for kf in (4, 16, 64, 256):
+            params = faiss.IndexRefineSearchParameters(k_factor=kf)
+            got, wall, cpu = time_queries(
+                lambda q, p=params: ref.search(q[None, :], K, params=p)[1][0], queries
+            )
+            settings.append((f"k_factor={kf}", recall(got, truth), wall, cpu, rb, 32.0))
+            if settings[-1][1] >= max(target, 0.99):
+                break
+        out.append(_at_equal_recall("faiss IndexLSH 256b + refine", settings, target))
+        del ref, codes
+        gc.collect()
     if not args.skip_annoy:
         t0 = time.perf_counter()
-        ann = AnnoyIndex(dim, seed=args.seed, n_trees=args.annoy_trees)
-        add_in_chunks(ann, base)
+        ann = AnnoyIndex(dim, seed=args.seed)
+        for lo in range(0, len(base), 50_000):
+            ann.add(np.arange(lo, min(len(base), lo + 50_000)), base[lo : lo + 50_000])
         ann.build()
-        ann_build = time.perf_counter() - t0
+        ab = time.perf_counter() - t0
         ann, ram = loaded_ram_bytes(ann, workdir / "annoy.idx")
-        forest = ann.forest_bytes() / n
         auto = ann._search_k
-        for mult in args.annoy_mults:
+        settings = []
+        for mult in (1, 2, 4, 8, 16):
             ann._search_k = max(1, int(auto * mult))
-            got, wall, cpu = timed_queries(ann, queries)
-            table.add(
-                f"annoy trees={ann._n_trees} k_s={ann._search_k}",
-                recall(got, truth),
-                wall,
-                cpu,
-                ann_build if mult == 1 else None,
-                ram / n,
-                exact_med,
-                f"+{forest:.0f} B/vec forest (mmapped after load)"
-                + (" [auto search_k]" if mult == 1 else ""),
+            got, wall, cpu = time_queries(lambda q: ann.query(q, K)[0], queries)
+            settings.append(
+                (f"search_k={ann._search_k}", recall(got, truth), wall, cpu, ab, ram / len(base))
             )
+            if settings[-1][1] >= max(target, 0.99):
+                break
+        out.append(_at_equal_recall(f"annoy ({ann._n_trees} trees)", settings, target))
         del ann
         gc.collect()
-    table.print(f"Results N={n:,} dim={dim} (k=10; times per single query)")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="20k x 512 smoke run")
     ap.add_argument("--sizes", default="100000x4096,1000000x512", help="comma list of NxD")
-    ap.add_argument("--queries", type=int, default=500)
-    ap.add_argument("--exact-queries", type=int, default=40, help="single exact queries timed")
+    ap.add_argument("--dists", default=",".join([*DISTS, "fitted"]), help="distributions to run")
+    ap.add_argument(
+        "--anchors", default="broad,fitted", help="distributions also run with faiss and Annoy"
+    )
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--exact-queries", type=int, default=20, help="single exact queries timed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-annoy", action="store_true")
-    ap.add_argument("--annoy-trees", type=int, default=None)
-    ap.add_argument(
-        "--annoy-mults", default="0.25,0.5,1,2", help="search_k multiples of the auto one"
-    )
-    ap.add_argument("--lsh-targets", default="0.9,0.95,0.98")
+    ap.add_argument("--real-dir", default=str(REAL_DIR), help="photos for real descriptors")
+    ap.add_argument("--real-cache", default=REAL_CACHE, help="cached real descriptors (.npy)")
+    ap.add_argument("--real-from-cache", action="store_true", help="do not compute them")
+    ap.add_argument("--save-real", default=None, help="save computed descriptors here (.npy)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
     )
-    args.lsh_targets = [float(x) for x in args.lsh_targets.split(",")]
-    args.annoy_mults = [float(x) for x in args.annoy_mults.split(",")]
     sizes = "20000x512" if args.quick else args.sizes
     if args.quick:
         args.queries = min(args.queries, 200)
+    t_start = time.perf_counter()
     print(
-        f"numpy {np.__version__}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f} at start"
+        f"numpy {np.__version__}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} at start (timings are from a shared machine)"
     )
+    real, why = real_descriptors(args)
+    dists = {k: v for k, v in DISTS.items() if k in args.dists.split(",")}
+    if real is not None and "fitted" in args.dists.split(","):
+        fitted, _, _ = FittedFeatures.fit(real, seed=args.seed)
+        desc = f"fitted to the real descriptors (c={fitted.c:.2f}, rank {fitted.rank})"
+        dists["fitted"] = (
+            desc,
+            lambda d, s, f=fitted: f if d == f.dim else Projected(f, d, s),
+        )
+    elif "fitted" in args.dists.split(","):
+        print(f"fitted distribution skipped: {why}")
+    order = ["broad", "fitted", *DISTS]  # anchors' sets first: their figures come early
+    dists = {k: dists[k] for k in dict.fromkeys(order) if k in dists}
+    print_stats_table(real, why, dists, args)
+    results = []
+    anchor_set = set(args.anchors.split(",")) if args.anchors else set()
     with tempfile.TemporaryDirectory(prefix="imgfinder-bench-") as tmp:
         for spec in sizes.split(","):
             n, dim = (int(x) for x in spec.lower().split("x"))
-            run_size(n, dim, args.queries, args, Path(tmp))
-    print(f"\nload average {os.getloadavg()[0]:.1f} at end")
+            for name, (_, make) in dists.items():
+                res = run_one(name, make, n, dim, args, Path(tmp), name in anchor_set)
+                results.append({"size": f"{n:,} x {dim}", **res})
+    print("\nLSH over all distributions (worst case first within each size):")
+    head = (
+        f"{'size':<16}{'distribution':<16}{'recall@10':>10}{'med ms':>9}{'speedup':>9}{'B/vec':>7}"
+    )
+    print(head + "\n" + "-" * len(head))
+    for size in dict.fromkeys(r["size"] for r in results):
+        rs = sorted((r for r in results if r["size"] == size), key=lambda r: r["recall"])
+        for r in rs:
+            print(
+                f"{size:<16}{r['dist']:<16}{r['recall']:10.4f}{r['ms']:9.3f}"
+                f"{r['speedup']:9.1f}{r['bpv']:7.0f}"
+            )
+        print(
+            f"{size:<16}{'WORST':<16}{min(r['recall'] for r in rs):10.4f}"
+            f"{max(r['ms'] for r in rs):9.3f}{min(r['speedup'] for r in rs):9.1f}"
+            f"{max(r['bpv'] for r in rs):7.0f}"
+        )
+    print(
+        f"\ntotal {time.perf_counter() - t_start:.0f} s; load average "
+        f"{os.getloadavg()[0]:.1f} at end"
+    )
 
 
 if __name__ == "__main__":

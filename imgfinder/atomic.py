@@ -1,4 +1,7 @@
-"""Crash-safe file writes: temp file in the same directory, fsync, os.replace, fsync dir."""
+"""Crash-safe file writes: temp file in the same directory, fsync, os.replace, fsync dir.
+
+On any error (disk full included) the temp file is removed and the old file is untouched.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +32,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Yield a binary file; on clean exit it atomically replaces `path`, else is discarded."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the writer's PID is in the name, so a later open can tell a dead writer's leftover
+    # (removed) from a live one's file in progress (kept): see library.remove_stale_temp_files
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.p{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -37,9 +44,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # "disk full: cannot write (<this file>)"
         raise
 
 

@@ -50,3 +50,26 @@ class IndexStateError(ImgfinderError):
 
 class CatalogError(ImgfinderError):
     """The catalog could not be opened or is of an unknown schema."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog file is damaged (zero bytes, failed integrity check, unreadable pages)."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"catalog {self.path} is damaged: {reason}")
+
+
+class LibraryBusyError(ImgfinderError):
+    """Another process holds the library's writer lock."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        self.pid = pid
+        super().__init__(message)
+
+
+class StorageError(ImgfinderError):
+    """A write failed (disk full, read-only file system, I/O error); files stay loadable."""
+
+    exit_code = 4

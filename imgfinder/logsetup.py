@@ -17,6 +17,8 @@ def setup_logging(verbosity: int = 0, *, to_file: bool = True) -> None:
             root.removeHandler(h)
             h.close()
     root.setLevel(logging.DEBUG)
+    # a full disk or a file name that is not UTF-8 must not print a logging traceback
+    logging.raiseExceptions = False
     err = logging.StreamHandler()
     err.setLevel(logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else 10)
     err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
@@ -29,6 +31,7 @@ def setup_logging(verbosity: int = 0, *, to_file: bool = True) -> None:
                 maxBytes=2_000_000,
                 backupCount=3,
                 encoding="utf-8",
+                errors="backslashreplace",
             )
         except OSError as exc:
             logging.getLogger(__name__).warning("no log file: %s", exc)

@@ -196,3 +196,78 @@ def test_compare_emits_the_pair(qtbot, view):
         view.compare_selected()
     a, b = sig.args
     assert a != b and {a, b} <= set(view.selected_group().paths)
+
+
+def fake_trash(folder: Path):
+    """A trash_fn that really moves the file (into `folder`), as the platform trash would."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def move(path: str) -> str:
+        dst = folder / f"{len(list(folder.iterdir()))}-{Path(path).name}"
+        os.rename(path, dst)
+        return str(dst)
+
+    return move
+
+
+def test_after_resolving_the_selection_moves_to_the_next_group(qtbot, view, monkeypatch, tmp_path):
+    scanned(qtbot, view)
+    assert len(view.groups) >= 3
+    view.group_list.setCurrentRow(1)
+    wait_facts(qtbot, view)
+    following = [(g.tier, g.key()) for g in view.groups[2:]]
+    view.trash_fn = fake_trash(tmp_path / "trash")
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: Yes)
+    assert view.resolve_selected().complete
+    now = view.selected_group()
+    # not back to the first group: the one that came after the resolved one
+    assert now is not None and (now.tier, now.key()) == next(
+        k for k in following if k in [(g.tier, g.key()) for g in view.groups]
+    )
+    assert view.group_list.currentRow() >= 1
+    # "Not duplicates" moves on the same way
+    row = view.group_list.currentRow()
+    after = [(g.tier, g.key()) for g in view.groups[row + 1 :]]
+    view.mark_selected(dupes.DISTINCT)
+    if after:
+        assert (view.selected_group().tier, view.selected_group().key()) == after[0]
+
+
+def test_the_suggested_keeper_is_the_first_card_and_in_view(qtbot, view):
+    view.resize(900, 600)
+    view.show()
+    qtbot.waitExposed(view)
+    scanned(qtbot, view)
+    for row in range(len(view.groups)):
+        view.group_list.setCurrentRow(row)
+        wait_facts(qtbot, view)
+        keeper = view._cards[view.suggested.keeper]
+        assert view.keeper_index() == view.suggested.keeper
+        assert view.cards_layout.indexOf(keeper) == 0
+        qtbot.waitUntil(lambda k=keeper: k.isVisible())
+        vp = view.cards_scroll.viewport()
+        left = keeper.mapTo(vp, keeper.rect().topLeft()).x()
+        assert 0 <= left and left + keeper.width() <= vp.width()
+
+
+def test_all_tiers_never_lists_two_photos_together_twice(qtbot, view):
+    scanned(qtbot, view)
+    seen = set()
+    for g in view.groups:
+        ids = [m.image_id for m in g.members]
+        pairs = {frozenset((a, b)) for i, a in enumerate(ids) for b in ids[i + 1 :]}
+        assert not pairs & seen, f"{g.tier} group repeats a pair"
+        seen |= pairs
+    tiers = {g.tier for g in view.groups}
+    assert {"exact", "copy"} <= tiers  # the exact pair is still shown, in its own tier
+
+
+def test_sliders_have_a_track_and_scanning_does_not_widen_the_view(qtbot, view):
+    view.show()
+    qtbot.waitExposed(view)
+    assert view.copy_slider.width() >= 90 and view.similar_slider.width() >= 90
+    before = view.minimumSizeHint().width()
+    scanned(qtbot, view)
+    view._say("Moved 12 file(s); “Undo last resolution” brings them back. " * 3)
+    assert view.minimumSizeHint().width() <= before
+    assert view.group_list.minimumWidth() >= dupes_view.GROUP_LIST_MIN_WIDTH

@@ -10,6 +10,7 @@ pytest.importorskip("PySide6")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from imgfinder.gui.dupes_view import GROUP_LIST_MIN_WIDTH  # noqa: E402
 from imgfinder.gui.settings import GuiSettings  # noqa: E402
 from tests.gui_helpers import index_folder, split_ratio  # noqa: E402
 from tests.imgutil import make_jpeg  # noqa: E402
@@ -44,9 +45,11 @@ def test_duplicates_splitter_position_survives_a_restart(qtbot, make_window):
     w = _dupes_shown(qtbot, make_window())
     split = w.dupes_view.splitter
     default = split_ratio(split)
-    split.setSizes([80, 700])  # narrower: the review pane already takes all it can
+    split.setSizes([80, 700])  # the group list never collapses to a stub
+    assert split.sizes()[0] >= GROUP_LIST_MIN_WIDTH
+    split.setSizes([GROUP_LIST_MIN_WIDTH + 5, 900])  # narrower, yet still readable
     moved = split_ratio(split)
-    assert moved < default - 0.08  # far enough from the default to tell them apart
+    assert moved < default - 0.05  # far enough from the default to tell them apart
     w.close()
     # a session that never opens the Duplicates tab keeps the saved position
     w = make_window()
@@ -56,6 +59,7 @@ def test_duplicates_splitter_position_survives_a_restart(qtbot, make_window):
     w.close()
     w = _dupes_shown(qtbot, make_window())
     assert split_ratio(w.dupes_view.splitter) == pytest.approx(moved, abs=0.03)
+    assert w.dupes_view.group_list.width() >= GROUP_LIST_MIN_WIDTH
     w.close()
     # an unusable saved position: the default layout
     settings = GuiSettings.load(w.data_dir)

@@ -129,7 +129,7 @@ def test_dialog_lists_models_with_their_meta_and_whitening_per_model(
     # every backbone's ImageNet model is offered; Lite0's is installed, so it needs no download
     assert labels[1] == "ImageNet EfficientNet-Lite0 (installed, no download)"
     assert "not installed" not in tooltip(dlg.model, 1) and "1280" not in labels[1]
-    assert "Not downloaded yet" in tooltip(dlg.model, 0)  # ResNet50's file is not there
+    assert "not downloaded yet" in tooltip(dlg.model, 0)  # ResNet50's file is not there
     assert len(labels) == 4 and labels[3] == f"Weights file: {weights_file.name}"
     assert dlg.model.currentIndex() == 3  # the weights in use
     assert "head-flowers" in labels[2] and "flowers" in labels[2] and "2024-05-01" in labels[2]
@@ -343,7 +343,7 @@ def test_offline_without_resnet_weights_offers_the_installed_lite0(qtbot, make_w
     assert dlg.state == "missing" and dlg.alternative is not None
     assert dlg.alternative_button.isVisibleTo(dlg) and not dlg.download_button.isVisibleTo(dlg)
     assert "resnet50-0676ba61.pth" in dlg.message.text()  # which file to put where
-    assert "--backbone efficientnet-lite0" in dlg.message.text()
+    assert "Or use EfficientNet-Lite0 now" in dlg.message.text()
     wait_model(qtbot, w, dlg.alternative_button.click)
     assert w.lib.config.backbone == "efficientnet-lite0"
     assert w.lib.model_id.startswith("fused-eca-lite0/") and w.lib.model_id != old_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from imgfinder.core.train import TrainProgress  # noqa: E402
 from imgfinder.core.types import Progress  # noqa: E402
 from imgfinder.gui.settings import GuiSettings  # noqa: E402
-from imgfinder.gui.train_dialog import WHAT_TEXT, progress_text  # noqa: E402
+from imgfinder.gui.train_dialog import DEFAULT_EPOCHS, WHAT_TEXT, progress_text  # noqa: E402
 from tests.gui_helpers import INDEX_TIMEOUT_MS, make_photos, wait_model  # noqa: E402
 from tests.imgutil import make_jpeg  # noqa: E402
 
@@ -101,10 +102,21 @@ def test_training_from_the_menu_writes_a_bundle_and_switches_to_it(
     dlg = w.open_train_dialog(**FAST)
     assert dlg is w.train_dialog and dlg.isVisible() and not dlg.isModal()
     assert dlg.folder.text() == str(photos)  # the first library folder
-    assert dlg.labelled.isChecked() and dlg.epochs.value() == 10
+    # a library folder is a photo collection: adapt to it, with that mode's epoch default
+    assert dlg.unlabelled.isChecked() and dlg.epochs.value() == DEFAULT_EPOCHS["unlabelled"]
+    qtbot.waitUntil(lambda: "each is its own class" in dlg.summary.text())
+    assert dlg.summary.text().startswith(f"{N_PHOTOS} photos")
     assert dlg.what.currentText() == WHAT_TEXT["layer4"]
     assert "weights-Photos.pt" in dlg.output.placeholderText()
+    dlg.labelled.setChecked(True)
+    assert dlg.epochs.value() == DEFAULT_EPOCHS["labelled"]  # 3-4 were best (README)
+    (dataset / "odd").mkdir()
+    make_photos(dataset / "odd", 1)  # a stray folder would silently become a class
     dlg.folder.setText(str(dataset))
+    qtbot.waitUntil(lambda: "classes (sub-folders)" in dlg.summary.text(), timeout=10_000)
+    assert dlg.summary.text().startswith("4 classes (sub-folders), 10 photos")
+    assert "odd/ (1)" in dlg.summary.text()
+    shutil.rmtree(dataset / "odd")
     dlg.epochs.setValue(2)
     stages = record_stages(dlg)
     result = start_and_wait(qtbot, dlg, dlg.start_button)

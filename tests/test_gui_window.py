@@ -199,7 +199,8 @@ def test_close_during_indexing_keeps_store_loadable(
     qtbot.waitUntil(lambda: len(seen) >= 1, timeout=INDEX_TIMEOUT_MS)
     data_dir = w.data_dir
     assert w.index_ctl.is_running
-    w.close()
+    w.close()  # says "Stopping…" and closes for real once the current batch has ended
+    qtbot.waitUntil(lambda: getattr(w, "_shut", False), timeout=INDEX_TIMEOUT_MS)
     assert not w.index_ctl.is_running
     assert not w.search_ctl.thread.isRunning()
     cfg = ModelConfig(weights=str(weights_file), device="cpu", input_size=TEST_INPUT_SIZE)

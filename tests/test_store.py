@@ -22,7 +22,7 @@ def test_append_and_memory_map(tmp_path):
     assert len(store) == 5
     assert isinstance(store.matrix(), np.memmap)
     np.testing.assert_array_equal(store.get(np.array([1])), np.eye(3, 8)[1:2])
-    assert store.nbytes() == HEADER_SIZE + 5 * 8 * 2
+    assert store.nbytes() == HEADER_SIZE + 5 * (8 * 2 + 4)  # float16 row + CRC-32
 
 
 def test_torn_tail_is_cut_back(tmp_path):

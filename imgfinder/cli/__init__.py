@@ -3,24 +3,69 @@
 from __future__ import annotations
 
 import argparse
+import codecs
+import errno
+import importlib
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from imgfinder import __version__, paths
-from imgfinder.cli import dupes_cmd, eval_cmd, explain_cmd, library_cmds, train_cmd
 from imgfinder.core.modelspec import BACKBONES, DEFAULT_BACKBONE, OFFLINE_BACKBONE
 from imgfinder.errors import ImgfinderError
 from imgfinder.logsetup import setup_logging
 
 log = logging.getLogger(__name__)
 
-# Each module registers its subcommands with `register(subparsers, parent)`.
-COMMAND_MODULES = [library_cmds, eval_cmd, explain_cmd, train_cmd, dupes_cmd]
+# Each module registers its subcommands with `register(subparsers, parent)`. Most of them
+# import torch, which takes seconds: a command line that names one subcommand imports only
+# its module (so `status` and a no-change `index` start fast); --help imports them all.
+COMMAND_MODULES = ["library_cmds", "eval_cmd", "explain_cmd", "train_cmd", "dupes_cmd"]
+MODULE_OF = {
+    "index": "library_cmds",
+    "search": "library_cmds",
+    "status": "library_cmds",
+    "roots": "library_cmds",
+    "eval": "eval_cmd",
+    "explain": "explain_cmd",
+    "train": "train_cmd",
+    "whiten": "train_cmd",
+    "dupes": "dupes_cmd",
+    "gui": None,
+}
+# global options that take a value (so the token after them is no subcommand)
+VALUE_OPTIONS = {"--data-dir", "--backbone", "--weights", "--head", "--whiten", "--device"}
+VALUE_OPTIONS |= {"--input-size"}
+VALUE_OPTIONS |= {"--index"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand an argument list names (None: none, or --help/--version first)."""
+    skip = False
+    for tok in argv:
+        if skip:
+            skip = False
+            continue
+        if tok in ("-h", "--help", "--version"):
+            return None
+        if tok.startswith("-"):
+            skip = tok in VALUE_OPTIONS  # "--data-dir DIR"; "--data-dir=DIR" is one token
+            continue
+        return tok if tok in MODULE_OF else None
+    return None
+
+
+def _modules(argv: Sequence[str] | None) -> list:
+    cmd = command_of(argv)
+    names = COMMAND_MODULES if cmd is None else [m for m in (MODULE_OF[cmd],) if m]
+    return [importlib.import_module(f"imgfinder.cli.{name}") for name in names]
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser: every subcommand, or for an `argv` naming one only that one (so its module
+    alone is imported)."""
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("global options")
     g.add_argument(
@@ -99,7 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="image files or URLs to search for on start (the .desktop entry's %%U)",
     )
     gui.set_defaults(func=_run_gui)
-    for module in COMMAND_MODULES:
+    modules = (
+        [importlib.import_module(f"imgfinder.cli.{m}") for m in COMMAND_MODULES]
+        if argv is None
+        else _modules(argv)
+    )
+    for module in modules:
         module.register(sub, common)
     return parser
 
@@ -124,8 +174,66 @@ def _run_gui(args: argparse.Namespace) -> int:
     return run_app(args)
 
 
+def _display_surrogates(exc: UnicodeError):
+    """Codec error handler: a file name's undecodable byte 0xNN (a surrogate escape) as \\xNN."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = []
+    for ch in exc.object[exc.start : exc.end]:
+        c = ord(ch)
+        out.append(f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"\\u{c:04x}")
+    return "".join(out), exc.end
+
+
+codecs.register_error("imgfinder-display", _display_surrogates)
+
+
+def _setup_streams() -> None:
+    """File names that are not UTF-8 never crash a print: on a terminal their odd bytes show
+    as \\xNN; into a pipe or file the original bytes are written (like `find`), so scripts
+    get the real name back."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:
+            continue
+        try:
+            tty = stream.isatty()
+        except (OSError, ValueError):
+            tty = False
+        errors = "imgfinder-display" if tty or stream is sys.stderr else "surrogateescape"
+        try:
+            reconfigure(errors=errors)
+        except (OSError, ValueError):
+            pass
+
+
+def write_error_message(exc: BaseException) -> str | None:
+    """One line for an OS or SQLite write/read failure (disk full, read-only, I/O), or None."""
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc)
+        if "full" in text:
+            return (
+                "disk full: the catalog could not be written; nothing was lost (free some "
+                "space and run the command again)"
+            )
+        return f"catalog error: {text}"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return (
+                f"disk full: cannot write{where}; nothing was lost (free some space and run "
+                "the command again)"
+            )
+        if exc.errno == errno.EROFS:
+            return f"read-only file system: cannot write{where}"
+        return f"{exc.strerror or exc}{where}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    _setup_streams()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     for key, value in DEFAULTS.items():
         if not hasattr(args, key):
@@ -151,3 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.Error) as exc:  # disk full, read-only, I/O error: one line
+        log.debug("write failure", exc_info=True)
+        print(f"imgfinder: error: {write_error_message(exc)}", file=sys.stderr)
+        return 4

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from imgfinder.core.extract import ModelConfig
-from imgfinder.core.library import Library
 from imgfinder.core.types import Progress, fmt_eta
+
+if TYPE_CHECKING:  # both import torch: only when a command needs the model (see cli/fast.py)
+    from imgfinder.core.extract import ModelConfig
+    from imgfinder.core.library import Library
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
+    from imgfinder.core.extract import ModelConfig  # noqa: PLC0415
+
     return ModelConfig(
         backbone=args.backbone,
         weights=args.weights,
@@ -23,13 +28,18 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 
 
 def open_library(args: argparse.Namespace) -> Library:
-    return Library(
+    from imgfinder.core.library import Library  # noqa: PLC0415
+
+    lib = Library(
         args.data_dir,
         model_config(args),
         index_backend=args.index_backend,
         allow_download=not args.offline,
         weights_progress=DownloadBar() if not args.offline else None,
     )
+    if lib.recovery is not None:  # the user is told what a damaged catalog's recovery kept
+        print(f"imgfinder: warning: {lib.recovery.message()}", file=sys.stderr)
+    return lib
 
 
 class ProgressBar:

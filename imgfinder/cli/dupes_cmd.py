@@ -64,10 +64,10 @@ def cmd_dupes(args: argparse.Namespace) -> int:
             pairs = run(dupes.scan(lib, verify=not args.no_verify), bar)
         finally:
             bar.close()
-        tiers = dupes.TIERS if args.tier == "all" else (args.tier,)
-        groups = []
-        for tier in tiers:
-            groups += dupes.group(pairs, tier, th[tier], copy_threshold=th["copy"])
+        if args.tier == "all":  # no two photos listed together twice
+            groups = dupes.group_all(pairs, th)
+        else:
+            groups = dupes.group(pairs, args.tier, th[args.tier], copy_threshold=th["copy"])
         rule = dupes.load_rule(lib.catalog)
         out = []
         for g in groups:

@@ -45,7 +45,8 @@ def evaluate_dataset(args: argparse.Namespace, dataset: Path, data_dir: Path) ->
         labels = dataset_labels(dataset, [rows[i].path for i in ids.tolist()])
         if len(set(labels)) < 2:
             raise ImgfinderError(f"{dataset} needs at least two class sub-folders")
-        report = evaluate_vectors(ids, vectors, labels, lib.load_index())
+        index = lib.load_index()  # also settles the space it searches (centred or not)
+        report = evaluate_vectors(ids, lib.index_space(vectors), labels, index)
         out = report.as_dict()
         out["skipped"] = len(summary.skipped)
         out["model_id"] = lib.model_id

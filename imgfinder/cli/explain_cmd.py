@@ -6,8 +6,10 @@ import argparse
 import json
 import logging
 
+from imgfinder import paths
 from imgfinder.cli.common import DownloadBar, model_config
 from imgfinder.core import colormap
+from imgfinder.core.centring import load_centre
 from imgfinder.core.explain import (
     BRANCHES,
     activations_many,
@@ -32,7 +34,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("query", help="query image file")
     p.add_argument("result", help="result image file")
-    p.add_argument("-o", "--output", required=True, help="image to write (PNG unless -o says)")
+    p.add_argument(
+        "-o", "--output", help="image to write (PNG unless -o says); optional with --json"
+    )
     p.add_argument(
         "--branch",
         choices=BRANCHES,
@@ -59,6 +63,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ImgfinderError(f"--opacity must be within 0..1, got {args.opacity}")
     if not 16 <= args.max_side <= 8192:
         raise ImgfinderError(f"--max-side must be within 16..8192, got {args.max_side}")
+    if not args.output and not args.json:
+        raise ImgfinderError("give -o FILE to write the picture, or --json for the numbers")
     from imgfinder.core.extract import Extractor  # noqa: PLC0415 (torch only when needed)
 
     extractor = Extractor(
@@ -67,26 +73,33 @@ def cmd_explain(args: argparse.Namespace) -> int:
         progress=None if args.offline else DownloadBar(),
     )
     q, r = activations_many(extractor, [args.query, args.result])
-    expl = match_maps(q, r, args.branch)
-    picture = render_match(
-        load_photo(args.query, args.max_side),
-        load_photo(args.result, args.max_side),
-        expl,
-        opacity=args.opacity,
-        cmap=args.cmap,
-        caption=describe(expl, q.label, r.label),
-    )
-    out = save_image(picture, args.output)
-    log.info("explanation of %s vs %s written to %s", args.query, args.result, out)
+    centre = None  # the library's mean, as `search` centres on it (a whitening centres itself)
+    if not getattr(args, "whitening", None):
+        centre = load_centre(
+            paths.data_dir() / "index" / "centre.npz", extractor.model_id, extractor.dim
+        )
+    expl = match_maps(q, r, args.branch, centre.mean if centre is not None else None)
+    out = picture = None
+    if args.output:
+        picture = render_match(
+            load_photo(args.query, args.max_side),
+            load_photo(args.result, args.max_side),
+            expl,
+            opacity=args.opacity,
+            cmap=args.cmap,
+            caption=describe(expl, q.label, r.label),
+        )
+        out = save_image(picture, args.output)
+        log.info("explanation of %s vs %s written to %s", args.query, args.result, out)
     if args.json:
         info = expl.to_json()
-        info["output"] = str(out)
-        info["size"] = list(picture.size)
+        info["output"] = str(out) if out is not None else None
+        info["size"] = list(picture.size) if picture is not None else None
         print(json.dumps(info, indent=2))
     else:
         s = expl.branch_scores
         print(
-            f"cosine {expl.score:.4f} (attention {s['attention']:.4f}, "
+            f"{expl.score_name} {expl.score:.4f} (attention {s['attention']:.4f}, "
             f"global {s['global']:.4f}) -> {out}"
         )
     return 0

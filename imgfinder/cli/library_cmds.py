@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from imgfinder.cli.common import ProgressBar, open_library
+from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
 from imgfinder.core import photometa
-from imgfinder.core.library import run
-from imgfinder.errors import ImgfinderError
+from imgfinder.core.modelspec import spec_of_model_id
+from imgfinder.core.types import library_counts_text, run_summary_text
+from imgfinder.errors import ImgfinderError, WeightsUnavailableError
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -43,21 +46,25 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    lib = open_library(args)
     bar = ProgressBar()
     try:
-        summary = run(lib.index(args.paths), bar)
+        quick = unchanged_index(args, bar)  # nothing to do: no model, no torch
     finally:
         bar.close()
-        lib.close()
+    if quick is not None:
+        summary, counts = quick
+    else:
+        summary, counts = _index(args)
+    photos, skipped = counts.get("ok", 0), counts.get("failed", 0)
     if args.json:
-        print(json.dumps(summary.__dict__, indent=2))
+        out = dict(summary.__dict__, library={"photos": photos, "skipped": skipped})
+        print(json.dumps(out, indent=2))
         return 0
-    print(
-        f"indexed {summary.indexed} (moved {summary.moved}), unchanged {summary.unchanged}, "
-        f"removed {summary.removed}, skipped {len(summary.skipped)} "
-        f"in {summary.seconds:.1f} s"
-    )
+    print(run_summary_text(summary, photos, skipped))
+    if summary.repaired:
+        print(
+            f"  re-extracted {summary.repaired} images whose stored vector was missing or damaged"
+        )
     for path, reason in sorted(summary.skipped.items()):
         print(f"  skipped {path}: {reason}")
     for root in summary.missing_roots:
@@ -90,6 +97,33 @@ def add_photo_options(p: argparse.ArgumentParser) -> None:
 _DATE_FILTER_FETCH = 10
 
 
+def _index(args: argparse.Namespace):
+    """A real index run (loads the model); returns the summary and the catalog's counts."""
+    from imgfinder.core.library import run  # noqa: PLC0415
+
+    lib = open_library(args)
+    bar = ProgressBar()
+    try:
+        before = {p for _, p in lib.catalog.roots()}
+        try:
+            summary = run(lib.index(args.paths), bar)
+        except WeightsUnavailableError as exc:
+            _forget_new_roots(lib, before)
+            raise WeightsUnavailableError(f"{exc} (no folder was added)") from None
+        remember_model(args, lib)
+        return summary, lib.catalog.counts()
+    finally:
+        bar.close()
+        lib.close()
+
+
+def _forget_new_roots(lib, before: set[str]) -> None:
+    """An `index FOLDER` that could not run leaves the library as it was: no new folder."""
+    for _, path in lib.catalog.roots():
+        if path not in before:
+            lib.catalog.remove_root(path)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ImgfinderError("-k must be at least 1")
@@ -105,6 +139,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         hits = lib.search(args.image, k=fetch, raw_pairs_as_one=pairs)
         metas = lib.photo_meta([h.image_id for h in hits])
         sources = photometa.decode_sources(lib.catalog, [h.image_id for h in hits])
+        remember_model(args, lib)
     finally:
         lib.close()
 
@@ -116,8 +151,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.sort != "score":
         hits = photometa.sort_by_date(hits, taken, newest_first=args.sort == "date-desc")
     if args.json:
-        out = {
-            "query": args.image,
+        out = {  # the query as an absolute path, like the results
+            "query": str(Path(args.image).expanduser().resolve()),
             "results": [
                 {
                     "path": h.path,
@@ -145,25 +180,38 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    lib = open_library(args)
-    try:
-        info = lib.status()
-    finally:
-        lib.close()
+    info = fast_status(args)  # from the catalog and the remembered model id: no torch
+    if info is None:
+        lib = open_library(args)
+        try:
+            info = lib.status()
+            remember_model(args, lib)
+        finally:
+            lib.close()
+    info["index_recall"] = _index_recall(Path(info["data_dir"]), info["index_backend"])
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     print(f"data directory: {info['data_dir']}")
-    print(f"images: {info['images']} indexed, {info['failed']} failed")
+    print(f"images: {library_counts_text(info['images'], info['failed'])} (could not be read)")
     if info.get("model_id"):
-        print(f"model: {info['model']} ({info['model_id']})")
+        print(f"model: {model_name(info['model_id'], info.get('weights'))}")
+        print(f"model id: {info['model_id']}")
     else:
         print(f"model: unavailable: {info.get('model_error', '')}")
     if info.get("device"):
         print(f"device: {info['device']}")
     if info.get("stale"):
         print(f"re-index needed: {info['stale']} images were indexed with another model")
-    print(f"index: {info['index_backend']}")
+    if info.get("vectors_damaged"):
+        print(
+            f"vectors damaged or missing: {info['vectors_damaged']} images (left out of results; "
+            "`imgfinder index` re-extracts them)"
+        )
+    if info.get("writer"):
+        w = info["writer"]
+        print(f"being written: {w.get('what', 'writing')} in process {w['pid']}")
+    print(f"index: {info['index_backend']}{_recall_text(info.get('index_recall'))}")
     usage = info["bytes_on_disk"]
     print(
         "on disk: "
@@ -173,8 +221,48 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("folders:")
     for r in info["roots"]:
         state = "" if r["available"] else "  [missing]"
-        print(f"  {r['path']}: {r['images']} images, {r['failed']} failed{state}")
+        print(f"  {r['path']}: {library_counts_text(r['images'], r['failed'])}{state}")
     return 0
+
+
+def _index_recall(data: Path, backend: str) -> dict | None:
+    from imgfinder.core.index import stored_recall
+
+    return stored_recall(data / "index" / f"{backend}.idx")
+
+
+def _recall_text(rec: dict | None) -> str:
+    if not rec or not rec.get("queries"):
+        return ""
+    return (
+        f", recall@10 {rec['recall_at_10']:.3f} against exact search "
+        f"(measured at build on {int(rec['queries'])} held-out photos, "
+        f"target {rec.get('target', 0.95):.2f})"
+    )
+
+
+def model_name(model_id: str, weights: str | None = None) -> str:
+    """A readable name for a model id ("fused-eca-r50/tv-IMAGENET1K_V1/eca0/224/sq-in1k"):
+    backbone, weights, head, input size, and whitening when there is one."""
+    parts = model_id.split("/")
+    if len(parts) < 4:
+        return model_id
+    backbone, tag, head, size = parts[:4]
+    spec = spec_of_model_id(model_id)
+    name = spec.title if spec is not None else backbone
+    if tag.startswith("tv-"):
+        source = f"torchvision {tag[3:]} ImageNet weights"
+    elif tag.startswith("pkg-") and spec is not None:
+        source = f"ImageNet weights from the {spec.pip_name} package"
+    elif tag.startswith("file-") and weights:
+        source = f"weights file {Path(weights).name}"
+    else:
+        source = f"weights {tag}"
+    eca = "untrained ECA head" if head == "eca0" else f"trained ECA head ({head})"
+    text = f"{name}, {source}, {eca}, {size} px input"
+    if len(parts) > 5:  # a whitening's tag follows the preprocessing
+        text += f", PCA whitening {parts[5]}"
+    return text
 
 
 def cmd_roots_list(args: argparse.Namespace) -> int:

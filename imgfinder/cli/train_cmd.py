@@ -18,6 +18,7 @@ from imgfinder.core.extract import Extractor, ModelConfig
 from imgfinder.core.modelspec import DEFAULT_BACKBONE
 from imgfinder.core.train import BATCHNORM_MODES, TRAINABLE, TrainConfig, TrainResult, train
 from imgfinder.core.whiten import learn_from_library, save_whitening
+from imgfinder.errors import ImgfinderError
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -37,8 +38,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         "--train",
         choices=TRAINABLE,
         default="layer4",
-        help="layer4: layer4 + ECA, writes a full weights bundle (default; the choice that "
-        "measured a gain on unseen classes); eca: the 7-weight ECA kernel only, trunk frozen "
+        help="layer4: the backbone's last stage (ResNet50's layer4, EfficientNet-Lite0's "
+        "blocks 11-15 and head conv) + ECA, writes a full weights bundle (default; the choice "
+        "that measured a gain on unseen classes); eca: the ECA kernel only, trunk frozen "
         "(seconds per epoch)",
     )
     p.add_argument("--margin", type=float, default=0.3, help="ArcFace angular margin (radians)")
@@ -46,12 +48,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--views", type=int, default=4, help="cached views per image, 1 clean")
     p.add_argument("--lr", type=float, default=1e-3, help="ECA and class-centre learning rate")
-    p.add_argument("--backbone-lr", type=float, default=1e-4, help="layer4 learning rate")
+    p.add_argument(
+        "--backbone-lr", type=float, default=1e-4, help="learning rate of the last stage"
+    )
     p.add_argument(
         "--batchnorm",
         choices=BATCHNORM_MODES,
         default="auto",
-        help="layer4 BatchNorm statistics: frozen (pretrained backbones), or trained and "
+        help="last-stage BatchNorm statistics: frozen (pretrained backbones), or trained and "
         "re-estimated at the end; auto (default) trains them only if the backbone's were "
         "never estimated (a random-init model)",
     )
@@ -191,6 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_whiten(args: argparse.Namespace) -> int:
+    if args.dim is not None and args.dim < 1:
+        raise ImgfinderError("--dim must be at least 1")
     args.whitening = None  # open the raw library: no whitening file to load (or to mismatch)
     lib = open_library(args)
     try:

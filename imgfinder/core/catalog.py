@@ -3,11 +3,25 @@
 Every multi-row change runs in one transaction, so a killed process leaves either
 the old or the new state. One connection per thread (SQLite's rule), all in WAL
 mode, so the GUI thread can read while the indexing worker writes.
+
+File names the OS allows but that are not valid UTF-8 (bytes from another locale, a
+camera's card) are stored losslessly: such a path is bound as its `os.fsencode` bytes
+(a BLOB) and read back with surrogateescape, Python's own way to carry them in a str
+(see `path_to_db` / `path_from_db`). `display_path` makes one readable.
+
+The catalog checks itself at open (a zero-byte file or a failed `PRAGMA quick_check`
+is damage, raised as `CatalogDamagedError`); `recover_catalog` moves a damaged file
+aside (never deletes it), rebuilds from what can still be read and restores the folders
+and duplicate decisions from `catalog-backup.json`, a small snapshot written atomically
+after every change of folders or decisions (`Catalog.write_backup`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -16,7 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgfinder.errors import CatalogError
+from imgfinder.atomic import atomic_write_bytes
+from imgfinder.errors import CatalogDamagedError, CatalogError
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +105,60 @@ class ImageRow:
     model_id: str | None
 
 
+# -- file names that are not UTF-8 ---------------------------------------------------------------
+def path_to_db(path: str) -> str | bytes:
+    """A path as SQLite can store it: the str itself, or its raw bytes if it is not UTF-8."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape")
+
+
+def path_from_db(value: str | bytes) -> str:
+    """Inverse of `path_to_db`: bytes come back as a str with surrogate escapes (os.fsdecode)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path a user can read: undecodable bytes shown as \\xNN (the real name is kept)."""
+    s = os.fspath(path)
+    if isinstance(s, bytes):
+        s = s.decode("utf-8", "surrogateescape")
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+# Every str bound to a statement goes through path_to_db, so any query that binds a path
+# (this module's, the library's, another module's) stores and finds non-UTF-8 names.
+sqlite3.register_adapter(str, path_to_db)
+
+
+def _image_row(r) -> ImageRow:
+    return ImageRow(r[0], path_from_db(r[1]), *r[2:])
+
+
 _COLS = "id, path, root_id, size, mtime_ns, hash, width, height, status, error, vec_row, model_id"
 
 
 class Catalog:
     """The library's catalog file; cheap to share between threads."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, check: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        existed = self.path.exists()
+        if existed and self.path.stat().st_size == 0:
+            raise CatalogDamagedError(self.path, "the file is empty (0 bytes)")
         try:
+            if existed and check:
+                self._quick_check()
             conn = self._conn()
             with conn:
                 conn.executescript(_SCHEMA)
@@ -115,7 +173,50 @@ class Catalog:
                     )
                 _migrate_photo_meta(conn)
         except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
+            self.close()
+            if _is_locked_error(exc):
+                raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
+            raise CatalogDamagedError(self.path, str(exc)) from None
+        self.created = not existed
+
+    def _quick_check(self) -> None:
+        """Raise CatalogDamagedError unless SQLite's quick_check passes (cost: benchmarks/faults)."""
+        rows = [r[0] for r in self._conn().execute("PRAGMA quick_check")]
+        if rows != ["ok"]:
+            self.close()
+            raise CatalogDamagedError(self.path, "; ".join(map(str, rows[:3])))
+
+    @property
+    def backup_path(self) -> Path:
+        return self.path.with_name(self.path.stem + "-backup.json")
+
+    def write_backup(self) -> None:
+        """Snapshot folders and duplicate decisions to catalog-backup.json (atomic, small).
+
+        Called after every change of either; a failure (disk full) is logged, not raised:
+        the change itself is already committed in the catalog.
+        """
+        try:
+            snap = {
+                "format": "imgfinder-catalog-backup",
+                "version": 1,
+                "written_at": time.time(),
+                "roots": [p for _, p in self.roots()],
+                "decisions": [
+                    [path_from_db(a), path_from_db(b), d, at]
+                    for a, b, d, at in self.execute(
+                        "SELECT hash_a, hash_b, decision, at FROM decisions ORDER BY hash_a, hash_b"
+                    )
+                ],
+            }
+            data = json.dumps(snap, indent=1).encode("utf-8", "surrogateescape")
+            atomic_write_bytes(self.backup_path, data)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("could not write the catalog backup %s: %s", self.backup_path, exc)
+
+    def data_version(self) -> int:
+        """Changes when another connection (another process, or thread) commits: poll this."""
+        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -158,7 +259,10 @@ class Catalog:
 
     # -- roots -----------------------------------------------------------------------
     def roots(self) -> list[tuple[int, str]]:
-        return [tuple(r) for r in self.execute("SELECT id, path FROM roots ORDER BY path")]
+        return [
+            (int(i), path_from_db(p))
+            for i, p in self.execute("SELECT id, path FROM roots ORDER BY path")
+        ]
 
     def add_root(self, path: str) -> int:
         with self.transaction() as c:
@@ -166,7 +270,9 @@ class Catalog:
             if row:
                 return int(row[0])
             cur = c.execute("INSERT INTO roots (path, added_at) VALUES (?, ?)", (path, time.time()))
-            return int(cur.lastrowid)
+            new_id = int(cur.lastrowid)
+        self.write_backup()
+        return new_id
 
     def remove_root(self, path: str) -> list[int]:
         """Forget a root and its images; returns the removed image ids (for the index)."""
@@ -177,20 +283,22 @@ class Catalog:
             ids = [r[0] for r in c.execute("SELECT id FROM images WHERE root_id=?", (row[0],))]
             c.execute("DELETE FROM images WHERE root_id=?", (row[0],))
             c.execute("DELETE FROM roots WHERE id=?", (row[0],))
+        self.write_backup()
         return ids
 
     # -- images ----------------------------------------------------------------------
     def images_under(self, root_id: int) -> dict[str, ImageRow]:
         cur = self.execute(f"SELECT {_COLS} FROM images WHERE root_id=?", (root_id,))
-        return {r[1]: ImageRow(*r) for r in cur}
+        rows = (_image_row(r) for r in cur)
+        return {r.path: r for r in rows}
 
     def image(self, image_id: int) -> ImageRow | None:
         r = self.execute(f"SELECT {_COLS} FROM images WHERE id=?", (image_id,)).fetchone()
-        return ImageRow(*r) if r else None
+        return _image_row(r) if r else None
 
     def image_by_path(self, path: str) -> ImageRow | None:
         r = self.execute(f"SELECT {_COLS} FROM images WHERE path=?", (path,)).fetchone()
-        return ImageRow(*r) if r else None
+        return _image_row(r) if r else None
 
     def images(self, ids: Iterable[int]) -> dict[int, ImageRow]:
         ids = [int(i) for i in ids]
@@ -198,7 +306,7 @@ class Catalog:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             q = f"SELECT {_COLS} FROM images WHERE id IN ({','.join('?' * len(chunk))})"
-            out.update((r[0], ImageRow(*r)) for r in self.execute(q, chunk))
+            out.update((r[0], _image_row(r)) for r in self.execute(q, chunk))
         return out
 
     def vector_rows(self, model_id: str) -> list[tuple[int, int]]:
@@ -219,7 +327,7 @@ class Catalog:
 
     def failed(self) -> list[tuple[str, str]]:
         cur = self.execute("SELECT path, error FROM images WHERE status='failed' ORDER BY path")
-        return [(p, e or "") for p, e in cur]
+        return [(path_from_db(p), e or "") for p, e in cur]
 
     def counts(self) -> dict[str, int]:
         out = {"ok": 0, "failed": 0}
@@ -229,7 +337,8 @@ class Catalog:
 
     def model_counts(self) -> dict[str, int]:
         cur = self.execute(
-            "SELECT model_id, COUNT(*) FROM images WHERE status='ok' GROUP BY model_id"
+            "SELECT model_id, COUNT(*) FROM images WHERE status='ok' AND model_id IS NOT NULL "
+            "GROUP BY model_id"
         )
         return {m: n for m, n in cur}
 
@@ -242,3 +351,199 @@ class Catalog:
         for rid, ok, bad in cur:
             out[int(rid)] = (int(ok or 0), int(bad or 0))
         return out
+
+    def awaiting_vectors(self) -> int:
+        """Images whose vector was found damaged or missing and that the next index re-extracts."""
+        row = self.execute(
+            "SELECT COUNT(*) FROM images WHERE status='ok' AND model_id IS NULL"
+        ).fetchone()
+        return int(row[0])
+
+
+def _is_locked_error(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+# -- recovery of a damaged catalog ---------------------------------------------------------------
+# Tables worth salvaging, parents first (images reference roots). The verified-pair cache is
+# recomputed on demand and is not copied.
+_SALVAGE_TABLES = ("roots", "images", "decisions", "meta", "dupe_signatures")
+
+
+@dataclass
+class Recovery:
+    """What `recover_catalog` did, for one message to the user."""
+
+    reason: str
+    moved_to: Path | None
+    salvaged: dict[str, int]
+    restored_roots: int = 0
+    restored_decisions: int = 0
+
+    def message(self) -> str:
+        kept = (
+            f"kept {self.salvaged.get('roots', 0)} folders, {self.salvaged.get('images', 0)} "
+            f"images and {self.salvaged.get('decisions', 0)} duplicate decisions from it"
+        )
+        where = f"moved it aside to {display_path(self.moved_to)}; " if self.moved_to else ""
+        backup = ""
+        if self.restored_roots or self.restored_decisions:
+            backup = (
+                f"; restored {self.restored_roots} folders and {self.restored_decisions} "
+                "decisions from the backup"
+            )
+        return (
+            f"the catalog was damaged ({self.reason}): {where}{kept}{backup}. "
+            "Run `imgfinder index` to re-index what was lost."
+        )
+
+
+def _move_aside(path: Path) -> Path | None:
+    if not path.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+        n += 1
+    os.replace(path, aside)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            os.replace(side, Path(f"{aside}{suffix}"))
+    from imgfinder.atomic import fsync_dir
+
+    fsync_dir(path.parent)
+    return aside
+
+
+def _salvage_table(src: sqlite3.Connection, dst: sqlite3.Connection, table: str) -> int:
+    """Copy every readable row of `table` (skipping unreadable pages); returns rows copied."""
+    try:
+        src_cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
+    except sqlite3.DatabaseError:
+        return 0
+    dst_cols = {r[1] for r in dst.execute(f"PRAGMA table_info({table})")}
+    cols = [c for c in src_cols if c in dst_cols]
+    if not cols:
+        return 0
+    names = ", ".join(cols)
+    insert = f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' * len(cols))})"
+    last, skip, failures, copied = -(2**63), 1, 0, 0
+    while failures < 64:
+        try:
+            rows = src.execute(
+                f"SELECT rowid, {names} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT 256",
+                (last,),
+            ).fetchall()
+        except sqlite3.DatabaseError:
+            failures += 1
+            last, skip = last + skip, skip * 4  # jump over the unreadable page(s)
+            continue
+        if not rows:
+            break
+        skip = 1
+        for r in rows:
+            last = r[0]
+            if table == "meta" and r[1] == "schema_version":
+                continue
+            try:
+                cur = dst.execute(insert, r[1:])
+                copied += cur.rowcount
+            except sqlite3.Error:
+                pass  # e.g. an image whose folder was not readable
+    return copied
+
+
+def _salvage(damaged: Path, fresh: Catalog) -> dict[str, int]:
+    """Read what can be read from a (copy of a) damaged catalog into `fresh`."""
+    import tempfile
+
+    out: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix=".salvage-", dir=fresh.path.parent) as tmp:
+        copy = Path(tmp) / "damaged.sqlite"
+        shutil.copyfile(damaged, copy)
+        wal = Path(f"{damaged}-wal")
+        if wal.exists():
+            shutil.copyfile(wal, Path(f"{copy}-wal"))
+        try:
+            src = sqlite3.connect(copy, isolation_level=None)
+        except sqlite3.Error:
+            return out
+        try:
+            with fresh.transaction() as dst:
+                for table in _SALVAGE_TABLES:
+                    out[table] = _salvage_table(src, dst, table)
+                # vector rows are only usable if the catalog still names their file
+                if not dst.execute("SELECT 1 FROM meta WHERE key LIKE 'vectors:%'").fetchone():
+                    dst.execute("UPDATE images SET vec_row=NULL, model_id=NULL, mtime_ns=-1")
+        except sqlite3.Error as exc:
+            log.warning("salvage of %s stopped: %s", damaged, exc)
+        finally:
+            src.close()
+    return out
+
+
+def _restore_backup(fresh: Catalog) -> tuple[int, int]:
+    """Folders and decisions from catalog-backup.json that `fresh` lacks; returns (roots, dec)."""
+    try:
+        snap = json.loads(fresh.backup_path.read_bytes().decode("utf-8", "surrogateescape"))
+    except FileNotFoundError:
+        return 0, 0
+    except (OSError, ValueError) as exc:
+        log.warning("catalog backup %s unreadable: %s", fresh.backup_path, exc)
+        return 0, 0
+    if not isinstance(snap, dict) or snap.get("format") != "imgfinder-catalog-backup":
+        log.warning("%s is not an imgfinder catalog backup", fresh.backup_path)
+        return 0, 0
+    roots = decisions = 0
+    with fresh.transaction() as c:
+        for p in snap.get("roots", []):
+            if isinstance(p, str):
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO roots (path, added_at) VALUES (?, ?)", (p, time.time())
+                )
+                roots += cur.rowcount
+        for item in snap.get("decisions", []):
+            if isinstance(item, list) and len(item) == 4:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO decisions (hash_a, hash_b, decision, at) "
+                    "VALUES (?, ?, ?, ?)",
+                    item,
+                )
+                decisions += cur.rowcount
+    return roots, decisions
+
+
+def recover_catalog(path: str | Path, reason: str) -> Recovery:
+    """Move a damaged catalog aside, rebuild it from what can be read and from the backup.
+
+    The caller holds the library's writer lock. The damaged file is never deleted.
+    """
+    path = Path(path)
+    moved = _move_aside(path)
+    fresh = Catalog(path, check=False)
+    try:
+        salvaged = _salvage(moved, fresh) if moved is not None and moved.stat().st_size else {}
+        roots, decisions = _restore_backup(fresh)
+        fresh.write_backup()
+    finally:
+        fresh.close()
+    rec = Recovery(reason, moved, salvaged, roots, decisions)
+    log.info("%s", rec.message())
+    return rec
+
+
+def restore_missing_catalog(fresh: Catalog) -> Recovery | None:
+    """A new, empty catalog whose backup remains (the file was deleted): bring back the
+    folders and decisions from the backup. The caller holds the writer lock."""
+    if fresh.roots() or not fresh.backup_path.exists():
+        return None
+    roots, decisions = _restore_backup(fresh)
+    if not roots and not decisions:
+        return None
+    rec = Recovery("the file was missing", None, {}, roots, decisions)
+    log.info("%s", rec.message())
+    return rec

@@ -18,6 +18,12 @@ and each branch score splits over positions of either image without gradients:
 (the query side swaps q and r). Each map therefore sums to its branch score, and the fused map
 (both branches) to the cosine. The attention map of one photo is its split against itself:
 a CAM whose channel weights are the descriptor's own components, summing to |d|^2 = 1.
+
+Search scores are centred on the library mean m (centring.py): s = <u_q, u_r> / (|u_q||u_r|)
+with u = d - m. Given m, the split is the same with the other image's u in place of its d:
+the result side is <d_r, u_q> over r's positions, plus -<m, u_q>, the mean's share, which has
+no position and is spread evenly, so each map again sums to its branch score
+(<u_q, u_r> restricted to the branch's half, over |u_q||u_r|) and the fused map to s.
 """
 
 from __future__ import annotations
@@ -111,11 +117,17 @@ class Activations:
 class MatchExplanation:
     """A pair's cosine, its split over the two branches, and one branch's map on each image."""
 
-    score: float  # cosine of the two descriptors (both branches)
+    score: float  # cosine of the two descriptors (both branches), centred when `centred`
     branch_scores: dict[str, float]  # {"attention": s_att, "global": s_glob}, summing to score
     branch: str  # which branch the maps show
     query_map: np.ndarray  # (h, w) float64, sums to `total`
     result_map: np.ndarray  # (h, w) float64, sums to `total`
+    centred: bool = False  # the score is the cosine after subtracting the library mean
+
+    @property
+    def score_name(self) -> str:
+        """What the score is, for labels ("similarity" is what search shows)."""
+        return "similarity (centred cosine)" if self.centred else "cosine"
 
     @property
     def total(self) -> float:
@@ -131,6 +143,7 @@ class MatchExplanation:
     def to_json(self) -> dict[str, Any]:
         return {
             "score": self.score,
+            "centred": self.centred,
             "branch": self.branch,
             "branches": dict(self.branch_scores),
             "shares": self.shares(),
@@ -145,44 +158,73 @@ def _check_branch(branch: str) -> None:
         raise ValueError(f"unknown branch {branch!r}; choose one of {', '.join(BRANCHES)}")
 
 
-def _split(q: Activations, r: Activations) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+def _split(
+    q: Activations, r: Activations, mean: np.ndarray | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     """Per-branch (query map, result map, branch score) for a pair; see the module docstring."""
     if q.fmap.shape[0] != r.fmap.shape[0]:
         raise ValueError("the two images come from models with different channel counts")
     pq, pr = q.pooled(), r.pooled()
-    w = 1.0 / (pq.fuse_norm * pr.fuse_norm)
-    # attention branch: each position's share of the pooled vector, dotted with the other one
+    c = pq.avg_unit.shape[0]
+    dq = np.concatenate([pq.avg_unit, pq.max_unit]) / pq.fuse_norm
+    dr = np.concatenate([pr.avg_unit, pr.max_unit]) / pr.fuse_norm
+    if mean is None:
+        uq, ur, z = dq, dr, 1.0
+    else:
+        m = np.asarray(mean, dtype=np.float64).reshape(-1)
+        if m.shape != dq.shape:
+            raise ValueError(f"a {m.shape[0]}-d mean for {dq.shape[0]}-d descriptors")
+        uq, ur = dq - m, dr - m
+        z = max(float(np.linalg.norm(uq) * np.linalg.norm(ur)), _EPS)
     hw_q, hw_r = pq.flat.shape[1], pr.flat.shape[1]
-    vq = pr.avg_unit * q.eca.astype(np.float64) * (w / (hw_q * pq.avg_norm))
-    vr = pq.avg_unit * r.eca.astype(np.float64) * (w / (hw_r * pr.avg_norm))
+    # attention branch: each position's share of the pooled vector, dotted with the other one
+    vq = ur[:c] * q.eca.astype(np.float64) / (hw_q * pq.avg_norm * pq.fuse_norm * z)
+    vr = uq[:c] * r.eca.astype(np.float64) / (hw_r * pr.avg_norm * pr.fuse_norm * z)
     att_q, att_r = vq @ pq.flat, vr @ pr.flat
-    s_att = float(pq.avg_unit @ pr.avg_unit) * w
+    s_att = float(uq[:c] @ ur[:c]) / z
     # global branch: channel c's product sits where channel c peaks, in each image
-    contrib = pq.max_unit * pr.max_unit * w
-    glob_q = np.bincount(pq.argmax, weights=contrib, minlength=hw_q)
-    glob_r = np.bincount(pr.argmax, weights=contrib, minlength=hw_r)
-    s_glob = float(contrib.sum())
+    glob_q = np.bincount(
+        pq.argmax, weights=pq.max_unit * ur[c:] / (pq.fuse_norm * z), minlength=hw_q
+    )
+    glob_r = np.bincount(
+        pr.argmax, weights=pr.max_unit * uq[c:] / (pr.fuse_norm * z), minlength=hw_r
+    )
+    s_glob = float(uq[c:] @ ur[c:]) / z
+    if mean is not None:  # the mean's share has no position: spread evenly over each map
+        att_q += (s_att - att_q.sum()) / hw_q
+        att_r += (s_att - att_r.sum()) / hw_r
+        glob_q += (s_glob - glob_q.sum()) / hw_q
+        glob_r += (s_glob - glob_r.sum()) / hw_r
     return {
         "attention": (att_q.reshape(q.grid), att_r.reshape(r.grid), s_att),
         "global": (glob_q.reshape(q.grid), glob_r.reshape(r.grid), s_glob),
     }
 
 
-def match_all(q: Activations, r: Activations) -> dict[str, MatchExplanation]:
-    """The explanation for every branch at once (the splits are shared, so this is cheap)."""
-    parts = _split(q, r)
+def match_all(
+    q: Activations, r: Activations, mean: np.ndarray | None = None
+) -> dict[str, MatchExplanation]:
+    """The explanation for every branch at once (the splits are shared, so this is cheap).
+    `mean`: the library mean the search centres on (its scores are then the centred cosine)."""
+    parts = _split(q, r, mean)
     scores = {k: v[2] for k, v in parts.items()}
     score = scores["attention"] + scores["global"]
-    out = {k: MatchExplanation(score, dict(scores), k, qm, rm) for k, (qm, rm, _) in parts.items()}
+    centred = mean is not None
+    out = {
+        k: MatchExplanation(score, dict(scores), k, qm, rm, centred)
+        for k, (qm, rm, _) in parts.items()
+    }
     (aq, ar, _), (gq, gr, _) = parts["attention"], parts["global"]
-    out["fused"] = MatchExplanation(score, dict(scores), "fused", aq + gq, ar + gr)
+    out["fused"] = MatchExplanation(score, dict(scores), "fused", aq + gq, ar + gr, centred)
     return {k: out[k] for k in BRANCHES}
 
 
-def match_maps(q: Activations, r: Activations, branch: str = "fused") -> MatchExplanation:
+def match_maps(
+    q: Activations, r: Activations, branch: str = "fused", mean: np.ndarray | None = None
+) -> MatchExplanation:
     """Per-position contributions to the pair's cosine, on the query and on the result."""
     _check_branch(branch)
-    return match_all(q, r)[branch]
+    return match_all(q, r, mean)[branch]
 
 
 def attention_map(act: Activations, branch: str = "fused") -> np.ndarray:
@@ -271,7 +313,7 @@ def describe(expl: MatchExplanation, query_label: str = "", result_label: str = 
     s, b = expl.branch_scores, expl.shares()
     names = f"   {query_label}  vs  {result_label}" if query_label or result_label else ""
     return (
-        f"cosine {expl.score:.4f}   map: {BRANCH_LABELS[expl.branch]}{names}\n"
+        f"{expl.score_name} {expl.score:.4f}   map: {BRANCH_LABELS[expl.branch]}{names}\n"
         f"attention (ECA/avg) {s['attention']:.4f} ({100 * b['attention']:.0f}%)   "
         f"global (max) {s['global']:.4f} ({100 * b['global']:.0f}%)"
     )
@@ -305,6 +347,15 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     try:
         img.convert("RGB").save(buf, fmt)
         atomic_write_bytes(path, buf.getvalue())
+        # the temp file was private (0600); an exported picture gets the usual permissions
+        os.chmod(path, 0o666 & ~_umask())
     except OSError as exc:
         raise ImgfinderError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

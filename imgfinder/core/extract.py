@@ -259,8 +259,8 @@ class Extractor:
             p.signature = _dupe_signature(img, path)
         except DecodeError as exc:
             p.error = exc.reason
-        except OSError as exc:
-            p.error = exc.strerror or str(exc)
+        except OSError as exc:  # e.g. deleted mid-run: "file not found", not the OS's wording
+            p.error = decode._os_error_reason(exc)
         except Exception as exc:  # a decoder bug must not stop a library scan
             log.exception("unexpected failure preparing %s", path)
             p.error = f"unexpected error: {exc}"

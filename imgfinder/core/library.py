@@ -4,13 +4,29 @@ The CLI and the GUI both drive this. `index()` is a generator that yields one
 Progress per batch and checks the cancel flag between batches; it returns an
 IndexSummary. Search goes through the configured index backend, which re-ranks
 against the memory-mapped vector store (no second copy of the vectors).
+
+Robustness rules (see also catalog.py, vectors.py and lock.py):
+- one writer per data directory: `index`, folder changes and the vector-store repairs run
+  under the writer lock (`imgfinder.lock`); a second writer gets "indexing in progress in
+  process N";
+- readers (search, status) never write: no index re-save, no trimming of a store a live
+  writer may be appending to; a stale index is brought up to date in memory only;
+- a damaged, short or missing vector file is detected (rows past its end, rows whose
+  checksum fails); such rows are left out of results, `status` counts them, and the next
+  `index` re-extracts only those images;
+- a damaged catalog is moved aside and rebuilt (`catalog.recover_catalog`); `recovery`
+  says what happened;
+- temp files of interrupted saves whose writer is gone are removed at open.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Generator, Iterable
@@ -21,16 +37,31 @@ import numpy as np
 
 from imgfinder import paths
 from imgfinder.core import decode, photometa, scan
-from imgfinder.core.catalog import Catalog
+from imgfinder.core.catalog import (
+    Catalog,
+    Recovery,
+    recover_catalog,
+    restore_missing_catalog,
+)
+from imgfinder.core.centring import MIN_VECTORS as MIN_CENTRE_VECTORS
+from imgfinder.core.centring import Centre, estimate, load_centre, save_centre
 from imgfinder.core.dupes import rawpairs
 from imgfinder.core.dupes import store as dupe_store
 from imgfinder.core.extract import Extractor, ModelConfig, device_description
 from imgfinder.core.index import BACKENDS, open_index
 from imgfinder.core.modelspec import describe_model_id
 from imgfinder.core.types import Hit, IndexSummary, Progress
+from imgfinder.core.vectors import VERSION as VECTORS_VERSION
 from imgfinder.core.vectors import VectorStore, model_digest
 from imgfinder.core.weights import ProgressFn
-from imgfinder.errors import ImgfinderError, IndexFormatError, ModelMismatchError
+from imgfinder.errors import (
+    CatalogDamagedError,
+    DecodeError,
+    ImgfinderError,
+    IndexFormatError,
+    ModelMismatchError,
+)
+from imgfinder.lock import WriterLock, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +79,28 @@ class RootInfo:
 
 
 class CatalogSource:
-    """Image id -> vector, for the index's exact re-rank (the index keeps no copy)."""
+    """Image id -> vector, for the index's exact re-rank (the index keeps no copy).
 
-    def __init__(self, store: VectorStore, pairs: Iterable[tuple[int, int]] = ()):
+    With a `centre`, vectors come out in the index's centred space (centring.py); the
+    store keeps them raw."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        pairs: Iterable[tuple[int, int]] = (),
+        centre: Centre | None = None,
+    ):
         self.store = store
         self.rows: dict[int, int] = dict(pairs)
+        self.centre = centre
 
-    def get(self, ids: np.ndarray) -> np.ndarray:
+    def raw(self, ids: np.ndarray) -> np.ndarray:
         rows = [self.rows[int(i)] for i in np.asarray(ids).ravel()]
         return self.store.get(np.asarray(rows, dtype=np.int64))
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        vecs = self.raw(ids)
+        return vecs if self.centre is None else self.centre.apply(vecs)
 
 
 class Library:
@@ -70,6 +114,7 @@ class Library:
         index_backend: str = "lsh",
         allow_download: bool = True,
         weights_progress: ProgressFn | None = None,
+        centre: bool = True,
     ):
         if index_backend not in BACKENDS:
             raise ImgfinderError(
@@ -81,7 +126,12 @@ class Library:
         self.index_backend = index_backend
         self.allow_download = allow_download
         self.weights_progress = weights_progress
-        self.catalog = Catalog(self.data_dir / "catalog.sqlite")
+        self.centring = centre  # search in centred space (off with a whitening, which centres)
+        self.writer_lock = WriterLock(self.data_dir)
+        self.recovery: Recovery | None = None  # set when the catalog had to be recovered
+        self.catalog = self._open_catalog()
+        self._data_version = self.catalog.data_version()
+        remove_stale_temp_files(self.data_dir)
         self._extractor: Extractor | None = None
         self._whitening = None
         self._store: VectorStore | None = None
@@ -89,6 +139,39 @@ class Library:
         self._source: CatalogSource | None = None
         self._lock = threading.RLock()  # index + store state shared by search and indexing
         self._model_lock = threading.Lock()
+
+    def _open_catalog(self) -> Catalog:
+        """The catalog, recovered first if it is damaged (under the writer lock)."""
+        path = self.data_dir / "catalog.sqlite"
+        try:
+            catalog = Catalog(path)
+        except CatalogDamagedError:
+            with self.writer_lock.hold("recovering the catalog", timeout=30):
+                try:  # another process may have recovered it while we waited
+                    return Catalog(path)
+                except CatalogDamagedError as exc:
+                    self.recovery = recover_catalog(path, exc.reason)
+            return Catalog(path)
+        if catalog.created and catalog.backup_path.exists():
+            with self.writer_lock.hold("restoring the catalog", timeout=30):
+                self.recovery = restore_missing_catalog(catalog)
+        return catalog
+
+    def changed_elsewhere(self) -> bool:
+        """True (once) when another connection or process committed to the catalog since the
+        last call: new folders, new or removed photos. The in-memory index is dropped then,
+        so the next search sees the new rows. Cheap (`PRAGMA data_version`): poll it."""
+        version = self.catalog.data_version()
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        with self._lock:
+            if not self.writer_lock.held:  # our own indexing keeps its live index
+                self._index, self._source = None, None
+                if self._store is not None:
+                    self._store.close()
+                    self._store = None
+        return True
 
     # -- model ---------------------------------------------------------------------
     @property
@@ -133,7 +216,7 @@ class Library:
 
     def embed(self, source) -> np.ndarray:
         """The stored/searched vector of one image (path, bytes or PIL image)."""
-        return self.descriptor(self.extractor.embed(source)[None])[0]
+        return self.descriptor(self._embed_query(source)[None])[0]
 
     def raw_vectors(self) -> np.ndarray:
         """(N, D) as stored (float16): the model's own (unwhitened) vectors of the photos.
@@ -151,7 +234,7 @@ class Library:
             if not self.config.whitening:
                 return self.store().get(rows)
             name = self.catalog.get_meta(f"vectors:{raw_id}")
-            store = VectorStore(self.vectors_dir / name, dim, raw_id)
+            store = VectorStore(self.vectors_dir / name, dim, raw_id, writable=False)
             try:
                 return store.get(rows)
             finally:
@@ -170,16 +253,95 @@ class Library:
         d.mkdir(exist_ok=True)
         return d / f"{self.index_backend}.idx"
 
-    def store(self) -> VectorStore:
-        if self._store is None:
-            key = f"vectors:{self.model_id}"
-            name = self.catalog.get_meta(key)
-            if name is None:
-                name = f"{model_digest(self.model_id).hex()[:20]}-0.f16"
+    def _store_name(self, *, create: bool) -> str:
+        key = f"vectors:{self.model_id}"
+        name = self.catalog.get_meta(key)
+        if name is None:
+            name = f"{model_digest(self.model_id).hex()[:20]}-0.f16"
+            if create:
                 self.catalog.set_meta(key, name)
-            self._store = VectorStore(self.vectors_dir / name, self.dim, self.model_id)
-            self._remove_orphan_stores()
+        return name
+
+    def store(self) -> VectorStore:
+        """The vector store of the current model: writable while this process holds the
+        writer lock, read-only (never changed on disk) otherwise."""
+        if self._store is None:
+            if self.writer_lock.held:
+                self._prepare_store()
+            else:
+                path = self.vectors_dir / self._store_name(create=False)
+                try:
+                    self._store = VectorStore(path, self.dim, self.model_id, writable=False)
+                except IndexFormatError as exc:
+                    log.warning("%s; its images are re-extracted by the next index", exc)
+                    self._store = VectorStore(
+                        path.with_name(path.name + ".unreadable"),
+                        self.dim,
+                        self.model_id,
+                        writable=False,
+                    )
+                    self._store.problem = str(exc)
         return self._store
+
+    def _prepare_store(self) -> int:
+        """Under the writer lock: open the store for writing, replacing an unreadable file,
+        migrating a version-1 file to checksummed rows, and marking the images whose rows
+        are missing or damaged for re-extraction. Returns how many were marked."""
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+            key = f"vectors:{self.model_id}"
+            path = self.vectors_dir / self._store_name(create=True)
+            try:
+                store = VectorStore(path, self.dim, self.model_id)
+            except IndexFormatError as exc:
+                log.warning("%s: replacing it; its images will be re-extracted", exc)
+                path.unlink(missing_ok=True)
+                store = VectorStore(path, self.dim, self.model_id)
+            if store.version < VECTORS_VERSION:
+                store = self._migrate_store(store, key)
+            self._store = store
+            if self._source is not None:
+                self._source.store = store
+            self._remove_orphan_stores()
+            return self._mark_damaged_rows(store)
+
+    def _migrate_store(self, store: VectorStore, key: str) -> VectorStore:
+        """Rewrite a version-1 store (no checksums) as version 2, same row numbers."""
+        old_name = store.path.name
+        stem, _, gen = Path(old_name).stem.rpartition("-")
+        new_name = f"{stem}-{int(gen) + 1}.f16"
+        new_store = store.compact_to(self.vectors_dir / new_name, np.arange(len(store)))
+        self.catalog.set_meta(key, new_name)
+        store.close()
+        (self.vectors_dir / old_name).unlink(missing_ok=True)
+        log.info("vector store %s migrated to checksummed rows (%s)", old_name, new_name)
+        return new_store
+
+    def _mark_damaged_rows(self, store: VectorStore) -> int:
+        """Images whose vector row is past the end of the file or fails its checksum lose the
+        row (model_id and vec_row cleared, mtime forgotten), so this run re-extracts them and
+        no later append can be mistaken for their vector."""
+        pairs = self.catalog.vector_rows(self.model_id)
+        if not pairs:
+            return 0
+        bad = set(store.verify(np.asarray([r for _, r in pairs], dtype=np.int64)).tolist())
+        ids = [i for i, r in pairs if r in bad]
+        if not ids:
+            return 0
+        with self.catalog.transaction() as c:
+            c.executemany(
+                "UPDATE images SET vec_row=NULL, model_id=NULL, mtime_ns=-1 WHERE id=?",
+                [(i,) for i in ids],
+            )
+        log.warning("%d images have missing or damaged vectors; re-extracting them", len(ids))
+        if self._index is not None:
+            live = [i for i in ids if self._source is not None and i in self._source.rows]
+            if live:
+                self._index.remove(np.asarray(live, dtype=np.int64))
+            self._forget_rows(ids)
+        store.bad_rows.clear()
+        return len(ids)
 
     def _remove_orphan_stores(self) -> None:
         """Delete vector files no catalog entry names (left by a crash during compaction)."""
@@ -193,6 +355,12 @@ class Library:
 
     # -- roots ---------------------------------------------------------------------
     def add_root(self, path: str | os.PathLike) -> str:
+        with self.writer_lock.hold("changing the library folders", timeout=5):
+            sp = self._add_root(path)
+        self.catalog.write_backup()
+        return sp
+
+    def _add_root(self, path: str | os.PathLike) -> str:
         p = Path(path).expanduser().resolve()
         if not p.exists():
             raise ImgfinderError(f"no such folder: {p}")
@@ -214,6 +382,10 @@ class Library:
         return sp
 
     def remove_root(self, path: str | os.PathLike) -> int:
+        with self.writer_lock.hold("changing the library folders", timeout=5):
+            return self._remove_root(path)
+
+    def _remove_root(self, path: str | os.PathLike) -> int:
         sp = str(Path(path).expanduser().resolve())
         known = {p for _, p in self.catalog.roots()}
         if sp not in known and str(path) in known:
@@ -246,14 +418,23 @@ class Library:
         """Bring the catalog, vectors and index up to date with the roots' files.
 
         `only` limits the scan to the library folders containing those paths (e.g. the
-        folder a file-system watcher reported), instead of every folder.
+        folder a file-system watcher reported), instead of every folder. Holds the writer
+        lock from the first step to the end (LibraryBusyError if another process has it).
         """
+        self.writer_lock.acquire("indexing")
+        try:
+            return (yield from self._index_locked(add_paths, cancel=cancel, only=only))
+        finally:
+            self.writer_lock.release()
+
+    def _index_locked(self, add_paths, *, cancel, only) -> Generator[Progress, None, IndexSummary]:
         t0 = time.perf_counter()
         summary = IndexSummary()
         for p in add_paths:
             self.add_root(p)
         cancel = cancel or threading.Event()
         model_id = self.model_id
+        summary.repaired = self._prepare_store()
         store = self.store()
         index = self.load_index()
         hash_rows = self.catalog.hash_rows(model_id)
@@ -330,7 +511,9 @@ class Library:
                 )
                 self._index_add(index, ids, records)
                 done += len(batch)
-                yield Progress.since("extract", done, len(todo), started, root.path)
+                yield Progress.since(
+                    "extract", done, len(todo), started, root.path, already=len(found) - len(todo)
+                )
                 if cancel.is_set():
                     break
             if cancel.is_set():
@@ -340,6 +523,7 @@ class Library:
             yield from self._read_missing_photo_meta(root.id, cancel)
         summary.cancelled = cancel.is_set()
         with self._lock:
+            self._recentre_if_stale()
             self._save_index()
         self._maybe_compact()
         summary.seconds = time.perf_counter() - t0
@@ -425,7 +609,9 @@ class Library:
             id_arr = np.asarray([p[0] for p in pairs], dtype=np.int64)
             row_arr = np.asarray([p[1] for p in pairs], dtype=np.int64)
             self._source.rows.update(zip(id_arr.tolist(), row_arr.tolist()))
-            index.add(id_arr, self._store.get(row_arr).astype(np.float32))
+            id_arr, vecs = self._checked_vectors(id_arr)
+            if len(id_arr):
+                index.add(id_arr, vecs)
 
     def _forget_rows(self, ids: Iterable[int]) -> None:
         if self._source is not None:
@@ -494,12 +680,17 @@ class Library:
                 return self._index
             store = self.store()
             pairs = self.catalog.vector_rows(self.model_id)
+            n = len(store)
+            pairs = [(i, r) for i, r in pairs if r < n and r not in store.bad_rows]
             self._source = CatalogSource(store, pairs)
+            self._source.centre = self._centre_for(pairs)
             cls = BACKENDS[self.index_backend]
             index = None
             if self.index_path.exists():
                 try:
-                    index = cls.load(self.index_path, model_id=self.model_id, source=self._source)
+                    index = cls.load(
+                        self.index_path, model_id=self.index_model_id, source=self._source
+                    )
                 except (IndexFormatError, ModelMismatchError) as exc:
                     log.warning(
                         "index %s unusable (%s); rebuilding from the catalog", self.index_path, exc
@@ -509,9 +700,20 @@ class Library:
             if index is None:
                 index = self._build_index(pairs)
                 self._index = index
+                self._drop_bad_rows()
                 self._save_index()
             self._index = index
             return index
+
+    def _drop_bad_rows(self) -> None:
+        """Leave images whose vector row failed its check out of the in-memory index."""
+        store = self._store
+        if store is None or not store.bad_rows or self._source is None:
+            return
+        ids = [i for i, r in self._source.rows.items() if r in store.bad_rows]
+        if ids and self._index is not None:
+            self._index.remove(np.asarray(ids, dtype=np.int64))
+            self._forget_rows(ids)
 
     def _reconcile(self, index, pairs: list[tuple[int, int]]):
         """Bring a loaded index in line with the catalog (e.g. after a killed run)."""
@@ -526,26 +728,94 @@ class Library:
         if extra:
             index.remove(np.asarray(sorted(extra), dtype=np.int64))
         if missing:
-            ids = np.asarray(sorted(missing), dtype=np.int64)
-            index.add(ids, self._source.get(ids).astype(np.float32))
+            ids, vecs = self._checked_vectors(np.asarray(sorted(missing), dtype=np.int64))
+            if len(ids):
+                index.add(ids, vecs)
         index.build()
         self._index = index
         self._save_index()
         return index
 
+    # -- centred search space ------------------------------------------------------
+    @property
+    def centre_path(self) -> Path:
+        return self.index_path.parent / "centre.npz"
+
+    @property
+    def index_model_id(self) -> str:
+        """The id the index file carries: the vectors' model id, plus the mean it centres on."""
+        centre = self._source.centre if self._source is not None else None
+        return self.model_id if centre is None else f"{self.model_id}/{centre.tag}"
+
+    def _centre_for(self, pairs: list[tuple[int, int]]) -> Centre | None:
+        """The saved library mean, or a new estimate when there is none or the library has
+        doubled or halved since (saved only by a writer; a reader keeps it in memory)."""
+        if not self.centring or self.config.whitening:
+            return None
+        count = len(pairs)
+        centre = load_centre(self.centre_path, self.model_id, self.dim)
+        if centre is not None and not centre.stale(count):
+            return centre
+        ids = np.asarray([i for i, _ in pairs], dtype=np.int64)
+        centre = estimate(self._source.raw, ids, self.model_id)
+        if centre is not None and self.writer_lock.held:
+            save_centre(centre, self.centre_path)
+            log.info("library mean estimated from %d vectors (%s)", count, centre.tag)
+        return centre
+
+    def _recentre_if_stale(self) -> None:
+        """After an index run: a library that has doubled (or reached the minimum size) or
+        halved gets a new mean, and its index is rebuilt around it."""
+        if self._source is None or not self.centring or self.config.whitening:
+            return
+        count = len(self._source.rows)
+        old = self._source.centre
+        if (old is None and count < MIN_CENTRE_VECTORS) or (
+            old is not None and not old.stale(count)
+        ):
+            return
+        pairs = list(self._source.rows.items())
+        self._source.centre = self._centre_for(pairs)
+        if self._source.centre is not old:
+            self._index = self._build_index(pairs)
+
+    def search_mean(self) -> np.ndarray | None:
+        """The library mean the index centres on (None: raw cosine, or not loaded yet)."""
+        centre = self._source.centre if self._source is not None else None
+        return None if centre is None else centre.mean
+
+    def index_space(self, vectors: np.ndarray) -> np.ndarray:
+        """Stored (or query) vectors -> the space the index searches (centred or as is)."""
+        centre = self._source.centre if self._source is not None else None
+        vecs = np.asarray(vectors, dtype=np.float32)
+        return vecs if centre is None else centre.apply(vecs)
+
     def _build_index(self, pairs: list[tuple[int, int]]):
         index = open_index(
-            self.index_backend, self.dim, model_id=self.model_id, source=self._source
+            self.index_backend, self.dim, model_id=self.index_model_id, source=self._source
         )
         ids = np.asarray([i for i, _ in pairs], dtype=np.int64)
         for s in range(0, len(ids), 8192):
-            chunk = ids[s : s + 8192]
-            index.add(chunk, self._source.get(chunk).astype(np.float32))
+            chunk, vecs = self._checked_vectors(ids[s : s + 8192])
+            if len(chunk):
+                index.add(chunk, vecs)
         index.build()
         return index
 
+    def _checked_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of `ids` from the store, without those whose row failed its check (they
+        are forgotten here and re-extracted by the next index run)."""
+        vecs = self._source.get(ids).astype(np.float32)
+        bad_rows = self._source.store.bad_rows
+        if not bad_rows:
+            return ids, vecs
+        keep = np.asarray([self._source.rows[int(i)] not in bad_rows for i in ids], dtype=bool)
+        self._forget_rows(ids[~keep].tolist())
+        return ids[keep], vecs[keep]
+
     def _save_index(self) -> None:
-        if self._index is None:
+        """Persist the index; only a writer does (search never writes)."""
+        if self._index is None or not self.writer_lock.held:
             return
         if getattr(self._index, "needs_rebuild", False) or not self._index.built:
             self._index.build()
@@ -569,6 +839,15 @@ class Library:
         """Similar photos for an image (path, bytes or PIL image), best first."""
         return self.search_vector(self.embed(source), k, raw_pairs_as_one=raw_pairs_as_one)
 
+    def _embed_query(self, source) -> np.ndarray:
+        if isinstance(source, (str, os.PathLike)):
+            data = read_query_file(source)
+            try:
+                return self.extractor.embed(data)
+            except DecodeError as exc:
+                raise DecodeError(source, exc.reason) from None
+        return self.extractor.embed(source)
+
     def search_vector(
         self, vector: np.ndarray, k: int = 20, *, raw_pairs_as_one: bool = False
     ) -> list[Hit]:
@@ -580,7 +859,11 @@ class Library:
             index = self.load_index()
             if len(index) == 0:
                 return []
-            ids, scores = index.query(np.asarray(vector, dtype=np.float32), want)
+            ids, scores = index.query(self.index_space(vector), want)
+            if self._store is not None and self._store.bad_rows:  # found damaged while ranking
+                self._drop_bad_rows()
+                keep = [int(i) in self._source.rows for i in ids]
+                ids, scores = ids[keep], scores[keep]
         rows = self.catalog.images(ids.tolist())
         hits = [
             Hit(int(i), rows[int(i)].path, float(s)) for i, s in zip(ids, scores) if int(i) in rows
@@ -631,7 +914,11 @@ class Library:
     # -- reporting -----------------------------------------------------------------
     def disk_usage(self) -> dict[str, int]:
         def size(pattern: str) -> int:
-            return sum(f.stat().st_size for f in self.data_dir.glob(pattern) if f.is_file())
+            return sum(
+                f.stat().st_size
+                for f in self.data_dir.glob(pattern)
+                if f.is_file() and not f.name.endswith(".tmp")
+            )
 
         return {
             "catalog": size("catalog.sqlite*"),
@@ -654,14 +941,19 @@ class Library:
             "index_backend": self.index_backend,
             "backbone": self.config.spec.name,
             "bytes_on_disk": usage,
+            "writer": self.writer_lock.holder(),
         }
+        if self.recovery is not None:
+            info["recovered"] = self.recovery.message()
         try:
             ex = self.extractor
             info["model_id"] = ex.model_id
             info["model"] = describe_model_id(self.model_id)
+            info["centred"] = self.centring and not self.config.whitening
             info["device"] = device_description(ex.device)
             info["weights"] = ex.weights_source
             info["stale"] = sum(n for m, n in model_counts.items() if m != ex.model_id)
+            info["vectors_damaged"] = self.vector_health()
         except ImgfinderError as exc:
             info["model_id"] = None
             info["model_error"] = str(exc)
@@ -674,6 +966,97 @@ class Library:
             if self._store is not None:
                 self._store.close()
         self.catalog.close()
+
+    def vector_health(self) -> int:
+        """Images without a usable vector: rows found missing or damaged (read, never fixed
+        here) plus those already marked for re-extraction by an index run."""
+        with self._lock:
+            store = self.store()
+            pairs = self.catalog.vector_rows(self.model_id)
+            bad = set(store.verify(np.asarray([r for _, r in pairs], dtype=np.int64)).tolist())
+            return sum(1 for _, r in pairs if r in bad) + self.catalog.awaiting_vectors()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+_NOT_REGULAR = "not a regular file (a FIFO, device or socket cannot be a query)"
+
+
+def read_query_file(path: str | os.PathLike) -> bytes:
+    """Read a query image without ever blocking: FIFOs, devices and sockets are refused."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise DecodeError(path, "file not found") from None
+    except IsADirectoryError:
+        raise DecodeError(path, "is a directory") from None
+    except PermissionError:
+        raise DecodeError(path, "permission denied") from None
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket
+            raise DecodeError(path, _NOT_REGULAR) from None
+        raise DecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        mode = 0
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise DecodeError(path, "is a directory" if stat.S_ISDIR(mode) else _NOT_REGULAR)
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read()
+        except OSError as exc:
+            raise DecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise DecodeError(path, "file is empty")
+    return data
+
+
+TEMP_MAX_AGE_S = 24 * 3600  # a temp file older than this is garbage whatever its name says
+_TEMP_GLOBS = (".*.tmp", "*/.*.tmp", "*/*.annoy.tmp", ".salvage-*")
+
+
+def _temp_owner(name: str) -> int | None:
+    """The writer PID atomic_write puts in its temp names (`.NAME.pPID.XXXX.tmp`)."""
+    for part in name.split("."):
+        if part.startswith("p") and part[1:].isdigit():
+            return int(part[1:])
+    return None
+
+
+def remove_stale_temp_files(data_dir: Path, *, min_age_s: float = 600.0) -> list[Path]:
+    """Remove temp files of interrupted saves (index, vectors, models, backup).
+
+    A temp file is removed when the process that wrote it is gone (its PID is in the name)
+    or, for one without a PID, when it has not changed for `min_age_s`; a live writer's
+    file is never touched. Returns what was removed.
+    """
+    removed: list[Path] = []
+    now = time.time()
+    for pattern in _TEMP_GLOBS:
+        for f in data_dir.glob(pattern):
+            try:
+                age = now - f.lstat().st_mtime
+            except OSError:
+                continue
+            pid = _temp_owner(f.name)
+            if pid is not None:
+                stale = not pid_alive(pid) or age > TEMP_MAX_AGE_S
+            else:
+                stale = age > min_age_s
+            if not stale:
+                continue
+            with contextlib.suppress(OSError):
+                if f.is_dir():
+                    import shutil
+
+                    shutil.rmtree(f)
+                else:
+                    f.unlink()
+                removed.append(f)
+                log.info("removed temp file of an interrupted save: %s", f)
+    return removed
 
 
 def run(gen: Generator[Progress, None, IndexSummary], on_progress=None) -> IndexSummary:

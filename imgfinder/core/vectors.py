@@ -1,12 +1,18 @@
 """Append-only float16 vector store, memory-mapped for reading.
 
-Layout: a 64-byte header (magic, format version, dim, model-id digest) then rows
-of `dim` float16. Crash safety comes from ordering: rows are appended and
-fsync'ed *before* the catalog transaction that references them commits, so the
-catalog never points at a row that is not fully on disk. A torn tail (killed
-mid-append) is cut back to whole rows on open. Rows no longer referenced
-(deleted or changed photos) are dropped by `compact_to`, which writes a new file
-that the catalog switches to in one transaction.
+Layout: a 64-byte header (magic, format version, dim, model-id digest) then rows.
+Version 2 (written now) stores each row as `dim` float16 followed by the CRC-32 of those
+bytes, so a damaged row (overwritten bytes, NaNs written over it) is detected when it is
+read; version 1 (rows without a checksum) is still read, and the library rewrites such a
+file to version 2 the next time it writes (see Library._prepare_store).
+
+Crash safety comes from ordering: rows are appended and fsync'ed *before* the catalog
+transaction that references them commits, so the catalog never points at a row that is
+not fully on disk. A torn tail (killed mid-append) is cut back to whole rows when a
+writer opens the store; a reader (`writable=False`) never changes the file, it ignores
+the partial row, which may be a live writer's append in flight. Rows no longer
+referenced (deleted or changed photos) are dropped by `compact_to`, which writes a new
+file that the catalog switches to in one transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import logging
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +32,8 @@ from imgfinder.errors import IndexFormatError, ModelMismatchError
 log = logging.getLogger(__name__)
 
 MAGIC = b"IMGFVEC\x00"
-VERSION = 1
+VERSION = 2  # rows carry a CRC-32; version 1 files (no checksum) are read and migrated
+READ_VERSIONS = (1, 2)
 HEADER = struct.Struct("<8sII16s")  # magic, version, dim, model digest
 HEADER_SIZE = 64
 
@@ -34,23 +42,55 @@ def model_digest(model_id: str) -> bytes:
     return hashlib.blake2b(model_id.encode(), digest_size=16).digest()
 
 
-class VectorStore:
-    """Rows of float16 vectors for one model id."""
+def row_dtype(dim: int, version: int = VERSION) -> np.dtype:
+    """One stored row: the vector, plus its CRC-32 from version 2 on."""
+    if version == 1:
+        return np.dtype([("v", "<f2", (dim,))])
+    return np.dtype([("v", "<f2", (dim,)), ("crc", "<u4")])
 
-    def __init__(self, path: str | Path, dim: int, model_id: str):
+
+def row_crcs(vectors: np.ndarray) -> np.ndarray:
+    """CRC-32 of each row's float16 bytes."""
+    v = np.ascontiguousarray(vectors, dtype=np.float16)
+    return np.fromiter((zlib.crc32(row) for row in v), dtype=np.uint32, count=len(v))
+
+
+class VectorStore:
+    """Rows of float16 vectors for one model id.
+
+    `writable=False` opens for reading only: nothing is created, trimmed or rewritten, and
+    a missing file reads as empty (`missing` is then True).
+    """
+
+    problem: str | None = None  # why a read-only store reads as empty (unreadable header)
+
+    def __init__(self, path: str | Path, dim: int, model_id: str, *, writable: bool = True):
         self.path = Path(path)
         self.dim = int(dim)
         self.model_id = model_id
-        self.row_bytes = 2 * self.dim
+        self.writable = writable
         self._mm: np.memmap | None = None
         self._mm_rows = -1
-        if not self.path.exists() or self.path.stat().st_size < HEADER_SIZE:
+        self.missing = False
+        self.bad_rows: set[int] = set()  # rows found damaged when read
+        self.version = VERSION
+        if not self.path.exists() or (writable and self.path.stat().st_size < HEADER_SIZE):
+            if not writable:
+                self.missing = True
+                self._set_version(VERSION)
+                return
             self._write_header()
         self._check_header()
-        self._trim_torn_tail()
+        if writable:
+            self._trim_torn_tail()
 
-    def _header_bytes(self) -> bytes:
-        return HEADER.pack(MAGIC, VERSION, self.dim, model_digest(self.model_id)).ljust(
+    def _set_version(self, version: int) -> None:
+        self.version = version
+        self.dtype = row_dtype(self.dim, version)
+        self.row_bytes = self.dtype.itemsize
+
+    def _header_bytes(self, version: int = VERSION) -> bytes:
+        return HEADER.pack(MAGIC, version, self.dim, model_digest(self.model_id)).ljust(
             HEADER_SIZE, b"\x00"
         )
 
@@ -61,15 +101,18 @@ class VectorStore:
     def _check_header(self) -> None:
         with open(self.path, "rb") as fh:
             raw = fh.read(HEADER.size)
+        if len(raw) < HEADER.size:
+            raise IndexFormatError(self.path, "vector store header is truncated")
         magic, version, dim, digest = HEADER.unpack(raw)
         if magic != MAGIC:
             raise IndexFormatError(self.path, "not an imgfinder vector store")
-        if version != VERSION:
+        if version not in READ_VERSIONS:
             raise IndexFormatError(self.path, f"vector store version {version} unsupported")
         if dim != self.dim:
             raise IndexFormatError(self.path, f"dimension {dim}, expected {self.dim}")
         if digest != model_digest(self.model_id):
             raise ModelMismatchError(f"{self.path} holds vectors of another model")
+        self._set_version(version)
 
     def _trim_torn_tail(self) -> None:
         size = self.path.stat().st_size
@@ -81,52 +124,132 @@ class VectorStore:
                 os.fsync(fh.fileno())
 
     def __len__(self) -> int:
-        return (self.path.stat().st_size - HEADER_SIZE) // self.row_bytes
+        if self.missing:
+            return 0
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        return max(0, size - HEADER_SIZE) // self.row_bytes
 
     def nbytes(self) -> int:
-        return self.path.stat().st_size
+        return 0 if self.missing else self.path.stat().st_size
 
     def append(self, vectors: np.ndarray) -> np.ndarray:
-        """Append rows durably; returns their row numbers."""
+        """Append rows durably; returns their row numbers (the caller holds the writer lock)."""
+        if not self.writable:
+            raise RuntimeError("vector store opened read-only")
         v = np.ascontiguousarray(vectors, dtype=np.float16).reshape(-1, self.dim)
         if not np.isfinite(v).all():
             raise ValueError("refusing to store non-finite vectors")
+        rec = np.empty(len(v), dtype=self.dtype)
+        rec["v"] = v
+        if self.version >= 2:
+            rec["crc"] = row_crcs(v)
         with open(self.path, "ab") as fh:
-            start = (fh.tell() - HEADER_SIZE) // self.row_bytes
-            fh.write(v.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
+            end = fh.seek(0, os.SEEK_END)
+            start = (end - HEADER_SIZE) // self.row_bytes
+            try:
+                fh.write(rec.tobytes())
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError:
+                # disk full half-way: cut the partial rows so the file stays whole rows
+                fh.truncate(end)
+                raise
         return np.arange(start, start + len(v), dtype=np.int64)
 
-    def matrix(self) -> np.ndarray:
-        """Read-only memory map of all rows (re-mapped when the file has grown)."""
+    def _records(self) -> np.ndarray:
         n = len(self)
         if self._mm is None or self._mm_rows != n:
             if n == 0:
-                return np.zeros((0, self.dim), np.float16)
+                return np.zeros(0, self.dtype)
             self._mm = np.memmap(
-                self.path, dtype=np.float16, mode="r", offset=HEADER_SIZE, shape=(n, self.dim)
+                self.path, dtype=self.dtype, mode="r", offset=HEADER_SIZE, shape=(n,)
             )
             self._mm_rows = n
         return self._mm
 
-    def get(self, rows: np.ndarray) -> np.ndarray:
+    def matrix(self) -> np.ndarray:
+        """Read-only (N, dim) view of all rows, memory-mapped (re-mapped when the file grew).
+
+        Not verified; `get` and `verify` check the rows' checksums.
+        """
+        return self._records()["v"]
+
+    def verify(self, rows: np.ndarray | None = None, *, chunk: int = 4096) -> np.ndarray:
+        """Row numbers among `rows` (default all) that are missing, damaged or non-finite."""
+        n = len(self)
+        rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        bad = [rows[(rows >= n) | (rows < 0)]]
+        inside = np.unique(rows[(rows < n) & (rows >= 0)])
+        rec = self._records()
+        for i in range(0, len(inside), chunk):
+            part = inside[i : i + chunk]
+            got = np.asarray(rec[part])
+            bad.append(part[self._bad_mask(got)])
+        out = np.unique(np.concatenate(bad)) if bad else np.zeros(0, np.int64)
+        self.bad_rows.update(out.tolist())
+        return out
+
+    def _bad_mask(self, got: np.ndarray) -> np.ndarray:
+        v = got["v"]
+        mask = ~np.isfinite(v).all(axis=1)
+        if self.version >= 2:
+            mask |= row_crcs(v) != got["crc"]
+        return mask
+
+    def get(self, rows: np.ndarray, *, verify: bool = True) -> np.ndarray:
+        """Rows as a (k, dim) float16 array; damaged or missing rows read as zeros.
+
+        Such rows are added to `bad_rows` (and logged once), so the caller can tell the user
+        and leave them out; the next `imgfinder index` re-extracts them.
+        """
         rows = np.asarray(rows, dtype=np.int64)
-        return np.asarray(self.matrix()[rows])
+        n = len(self)
+        out = np.zeros((len(rows), self.dim), np.float16)
+        ok = (rows < n) & (rows >= 0)
+        if ok.any():
+            got = np.asarray(self._records()[rows[ok]])
+            out[ok] = got["v"]
+            if verify:
+                bad = self._bad_mask(got)
+                if bad.any():
+                    idx = np.flatnonzero(ok)[bad]
+                    out[idx] = 0
+                    ok[idx] = False
+        lost = rows[~ok]
+        if len(lost):
+            fresh = set(lost.tolist()) - self.bad_rows
+            if fresh:
+                log.warning(
+                    "%s: %d damaged or missing vector rows (left out; `imgfinder index` "
+                    "re-extracts them)",
+                    self.path,
+                    len(fresh),
+                )
+                self.bad_rows.update(fresh)
+        return out
 
     def compact_to(self, new_path: str | Path, live_rows: np.ndarray) -> VectorStore:
         """Write `live_rows` (in that order) to a new file; row i there is live_rows[i].
 
         The caller switches the catalog to the new file and its row numbers in one
         transaction and only then deletes this file, so a crash at any point leaves
-        the catalog consistent with a file that exists.
+        the catalog consistent with a file that exists. The new file is version 2; rows
+        are copied with their checksums recomputed only for version-1 sources.
         """
         live_rows = np.asarray(live_rows, dtype=np.int64)
-        src = self.matrix()
+        src = self._records()
+        out_dtype = row_dtype(self.dim, VERSION)
         with atomic_write(new_path) as fh:
-            fh.write(self._header_bytes())
+            fh.write(self._header_bytes(VERSION))
             for i in range(0, len(live_rows), 4096):
-                fh.write(np.ascontiguousarray(src[live_rows[i : i + 4096]]).tobytes())
+                got = np.asarray(src[live_rows[i : i + 4096]])
+                rec = np.empty(len(got), out_dtype)
+                rec["v"] = got["v"]
+                rec["crc"] = got["crc"] if self.version >= 2 else row_crcs(got["v"])
+                fh.write(rec.tobytes())
         return VectorStore(new_path, self.dim, self.model_id)
 
     def close(self) -> None:

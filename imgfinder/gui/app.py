@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 import imgfinder
@@ -149,6 +150,72 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
     )
 
 
+def system_color_scheme(app: QApplication) -> str:
+    """ "dark" or "light": what the desktop asks for (Qt's colour scheme, else GTK_THEME)."""
+    forced = os.environ.get("IMGFINDER_THEME", "").strip().lower()
+    if forced in ("dark", "light"):
+        return forced
+    scheme = app.styleHints().colorScheme()
+    if scheme == Qt.ColorScheme.Dark:
+        return "dark"
+    if scheme == Qt.ColorScheme.Light:
+        return "light"
+    return "dark" if os.environ.get("GTK_THEME", "").lower().endswith(":dark") else "light"
+
+
+def dark_palette() -> QPalette:
+    """A dark Fusion palette for desktops that ask for dark but give Qt no palette of their own."""
+    p = QPalette()
+    role, group = QPalette.ColorRole, QPalette.ColorGroup
+    colours = {
+        role.Window: "#2b2b2b",
+        role.WindowText: "#e6e6e6",
+        role.Base: "#1f1f1f",
+        role.AlternateBase: "#2f2f2f",
+        role.ToolTipBase: "#3a3a3a",
+        role.ToolTipText: "#f0f0f0",
+        role.Text: "#e6e6e6",
+        role.PlaceholderText: "#9a9a9a",
+        role.Button: "#353535",
+        role.ButtonText: "#e6e6e6",
+        role.BrightText: "#ff6b6b",
+        role.Light: "#4a4a4a",
+        role.Midlight: "#3e3e3e",
+        role.Mid: "#5a5a5a",
+        role.Dark: "#181818",
+        role.Shadow: "#000000",
+        role.Highlight: "#3d7bd9",
+        role.HighlightedText: "#ffffff",
+        role.Link: "#7fb2ff",
+    }
+    for r, c in colours.items():
+        p.setColor(r, QColor(c))
+    for r in (role.WindowText, role.Text, role.ButtonText):
+        p.setColor(group.Disabled, r, QColor("#7a7a7a"))
+    return p
+
+
+def apply_system_palette(app: QApplication) -> str:
+    """Follow the desktop's light or dark choice, now and when it changes; returns which.
+
+    Platform themes that supply their own palette (KDE, GNOME with a platform theme, macOS,
+    Windows) are left alone when it already matches; otherwise Fusion with a dark or the
+    standard light palette.
+    """
+    scheme = system_color_scheme(app)
+    is_dark = app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+    if scheme == "dark" and not is_dark:
+        app.setStyle("Fusion")
+        app.setPalette(dark_palette())
+    elif scheme == "light" and is_dark:
+        app.setStyle("Fusion")
+        app.setPalette(app.style().standardPalette())
+    if not app.property("imgfinder_palette_hooked"):
+        app.setProperty("imgfinder_palette_hooked", True)
+        app.styleHints().colorSchemeChanged.connect(lambda _s: apply_system_palette(app))
+    return scheme
+
+
 def setup_app(args: argparse.Namespace) -> QApplication:
     """Data dir, logging and the QApplication with its names and icon (reused if it exists)."""
     if getattr(args, "data_dir", None):
@@ -162,6 +229,7 @@ def setup_app(args: argparse.Namespace) -> QApplication:
     icon = app_icon()
     if not icon.isNull():
         app.setWindowIcon(icon)
+    apply_system_palette(app)
     return app
 
 

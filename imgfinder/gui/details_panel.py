@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imgfinder.core.catalog import display_path
 from imgfinder.gui import desktop
 from imgfinder.gui.items import ResultItem, thumb_key
 from imgfinder.gui.thumbnails import ThumbnailLoader, ThumbRequest
@@ -152,8 +153,8 @@ class DetailsPanel(QScrollArea):
                 lbl.setText("–")
             return
         f = self.fields
-        f["Name"].setText(_breakable(os.path.basename(item.path)))
-        f["Folder"].setText(_breakable(os.path.dirname(item.path)))
+        f["Name"].setText(_breakable(display_path(os.path.basename(item.path))))
+        f["Folder"].setText(_breakable(display_path(os.path.dirname(item.path))))
         f["Dimensions"].setText(
             f"{item.width} × {item.height} px" if item.width and item.height else "unknown"
         )

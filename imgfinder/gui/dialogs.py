@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -269,7 +270,8 @@ class SettingsDialog(QDialog):
         form2.addRow("Data folder:", _wrap(drow))
         note = QLabel(
             "The data folder holds the catalog, vectors, index, settings, logs and cache. "
-            "Choose another one with --data-dir or IMGFINDER_DATA_DIR."
+            "To use another one, start imgfinder with --data-dir FOLDER or set "
+            "IMGFINDER_DATA_DIR."
         )
         note.setWordWrap(True)
         note.setForegroundRole(note.foregroundRole())
@@ -284,6 +286,11 @@ class SettingsDialog(QDialog):
         lay.addLayout(form2)
         lay.addWidget(note)
         lay.addWidget(buttons)
+        # Enter means OK: Browse…, Open, Learn… never become the default after a click
+        ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        for b in self.findChildren(QPushButton):
+            b.setAutoDefault(b is ok)
+        ok.setDefault(True)
         self._load_vector_count()
 
     # -- model and whitening ---------------------------------------------------------------
@@ -408,8 +415,9 @@ class SettingsDialog(QDialog):
             desc += f"\nFile: {target}"
             if not target.is_file():
                 desc += (
-                    f"\nNot downloaded yet: imgfinder downloads it ({spec.weights_mb} MB) "
-                    "when this model is first used"
+                    f"\n⚠ Missing: not downloaded yet. imgfinder downloads it "
+                    f"({spec.weights_mb} MB) when this model is first used online, or choose a "
+                    "file with Browse…"
                 )
         return ModelChoice(default_model_text(spec), None, None, desc, spec.name)
 
@@ -422,6 +430,8 @@ class SettingsDialog(QDialog):
             weights = self.effective.weights if same else None
             return ModelChoice(f"Head file: {name}", weights, path, desc, backbone)
         desc = f"Weights file: {path}\nBackbone: {BACKBONES[backbone].title}"
+        if not Path(path).expanduser().is_file():
+            desc += "\n⚠ Missing: this file does not exist (moved or deleted?)"
         return ModelChoice(f"Weights file: {name}", path, None, desc, backbone)
 
     def _add_model_choice(self, choice: ModelChoice) -> int:
@@ -669,6 +679,68 @@ def _wrap(layout) -> QWidget:
     return w
 
 
+_OFFLINE_REASON = re.compile(r"weights are not available \((.*)\)\. Download", re.S)
+_NETWORK_WORDS = (
+    "errno",
+    "name or service",
+    "network",
+    "timed out",
+    "timeout",
+    "connection",
+    "unreachable",
+    "getaddrinfo",
+    "temporary failure",
+    "ssl",
+)
+
+
+def weights_reason(message: str) -> str:
+    """Why the weights are missing, in the app's words: no errno, no command-line advice.
+
+    `message` is the core's text (core.weights.offline_message(), a download error, a file
+    error), meant for the terminal.
+    """
+    m = _OFFLINE_REASON.search(message)
+    reason = (m.group(1) if m else message).strip()
+    low = reason.lower()
+    if "cancel" in low:
+        return "the download was cancelled"
+    if "not downloaded yet" in low:
+        return "they have not been downloaded yet"
+    if low.startswith("download failed") or any(w in low for w in _NETWORK_WORDS):
+        if "sha256" in low or "corrupt" in low:
+            return "the downloaded file was damaged; try the download again"
+        return "the download server could not be reached (is this computer offline?)"
+    if low.startswith(("file not found:", "weights file not found:")):
+        return f"the chosen weights file {reason.split(':', 1)[1].strip()} does not exist"
+    # anything else (an unreadable file, say): its first sentence, without terminal advice
+    reason = re.split(r"[,;]? or pass --weights|[,;]? or set IMGFINDER_WEIGHTS", reason)[0]
+    return reason.rstrip(". ")
+
+
+def weights_help_text(
+    message: str, spec: BackboneSpec | None = None, alternative: BackboneSpec | None = None
+) -> str:
+    """The weights dialog's text: what is needed, why it is missing, what to do in the app."""
+    spec = spec or get_spec(None)
+    target = default_weights_file(spec)
+    text = (
+        f"imgfinder needs the {spec.title} model weights (about {spec.weights_mb} MB) to index "
+        f"and search your photos, and {weights_reason(message)}.\n\n"
+        "To get them: click “Try download again” when this computer is online; or, on a "
+        f"computer with internet access, download\n{spec.weights_url}\nand copy the file "
+        f"{target.name} into\n{target.parent}\nor click “Choose weights file…” to use a copy "
+        "you already have."
+    )
+    if alternative is not None:
+        text += (
+            f"\n\nOr use {alternative.title} now: its ImageNet weights are installed with "
+            "imgfinder, so it needs no download. It is a different model, so photos already "
+            "indexed are indexed again (you are asked first)."
+        )
+    return text
+
+
 class WeightsDialog(QDialog):
     """First run without weights: download with progress, pick a file, or use the backbone
     whose weights are installed (a different model, so never chosen without the user)."""
@@ -743,8 +815,9 @@ class WeightsDialog(QDialog):
             self.progress.setFormat(f"{done / 1e6:.1f} MB")
 
     def show_missing(self, message: str, *, can_download: bool = True) -> None:
+        """`message`: the core's reason (any wording); the dialog says it in the app's terms."""
         self.state = "missing"
-        self.message.setText(message)
+        self.message.setText(weights_help_text(message, self.spec, self.alternative))
         self.progress.hide()
         self.cancel_button.hide()
         self.download_button.setVisible(can_download)

@@ -54,6 +54,8 @@ from imgfinder.gui.thumbnails import ThumbnailLoader, ThumbRequest
 log = logging.getLogger(__name__)
 
 THUMB = 192
+GROUP_LIST_MIN_WIDTH = 200  # narrower and the entries read "5 photos / image_1"
+GROUP_LIST_WIDTH = 260
 TIER_FILTERS = (
     ("All tiers", None),
     ("Exact duplicates", "exact"),
@@ -276,26 +278,37 @@ class DuplicatesView(QWidget):
         self.undo_button = QPushButton("Undo last resolution")
         self.undo_button.clicked.connect(self.undo_last)
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(180)
+        self.progress.setFixedWidth(160)
+        keep_room = self.progress.sizePolicy()
+        keep_room.setRetainSizeWhenHidden(True)  # showing it must not widen the window
+        self.progress.setSizePolicy(keep_room)
         self.progress.hide()
         self.status_label = QLabel()
-        top = QHBoxLayout()
+        self.status_label.setWordWrap(True)  # a long message never widens the window
+        # two rows, so the view fits next to the docks in a 1280-pixel window
+        row1 = QHBoxLayout()
+        for w in (self.scan_button, self.tier_combo, self.progress):
+            row1.addWidget(w)
+        row1.addStretch(1)
+        for w in (self.rule_button, self.undo_button):
+            row1.addWidget(w)
+        row2 = QHBoxLayout()
         for w in (
-            self.scan_button,
-            self.tier_combo,
             QLabel("Same photo ≥"),
             self.copy_slider,
             self.copy_label,
-            QLabel("Similar ≥"),
+            QLabel("   Similar shot ≥"),
             self.similar_slider,
             self.similar_label,
         ):
-            top.addWidget(w)
-        top.addStretch(1)
-        for w in (self.progress, self.rule_button, self.undo_button):
-            top.addWidget(w)
+            row2.addWidget(w)
+        row2.addStretch(1)
+        top = QVBoxLayout()
+        top.addLayout(row1)
+        top.addLayout(row2)
 
         self.group_list = QListWidget()
+        self.group_list.setMinimumWidth(GROUP_LIST_MIN_WIDTH)  # "5 photos · similar shot …"
         self.group_list.currentRowChanged.connect(self._show_group)
         self.rule_label = QLabel(self.rule.describe())
         self.rule_label.setWordWrap(True)
@@ -304,7 +317,7 @@ class DuplicatesView(QWidget):
         self.cards_box = QWidget()
         self.cards_layout = QHBoxLayout(self.cards_box)
         self.cards_layout.addStretch(1)
-        scroll = QScrollArea()
+        self.cards_scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.cards_box)
         self.keep_buttons = QButtonGroup(self)
@@ -316,14 +329,25 @@ class DuplicatesView(QWidget):
         self.keep_all_button = QPushButton("Keep all")
         self.keep_all_button.clicked.connect(lambda: self.mark_selected(dupes.KEEP_BOTH))
         self.compare_combo = QComboBox()
-        self.compare_button = QPushButton("Compare with keeper")
+        self.compare_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.compare_combo.setMinimumContentsLength(10)
+        self.compare_combo.setToolTip("The photo to compare with the keeper")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Show where the keeper and the chosen photo match")
         self.compare_button.clicked.connect(self.compare_selected)
-        actions = QHBoxLayout()
+        decide = QHBoxLayout()
         for w in (self.resolve_button, self.distinct_button, self.keep_all_button):
-            actions.addWidget(w)
-        actions.addStretch(1)
-        actions.addWidget(self.compare_combo)
-        actions.addWidget(self.compare_button)
+            decide.addWidget(w)
+        decide.addStretch(1)
+        compare = QHBoxLayout()
+        compare.addWidget(self.compare_button)
+        compare.addWidget(self.compare_combo)
+        compare.addStretch(1)
+        actions = QVBoxLayout()
+        actions.addLayout(decide)
+        actions.addLayout(compare)
         detail = QWidget()
         dl = QVBoxLayout(detail)
         dl.addWidget(self.rule_label)
@@ -335,6 +359,9 @@ class DuplicatesView(QWidget):
         split.addWidget(self.group_list)
         split.addWidget(detail)
         split.setStretchFactor(1, 3)
+        split.setCollapsible(0, False)
+        split.setCollapsible(1, False)
+        split.setSizes([GROUP_LIST_WIDTH, 900])
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(split, 1)
@@ -346,6 +373,7 @@ class DuplicatesView(QWidget):
         s = QSlider(Qt.Orientation.Horizontal)
         s.setRange(round(lo * 100), round(hi * 100))
         s.setValue(round(self.thresholds[tier] * 100))
+        s.setMinimumWidth(90)  # a track to slide along even before the first scan
         s.setMaximumWidth(140)
         label = QLabel(f"{self.thresholds[tier]:.2f}")
         s.valueChanged.connect(lambda v, t=tier: self._threshold_changed(t, v))
@@ -468,16 +496,23 @@ class DuplicatesView(QWidget):
             dupes.save_thresholds(lib.catalog, self.thresholds)
 
     def regroup(self) -> None:
-        """Rebuild the group list from the cached pairs (no scanning)."""
+        """Rebuild the group list from the cached pairs (no scanning).
+
+        The selected group stays selected; when it is gone (resolved, marked, or no longer
+        above the threshold) the selection moves on to the next group that is still listed,
+        never back to the top of the list.
+        """
         if self.pairs is None:
             return
         keep = self._selected_key()
+        old_row = self.group_list.currentRow()
+        following = [(g.tier, g.key()) for g in self.groups[max(old_row, 0) + 1 :]]
         tier = self.current_tier()
-        tiers = dupes.TIERS if tier is None else (tier,)
-        self.groups = []
-        for t in tiers:
-            self.groups += dupes.group(
-                self.pairs, t, self.thresholds[t], copy_threshold=self.thresholds["copy"]
+        if tier is None:  # most certain tier first, no two photos listed together twice
+            self.groups = dupes.group_all(self.pairs, self.thresholds)
+        else:
+            self.groups = dupes.group(
+                self.pairs, tier, self.thresholds[tier], copy_threshold=self.thresholds["copy"]
             )
         self.groups.sort(key=lambda g: (-len(g), dupes.TIERS.index(g.tier), -g.weakest))
         self.group_list.blockSignals(True)
@@ -491,10 +526,22 @@ class DuplicatesView(QWidget):
             item.setToolTip("\n".join(g.paths))
             self.group_list.addItem(item)
         keys = [(g.tier, g.key()) for g in self.groups]
-        row = keys.index(keep) if keep in keys else (0 if self.groups else -1)
+        row = self._next_row(keys, keep, following, old_row)
         self.group_list.setCurrentRow(row)
         self.group_list.blockSignals(False)
         self._show_group(row)
+
+    @staticmethod
+    def _next_row(keys: list, keep, following: list, old_row: int) -> int:
+        """The row to select after regrouping: the same group, else the next one still listed."""
+        if not keys:
+            return -1
+        if keep in keys:
+            return keys.index(keep)
+        for k in following:
+            if k in keys:
+                return keys.index(k)
+        return min(max(old_row, 0), len(keys) - 1)
 
     def _selected_key(self):
         g = self.selected_group()
@@ -577,7 +624,11 @@ class DuplicatesView(QWidget):
             if len({get(f) for f in facts}) > 1
         }
         self._differs = differs
-        self._cards[choice.keeper].keep.setChecked(True)  # fills the cards (_keeper_toggled)
+        keeper_card = self._cards[choice.keeper]
+        self.cards_layout.removeWidget(keeper_card)  # the suggested keeper comes first, in view
+        self.cards_layout.insertWidget(0, keeper_card)
+        keeper_card.keep.setChecked(True)  # fills the cards (_keeper_toggled)
+        self.cards_scroll.horizontalScrollBar().setValue(0)
         self.suggested = choice
         self.reason_label.setText(
             f"Suggested keeper: <b>{_esc(Path(g.members[choice.keeper].path).name)}</b> "

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QFrame,
     QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsView,
@@ -167,14 +168,19 @@ def explain_pool() -> QThreadPool:
 
 
 class _Model:
-    """How a worker reaches the extractor: lazily, and under the caller's lock if it gave one."""
+    """How a worker reaches the extractor: lazily, and under the caller's lock if it gave one;
+    `mean` gives the library mean the search centres on (None: raw cosine)."""
 
-    def __init__(self, extractor: ExtractorSource, lock: Any = None):
+    def __init__(self, extractor: ExtractorSource, lock: Any = None, mean=None):
         self._get = extractor if callable(extractor) else (lambda: extractor)
         self.lock = lock if lock is not None else contextlib.nullcontext()
+        self._mean = mean
 
     def extractor(self):
         return self._get()
+
+    def mean(self):
+        return self._mean() if self._mean is not None else None
 
 
 def prepare(
@@ -247,7 +253,7 @@ def explain_match(
 ) -> MatchExplained:
     q = prepare(model, cache, *query)
     r = prepare(model, cache, *result)
-    out = MatchExplained(q, r, explain.match_all(q.act, r.act))
+    out = MatchExplained(q, r, explain.match_all(q.act, r.act, model.mean()))
     for b, e in out.explanations.items():
         vmax = colormap.peak(e.query_map, e.result_map)  # one scale: the two sides compare
         out.query_layers[b] = heat_layer(e.query_map, q.photo.size, cmap, vmax)
@@ -322,7 +328,9 @@ class ImageView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        self.setBackgroundBrush(self.palette().dark())
+        # the window's own colour around the photo, not a grey box that dwarfs it
+        self.setBackgroundBrush(self.palette().window())
+        self.setFrameShape(QFrame.Shape.NoFrame)
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.photo_item = QGraphicsPixmapItem()
@@ -408,12 +416,36 @@ class ImageView(QGraphicsView):
         self.set_zoom(self.zoom)
 
 
+class ColorLegend(QWidget):
+    """The heat colours from low to high, as in the exported PNG's colour bar."""
+
+    def __init__(self, cmap: str = "inferno", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.low, self.high = QLabel("low"), QLabel("high")
+        self.bar = QLabel()
+        self.bar.setFixedSize(96, 10)
+        self.bar.setToolTip("Heatmap colours: how much each area adds to the match")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        for w in (self.low, self.bar, self.high):
+            lay.addWidget(w)
+        self.set_cmap(cmap)
+
+    def set_cmap(self, cmap: str, signed: bool = False) -> None:
+        self.cmap, self.signed = cmap, signed
+        strip = colormap.colorbar(self.bar.width(), self.bar.height(), cmap, signed)
+        self.bar.setPixmap(QPixmap.fromImage(pil_to_qimage(strip)))
+        self.low.setText("against" if signed else "low")
+        self.high.setText("for" if signed else "high")
+
+
 class HeatmapControls(QWidget):
     """Show-heatmap toggle, opacity slider and branch selector; `changed` on any edit."""
 
     changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, *, vertical: bool = False):
         super().__init__(parent)
         self.toggle = QCheckBox("&Heatmap")
         self.toggle.setChecked(True)
@@ -431,18 +463,34 @@ class HeatmapControls(QWidget):
         )
         for name, text in BRANCH_ITEMS:
             self.branch_box.addItem(text, name)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.toggle)
-        lay.addWidget(self.opacity_slider)
-        lay.addWidget(self.branch_box)
-        lay.addStretch(1)
+        self.opacity_label = QLabel("&Opacity")
+        self.opacity_label.setBuddy(self.opacity_slider)
+        self.legend = ColorLegend()
+        if vertical:  # a narrow column beside a photo
+            col = QVBoxLayout(self)
+            col.setContentsMargins(0, 0, 0, 0)
+            opacity = QHBoxLayout()
+            opacity.addWidget(self.opacity_label)
+            opacity.addWidget(self.opacity_slider, 1)
+            for part in (self.toggle, opacity, self.branch_box, self.legend):
+                (col.addLayout if isinstance(part, QHBoxLayout) else col.addWidget)(part)
+        else:
+            lay = QHBoxLayout(self)
+            lay.setContentsMargins(0, 0, 0, 0)
+            lay.addWidget(self.toggle)
+            lay.addWidget(self.opacity_label)
+            lay.addWidget(self.opacity_slider)
+            lay.addWidget(self.branch_box)
+            lay.addWidget(self.legend)
+            lay.addStretch(1)
         self.toggle.toggled.connect(self._toggled)
         self.opacity_slider.valueChanged.connect(self.changed)
         self.branch_box.currentIndexChanged.connect(self.changed)
 
     def _toggled(self, on: bool) -> None:
         self.opacity_slider.setEnabled(on)
+        self.opacity_label.setEnabled(on)
+        self.legend.setEnabled(on)
         self.changed.emit()
 
     def branch(self) -> str:
@@ -471,6 +519,7 @@ class _ExplainWidget(QWidget):
     """Shared plumbing: extractor access, cache, job submission with generations."""
 
     failed = Signal(str)
+    VERTICAL_CONTROLS = False  # heatmap controls in a column (beside one photo) or a row
 
     def __init__(
         self, extractor: ExtractorSource = None, parent=None, *, cache=None, cmap="inferno"
@@ -484,7 +533,7 @@ class _ExplainWidget(QWidget):
         self._sig = _JobSignals(self)
         self._sig.done.connect(self._job_done)
         self._sig.failed.connect(self._job_failed)
-        self.controls = HeatmapControls()
+        self.controls = HeatmapControls(vertical=self.VERTICAL_CONTROLS)
         self.controls.changed.connect(self._apply_controls)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -492,10 +541,10 @@ class _ExplainWidget(QWidget):
         if extractor is not None:
             self.set_extractor(extractor)
 
-    def set_extractor(self, extractor: ExtractorSource, lock: Any = None) -> None:
+    def set_extractor(self, extractor: ExtractorSource, lock: Any = None, mean=None) -> None:
         """The model to explain with (an Extractor or a callable returning one, e.g.
         `lambda: library.extractor`); `lock` (e.g. the search worker's) is held while it runs."""
-        self._model = None if extractor is None else _Model(extractor, lock)
+        self._model = None if extractor is None else _Model(extractor, lock, mean)
 
     def _submit(self, fn: Callable[[], object], priority: int = 1) -> int:
         n = self._gen.next()
@@ -535,6 +584,7 @@ class QueryExplainPanel(_ExplainWidget):
     """
 
     query_ready = Signal(object)
+    VERTICAL_CONTROLS = True
 
     def __init__(
         self, extractor: ExtractorSource = None, parent=None, *, cache=None, cmap="inferno"
@@ -542,11 +592,18 @@ class QueryExplainPanel(_ExplainWidget):
         super().__init__(extractor, parent, cache=cache, cmap=cmap)
         self.view = ImageView()
         self.current: QueryExplained | None = None
-        lay = QVBoxLayout(self)
+        # the photo takes the pane's height; controls, legend and numbers sit beside it
+        side = QWidget()
+        col = QVBoxLayout(side)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(self.controls)
+        col.addWidget(self.status)
+        col.addStretch(1)
+        side.setFixedWidth(240)
+        lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.view, 1)
-        lay.addWidget(self.controls)
-        lay.addWidget(self.status)
+        lay.addWidget(side)
 
     def set_query(self, source: Any, *, key: str | None = None, label: str = "") -> None:
         """Explain this query: a path, bytes, PIL image, QImage, or a callable returning one
@@ -586,6 +643,7 @@ class QueryExplainPanel(_ExplainWidget):
         branch = c.branch()
         self.view.set_heat(self.current.layers[branch])
         m = self.current.maps
+        c.legend.set_cmap(self.cmap, colormap.is_signed(m[branch]))
         self.status.setText(
             f"{_escape(self.current.query.label)}: descriptor weight in the attention branch "
             f"{m['attention'].sum():.2f}, global branch {m['global'].sum():.2f}; "
@@ -760,9 +818,11 @@ class MatchView(_ExplainWidget):
         self.query_view.set_heat(self.current.query_layers[branch])
         self.result_view.set_heat(self.current.result_layers[branch])
         e = self.current.explanations[branch]
+        signed = colormap.is_signed(e.query_map) or colormap.is_signed(e.result_map)
+        c.legend.set_cmap(self.cmap, signed)
         s, sh = e.branch_scores, e.shares()
         self.score_label.setText(
-            f"<b>cosine {e.score:.4f}</b> &nbsp; attention (ECA/avg) {s['attention']:.4f} "
+            f"<b>{e.score_name} {e.score:.4f}</b> &nbsp; attention (ECA/avg) {s['attention']:.4f} "
             f"({100 * sh['attention']:.0f}%) &nbsp; global (max) {s['global']:.4f} "
             f"({100 * sh['global']:.0f}%) &nbsp; <i>map: {explain.BRANCH_LABELS[branch]}</i>"
         )

@@ -25,7 +25,8 @@ class IndexController(QObject):
     batch_done = Signal()
     finished = Signal(object)  # IndexSummary, or None after a failure
     failed = Signal(str)
-    state_changed = Signal(str)  # "idle" | "running" | "paused" | "cancelling"
+    state_changed = Signal(str)  # "idle" | "running" | "paused" | "cancelling" | "stopping"
+    stopped = Signal()  # the worker thread has ended (after any run, cancelled or not)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -114,6 +115,21 @@ class IndexController(QObject):
             self._worker.cancel()
             self._set_state("cancelling")
 
+    def stop(self) -> bool:
+        """Without blocking: stop after the current batch because the app is closing.
+
+        Returns False when nothing runs; otherwise `stopped` is emitted once the thread ended.
+        """
+        if self._worker is None:
+            return False
+        self._enabled = False
+        self._dirty = False
+        self._paths.clear()
+        self._cancelled_by_user = True
+        self._worker.cancel()
+        self._set_state("stopping")
+        return True
+
     def shutdown(self) -> None:
         """Cancel, quit, wait: the store is saved by the core before the thread ends."""
         self._enabled = False
@@ -140,6 +156,7 @@ class IndexController(QObject):
         if self.sender() is not self._thread:
             return  # already cleaned up by shutdown()
         self._cleanup()
+        self.stopped.emit()
         if not self._cancelled_by_user:
             self._maybe_start()
 

@@ -41,7 +41,7 @@ class ResultItem:
 
 def thumb_key(identity: str, size: int) -> str:
     """Cache key of a thumbnail: stable, file-name safe."""
-    return f"{hashlib.sha1(identity.encode('utf-8')).hexdigest()}-{size}"
+    return f"{hashlib.sha1(identity.encode('utf-8', 'surrogateescape')).hexdigest()}-{size}"
 
 
 @dataclass(eq=False)

@@ -29,6 +29,7 @@ from imgfinder.gui.dupes_view import DuplicatesView
 from imgfinder.gui.explain_view import MatchView, QueryExplainPanel
 from imgfinder.gui.indexing import IndexController
 from imgfinder.gui.library_panel import LibraryPanel
+from imgfinder.gui.panes import UNFOLDED_MIN, FoldingTabPane
 from imgfinder.gui.query import clean_downloads
 from imgfinder.gui.query_panel import QueryPanel
 from imgfinder.gui.results_model import ResultsModel
@@ -36,7 +37,7 @@ from imgfinder.gui.results_view import ResultsView
 from imgfinder.gui.search import SearchController
 from imgfinder.gui.settings import GuiSettings, LaunchOptions
 from imgfinder.gui.skipped_view import SkippedPanel
-from imgfinder.gui.status_bar import IndexProgress
+from imgfinder.gui.status_bar import STOPPING_TEXT, IndexProgress
 from imgfinder.gui.thumbnails import ThumbnailLoader
 from imgfinder.gui.train_dialog import TrainDialog
 from imgfinder.gui.watcher import FolderWatcher
@@ -54,6 +55,24 @@ EMPTY_TEXT = (
     "Add a folder to your library (Ctrl+Shift+O), then drop a photo on the window, paste one "
     "(Ctrl+V) or open one (Ctrl+O) to find similar photos."
 )
+NOT_INDEXED_TEXT = (
+    "Your folders are being indexed; once photos are indexed, drop a photo on the window, "
+    "paste one (Ctrl+V) or open one (Ctrl+O) to find similar photos."
+)
+NO_WEIGHTS_TEXT = (
+    "The model weights are missing, so your photos cannot be indexed or searched yet. "
+    "Choose a weights file in File ▸ Settings… ▸ Model, or get them with "
+    "Library ▸ Get model weights… when this computer is online."
+)
+
+
+def empty_grid_text(*, weights_missing: bool, folders: int, photos: int) -> str:
+    """What the empty results grid says: the real next step, not always "add a folder"."""
+    if weights_missing:
+        return NO_WEIGHTS_TEXT
+    if not folders:
+        return EMPTY_TEXT
+    return READY_TEXT if photos else NOT_INDEXED_TEXT
 
 
 def _hex(data: QByteArray) -> str:
@@ -79,6 +98,23 @@ def restore_splitter(split: QSplitter, saved: str | None) -> bool:
         log.info("ignoring the saved layout of %s", split.objectName() or "a splitter")
         return False
     return True
+
+
+def unique_shortcuts(keys) -> list[QKeySequence]:
+    """Key sequences without repeats or empties: a standard key (e.g. Quit) is often the same
+    as the explicit one given with it ("Ctrl+Q"), and one action holding a sequence twice
+    makes Qt call the shortcut ambiguous and ignore it."""
+    out: list[QKeySequence] = []
+    for k in keys:
+        seqs = (
+            QKeySequence.keyBindings(k)
+            if isinstance(k, QKeySequence.StandardKey)
+            else [QKeySequence(k)]
+        )
+        for seq in seqs:
+            if not seq.isEmpty() and all(seq != o for o in out):
+                out.append(seq)
+    return out
 
 
 def _separator() -> QFrame:
@@ -161,6 +197,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.search_split.setStretchFactor(0, 3)
         self.search_split.setStretchFactor(1, 2)
         self.search_split.setCollapsible(0, False)
+        self.search_split.setCollapsible(1, False)  # it folds to its tab bar instead
         self.search_split.setSizes([440, 340])
         page = QWidget()
         lay = QVBoxLayout(page)
@@ -177,13 +214,15 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.library_dock = self.add_dock("Library", self.library_panel, "left")
         self.details = DetailsPanel(self.loader)
         self.details_dock = self.add_dock("Details", self.details, "right")
-        self.details.setMinimumWidth(300)
+        self.details.setMinimumWidth(240)
         self.match_summary = QLabel(NO_MATCH_TEXT)
         self.match_summary.setWordWrap(True)
         self.match_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.match_section = self.details.add_section("Why it matches", self.match_summary)
         self.skipped = SkippedPanel()
-        self.skipped_dock = self.add_dock("Skipped files", self.skipped, "bottom")
+        # beside Details, not under the grid: opening it must not take the thumbnails' height
+        self.skipped_dock = self.add_dock("Skipped files", self.skipped, "right")
+        self.tabifyDockWidget(self.details_dock, self.skipped_dock)
         self.skipped_dock.hide()
 
         sb = self.statusBar()
@@ -204,11 +243,13 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             sb.addPermanentWidget(label)
         self.set_thumb_size(self.settings.thumb_size)
 
-    def _build_explain_pane(self) -> QTabWidget:
+    def _build_explain_pane(self) -> FoldingTabPane:
         """Below the grid: the query's attention map, and query | selected result match maps.
 
         Tabs rather than side by side: the match view needs the width for its two photos, and
         the window must still fit a 1280-pixel screen next to the library and details docks.
+        The pane folds to its tab bar (click the open tab) so the grid gets the height; on a
+        short screen it starts folded (see _initial_search_layout).
         """
         self.query_explain = QueryExplainPanel()
         self.match_view = MatchView()
@@ -217,9 +258,8 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             w.status.setForegroundRole(QPalette.ColorRole.PlaceholderText)
             w.controls.opacity_slider.setMinimumWidth(72)  # not squeezed to a stub when narrow
         self.query_explain.status.setText("Search with a photo to see where its descriptor looks.")
-        pane = QTabWidget()
+        pane = FoldingTabPane()
         pane.setObjectName("explain-tabs")
-        pane.setDocumentMode(True)
         pane.addTab(self.query_explain, "Query attention")
         pane.addTab(self.match_view, "Why it matches")
         pane.setTabToolTip(0, "Where the query's descriptor looks (its attention map)")
@@ -270,14 +310,20 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         return dock
 
     # -- actions -----------------------------------------------------------------------------
-    def _act(self, menu: QMenu, text: str, slot, *keys, tip: str = "") -> QAction:
+    def _act(self, menu: QMenu | None, text: str, slot, *keys, tip: str = "") -> QAction:
+        """An action with its shortcuts; `menu` None: a window-wide shortcut not in a menu."""
         a = QAction(text, self)
-        if keys:
-            a.setShortcuts([QKeySequence(k) for k in keys])
+        seqs = unique_shortcuts(keys)
+        if seqs:
+            a.setShortcuts(seqs)
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         if tip:
             a.setStatusTip(tip)
         a.triggered.connect(lambda _checked=False: slot())
-        menu.addAction(a)
+        if menu is None:
+            self.addAction(a)
+        else:
+            menu.addAction(a)
         return a
 
     def _build_actions(self) -> None:
@@ -301,17 +347,19 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._act(m, "&Quit", self.close, K.Quit, "Ctrl+Q")
 
         m = mb.addMenu("&Edit")
-        self._act(m, "&Copy path", self.copy_selected_path, "Ctrl+Shift+C")
+        self._act(m, "&Copy paths", self.copy_selected_path, "Ctrl+Shift+C")
+        self._act(m, "Select &all results", self.results_view.selectAll, K.SelectAll)
         self.find_action = self._act(m, "&Filter results", self.focus_filter, K.Find)
-        self.delete_action = self._act(m, "Delete (not available)", self.delete_hint, K.Delete)
+        # the Delete key explains why nothing is deleted; it is no menu entry of its own
+        self.delete_action = self._act(None, "Delete", self.delete_hint, K.Delete)
 
         m = mb.addMenu("&Go")
         self.back_action = self._act(m, "&Back", self.go_back, "Alt+Left", K.Back)
         self.forward_action = self._act(m, "&Forward", self.go_forward, "Alt+Right", K.Forward)
         m.addSeparator()
         self._act(m, "&Search similar", self.search_selected, "Ctrl+Return")
-        self._act(m, "&Open file", self.details.open_file, "Shift+Return")
-        self._act(m, "Show in &folder", self.details.show_in_folder, "Ctrl+Shift+R")
+        self._act(m, "&Open with system viewer", self.open_selected, "Shift+Return")
+        self._act(m, "Show in &folder", self.reveal_selected, "Ctrl+Shift+R")
         self._act(m, "Focus &results", self.results_view.setFocus, "F6")
 
         m = mb.addMenu("&Library")
@@ -325,6 +373,12 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         )
         self.cancel_action = self._act(m, "&Cancel indexing", self.index_ctl.cancel)
         self._act(m, "S&kipped files", self.show_skipped, "Ctrl+Shift+K")
+        self.get_weights_action = self._act(
+            m,
+            "Get model &weights…",
+            self.ask_for_weights,
+            tip="Download the model weights or choose a weights file",
+        )
         m.addSeparator()
         self._act(
             m,
@@ -363,6 +417,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         qp.count_changed.connect(self._count_changed)
         qp.min_score_changed.connect(self._min_score_changed)
         qp.filter_changed.connect(lambda t: self.results_model.set_filter(text=t))
+        qp.view_changed.connect(self._view_options_changed)
         rv = self.results_view
         rv.item_activated.connect(self.search_similar)
         rv.context_requested.connect(self._result_menu)
@@ -371,6 +426,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             lambda cur, _prev: self._result_selected(self.results_model.item(cur.row()))
         )
         self.results_model.modelReset.connect(lambda: self._result_selected(None))
+        self.results_model.modelReset.connect(self.update_result_header)  # filters: the count
         self.details.search_similar.connect(self.search_similar)
         self.details.message.connect(lambda m: self.statusBar().showMessage(m, 5000))
         sc = self.search_ctl
@@ -410,6 +466,10 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._avail_timer = QTimer(self, interval=60_000)  # notice drives coming and going
         self._avail_timer.timeout.connect(self.refresh_roots)
         self._avail_timer.start()
+        # another process (`imgfinder index`, a second window) changed the library: show it
+        self._elsewhere_timer = QTimer(self, interval=3000)
+        self._elsewhere_timer.timeout.connect(self._poll_changed_elsewhere)
+        self._elsewhere_timer.start()
         self._save_timer = QTimer(self, singleShot=True, interval=2000)
         self._save_timer.timeout.connect(self.save_settings)
         self._available: dict[str, bool] = {}
@@ -431,12 +491,20 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.watcher.set_roots([(r.path, r.available) for r in roots])
         ok = counts.get("ok", 0)
         self.size_label.setText(f"{ok:,} photo{'s' if ok != 1 else ''} in the library")
-        self.results_view.empty_text = EMPTY_TEXT if not ok else READY_TEXT
-        self.results_view.viewport().update()
+        self._grid_counts = (len(roots), ok)
+        self.update_empty_text()
         back = [r.path for r in roots if r.available and self._available.get(r.path) is False]
         self._available = {r.path: r.available for r in roots}
         if back:
             self._auto_rescan(f"{len(back)} folder(s) available again")
+
+    def update_empty_text(self) -> None:
+        folders, photos = getattr(self, "_grid_counts", (0, 0))
+        missing = getattr(self, "weights_missing_now", False)
+        self.results_view.empty_text = empty_grid_text(
+            weights_missing=missing, folders=folders, photos=photos
+        )
+        self.results_view.viewport().update()
 
     def _watch_states(self) -> None:
         states = self.watcher.states
@@ -452,6 +520,15 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             self.watch_label.setText(f"Watching {watching:,} folder{plural}" if watching else "")
         roots = self.library_panel.roots
         self.library_panel.set_roots(roots, states, self.watcher.rescan_minutes)
+
+    def _poll_changed_elsewhere(self) -> None:
+        try:
+            changed = self.lib.changed_elsewhere()  # PRAGMA data_version: cheap
+        except Exception:  # noqa: BLE001 - a closing or broken catalog: the next action says so
+            return
+        if changed:
+            self.refresh_roots()
+            self.refresh_skipped()
 
     def refresh_skipped(self) -> None:
         lib = self.lib
@@ -488,13 +565,20 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         box.show()
         log.warning("%s: %s", title, text)
 
-    def show_shortcuts(self) -> None:
-        lines = []
+    def shortcut_lines(self) -> list[str]:
+        """ "Action: keys" for every menu action with a shortcut, each action once."""
+        lines, seen = [], set()
         for menu in self.menuBar().findChildren(QMenu):
             for a in menu.actions():
-                if a.shortcut().toString():
-                    lines.append(f"{a.text().replace('&', '')}: {a.shortcut().toString()}")
-        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+                keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in a.shortcuts()]
+                keys = [k for k in keys if k]
+                if keys and id(a) not in seen:
+                    seen.add(id(a))
+                    lines.append(f"{a.text().replace('&', '')}: {', '.join(keys)}")
+        return lines
+
+    def show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(self.shortcut_lines()))
 
     def show_about(self) -> None:
         from imgfinder import __version__
@@ -531,6 +615,28 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
             log.info("ignoring saved window layout")
         for name, split in self._splitters().items():
             restore_splitter(split, getattr(s, name))
+        if s.explain_folded is not None:
+            self.explain_pane.set_folded(s.explain_folded)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not getattr(self, "_laid_out", False):
+            self._laid_out = True
+            QTimer.singleShot(0, self._initial_search_layout)
+
+    def _initial_search_layout(self) -> None:
+        """First start: the grid gets 3 rows of thumbnails; the explanations what is left, or
+        they start folded to their tab bar when that is too little (e.g. 1280x800)."""
+        if self.settings.explain_folded is not None or self.settings.search_split_state:
+            return
+        split = self.search_split
+        total = sum(split.sizes())
+        grid = 3 * self.results_view.gridSize().height() + 2 * self.results_view.frameWidth() + 8
+        room = total - grid - split.handleWidth()
+        if room >= UNFOLDED_MIN:
+            self.explain_pane.set_folded(False, height=room)
+        else:
+            self.explain_pane.set_folded(True)
 
     def remember_layout(self) -> None:
         """Put the window geometry, dock layout and splitter positions into the settings."""
@@ -539,12 +645,37 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         s.window_state = _hex(self.saveState())
         for name, split in self._splitters().items():
             setattr(s, name, _hex(split.saveState()))
+        s.explain_folded = self.explain_pane.folded
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if self._defer_close():
+            event.ignore()
+            return
         self.remember_layout()
         self.save_settings()
         self.shutdown()
         super().closeEvent(event)
+
+    def _defer_close(self) -> bool:
+        """While indexing, closing first says "Stopping…" and lets the current batch end.
+
+        The window stays responsive meanwhile and closes by itself when the index thread
+        has ended (the core has then saved the store and index); True: the close waits.
+        """
+        if getattr(self, "_shut", False):
+            return False
+        if getattr(self, "_stopping", False):
+            return True  # a second close while stopping: still waiting for the batch
+        if not self.index_ctl.stop():
+            return False
+        self._stopping = True
+        self.statusBar().showMessage(STOPPING_TEXT)
+        self.index_ctl.stopped.connect(self._stopped_then_close)
+        return True
+
+    def _stopped_then_close(self) -> None:
+        self._stopping = False
+        QTimer.singleShot(0, self.close)
 
     def shutdown(self) -> None:
         """Cancel, quit, wait for every worker; then close the library (it stays loadable)."""

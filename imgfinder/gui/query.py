@@ -40,8 +40,11 @@ class Incoming:
     folder: str | None = None
 
 
-def from_mime(mime: QMimeData | None) -> Incoming | None:
-    """Local files first, then encoded image bytes, decoded image data, then web addresses."""
+def from_mime(mime: QMimeData | None, how: str = "dropped") -> Incoming | None:
+    """Local files first, then encoded image bytes, decoded image data, then web addresses.
+
+    `how` ("dropped" or "pasted") names an image that has no file name of its own.
+    """
     if mime is None:
         return None
     urls = list(mime.urls()) if mime.hasUrls() else []
@@ -54,13 +57,12 @@ def from_mime(mime: QMimeData | None) -> Incoming | None:
         if fmt.startswith("image/"):
             data = bytes(mime.data(fmt).data())
             if data and sniff_format(data[:32]) is not None:
-                return Incoming(
-                    Query(label=f"dropped {fmt.split('/')[1].upper()} image", data=data)
-                )
+                return Incoming(Query(label=f"{how} {fmt.split('/')[1].upper()} image", data=data))
     if mime.hasImage():
         img = mime.imageData()
         if isinstance(img, QImage) and not img.isNull():
-            return Incoming(Query(label=f"image data {img.width()}×{img.height()}", image=img))
+            label = f"{how} image {img.width()}×{img.height()}"
+            return Incoming(Query(label=label, image=img))
     for u in urls:
         if u.scheme() in ("http", "https"):
             return Incoming(url=u.toString())

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 from PySide6.QtCore import QMimeData, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
+    QComboBox,
     QDoubleSpinBox,
     QFrame,
     QGridLayout,
@@ -24,11 +26,12 @@ from PySide6.QtWidgets import (
 
 from imgfinder.gui.items import Query
 from imgfinder.gui.query import Incoming, from_mime
+from imgfinder.gui.results_model import DATE_FILTERS, SORT_KEYS
 from imgfinder.gui.settings import MAX_RESULTS
 
 log = logging.getLogger(__name__)
 
-PREVIEW_PX = 112
+PREVIEW_PX = 72  # the drop zone stays low: the grid below gets the height
 
 
 def can_accept(mime: QMimeData | None) -> bool:
@@ -57,9 +60,10 @@ class DropZone(QFrame):
         self.preview.setFixedSize(PREVIEW_PX, PREVIEW_PX)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.title = QLabel("<b>Drop a photo here</b>")
-        self.hint = QLabel(
-            "…or paste it (Ctrl+V), open a file (Ctrl+O), drop an image from a web page, "
-            "or double-click a result to search from it."
+        self.hint = QLabel("…or paste (Ctrl+V), open (Ctrl+O), or double-click a result.")
+        self.hint.setToolTip(
+            "Drop a photo file or an image from a web page, paste one (Ctrl+V), open a file "
+            "(Ctrl+O), or double-click a result to search from it."
         )
         self.hint.setWordWrap(True)
         self.hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
@@ -73,10 +77,10 @@ class DropZone(QFrame):
         text.addWidget(self.message)
         text.addStretch(1)
         lay = QHBoxLayout(self)
-        lay.setContentsMargins(10, 10, 10, 10)
+        lay.setContentsMargins(8, 6, 8, 6)
         lay.addWidget(self.preview)
         lay.addLayout(text, 1)
-        self.setMinimumHeight(PREVIEW_PX + 22)
+        self.setMinimumHeight(PREVIEW_PX + 14)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.clear_preview()
 
@@ -158,6 +162,7 @@ class QueryPanel(QWidget):
     count_changed = Signal(int)  # debounced
     min_score_changed = Signal(float)
     filter_changed = Signal(str)
+    view_changed = Signal()  # folder, date or sort order of the results changed
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -188,37 +193,91 @@ class QueryPanel(QWidget):
 
         self.last_message = ""
         self.filter_edit = QLineEdit()
-        self.filter_edit.setPlaceholderText("Filter results by path (Ctrl+F)")
+        self.filter_edit.setPlaceholderText("Filter by name (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.textChanged.connect(self.filter_changed)
+        self.folder_combo = QComboBox()
+        self.folder_combo.setAccessibleName("Show results from folder")
+        self.folder_combo.setToolTip("Show only the results in one folder")
+        self.folder_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.folder_combo.setMinimumContentsLength(9)
+        self.set_folders([])
+        self.date_combo = QComboBox()
+        self.date_combo.setAccessibleName("Show results by date")
+        self.date_combo.setToolTip("Show only results from this time (the file's date)")
+        for label, _, _ in DATE_FILTERS:
+            self.date_combo.addItem(label)
+        self.sort_combo = QComboBox()
+        self.sort_combo.setAccessibleName("Sort results")
+        self.sort_combo.setToolTip("Order of the results")
+        for label, key in SORT_KEYS:
+            self.sort_combo.addItem(label, key)
+        for combo in (self.folder_combo, self.date_combo, self.sort_combo):
+            combo.currentIndexChanged.connect(lambda _i: self.view_changed.emit())
 
         grid = QGridLayout()
-        grid.setHorizontalSpacing(8)
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(3)
+        grid.setContentsMargins(0, 0, 0, 0)
         nav = QHBoxLayout()
         nav.addWidget(self.back_button)
         nav.addWidget(self.forward_button)
         nav.addSpacing(8)
         nav.addWidget(self.busy, 1)
-        grid.addLayout(nav, 0, 0, 1, 3)
+        grid.addLayout(nav, 0, 0, 1, 4)
         lbl = QLabel("&Results:")
         lbl.setBuddy(self.count_spin)
         grid.addWidget(lbl, 1, 0)
         grid.addWidget(self.count_slider, 1, 1)
         grid.addWidget(self.count_spin, 1, 2)
+        score = QHBoxLayout()
         lbl = QLabel("&Min. score:")
         lbl.setBuddy(self.min_score)
-        grid.addWidget(lbl, 2, 0)
-        grid.addWidget(self.min_score, 2, 1, 1, 2)
-        grid.addWidget(self.filter_edit, 3, 0, 1, 3)
+        score.addWidget(lbl)
+        score.addWidget(self.min_score)
+        grid.addLayout(score, 1, 3)
+        view = QHBoxLayout()
+        view.addWidget(self.filter_edit, 2)
+        view.addWidget(self.folder_combo, 2)
+        view.addWidget(self.date_combo, 1)
+        view.addWidget(self.sort_combo, 1)
+        grid.addLayout(view, 2, 0, 1, 4)
         side = QWidget()
         side.setLayout(grid)
-        side.setMaximumWidth(340)
+        side.setMaximumWidth(620)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 2)
         lay.addWidget(self.drop_zone, 1)
         lay.addWidget(side)
 
     # -- values ------------------------------------------------------------------------
+    def set_folders(self, folders: list[str]) -> None:
+        """The folder filter's choices: every folder the current results are in."""
+        keep = self.folder()
+        combo = self.folder_combo
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem("All folders", None)
+        for f in folders:
+            combo.addItem(os.path.basename(f) or f, f)
+            combo.setItemData(combo.count() - 1, f, Qt.ItemDataRole.ToolTipRole)
+        i = combo.findData(keep) if keep else 0
+        combo.setCurrentIndex(max(0, i))
+        combo.blockSignals(False)
+        if keep and i < 0:
+            self.view_changed.emit()  # that folder is not among the new results
+
+    def folder(self) -> str | None:
+        return self.folder_combo.currentData()
+
+    def date_filter(self) -> int:
+        return self.date_combo.currentIndex()
+
+    def sort_key(self) -> str:
+        return str(self.sort_combo.currentData())
+
     def set_values(self, count: int, min_score: float) -> None:
         for w in (self.count_spin, self.count_slider, self.min_score):
             w.blockSignals(True)

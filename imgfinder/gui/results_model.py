@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from PySide6.QtCore import (
@@ -28,6 +29,35 @@ PathRole = Qt.ItemDataRole.UserRole + 3  # str
 ThumbStateRole = Qt.ItemDataRole.UserRole + 4  # "ready" | "loading" | "broken"
 
 Index = QModelIndex | QPersistentModelIndex
+
+DAY = 86_400.0
+# (label, maximum age in seconds or None, older-than flag): the results' date filter
+DATE_FILTERS = (
+    ("Any date", None, False),
+    ("Past week", 7 * DAY, False),
+    ("Past month", 31 * DAY, False),
+    ("Past year", 366 * DAY, False),
+    ("Older than a year", 366 * DAY, True),
+)
+SORT_KEYS = (
+    ("Best match", "score"),
+    ("Newest first", "newest"),
+    ("Oldest first", "oldest"),
+    ("Folder, then name", "folder"),
+)
+
+
+def photo_date(item: ResultItem) -> float:
+    """The date a result is sorted and filtered by (seconds since the epoch).
+
+    The file's modification time for now; the one place to switch to the capture date once
+    the catalog has it (EXIF DateTimeOriginal), falling back to this.
+    """
+    return item.mtime_ns / 1e9 if item.mtime_ns else 0.0
+
+
+def photo_folder(item: ResultItem) -> str:
+    return os.path.dirname(item.path)
 
 
 def placeholder(size: int, broken: bool = False) -> QPixmap:
@@ -56,6 +86,10 @@ class ResultsModel(QAbstractListModel):
         self._bucket = BUCKETS[0]
         self._min_score = -1.0
         self._text = ""
+        self._folder: str | None = None  # only results directly in this folder
+        self._date = 0  # index into DATE_FILTERS
+        self._sort = "score"
+        self.now = None  # tests pin "now" for the date filter; None: the clock
         self._placeholders: dict[tuple[int, bool], QPixmap] = {}
         loader.ready.connect(self._thumb_ready)
 
@@ -67,11 +101,23 @@ class ResultsModel(QAbstractListModel):
         self._apply_filter()
         self.endResetModel()
 
-    def set_filter(self, min_score: float | None = None, text: str | None = None) -> None:
+    def set_filter(
+        self,
+        min_score: float | None = None,
+        text: str | None = None,
+        *,
+        folder: str | None | bool = False,
+        date: int | None = None,
+    ) -> None:
+        """Change some filters (the others stay): `folder` None shows every folder."""
         if min_score is not None:
             self._min_score = float(min_score)
         if text is not None:
             self._text = text.strip().casefold()
+        if folder is not False:
+            self._folder = folder or None
+        if date is not None:
+            self._date = max(0, min(len(DATE_FILTERS) - 1, int(date)))
         self.beginResetModel()
         self._apply_filter()
         self.endResetModel()
@@ -92,6 +138,27 @@ class ResultsModel(QAbstractListModel):
     def bucket(self) -> int:
         return self._bucket
 
+    def set_sort(self, key: str) -> None:
+        """ "score" (best match first), "newest", "oldest" or "folder" (then file name)."""
+        if key not in {k for _, k in SORT_KEYS}:
+            raise ValueError(f"unknown sort key {key!r}")
+        self._sort = key
+        self.beginResetModel()
+        self._apply_filter()
+        self.endResetModel()
+
+    @property
+    def sort_key(self) -> str:
+        return self._sort
+
+    def folders(self) -> list[str]:
+        """The folders the current results are in, most results first."""
+        count: dict[str, int] = {}
+        for it in self._all:
+            f = photo_folder(it)
+            count[f] = count.get(f, 0) + 1
+        return sorted(count, key=lambda f: (-count[f], f))
+
     def total_count(self) -> int:
         return len(self._all)
 
@@ -102,10 +169,31 @@ class ResultsModel(QAbstractListModel):
         return list(self._rows)
 
     def _apply_filter(self) -> None:
-        text, lo = self._text, self._min_score
-        self._rows = [
-            it for it in self._all if it.score >= lo and (not text or text in it.path.casefold())
+        text, lo, folder = self._text, self._min_score, self._folder
+        _, age, older = DATE_FILTERS[self._date]
+        now = self.now if self.now is not None else time.time()
+
+        def date_ok(it: ResultItem) -> bool:
+            if age is None:
+                return True
+            d = photo_date(it)
+            return (now - d > age) if older else (d > 0 and now - d <= age)
+
+        rows = [
+            it
+            for it in self._all
+            if it.score >= lo
+            and (not text or text in it.path.casefold())
+            and (folder is None or photo_folder(it) == folder)
+            and date_ok(it)
         ]
+        if self._sort == "newest":
+            rows.sort(key=photo_date, reverse=True)
+        elif self._sort == "oldest":
+            rows.sort(key=photo_date)
+        elif self._sort == "folder":
+            rows.sort(key=lambda it: (photo_folder(it).casefold(), os.path.basename(it.path)))
+        self._rows = rows  # "score": the search's order, best match first
         self._rebuild_keys()
 
     def _rebuild_keys(self) -> None:

@@ -121,7 +121,8 @@ class ResultsView(QListView):
         self.setBatchSize(400)
         self.setWrapping(True)
         self.setSpacing(2)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Ctrl/Shift-click select several results (copy paths, show in folder, open)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.verticalScrollBar().setSingleStep(24)
@@ -143,7 +144,7 @@ class ResultsView(QListView):
         """Spread the columns over the whole width instead of leaving a ragged gap on the right."""
         size = self.delegate.size
         cell_w = size + 2 * PAD + 4
-        cell_h = size + 2 * PAD + self.fontMetrics().height() + 6
+        cell_h = size + PAD + self.fontMetrics().height() + 6
         width = max(cell_w, self.viewport().width() - 2)
         cols = max(1, width // cell_w)
         self.setGridSize(QSize(width // cols, cell_h))
@@ -156,6 +157,15 @@ class ResultsView(QListView):
         ix = self.currentIndex()
         return ix.data(ItemRole) if ix.isValid() else None
 
+    def selected_items(self) -> list:
+        """The selected results in grid order; none selected: the current one, if any."""
+        rows = sorted(ix.row() for ix in self.selectionModel().selectedIndexes())
+        items = [self.model().index(r, 0).data(ItemRole) for r in rows]
+        items = [it for it in items if it is not None]
+        if not items and self.current_item() is not None:
+            items = [self.current_item()]
+        return items
+
     def _activate(self, index: QModelIndex) -> None:
         item = index.data(ItemRole)
         if item is not None:
@@ -164,7 +174,8 @@ class ResultsView(QListView):
     def _context_menu(self, pos: QPoint) -> None:
         ix = self.indexAt(pos)
         if ix.isValid():
-            self.setCurrentIndex(ix)
+            if not self.selectionModel().isSelected(ix):  # a click outside the selection
+                self.setCurrentIndex(ix)
             self.context_requested.emit(ix.data(ItemRole), self.viewport().mapToGlobal(pos))
 
     def keyPressEvent(self, event) -> None:  # noqa: N802

@@ -56,6 +56,7 @@ class GuiSettings:
     window_state: str | None = None  # hex of QMainWindow.saveState()
     search_split_state: str | None = None  # hex of QSplitter.saveState(): results | explanations
     dupes_split_state: str | None = None  # hex of QSplitter.saveState(): groups | review
+    explain_folded: bool | None = None  # explanations folded to their tab bar; None: by height
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike) -> GuiSettings:
@@ -115,6 +116,8 @@ class GuiSettings:
 def _type_ok(value, default, name: str) -> bool:
     if name in (*PATH_FIELDS, *LAYOUT_FIELDS, "backbone"):
         return value is None or isinstance(value, str)
+    if name == "explain_folded":
+        return value is None or isinstance(value, bool)
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, float):

@@ -12,14 +12,21 @@ from imgfinder.core.types import Progress, fmt_eta
 log = logging.getLogger(__name__)
 
 
-def progress_text(p: Progress) -> str:
+def progress_text(p: Progress, *, paused: bool = False) -> str:
+    """The status bar's indexing line; paused, it gives no rate or ETA (nothing is moving)."""
     if p.stage == "scan":
-        return f"Scanning: {p.done:,} files found" if p.done else "Scanning folders…"
+        text = f"Scanning: {p.done:,} files found" if p.done else "Scanning folders…"
+        return f"Paused · {text}" if paused else text
     if p.stage == "metadata":  # photos indexed before metadata was recorded
         return f"Reading photo metadata {p.done:,}/{p.total or 0:,}"
     total = p.total or 0
+    if paused:
+        return f"Paused · Indexing {p.done:,}/{total:,}"
     rate = f"{p.rate:.1f} images/s" if p.rate else "– images/s"
     return f"Indexing {p.done:,}/{total:,} · {rate} · ETA {fmt_eta(p.eta_s)}"
+
+
+STOPPING_TEXT = "Stopping… (finishing the current batch; what is indexed is kept)"
 
 
 class IndexProgress(QWidget):
@@ -50,6 +57,8 @@ class IndexProgress(QWidget):
         lay.addWidget(self.pause_button)
         lay.addWidget(self.cancel_button)
         self.paused = False
+        self.stopping = False
+        self.last: Progress | None = None
         self.hide()
 
     def set_progress(self, p: Progress) -> None:
@@ -59,11 +68,13 @@ class IndexProgress(QWidget):
             self.bar.setRange(0, p.total)
             self.bar.setValue(min(p.done, p.total))
             self.bar.setFormat(f"{p.done:,}/{p.total:,}")
-        self.label.setText(("Paused · " if self.paused else "") + progress_text(p))
         self.last = p
+        if not self.stopping:
+            self.label.setText(progress_text(p, paused=self.paused))
 
     def set_state(self, state: str) -> None:
         self.paused = state == "paused"
+        self.stopping = state == "stopping"
         self.setVisible(state != "idle")
         self.pause_button.setText("Resume" if self.paused else "Pause")
         self.pause_button.setToolTip("Resume indexing" if self.paused else "Pause indexing")
@@ -74,8 +85,12 @@ class IndexProgress(QWidget):
             self.bar.setRange(0, 0)
         elif state == "cancelling":
             self.label.setText("Cancelling after this batch…")
+        elif self.stopping:
+            self.label.setText(STOPPING_TEXT)
         elif self.paused:
-            self.label.setText("Paused · " + self.label.text())
+            self.label.setText(
+                progress_text(self.last, paused=True) if self.last else "Paused · Indexing"
+            )
 
     def _toggle(self) -> None:
         (self.resume_clicked if self.paused else self.pause_clicked).emit()

@@ -10,10 +10,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import statistics
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QEvent, Qt, QThread, Signal, Slot
+from PySide6.QtCore import (
+    QCoreApplication,
+    QEvent,
+    QObject,
+    QRunnable,
+    Qt,
+    QThread,
+    QThreadPool,
+    QTimer,
+    Signal,
+    Slot,
+)
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -31,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imgfinder.core import scan
 from imgfinder.core.train import TrainConfig, TrainProgress, TrainResult, default_output
 from imgfinder.core.types import Progress, fmt_eta
 from imgfinder.gui.workers import TrainWorker, dispose, stop_and_wait, worker_thread
@@ -43,6 +56,67 @@ WHAT_TEXT = {
 }
 LABELLED_TEXT = "Labelled (one sub-folder per class)"
 UNLABELLED_TEXT = "Adapt to these photos (no labels)"
+# README / benchmarks/training.py: labelled training was best after 3-4 epochs; unlabelled
+# ("adapt") training peaked at 14-22 epochs and declined after
+DEFAULT_EPOCHS = {"labelled": 4, "unlabelled": 15}
+
+
+def folder_summary(folder: str, cancel: threading.Event | None = None) -> dict:
+    """What training on `folder` would use: photos per class sub-folder, loose photos."""
+    root = Path(folder).expanduser()
+    per_class: dict[str, int] = {}
+    loose = total = 0
+    if not root.is_dir():
+        return {"exists": False, "classes": {}, "loose": 0, "photos": 0}
+    for f in scan.iter_image_files([root], cancel=cancel):
+        total += 1
+        parts = f.relative_to(root).parts
+        if len(parts) < 2:
+            loose += 1
+        else:
+            per_class[parts[0]] = per_class.get(parts[0], 0) + 1
+    return {"exists": True, "classes": per_class, "loose": loose, "photos": total}
+
+
+def folder_text(summary: dict, unlabelled: bool) -> str:
+    """The dialog's line about the chosen folder: classes and photos, and what looks wrong."""
+    if not summary["exists"]:
+        return "That folder does not exist."
+    n = summary["photos"]
+    if unlabelled:
+        return f"{n:,} photos; each is its own class." if n else "No photos in that folder."
+    classes = summary["classes"]
+    parts = [f"{len(classes):,} classes (sub-folders), {n - summary['loose']:,} photos"]
+    # far fewer photos than the others: probably a stray folder, not a class
+    limit = max(2.0, statistics.median(classes.values()) / 3) if classes else 0
+    small = sorted((c for c, k in classes.items() if k < limit), key=lambda c: (classes[c], c))
+    if small:
+        names = ", ".join(f"{c}/ ({classes[c]})" for c in small[:3])
+        more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+        parts.append(f"⚠ few photos in {names}{more}: each sub-folder becomes a class")
+    if summary["loose"]:
+        parts.append(f"{summary['loose']:,} photos outside sub-folders are not used")
+    if len(classes) < 2:
+        parts.append("⚠ needs at least two class sub-folders, or choose “Adapt to these photos”")
+    return " · ".join(parts)
+
+
+class _SummarySignals(QObject):
+    done = Signal(int, object)
+
+
+class _SummaryJob(QRunnable):
+    def __init__(self, token: int, folder: str, signals: _SummarySignals, cancel):
+        super().__init__()
+        self.token, self.folder, self.signals, self.cancel = token, folder, signals, cancel
+
+    def run(self) -> None:
+        try:
+            self.signals.done.emit(self.token, folder_summary(self.folder, self.cancel))
+        except Exception:  # noqa: BLE001 - a worker must not take the app down
+            log.exception("counting the training folder failed")
+
+
 # the core's messages name CLI options; say what they are called here
 CLI_WORDS = {
     "--unlabelled": f"“{UNLABELLED_TEXT}”",
@@ -145,6 +219,9 @@ class TrainDialog(QDialog):
         self._build()
         roots = [path for _, path in library().catalog.roots()]
         self.folder.setText(roots[0] if roots else "")
+        if roots:  # a library folder is a photo collection, not a labelled data set
+            self.unlabelled.setChecked(True)
+        self._count_folder()
         self._update_placeholder()
         self._set_state("idle")
 
@@ -153,6 +230,7 @@ class TrainDialog(QDialog):
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("A folder of photos")
         self.browse_button = QPushButton("&Browse…")
+        self.browse_button.setAutoDefault(False)  # Enter after choosing a folder: not Browse again
         self.browse_button.clicked.connect(self._browse)
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.folder, 1)
@@ -169,7 +247,23 @@ class TrainDialog(QDialog):
         self._mode.addButton(self.unlabelled)
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 1000)
-        self.epochs.setValue(10)
+        self.epochs.setValue(DEFAULT_EPOCHS["labelled"])
+        self.epochs.setToolTip(
+            "Labelled training was best after 3-4 epochs in the benchmarks, adapting to "
+            "photos after about 15; more epochs are not always better"
+        )
+        self._epochs_edited = False
+        self.epochs.valueChanged.connect(self._epochs_changed)
+        self.unlabelled.toggled.connect(self._mode_changed)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self._summary_token = 0
+        self._summary_cancel = threading.Event()
+        self._summary_signals = _SummarySignals(self)
+        self._summary_signals.done.connect(self._summary_ready)
+        self._summary: dict | None = None
+        self._summary_timer = QTimer(self, singleShot=True, interval=300)
+        self._summary_timer.timeout.connect(self._count_folder)
         self.what = QComboBox()
         for key, text in WHAT_TEXT.items():
             self.what.addItem(text, key)
@@ -180,6 +274,7 @@ class TrainDialog(QDialog):
         self.output = QLineEdit()
         self.output.setToolTip(f"A name for the file in {self.models_dir}, or a full path")
         self.folder.textChanged.connect(self._update_placeholder)
+        self.folder.textChanged.connect(self._folder_edited)
         self.what.currentIndexChanged.connect(self._update_placeholder)
 
         self.form = QWidget()
@@ -188,6 +283,7 @@ class TrainDialog(QDialog):
         folder_label = QLabel("&Folder:")
         folder_label.setBuddy(self.folder)
         form.addRow(folder_label, folder_row)
+        form.addRow("", self.summary)
         modes = QVBoxLayout()
         modes.addWidget(self.labelled)
         modes.addWidget(self.unlabelled)
@@ -225,6 +321,50 @@ class TrainDialog(QDialog):
         lay.addWidget(self.status)
         lay.addWidget(self.message, 1)
         lay.addLayout(buttons)
+
+    # -- the folder's classes and photos -------------------------------------------------
+    def _epochs_changed(self, _v: int) -> None:
+        if not getattr(self, "_setting_epochs", False):
+            self._epochs_edited = True
+
+    def _mode_changed(self, _on: bool) -> None:
+        if not self._epochs_edited:  # follow the mode's default until the user sets one
+            self._setting_epochs = True
+            mode = "unlabelled" if self.unlabelled.isChecked() else "labelled"
+            self.epochs.setValue(DEFAULT_EPOCHS[mode])
+            self._setting_epochs = False
+        self._show_summary()
+
+    def _folder_edited(self, _text: str) -> None:
+        self._summary_token += 1  # an answer for the old folder is not shown
+        self._summary = None
+        self.summary.setText("Counting photos…")
+        self._summary_timer.start()
+
+    def _count_folder(self) -> None:
+        self._summary_cancel.set()  # a count still running for an older folder stops
+        self._summary_cancel = threading.Event()
+        self._summary_token += 1
+        self._summary = None
+        folder = self.folder.text().strip()
+        if not folder:
+            self.summary.setText("")
+            return
+        self.summary.setText("Counting photos…")
+        QThreadPool.globalInstance().start(
+            _SummaryJob(self._summary_token, folder, self._summary_signals, self._summary_cancel)
+        )
+
+    @Slot(int, object)
+    def _summary_ready(self, token: int, summary: dict) -> None:
+        if token != self._summary_token:
+            return
+        self._summary = summary
+        self._show_summary()
+
+    def _show_summary(self) -> None:
+        if self._summary is not None:
+            self.summary.setText(folder_text(self._summary, self.unlabelled.isChecked()))
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Folder to train on", self.folder.text())
@@ -302,6 +442,7 @@ class TrainDialog(QDialog):
 
     def shutdown(self) -> None:
         """Cancel, quit, wait: the core writes its checkpoint before the thread ends."""
+        self._summary_cancel.set()
         thread, worker = self._thread, self._worker
         if thread is None or worker is None:
             return

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from imgfinder.core.extract import device_description, pick_device
 from imgfinder.core.library import Library
 from imgfinder.core.modelspec import get_spec
-from imgfinder.core.types import IndexSummary, Progress
+from imgfinder.core.types import IndexSummary, Progress, run_summary_text
 from imgfinder.core.weights import default_available, offline_message
 from imgfinder.errors import ImgfinderError
 from imgfinder.gui.dialogs import SettingsDialog, WeightsDialog
@@ -32,6 +32,8 @@ class LibraryMixin:
         self.lib = Library(
             self.data_dir, eff.model_config(), index_backend=eff.index_backend, allow_download=False
         )
+        if self.lib.recovery is not None:  # a damaged catalog was moved aside and rebuilt
+            self.notify("Library recovered", self.lib.recovery.message())
         self.model_info: ModelInfo | None = None
         self._update_train_action()
         self.index_ctl.set_library(self.lib)
@@ -73,6 +75,8 @@ class LibraryMixin:
         if lib is not self.lib:
             return
         self.model_info = info
+        self.weights_missing_now = False
+        self.update_empty_text()
         self._update_train_action()
         # The model, Qt and the libraries are now loaded and live as long as the app: keep the
         # collector from walking them again (a full collection of ~400k objects stalls every
@@ -154,11 +158,23 @@ class LibraryMixin:
     def _weights_dialog_closed(self, _code: int) -> None:
         self.cancel_download()
         self.weights_dialog = None
-        if self.model_info is None:
+        if self.model_info is None and not self.weights_present():
             self.device_label.setText("no model weights")
             self.statusBar().showMessage(
                 "No model weights: searching and indexing are off (File ▸ Settings ▸ Model)."
             )
+            self.weights_missing_now = True
+            self.update_empty_text()
+
+    def ask_for_weights(self) -> None:
+        """Library ▸ Get model weights…: the first-run dialog again (download or choose a file)."""
+        if self.model_info is not None and self.weights_present():
+            self.statusBar().showMessage("The model weights are present and loaded.", 4000)
+            return
+        self._download_failed = False  # offer a fresh download
+        explicit = self.effective.weights_file()
+        reason = f"file not found: {explicit}" if explicit else "not downloaded yet"
+        self.weights_missing(offline_message(reason))
 
     def start_download(self) -> None:
         if self._download is not None:
@@ -250,9 +266,15 @@ class LibraryMixin:
             self.statusBar().showMessage("Indexing starts when the model is loaded.", 5000)
 
     def confirm_remove_folder(self, root: str | None = None) -> None:
-        root = root or self.library_panel.current_root()
+        roots = [r.path for r in self.library_panel.roots]
+        root = root or self.library_panel.current_root() or (roots[0] if len(roots) == 1 else None)
         if not root:
-            self.statusBar().showMessage("Select a folder in the library panel first.", 4000)
+            text = (
+                "Select the folder to remove in the library panel first."
+                if roots
+                else "The library has no folders to remove."
+            )
+            self.statusBar().showMessage(text, 4000)
             return
         self.remove_box = self._ask(
             "Remove folder from the library?",
@@ -299,16 +321,15 @@ class LibraryMixin:
         self.refresh_skipped()
         if summary is None:
             return
-        if summary.cancelled:
-            msg = f"Indexing cancelled; {summary.indexed:,} photos indexed so far are kept."
-        else:
-            msg = (
-                f"Indexed {summary.indexed:,} (moved {summary.moved:,}), removed "
-                f"{summary.removed:,}, skipped {len(summary.skipped):,} in {summary.seconds:.1f} s"
-            )
-        if summary.missing_roots:
-            msg += f" · {len(summary.missing_roots)} folder(s) not available, entries kept"
-        self.statusBar().showMessage(msg, 10000)
+        lib = self.lib
+
+        def show(counts: dict) -> None:
+            msg = run_summary_text(summary, counts.get("ok", 0), counts.get("failed", 0))
+            if summary.missing_roots:
+                msg += f" · {len(summary.missing_roots)} folder(s) not available, entries kept"
+            self.statusBar().showMessage(msg, 10000)
+
+        self.tasks.run(lambda: lib.catalog.counts(), show)
         if summary.indexed or summary.removed or summary.moved:
             self.refresh_results()
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 IMAGE_FILTER = (
     "Images (" + " ".join(f"*{e}" for e in sorted(decode.IMAGE_EXTENSIONS)) + ");;All files (*)"
 )
+OPEN_AT_ONCE = 20  # "Open"/"Show in folder" on a big selection opens this many windows at most
 PREFETCH_RESULTS = 8  # match maps of the top results are computed before they are clicked
 NO_MATCH_TEXT = "Select a result to see where it matches the query."
 
@@ -50,7 +51,7 @@ def match_summary(e: MatchExplanation) -> str:
     """The compact score breakdown shown in the details panel."""
     s, sh = e.branch_scores, e.shares()
     return (
-        f"<b>Cosine {e.score:.4f}</b><br>"
+        f"<b>{e.score_name.capitalize()} {e.score:.4f}</b><br>"
         f"Attention (ECA/avg): {s['attention']:.4f} &nbsp;({100 * sh['attention']:.0f}%)<br>"
         f"Global (max): {s['global']:.4f} &nbsp;({100 * sh['global']:.0f}%)"
     )
@@ -99,7 +100,7 @@ class SearchMixin:
             self.search_query(Query(label=os.path.basename(path), path=path))
 
     def paste(self) -> None:
-        found = from_mime(QGuiApplication.clipboard().mimeData())
+        found = from_mime(QGuiApplication.clipboard().mimeData(), how="pasted")
         if found is None:
             self.query_panel.show_message(
                 "The clipboard holds no image, image file or image address to search with."
@@ -123,12 +124,11 @@ class SearchMixin:
     def _show_results(self, result: SearchResult) -> None:
         selected = self.results_view.current_item()
         self.results_model.set_items(result.items)
+        self.query_panel.set_folders(self.results_model.folders())
         self._explain_results(result)
-        n, shown = len(result.items), self.results_model.rowCount()
-        text = f"{n:,} results in {result.seconds * 1000:.0f} ms"
-        if shown != n:
-            text += f" ({shown:,} shown)"
-        self.query_panel.set_busy(text)
+        self._last_result = result
+        self.update_result_header()
+        n = len(result.items)
         if not n:
             self.query_panel.show_message(
                 "No results: the library is empty or not indexed yet.", error=False
@@ -138,6 +138,22 @@ class SearchMixin:
                 if it.path == selected.path:
                     self.results_view.setCurrentIndex(self.results_model.index(row))
                     break
+
+    def result_header(self) -> str:
+        """ "60 results in 120 ms", or "1 of 60 results shown · 120 ms" when filters hide some."""
+        result = getattr(self, "_last_result", None)
+        if result is None:
+            return ""
+        n, shown = len(result.items), self.results_model.rowCount()
+        ms = f"{result.seconds * 1000:.0f} ms"
+        if shown == n:
+            return f"{n:,} result{'s' if n != 1 else ''} in {ms}"
+        return f"{shown:,} of {n:,} results shown (filtered) · {ms}"
+
+    def update_result_header(self) -> None:
+        """Called on every new answer and every filter change, so the count is what is shown."""
+        if getattr(self, "_last_result", None) is not None:
+            self.query_panel.set_busy(self.result_header())
 
     def open_on_start(self, items: Sequence[str]) -> None:
         """`imgfinder gui IMAGE...`: search for the first one (once the model is ready)."""
@@ -186,7 +202,9 @@ class SearchMixin:
             return
         lock = self.search_ctl.worker.busy  # the model is not re-entrant: one user at a time
         for w in (self.query_explain, self.match_view):
-            w.set_extractor(lambda lib=lib: lib.extractor, lock=lock)
+            w.set_extractor(
+                lambda lib=lib: lib.extractor, lock=lock, mean=lambda lib=lib: lib.search_mean()
+            )
         self._explain_ready = True
         if self._pending_open is not None:
             found, self._pending_open = self._pending_open, None
@@ -271,18 +289,57 @@ class SearchMixin:
     # -- results -----------------------------------------------------------------------------
     def _result_menu(self, item: ResultItem, pos) -> None:
         menu = QMenu(self)
+        n = len(self.results_view.selected_items())
+        several = f" ({n} photos)" if n > 1 else ""
         menu.addAction("Search similar", lambda: self.search_similar(item))
-        menu.addAction("Open", lambda: desktop.open_path(item.path))
-        menu.addAction("Show in folder", lambda: desktop.show_in_folder(item.path))
-        menu.addAction("Copy path", lambda: desktop.copy_path(item.path))
+        menu.addAction("Open" + several, self.open_selected)
+        menu.addAction("Show in folder" + several, self.reveal_selected)
+        menu.addAction("Copy path" + ("s" + several if n > 1 else ""), self.copy_selected_path)
         menu.popup(pos)
         self.result_menu = menu
 
     def copy_selected_path(self) -> None:
-        item = self.results_view.current_item()
-        if item is not None:
-            desktop.copy_path(item.path)
-            self.statusBar().showMessage(f"Copied {item.path}", 4000)
+        """Copy the selected results' paths, one a line."""
+        paths = [it.path for it in self.results_view.selected_items()]
+        if not paths:
+            self.statusBar().showMessage("Select one or more results first.", 4000)
+            return
+        desktop.copy_path("\n".join(paths))
+        what = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
+        self.statusBar().showMessage(f"Copied {what}", 4000)
+
+    def open_selected(self) -> None:
+        """Open the selected results with the system's viewer (at most OPEN_AT_ONCE)."""
+        items = self.results_view.selected_items()
+        if not items:
+            self.statusBar().showMessage("Select one or more results first.", 4000)
+            return
+        failed = [it.path for it in items[:OPEN_AT_ONCE] if not desktop.open_path(it.path)]
+        if failed:
+            self.statusBar().showMessage(f"No application could open {failed[0]}", 6000)
+        elif len(items) > OPEN_AT_ONCE:
+            self.statusBar().showMessage(
+                f"Opened the first {OPEN_AT_ONCE} of {len(items)} selected photos.", 6000
+            )
+
+    def reveal_selected(self) -> None:
+        """Show the selected results in the file manager (each folder once)."""
+        items = self.results_view.selected_items()
+        if not items:
+            self.statusBar().showMessage("Select one or more results first.", 4000)
+            return
+        first_in_folder: dict[str, str] = {}
+        for it in items:
+            first_in_folder.setdefault(os.path.dirname(it.path), it.path)
+        shown = list(first_in_folder.values())[:OPEN_AT_ONCE]
+        if not all(desktop.show_in_folder(p) for p in shown):
+            self.statusBar().showMessage("Could not open the file manager", 6000)
+
+    def _view_options_changed(self) -> None:
+        qp = self.query_panel
+        self.results_model.set_filter(folder=qp.folder(), date=qp.date_filter())
+        if self.results_model.sort_key != qp.sort_key():
+            self.results_model.set_sort(qp.sort_key())
 
     def focus_filter(self) -> None:
         self.query_panel.filter_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)

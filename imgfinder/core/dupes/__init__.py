@@ -15,6 +15,7 @@ from imgfinder.core.dupes.grouping import (
     Member,
     group,
     group_all,
+    without_repeated_pairs,
 )
 from imgfinder.core.dupes.keeper import (
     CRITERIA,
@@ -80,6 +81,7 @@ __all__ = [
     "forget_paths",
     "group",
     "group_all",
+    "without_repeated_pairs",
     "journal_for",
     "last_resolution",
     "load_rule",

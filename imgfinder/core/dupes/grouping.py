@@ -192,9 +192,39 @@ def _complete_linkage(a: np.ndarray, b: np.ndarray, n: int) -> list[list[int]]:
 
 
 def group_all(pairs: PairList, thresholds: dict[str, float] | None = None) -> list[DuplicateGroup]:
-    """Every tier's groups, exact first, then copies, then similar shots."""
+    """Every tier's groups, exact first, then copies, then similar shots; no pair in two groups."""
     th = dict(DEFAULT_THRESHOLDS) | (thresholds or {})
     out: list[DuplicateGroup] = []
     for tier in TIERS:
         out += group(pairs, tier, th[tier], copy_threshold=th["copy"])
+    return without_repeated_pairs(out)
+
+
+def without_repeated_pairs(groups: list[DuplicateGroup]) -> list[DuplicateGroup]:
+    """Groups in the given order (most certain tier first) with no two photos together twice.
+
+    A later group keeps one representative of photos an earlier group already shows together:
+    with exact {a, b} listed, the same-photo group {a, b, c} becomes {a, c}, so one review of
+    "a and b" is enough and a similar-shot group never repeats copies. Groups left with fewer
+    than two photos are dropped. Links and the weakest link are those of the members kept.
+    """
+    seen: set[frozenset[int]] = set()
+    out: list[DuplicateGroup] = []
+    for g in groups:
+        kept: list[int] = []
+        for i, m in enumerate(g.members):
+            if all(frozenset((g.members[k].image_id, m.image_id)) not in seen for k in kept):
+                kept.append(i)
+        if len(kept) < 2:
+            continue
+        if len(kept) < len(g.members):
+            links = {
+                (x, y): g.score(kept[x], kept[y])
+                for x in range(len(kept))
+                for y in range(x + 1, len(kept))
+            }
+            g = DuplicateGroup(g.tier, [g.members[i] for i in kept], min(links.values()), links)
+        ids = [m.image_id for m in g.members]
+        seen.update(frozenset((a, b)) for i, a in enumerate(ids) for b in ids[i + 1 :])
+        out.append(g)
     return out

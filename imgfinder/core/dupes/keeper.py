@@ -212,7 +212,10 @@ def _because(c: str, k: FileFacts, r: FileFacts, rule: KeeperRule) -> str:
     if c == "format":
         return f"preferred format ({k.format or '?'} over {r.format or '?'})"
     if c == "size":
-        return f"largest file ({_human_size(k.size)} vs {_human_size(r.size)})"
+        a, b = _human_size(k.size), _human_size(r.size)
+        if a == b:  # "10.1 KB vs 10.1 KB" tells nothing: the bytes do
+            a, b = f"{k.size:,} bytes", f"{r.size:,} bytes"
+        return f"largest file ({a} vs {b})"
     if c == "date":
         sec = k.date_text() == r.date_text()
         return f"earliest {k.date_source} ({k.date_text(sec)} vs {r.date_text(sec)})"

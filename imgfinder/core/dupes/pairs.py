@@ -41,7 +41,9 @@ K_SIGNATURES = 16  # signature neighbours per photo (bounds how many copies form
 LOOSE_SIMILAR = 0.40  # lowest "similar" slider value: weaker feature pairs are not kept
 SIG_GATE = 0.85  # signature similarity from which a pair is verified as a possible copy
 EXACT_SIG_LIMIT = 20000  # up to this many photos the signature index is exact
-SIG_LSH = {"probes": 256, "rerank": 40}  # beyond: 99.7% of planted copies found (dupes_scan.py)
+# beyond: fixed probing, candidates ranked by Hamming distance alone (no sketch stage);
+# 99.7% of planted copies found (dupes_scan.py)
+SIG_LSH = {"probes": 256, "rerank": 40, "prefilter": 40}
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
 CHUNK = 2048
 

@@ -116,6 +116,7 @@ def remember(catalog: Catalog, hash_pairs: Iterable[tuple[str, str]], decision: 
             "INSERT OR REPLACE INTO decisions (hash_a, hash_b, decision, at) VALUES (?, ?, ?, ?)",
             [(a, b, decision, now) for a, b in rows],
         )
+    catalog.write_backup()  # decisions survive a damaged catalog
     return len(rows)
 
 
@@ -125,6 +126,7 @@ def forget_decisions(catalog: Catalog, hash_pairs: Iterable[tuple[str, str]]) ->
             "DELETE FROM decisions WHERE hash_a=? AND hash_b=?",
             [hash_pair(a, b) for a, b in hash_pairs],
         )
+    catalog.write_backup()
 
 
 # -- settings (per library, so the CLI and the app agree) -----------------------------------

@@ -35,6 +35,20 @@ def load_index(
     return BaseIndex.load(path, model_id=model_id, source=source, **kw)
 
 
+def stored_recall(path: str | os.PathLike) -> dict[str, float] | None:
+    """The recall@10 an index measured on held-out rows at build time, read from its file
+    header alone ({"recall_at_10", "queries", "target"}); None when the file is missing,
+    unreadable, or its backend does not measure recall (exact is exact, Annoy is not checked)."""
+    from ._format import read_header
+
+    try:
+        header = read_header(path)
+    except Exception:  # noqa: BLE001 - a status line must never fail on a damaged index
+        return None
+    rec = (header.get("state") or {}).get("recall")
+    return dict(rec) if rec else None
+
+
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
@@ -45,4 +59,5 @@ __all__ = [
     "VectorSource",
     "load_index",
     "open_index",
+    "stored_recall",
 ]

@@ -3,7 +3,8 @@
 Layout (little-endian)::
 
     0   8   magic  b"IMGFIDX\\0"
-    8   4   format version (uint32), currently 1
+    8   4   format version (uint32), currently 2 (1 is still read: same layout; an LSH
+            index of format 1 has no sketch/recall sections and is rebuilt on load)
     12  4   header length H (uint32)
     16  4   crc32 of the header bytes
     20  12  reserved (zero)
@@ -37,7 +38,8 @@ from ...errors import IndexFormatError
 log = logging.getLogger(__name__)
 
 MAGIC = b"IMGFIDX\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _PREFIX = struct.Struct("<8sIII12x")  # magic, version, header length, header crc32
 _ALIGN = 64
 _CRC_BLOCK = 1 << 24
@@ -144,11 +146,11 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
             magic, version, hlen, hcrc = _PREFIX.unpack(prefix)
             if magic != MAGIC:
                 raise IndexFormatError(path, "not an imgfinder index (bad magic bytes)")
-            if version != FORMAT_VERSION:
+            if version not in READABLE_VERSIONS:
                 raise IndexFormatError(
                     path,
                     f"unknown index format version {version} (this build reads "
-                    f"{FORMAT_VERSION}); rebuild the index",
+                    f"{', '.join(map(str, READABLE_VERSIONS))}); rebuild the index",
                 )
             blob = fh.read(hlen)
     except OSError as e:
@@ -164,6 +166,7 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     expected = header.get("file_size")
     if not isinstance(expected, int):
         raise IndexFormatError(path, "corrupt index header (no file size)")
+    header["format_version"] = version
     if size < expected:
         raise IndexFormatError(path, f"truncated: {size} of {expected} bytes present")
     if size > expected:

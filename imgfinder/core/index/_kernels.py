@@ -109,6 +109,22 @@ def hamming_rows(codes: np.ndarray, rows: np.ndarray, qcode: np.ndarray) -> np.n
     return s[:, 0]
 
 
+def hamming_many(
+    codes: np.ndarray, rows: np.ndarray, qcodes: np.ndarray, per_query: np.ndarray
+) -> np.ndarray:
+    """Hamming distances (uint16) of codes[rows] to their queries' codes, for the entries
+    of many queries at once: the first per_query[0] rows belong to qcodes[0], and so on."""
+    x = np.take(codes, rows, axis=0)
+    x ^= np.repeat(qcodes, per_query, axis=0)
+    if not HAS_BITWISE_COUNT:
+        return _POPCOUNT8[x.view(np.uint8)].sum(axis=1, dtype=np.uint16)
+    c = np.bitwise_count(x).astype(np.uint16)
+    out = c[:, 0].copy()
+    for w in range(1, c.shape[1]):
+        out += c[:, w]
+    return out
+
+
 def popcount_bits(codes: np.ndarray, nbits: int) -> np.ndarray:
     """Per-bit count of ones over packed codes (n, W) -> int64 (nbits,)."""
     if len(codes) == 0:

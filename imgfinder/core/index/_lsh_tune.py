@@ -1,11 +1,18 @@
-"""Data-driven LSH choices: plane shaping (build) and probes / re-rank depth (calibration).
+"""Data-driven LSH choices: principal directions (plane shaping and the re-rank sketch),
+the table layout, probes and re-rank depth (calibration), and the held-out recall check.
 
-Calibration: stored rows serve as queries against the exact 10-NN of the rest. For each probe budget in
-a doubling grid, the rank of every true neighbour in the Hamming order of the candidates is
-recorded; recall as a function of re-rank depth R then follows without re-running queries.
-Among the (probes, R) pairs that reach the target, the one with the lowest modelled cost is
-chosen. Cost model constants (seconds) were measured on the 2-core reference box with
-numpy 2.x at 100k x 4096 and 1M x 512; only their ratios matter.
+Calibration: stored rows serve as queries against the exact 10-NN of the rest. For every
+table layout in a short grid (bits per table b, re-bucketed from the stored codes, no
+re-hashing) and every probe budget in a doubling grid, the rank of every true neighbour in
+the sketch order of the candidates is recorded; recall as a function of the exact re-rank
+depth R then follows without re-running queries. Among the (b, probes, R) that reach the
+target (less three standard errors of the per-query mean) and fit the RAM budget, the one
+with the lowest modelled cost is chosen. Cost model constants (seconds) were measured on the
+2-core reference box with numpy 2.x; only their ratios matter.
+
+Verification: `verify_recall` then runs the real query path for other held-out rows and
+measures recall@10 against exact search; the index re-calibrates with a stricter goal until
+the measured recall meets the target (see LSHIndex._calibrate).
 """
 
 from __future__ import annotations
@@ -16,110 +23,267 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._kernels import hamming_rows
-
 if TYPE_CHECKING:
     from .lsh import LSHIndex
 
 log = logging.getLogger(__name__)
 
 _COST_PROBE = 30e-9  # per probed bucket (offset lookups, ragged gather set-up)
-_COST_CAND = 50e-9  # per candidate (gather, de-duplicate, Hamming over B bits)
+_COST_ENTRY = 12e-9  # per candidate entry (gather, Hamming distance over B bits)
+_COST_UNIQUE = 8e-9  # per unique candidate (de-duplication)
+_COST_SK_ROW = 20e-9  # per sketch-ranked candidate: a random memory access
+_COST_SK_ELEM = 0.6e-9  # per sketch byte of a ranked candidate (gather, widen, dot)
+_PREFILTERS = (0, 4096, 2048, 1024, 512, 256, 128, 64)  # Hamming prefilter depths tried
 _COST_ROW = 0.4e-6  # per re-ranked row: a random memory access before any arithmetic
 _COST_ELEM = 0.35e-9  # per re-ranked float16 element (gather + widen + dot)
 CALIB_K = 10
+SHAPE_K = 64  # principal directions that shape the planes
+FIXED_ROWS = 100_000  # fixed arrays are charged to the RAM budget as if over this many rows
 
 
-def shaped_planes(index: LSHIndex, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Re-shape Gaussian plane normals to N(0, C**0.5), C the covariance of centred data.
-
-    CNN features have low intrinsic dimension; an isotropic normal spends most of its
-    length on directions where the data barely varies, so its bit is mostly noise.
-    Weighting each principal direction by variance**0.25 (top 64 from a randomized SVD
-    of a sample; the rest share the mean residual variance) keeps planes random but
-    aims them where the data spreads. Measured (full Hamming ranking, 256 bits, recall
-    0.95): re-rank depth 75 -> 45 at 1M x 512 and at 100k x 4096. Exponents 0.5 and 1
-    were worse (0.5 slightly, 1 much: it ignores the many mid-variance directions).
-    """
+def pca_basis(index: LSHIndex, rng: np.random.Generator, k: int):
+    """Top-k principal directions of the centred unit rows (randomized SVD of a sample,
+    one power iteration). Returns (vt (k, d) float32, variances (k,), residual variance per
+    remaining direction, sample coordinates (n_s, k))."""
     n, d = index._n_rows, index._dim
-    n_pca = min(n, max(2048, (1 << 25) // d))
+    n_pca = min(n, max(2048, min(8192, (1 << 25) // d)))
     rows = np.sort(rng.choice(n, n_pca, replace=False))
     xs = index._unit_rows(rows) - index._mean
-    k = min(64, d, n_pca - 1)
+    k = max(1, min(k, d, n_pca - 1))
     omega = rng.standard_normal((d, min(d, k + 16)), dtype=np.float32)
-    q, _ = np.linalg.qr(xs @ omega)
+    q = _orthonormal(xs @ omega)
+    q = _orthonormal(xs @ (xs.T @ q))  # one power iteration
     _, sv, vt = np.linalg.svd(q.T @ xs, full_matrices=False)
     lam = (sv[:k] ** 2 / n_pca).astype(np.float64)
     total = float(np.einsum("ij,ij->", xs, xs, dtype=np.float64)) / n_pca
     lam_res = max((total - lam.sum()) / max(d - k, 1), 1e-12 * max(total, 1e-30))
-    lam = np.maximum(lam, lam_res)
-    vk = vt[:k].astype(np.float32)
+    vt = vt[:k].astype(np.float32)
+    return vt, lam, lam_res, xs @ vt.T
+
+
+def _orthonormal(y: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of y's columns by Cholesky-QR in float64 (two small GEMMs; LAPACK's
+    Householder QR of a tall matrix stalled for seconds on the loaded 2-core box)."""
+    y = y.astype(np.float64)
+    g = y.T @ y
+    g.flat[:: len(g) + 1] += 1e-10 * max(float(np.trace(g)), 1e-30)
+    c = np.linalg.cholesky(g)
+    return (y @ np.linalg.inv(c).T).astype(np.float32)
+
+
+def shaped_planes(g: np.ndarray, vt: np.ndarray, lam: np.ndarray, lam_res: float) -> np.ndarray:
+    """Re-shape Gaussian plane normals to N(0, C**0.5), C the covariance of centred data.
+
+    CNN features have low intrinsic dimension; an isotropic normal spends most of its
+    length on directions where the data barely varies, so its bit is mostly noise.
+    Weighting each principal direction by variance**0.25 (top 64; the rest share the mean
+    residual variance) keeps planes random but aims them where the data spreads. Measured
+    (full Hamming ranking, 256 bits, recall 0.95): re-rank depth 75 -> 45 at 1M x 512 and at
+    100k x 4096. Exponents 0.5 and 1 were worse (0.5 slightly, 1 much).
+    """
+    k = min(SHAPE_K, len(vt))
+    lam = np.maximum(lam[:k], lam_res)
+    vk = vt[:k]
     gk = g @ vk.T  # components of each normal inside the top-k subspace
     w = (lam**0.25 / lam_res**0.25).astype(np.float32)
     return ((gk * w) @ vk + (g - gk @ vk)).astype(np.float32)
 
 
-def calibrate(index: LSHIndex) -> tuple[int, int]:
-    """Return (probes, re-rank depth per 10 results) for a built `index`."""
+def sketch_step(coords: np.ndarray) -> np.ndarray:
+    """int8 quantisation step per sketch coordinate: +-5 standard deviations span +-127."""
+    sd = coords.std(axis=0) if len(coords) else np.ones(coords.shape[1], np.float32)
+    sd[sd <= 0] = 1e-6
+    return (5.0 * sd / 127.0).astype(np.float32)
+
+
+def quantise(coords: np.ndarray, step: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(coords / step), -127, 127).astype(np.int8)
+
+
+def ram_per_row(index: LSHIndex, b: int, L: int, m: int | None = None) -> float:
+    """Index RAM per row for a layout: ids + alive + id map + codes + tables (rows and
+    offsets) + sketch + de-duplication stamp (+ stored 1/norm when vectors are owned), plus
+    the fixed arrays (planes, sketch basis: 6 MB at 4096 dims) spread over the rows as if
+    there were at least FIXED_ROWS of them (in a small library they are a few MB in all)."""
+    n, d, words = max(index._n_rows, 1), index._dim, index._W
+    m = index._sk_m if m is None else m
+    offs = 4 * L * ((1 << b) + 1) / n
+    fixed = 4 * d * (64 * words + m) / max(n, FIXED_ROWS)
+    owned = 4 if index._store is not None else 0
+    return 8 + 1 + 12 + 8 * words + 4 * L + offs + m + 4 + owned + fixed
+
+
+def _layout_grid(index: LSHIndex) -> list[tuple[int, int]]:
+    """(bits per table, tables) candidates: the size rule and up to three coarser ones."""
     p = index.params
+    if p["table_bits"]:
+        bs = [int(p["table_bits"])]
+    else:
+        b0 = int(np.clip(round(math.log2(max(index._n_rows, 2))), 6, 21))
+        bs = [b for b in (b0, b0 - 2, b0 - 4, b0 - 6) if b >= 6] or [b0]
+    return [(b, p["tables"] or (64 // b) * index._W) for b in bs]
+
+
+def fit_sketch_dims(index: LSHIndex, m_max: int) -> int:
+    """Largest sketch width (steps of 16, at least 16) for which some layout fits the RAM
+    budget (ram_budget bytes per row); m_max when none would fit anyway."""
+    grid = _layout_grid(index)
+    m = m_max
+    while m > 16:
+        if min(ram_per_row(index, b, L, m) for b, L in grid) <= index.params["ram_budget"]:
+            return m
+        m -= 16
+    return max(min(m_max, 16), 1)
+
+
+def _layouts(index: LSHIndex) -> list[int]:
+    """Bits-per-table values to calibrate: those of the grid that fit the RAM budget."""
+    grid = _layout_grid(index)
+    out = [b for b, L in grid if ram_per_row(index, b, L) <= index.params["ram_budget"]]
+    return out or [min(grid, key=lambda bl: ram_per_row(index, *bl))[0]]
+
+
+def calibrate(index: LSHIndex, target: float) -> tuple[int, int, int]:
+    """Return (probes, re-rank depth per 10 results, Hamming prefilter depth per 10 results
+    or 0 for none) for a built `index`; may re-bucket the tables with another bits-per-table
+    value (index._b) when that is cheaper."""
+    p = index.params
+    fixed_pre = p["prefilter"]
     if p["probes"] is not None and p["rerank"] is not None:
-        return int(p["probes"]), int(p["rerank"])
+        return int(p["probes"]), int(p["rerank"]), int(fixed_pre or 0)
     live = index._live
     if live <= 4 * CALIB_K:  # tiny: probe the home buckets, re-rank whatever they hold
-        return int(p["probes"] or index._L), int(p["rerank"] or max(4 * CALIB_K, live))
-    sample, qs, truth = _ground_truth(index, min(int(p["calib_queries"]), live))
-    n_q = len(sample)
+        return int(p["probes"] or index._L), int(p["rerank"] or max(4 * CALIB_K, live)), 0
+    sample, qs, truth = _ground_truth(index, "calib")
     projs = index._project(qs)
     codes = index._pack(projs)
-    grid = [int(p["probes"])] if p["probes"] else _doubling(index._L, index._max_probes)
-    target = float(p["target_recall"])
+    w = index._sketch_query(qs)
     stamp = np.zeros(index._n_rows, dtype=np.int32)
-    best = None
-    deepest = 0.0
-    for n_probes in grid:
-        positions, n_cand = [], []
-        for j in range(n_q):
-            cand = index._candidates(projs[j], codes[j], n_probes, exclude=int(sample[j]))
-            n_cand.append(len(cand))
-            positions.append(_hamming_positions(index._codes.view, codes[j], cand, truth[j], stamp))
-        pos = np.stack(positions)  # (n_q, k) expected Hamming ranks of the true neighbours
-        finite = pos[np.isfinite(pos)]
-        deepest = max(deepest, float(finite.max()) + 1 if finite.size else 0.0)
-        gather_cost = _COST_PROBE * n_probes + _COST_CAND * float(np.mean(n_cand))
-        if best is not None and gather_cost > best[0]:
-            break  # more probes only cost more from here on
-        r_need = _depth_for_recall(pos, target)
-        if p["rerank"]:
-            r = int(p["rerank"])
-            if r_need > r:
-                continue
-        elif np.isfinite(r_need):
-            r = max(CALIB_K, int(math.ceil(r_need)))
-        else:
-            continue  # too many neighbours unreachable with this many probes
-        cost = gather_cost + (_COST_ROW + _COST_ELEM * index._dim) * r
-        if best is None or cost < best[0]:
-            best = (cost, n_probes, r)
+    row_cost = _COST_ROW + _COST_ELEM * index._dim
+    sk_cost = _COST_SK_ROW + _COST_SK_ELEM * index._sk_m
+    best = None  # (cost, b, probes, r, prefilter)
+    widest = None  # (b, probes, deepest finite position)
+    for b in _layouts(index):
+        if b != index._b:
+            index._relayout(b)
+        grid = [int(p["probes"])] if p["probes"] else _doubling(index._L, index._max_probes)
+        per_bucket = live / (1 << index._b)
+        for n_probes in grid:
+            floor = _COST_PROBE * n_probes + _COST_ENTRY * n_probes * per_bucket * 0.5
+            if best is not None and floor > best[0]:
+                break  # more probes (or coarser tables) only cost more from here on
+            pres = [int(fixed_pre)] if fixed_pre is not None else list(_PREFILTERS)
+            pos, n_ent, n_uni = _sketch_positions(
+                index, projs, codes, w, truth, sample, n_probes, stamp, pres
+            )
+            finite = pos[0][np.isfinite(pos[0])]
+            widest = (b, n_probes, float(finite.max()) + 1 if finite.size else 0.0)
+            gather = _COST_PROBE * n_probes + _COST_ENTRY * n_ent + _COST_UNIQUE * n_uni
+            if best is not None and gather > best[0]:
+                break
+            for pre, pp in zip(pres, pos, strict=True):
+                r_need = _depth_for_recall(pp, target)
+                if p["rerank"]:
+                    r = int(p["rerank"])
+                    if r_need > r:
+                        continue
+                elif np.isfinite(r_need):
+                    r = max(CALIB_K, int(math.ceil(r_need)))
+                else:
+                    continue  # too many neighbours unreachable with this many probes
+                if pre and pre < r:
+                    continue
+                ranked = min(n_uni, pre) if pre else n_uni
+                cost = gather + sk_cost * ranked + row_cost * r
+                if best is None or cost < best[0]:
+                    best = (cost, b, n_probes, r, pre)
     if best is None:  # target out of reach: probe widest, re-rank everything it finds
         log.warning("lsh calibration could not reach recall %.3f; probing widest", target)
-        return grid[-1], int(p["rerank"] or max(4 * CALIB_K, math.ceil(deepest)))
-    return best[1], best[2]
+        b, n_probes, deepest = widest
+        r = int(p["rerank"] or max(4 * CALIB_K, math.ceil(deepest)))
+        best = (0.0, b, n_probes, r, 0)
+    if best[1] != index._b:
+        index._relayout(best[1])
+    return best[2], best[3], best[4]
 
 
-def _ground_truth(index: LSHIndex, n_q: int):
-    """Sample rows, their unit vectors and exact 10-NN (self excluded). The exact pass is the
-    dominant calibration cost (n_q x n x dim multiply-adds), so it is cached until the index
-    next changes; `tune()` for another target then takes a fraction of a second."""
-    key = (index._n_rows, index._live, n_q, index._mutations)
-    cached = getattr(index, "_calib_cache", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    rng = np.random.default_rng(index.seed + 1)
-    sample = np.sort(rng.choice(np.flatnonzero(index._alive.view), n_q, replace=False))
-    qs = index._unit_rows(sample)
-    truth, _ = index._exact_rows(qs, CALIB_K, exclude=sample)
-    index._calib_cache = (key, (sample, qs, truth))
-    return sample, qs, truth
+def _ground_truth(index: LSHIndex, which: str = "calib"):
+    """(rows, unit vectors, exact 10-NN with self excluded) of the calibration sample or of
+    the held-out verification sample (other rows where the library is large enough). Both
+    samples share one exact pass, the dominant build cost (n_q x n x dim multiply-adds); it
+    is cached until the index next changes, so `tune()` for another target is quick."""
+    live = index._live
+    n_c = min(int(index.params["calib_queries"]), live)
+    n_v = min(int(index.params["verify_queries"]), live)
+    key = (index._n_rows, live, n_c, n_v, index._mutations)
+    cached = index.__dict__.get("_truth_cache")
+    if cached is None or cached[0] != key:
+        rng = np.random.default_rng(index.seed + 1)
+        pool = np.flatnonzero(index._alive.view)
+        calib = np.sort(rng.choice(pool, n_c, replace=False))
+        if live - n_c >= n_v:
+            pool = np.setdiff1d(pool, calib)
+        verify = np.sort(rng.choice(pool, n_v, replace=False))
+        both = np.concatenate([calib, verify])
+        qs = index._unit_rows(both)
+        truth, _ = index._exact_rows(qs, CALIB_K, exclude=both)
+        sets = {
+            "calib": (calib, qs[:n_c], truth[:n_c]),
+            "verify": (verify, qs[n_c:], truth[n_c:]),
+        }
+        index._truth_cache = cached = (key, sets)
+    return cached[1][which]
+
+
+def verify_recall(index: LSHIndex) -> dict[str, float]:
+    """Recall@10 of the real query path on held-out stored rows (not the calibration rows,
+    where the library is large enough), each excluded from its own results, against exact
+    search."""
+    if index._live < 2:
+        return {"recall_at_10": 1.0, "queries": 0}
+    sample, qs, truth = _ground_truth(index, "verify")
+    projs = index._project(qs)
+    got = index._search_many(qs, projs, index._pack(projs), CALIB_K, exclude=sample)
+    hits = []
+    for (rows, _), t in zip(got, truth, strict=True):
+        t = t[t >= 0]
+        if len(t):
+            hits.append(len(np.intersect1d(rows, t)) / len(t))
+    return {"recall_at_10": float(np.mean(hits)) if hits else 1.0, "queries": len(hits)}
+
+
+def _sketch_positions(index, projs, codes, w, truth, sample, n_probes, stamp, prefilters):
+    """For each prefilter depth (0: none), the (n_q, 10) sketch-order ranks of each true
+    neighbour among the candidates the prefilter keeps (inf: not kept), plus the mean number
+    of candidate entries and of unique candidates per query."""
+    n_q = len(projs)
+    pos = [np.full(truth.shape, np.inf) for _ in prefilters]
+    n_uni = np.zeros(n_q)
+    n_ent = index._n_entries(projs, codes, n_probes)
+    for j, c, h in index._candidate_sets(projs, codes, n_probes, 0, sample):
+        n_uni[j] = len(c)
+        if len(c) == 0:
+            continue
+        s = index._sketch_scores(c, w[j])
+        t = truth[j]
+        ok = np.flatnonzero(t >= 0)
+        stamp[c] = np.arange(len(c), dtype=np.int32)
+        at = stamp[t[ok]]
+        at[(at >= len(c)) | (at < 0)] = 0
+        hit = c[at] == t[ok]
+        at, cols = at[hit], ok[hit]
+        if len(at) == 0:
+            continue
+        above = s[None, :] > s[at][:, None]  # (hits, C)
+        for i, pre in enumerate(prefilters):
+            if pre and len(c) > pre:
+                keep = np.zeros(len(c), bool)
+                keep[np.argpartition(h, pre - 1)[:pre]] = True
+                inside = keep[at]
+                pos[i][j, cols[inside]] = (above[inside] & keep).sum(axis=1)
+            else:
+                pos[i][j, cols] = above.sum(axis=1)
+    return pos, float(n_ent), float(n_uni.mean()) if n_q else 0.0
 
 
 def _depth_for_recall(pos: np.ndarray, target: float) -> float:
@@ -147,26 +311,4 @@ def _doubling(lo: int, hi: int) -> list[int]:
     out = [lo]
     while out[-1] < hi:
         out.append(min(hi, out[-1] * 2))
-    return out
-
-
-def _hamming_positions(codes, qcode, cand, truth_rows, stamp: np.ndarray) -> np.ndarray:
-    """Expected rank (0-based, ties split evenly) of each true neighbour in the Hamming order
-    of the candidates; inf for neighbours that are not candidates. `stamp` is a scratch int32
-    array with one slot per row."""
-    out = np.full(len(truth_rows), np.inf)
-    if len(cand) == 0:
-        return out
-    ham = hamming_rows(codes, cand, qcode)
-    counts = np.bincount(ham, minlength=64 * codes.shape[1] + 1)
-    below = np.cumsum(counts) - counts
-    stamp[cand] = np.arange(len(cand), dtype=np.int32)
-    truth_rows = np.asarray(truth_rows)
-    ok = truth_rows >= 0
-    at = stamp[truth_rows[ok]]
-    at[(at >= len(cand)) | (at < 0)] = 0
-    hit = cand[at] == truth_rows[ok]
-    h = ham[at[hit]]
-    idx = np.flatnonzero(ok)[hit]
-    out[idx] = below[h] + (counts[h] - 1) / 2.0
     return out
