@@ -509,3 +509,12 @@ def test_gui_search_worker_carries_metadata_and_the_pair_option(formats_lib, qtb
     assert ("shot1.jpg" in by_name) is not as_one and "shot1.dng" in by_name
     assert by_name["shot1.dng"].decode_source == "raw-preview"
     assert by_name["shot1.dng"].meta.camera == "TestCam R1"
+
+
+def test_dng_bytes_without_a_name_are_still_raw(tmp_path):
+    path = write_dng(tmp_path / "r.dng", (256, 192), seed=8)
+    got = decode.decode(path.read_bytes(), min_size=64)
+    assert got.format == "RAW" and (got.width, got.height) == (256, 192)
+    noext = tmp_path / "IMG_0001"
+    noext.write_bytes(path.read_bytes())
+    assert decode.decode(noext, min_size=64).format == "RAW"

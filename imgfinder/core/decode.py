@@ -314,10 +314,23 @@ def _open_lazy(data: bytes, min_size: int | None = None) -> Image.Image:
 
 
 def _is_raw(data: bytes, label: str) -> bool:
+    """A RAW by its extension or magic; a DNG also by its DNGVersion tag when nothing names it
+    (bytes without a path, or a file without a known extension)."""
     if not rawdecode.AVAILABLE:
         return False
     ext = os.path.splitext(label)[1].lower()
-    return ext in rawdecode.RAW_EXTENSIONS or rawdecode.sniff_raw(data[:16])
+    if ext in rawdecode.RAW_EXTENSIONS or rawdecode.sniff_raw(data[:16]):
+        return True
+    return ext not in IMAGE_EXTENSIONS and data[:4] in _TIFF_MAGIC and _has_dng_version(data)
+
+
+def _has_dng_version(data: bytes) -> bool:
+    try:
+        exif = Image.Exif()
+        exif.load(data)
+        return _DNG_VERSION in exif
+    except Exception:  # noqa: BLE001 - not a readable TIFF directory: not a DNG
+        return False
 
 
 @contextmanager
@@ -634,6 +647,7 @@ def _finish(im: Image.Image, icc: bytes | None, orientation: int, min_size: int 
 
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+_DNG_VERSION = 0xC612
 
 
 def _tiff_meta(data: bytes) -> PhotoMeta:

@@ -843,7 +843,9 @@ class Library:
         if isinstance(source, (str, os.PathLike)):
             data = read_query_file(source)
             try:
-                return self.extractor.embed(data)
+                # the path names the format when the bytes alone do not (NEF, CR2: TIFF inside)
+                img = decode.open_image(data, min_size=self.extractor.input_size, path_hint=source)
+                return self.extractor.embed(img)
             except DecodeError as exc:
                 raise DecodeError(source, exc.reason) from None
         return self.extractor.embed(source)
