@@ -67,9 +67,3 @@ class LibraryBusyError(ImgfinderError):
     def __init__(self, message: str, pid: int | None = None):
         self.pid = pid
         super().__init__(message)
-
-
-class StorageError(ImgfinderError):
-    """A write failed (disk full, read-only file system, I/O error); files stay loadable."""
-
-    exit_code = 4

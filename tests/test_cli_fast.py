@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imgfinder.cli import command_of, main
-from imgfinder.cli.fast import CACHE_FILE
+from imgfinder.cli import DEFAULTS, build_parser, command_of, main
+from imgfinder.cli.fast import CACHE_FILE, known_model, unchanged_index
 from tests.conftest import cli_args
 from tests.imgutil import make_jpeg
 
@@ -27,6 +27,14 @@ def library(tmp_path, weights_file):
     args = cli_args(tmp_path / "data", weights_file)
     assert main([*args, "index", str(root)]) == 0
     return root, args, tmp_path / "data"
+
+
+def parsed(args: list[str], *cmd: str):
+    ns = build_parser([*args, *cmd]).parse_args([*args, *cmd])
+    for key, value in DEFAULTS.items():
+        if not hasattr(ns, key):
+            setattr(ns, key, value)
+    return ns
 
 
 def _imports_torch(args: list[str], *cmd: str) -> tuple[bool, str]:
@@ -48,32 +56,9 @@ def _imports_torch(args: list[str], *cmd: str) -> tuple[bool, str]:
 
 
 def test_status_and_unchanged_index_do_not_import_torch(library, capsys):
+    """Also: the fast status says what the full one says."""
     root, args, data = library
     assert (data / CACHE_FILE).is_file()
-    torch_used, out = _imports_torch(args, "status")
-    assert not torch_used and "images: 4 photos, 1 skipped" in out
-    assert "model: ResNet50, weights file resnet50-seed0.pth, untrained ECA head" in out
-    torch_used, out = _imports_torch(args, "index")
-    assert not torch_used and out.startswith("Nothing new or changed · library: 4 photos")
-    # a new photo: the real index run (with the model)
-    make_jpeg(root / "new.jpg", seed=99)
-    torch_used, out = _imports_torch(args, "index")
-    assert torch_used and out.startswith("Indexed 1 · library: 5 photos, 1 skipped")
-    # a removed photo is noticed too
-    (root / "p1.jpg").unlink()
-    capsys.readouterr()
-    assert main([*args, "index"]) == 0
-    assert capsys.readouterr().out.startswith("Removed 1 · library: 4 photos")
-    # other weights (same bytes, another file): their id is not assumed
-    weights = Path(args[args.index("--weights") + 1])
-    other = data.parent / "other.pth"
-    other.write_bytes(weights.read_bytes())
-    torch_used, _ = _imports_torch([str(other) if a == str(weights) else a for a in args], "status")
-    assert torch_used
-
-
-def test_fast_status_matches_the_full_one(library, capsys):
-    root, args, data = library
     capsys.readouterr()
     assert main([*args, "status", "--json"]) == 0
     fast = json.loads(capsys.readouterr().out)
@@ -85,6 +70,26 @@ def test_fast_status_matches_the_full_one(library, capsys):
         info["bytes_on_disk"].pop("catalog")
     assert fast == full
     assert (data / CACHE_FILE).is_file()  # remembered again
+    torch_used, out = _imports_torch(args, "status")
+    assert not torch_used and "images: 4 photos, 1 skipped" in out
+    assert "model: ResNet50, weights file resnet50-seed0.pth, untrained ECA head" in out
+    torch_used, out = _imports_torch(args, "index")
+    assert not torch_used and out.startswith("Nothing new or changed · library: 4 photos")
+    # a new photo, a removed one: the real index run (in this process, torch is loaded here)
+    make_jpeg(root / "new.jpg", seed=99)
+    (root / "p1.jpg").unlink()
+    assert unchanged_index(parsed(args, "index")) is None
+    capsys.readouterr()
+    assert main([*args, "index"]) == 0
+    assert capsys.readouterr().out.startswith("Indexed 1, removed 1 · library: 4 photos")
+    assert unchanged_index(parsed(args, "index")) is not None
+    # other weights (the same bytes in another file): their id is not assumed
+    weights = Path(args[args.index("--weights") + 1])
+    other = data.parent / "other.pth"
+    other.write_bytes(weights.read_bytes())
+    moved = [str(other) if a == str(weights) else a for a in args]
+    assert known_model(parsed(moved, "status")) is None
+    assert known_model(parsed(args, "status")) is not None
 
 
 def test_command_of_skips_option_values():

@@ -195,3 +195,27 @@ def test_recover_settles_a_crash_between_intent_and_confirmation(tmp_path, photo
     undone = dupes.undo_last(journal)
     assert undone.restored == [photos[1]] and os.path.exists(photos[1])
     assert not (xdg / "Trash" / "info" / "copy1.jpg.trashinfo").exists()
+
+
+def test_a_crash_mid_quarantine_move_is_recovered_from_the_journaled_target(
+    tmp_path, photos, monkeypatch
+):
+    """The quarantine target is journaled with the intent: killed after the move and before
+    its confirmation, recovery still knows where the file is, and undo brings it back."""
+    journal = dupes.Journal(tmp_path / "j.jsonl")
+    move = dupes.quarantine_fn(tmp_path / "quarantine", roots=[str(tmp_path / "lib")])
+    real_append = journal.append
+
+    def die_after_the_move(op, rid, **fields):
+        if op == "moved":
+            raise KeyboardInterrupt  # as a kill between the move and its confirmation
+        return real_append(op, rid, **fields)
+
+    monkeypatch.setattr(journal, "append", die_after_the_move)
+    with pytest.raises(KeyboardInterrupt):
+        dupes.resolve(photos[:2], photos[0], move, journal, method="quarantine")
+    monkeypatch.setattr(journal, "append", real_append)
+    intent = [r for r in journal.records() if r["op"] == "intent"][-1]
+    assert intent["to"] and os.path.exists(intent["to"]) and not os.path.exists(photos[1])
+    assert dupes.recover(journal) == [(photos[1], intent["to"])]
+    assert dupes.undo_last(journal).restored == [photos[1]] and os.path.exists(photos[1])

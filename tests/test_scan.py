@@ -233,3 +233,22 @@ def test_root_available(tmp_path, library):
     assert root_available(str(library))
     assert not root_available(tmp_path / "unplugged")
     assert not root_available(library / "b.jpg")
+
+
+def test_unsupported_image_formats_are_listed_and_skipped_with_a_reason(tmp_path, model_config):
+    """An SVG beside the photos is not silently ignored: it shows as skipped, with why."""
+    from imgfinder.core.library import Library, run
+    from tests.imgutil import make_jpeg
+
+    root = tmp_path / "Photos"
+    root.mkdir()
+    make_jpeg(root / "a.jpg", size=(64, 48))
+    (root / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>')
+    assert [p.name for p in map(Path, scan.iter_image_files([root]))] == ["a.jpg", "logo.svg"]
+    lib = Library(tmp_path / "data", model_config, index_backend="exact")
+    try:
+        summary = run(lib.index([root]))
+    finally:
+        lib.close()
+    assert summary.indexed == 1
+    assert summary.skipped == {str(root / "logo.svg"): "SVG vector drawings are not supported"}

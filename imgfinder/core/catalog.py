@@ -154,6 +154,8 @@ class Catalog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         existed = self.path.exists()
+        if not existed:
+            existed = not _create_atomically(self.path)
         if existed and self.path.stat().st_size == 0:
             raise CatalogDamagedError(self.path, "the file is empty (0 bytes)")
         try:
@@ -360,6 +362,39 @@ class Catalog:
         return int(row[0])
 
 
+def _create_atomically(path: Path) -> bool:
+    """Create an empty catalog (schema, WAL mode) under a temp name and link it into place, so
+    `path` never exists as a zero-byte or half-made file: a zero-byte catalog is always damage,
+    never a catalog another process is creating. False if another process created it first."""
+    tmp = path.with_name(f".{path.name}.p{os.getpid()}.{threading.get_ident()}.new.tmp")
+    tmp.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    for side in ("-wal", "-shm"):
+        Path(f"{tmp}{side}").unlink(missing_ok=True)
+    try:
+        try:
+            os.link(tmp, path)  # atomic, and fails if the catalog appeared meanwhile
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here (FAT, some shares): rename if still free
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        from imgfinder.atomic import fsync_dir
+
+        fsync_dir(path.parent)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _is_locked_error(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -526,7 +561,12 @@ def recover_catalog(path: str | Path, reason: str) -> Recovery:
     moved = _move_aside(path)
     fresh = Catalog(path, check=False)
     try:
-        salvaged = _salvage(moved, fresh) if moved is not None and moved.stat().st_size else {}
+        salvaged = {}
+        if moved is not None and moved.stat().st_size:
+            try:
+                salvaged = _salvage(moved, fresh)
+            except (OSError, sqlite3.Error) as exc:  # e.g. no room for the salvage copy
+                log.warning("could not read the damaged catalog %s: %s", moved, exc)
         roots, decisions = _restore_backup(fresh)
         fresh.write_backup()
     finally:
@@ -544,6 +584,7 @@ def restore_missing_catalog(fresh: Catalog) -> Recovery | None:
     roots, decisions = _restore_backup(fresh)
     if not roots and not decisions:
         return None
-    rec = Recovery("the file was missing", None, {}, roots, decisions)
+    why = "the file was missing" if fresh.created else "it had lost its folders"
+    rec = Recovery(why, None, {}, roots, decisions)
     log.info("%s", rec.message())
     return rec

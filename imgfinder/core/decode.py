@@ -67,6 +67,17 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 ) | (rawdecode.RAW_EXTENSIONS if rawdecode.AVAILABLE else frozenset())
 RAW_EXTENSIONS = rawdecode.RAW_EXTENSIONS
 
+# Image formats people keep beside their photos that imgfinder does not decode: the scan lists
+# them so they show as skipped with this reason, instead of vanishing without a word.
+UNSUPPORTED_IMAGE_FORMATS: dict[str, str] = {
+    ".svg": "SVG vector drawings are not supported",
+    ".svgz": "SVG vector drawings are not supported",
+    ".eps": "EPS (PostScript) drawings are not supported",
+    ".ai": "Adobe Illustrator drawings are not supported",
+    ".jxl": "JPEG XL is not supported yet",
+    ".exr": "OpenEXR (HDR) images are not supported",
+}
+
 # How the model's image was obtained (the catalog records it per photo).
 SOURCE_FULL = "full"  # decoded at full size (then box-reduced when a small image was wanted)
 SOURCE_DCT = "dct-draft"  # JPEG DCT-scaled while decoding
@@ -525,7 +536,11 @@ def decode(
     except Exception as exc:  # noqa: BLE001 - contract: every decoding failure is a DecodeError
         if not isinstance(exc, (OSError, SyntaxError, ValueError, EOFError)):
             log.debug("unexpected error decoding %s", label, exc_info=True)
-        raise DecodeError(label, _exception_reason(exc)) from exc
+        reason = _exception_reason(exc)
+        if isinstance(exc, UnidentifiedImageError):
+            ext = os.path.splitext(str(path_hint or label))[1].lower()
+            reason = UNSUPPORTED_IMAGE_FORMATS.get(ext, reason)
+        raise DecodeError(label, reason) from exc
 
 
 def _source_bytes(source: Source, label: str) -> bytes:

@@ -204,8 +204,10 @@ class Extractor:
             img = img.resize((s, s), Image.Resampling.BILINEAR, reducing_gap=3.0)
         return np.asarray(img, dtype=np.uint8)
 
-    def load_array(self, source) -> np.ndarray:
-        return self.to_array(decode.open_image(source, min_size=self.input_size))
+    def load_array(self, source, path_hint: str | os.PathLike | None = None) -> np.ndarray:
+        """`path_hint`: the file name of `source` bytes (a RAW file is told by its extension)."""
+        img = decode.open_image(source, min_size=self.input_size, path_hint=path_hint)
+        return self.to_array(img)
 
     def _batch_tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
         x = torch.from_numpy(np.stack(arrays)).to(self.device, non_blocking=True)
@@ -234,9 +236,9 @@ class Extractor:
             out.append(self.forward_maps(arrays[i : i + self.batch_size]).descriptor.numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
-    def embed(self, source) -> np.ndarray:
+    def embed(self, source, path_hint: str | os.PathLike | None = None) -> np.ndarray:
         """One image (path, bytes or PIL image) -> (2C,) float32."""
-        return self.embed_arrays([self.load_array(source)])[0]
+        return self.embed_arrays([self.load_array(source, path_hint)])[0]
 
     # -- the pipelined path used for indexing ------------------------------------------
     def prepare(self, path: str, known_hashes: Callable[[str], bool] | None = None) -> Prepared:

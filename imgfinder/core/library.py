@@ -139,6 +139,7 @@ class Library:
         self._source: CatalogSource | None = None
         self._lock = threading.RLock()  # index + store state shared by search and indexing
         self._model_lock = threading.Lock()
+        self._rows_verified: str | None = None  # store file whose rows were all checked
 
     def _open_catalog(self) -> Catalog:
         """The catalog, recovered first if it is damaged (under the writer lock)."""
@@ -152,7 +153,7 @@ class Library:
                 except CatalogDamagedError as exc:
                     self.recovery = recover_catalog(path, exc.reason)
             return Catalog(path)
-        if catalog.created and catalog.backup_path.exists():
+        if catalog.backup_path.exists() and not catalog.roots():  # deleted, or left empty
             with self.writer_lock.hold("restoring the catalog", timeout=30):
                 self.recovery = restore_missing_catalog(catalog)
         return catalog
@@ -325,7 +326,14 @@ class Library:
         pairs = self.catalog.vector_rows(self.model_id)
         if not pairs:
             return 0
-        bad = set(store.verify(np.asarray([r for _, r in pairs], dtype=np.int64)).tolist())
+        rows = np.asarray([r for _, r in pairs], dtype=np.int64)
+        if self._rows_verified == store.path.name:
+            # checksums were verified by this object's first run (an app re-indexing on every
+            # file change must not re-read the whole store each time); the length is cheap
+            bad = set(rows[rows >= len(store)].tolist()) | store.bad_rows
+        else:
+            bad = set(store.verify(rows).tolist())
+            self._rows_verified = store.path.name
         ids = [i for i, r in pairs if r in bad]
         if not ids:
             return 0
@@ -421,7 +429,7 @@ class Library:
         folder a file-system watcher reported), instead of every folder. Holds the writer
         lock from the first step to the end (LibraryBusyError if another process has it).
         """
-        self.writer_lock.acquire("indexing")
+        self.writer_lock.acquire("indexing", timeout=2.0)  # a folder change may be finishing
         try:
             return (yield from self._index_locked(add_paths, cancel=cancel, only=only))
         finally:
@@ -843,9 +851,7 @@ class Library:
         if isinstance(source, (str, os.PathLike)):
             data = read_query_file(source)
             try:
-                # the path names the format when the bytes alone do not (NEF, CR2: TIFF inside)
-                img = decode.open_image(data, min_size=self.extractor.input_size, path_hint=source)
-                return self.extractor.embed(img)
+                return self.extractor.embed(data, path_hint=source)
             except DecodeError as exc:
                 raise DecodeError(source, exc.reason) from None
         return self.extractor.embed(source)

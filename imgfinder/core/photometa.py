@@ -293,7 +293,9 @@ def unread(catalog, root_id: int) -> list[tuple[int, str]]:
         "AND (meta_version IS NULL OR meta_version < ?) ORDER BY id",
         (root_id, META_VERSION),
     )
-    return [(int(i), p) for i, p in cur]
+    from imgfinder.core.catalog import path_from_db  # noqa: PLC0415 (catalog imports this module)
+
+    return [(int(i), path_from_db(p)) for i, p in cur]
 
 
 # --------------------------------------------------------------------------- search results

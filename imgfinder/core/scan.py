@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from imgfinder.core.decode import IMAGE_EXTENSIONS, sniff_format
+from imgfinder.core.decode import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_FORMATS, sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def _looks_like_image(path: str) -> bool:
 def _is_image_name(path: str) -> bool | None:
     """True/False when the extension decides, None when the content must be sniffed."""
     ext = os.path.splitext(path)[1].lower()
-    if ext in IMAGE_EXTENSIONS:
-        return True
+    if ext in IMAGE_EXTENSIONS or ext in UNSUPPORTED_IMAGE_FORMATS:
+        return True  # an unsupported one is listed so that it is recorded as skipped, with why
     if ext in _NOT_IMAGE_EXTENSIONS:
         return False
     return None

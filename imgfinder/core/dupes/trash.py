@@ -162,7 +162,9 @@ def resolve(
     result = ResolveResult(rid, keeper, method)
     journal.append("begin", rid, method=method, tier=tier, keeper=keeper, members=members)
     for i, path in enumerate(others):
-        journal.append("intent", rid, path=path, hash=(hashes or {}).get(path))
+        plan = getattr(trash_fn, "target", None)  # where a quarantine move will put it
+        to = plan(path) if plan is not None else None
+        journal.append("intent", rid, path=path, hash=(hashes or {}).get(path), to=to)
         try:
             where = str(trash_fn(path))
             if os.path.lexists(path):
@@ -224,7 +226,8 @@ def quarantine_fn(folder: str | os.PathLike, roots: Iterable[str] = ()) -> Trash
     base = Path(folder).expanduser().resolve()
     root_list = sorted((Path(r).resolve() for r in roots), key=lambda p: -len(p.parts))
 
-    def move(path: str) -> str:
+    def target(path: str) -> str:
+        """Where `path` goes (journaled before the move, so a crash mid-move is recoverable)."""
         p = Path(path).resolve()
         if p.is_relative_to(base):
             raise ResolveError(f"{p} is already inside the quarantine folder")
@@ -235,10 +238,14 @@ def quarantine_fn(folder: str | os.PathLike, roots: Iterable[str] = ()) -> Trash
                 break
         if rel is None:
             rel = Path(*p.parts[1:]) if len(p.parts) > 1 else Path(p.name)
-        dst = _free_name(base / rel)
-        move_file(str(p), str(dst))
-        return str(dst)
+        return str(_free_name(base / rel))
 
+    def move(path: str) -> str:
+        dst = target(path)
+        move_file(str(Path(path).resolve()), dst)
+        return dst
+
+    move.target = target  # type: ignore[attr-defined]
     return move
 
 
