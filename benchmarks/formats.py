@@ -133,7 +133,8 @@ def cosines(files: list[Path], ex) -> dict[str, list[float]]:
 
     from imgfinder.core import decode
 
-    out = {"preview": [], "dct": []}
+    out = {"preview": [], "dct": [], "others": []}
+    fulls = []
     for f in files:
         full = ex.to_array(decode.open_image(f))
         main = decode.open_image(f, min_size=ex.input_size)  # MPF preview route
@@ -144,6 +145,9 @@ def cosines(files: list[Path], ex) -> dict[str, list[float]]:
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         out["preview"].append(float(v[0] @ v[1]))
         out["dct"].append(float(v[0] @ v[2]))
+        fulls.append(v[0])
+    m = np.stack(fulls) @ np.stack(fulls).T  # different photos, for scale
+    out["others"] = m[np.triu_indices(len(fulls), 1)].tolist()
     return out
 
 
@@ -284,7 +288,8 @@ def main() -> int:
     print(
         f"descriptor cosine to the full decode, {desc}: MPF preview mean "
         f"{np.mean(c['preview']):.4f} (min {min(c['preview']):.4f}); DCT-scaled main mean "
-        f"{np.mean(c['dct']):.4f} (min {min(c['dct']):.4f})"
+        f"{np.mean(c['dct']):.4f} (min {min(c['dct']):.4f}); for scale, two different photos "
+        f"of the set: mean {np.mean(c['others']):.4f} (max {max(c['others']):.4f})"
     )
 
     big = big_jpeg(work / "big150.jpg")

@@ -474,3 +474,47 @@ def test_keeper_rule_saved_before_the_raw_criterion_gains_it():
     jpg = FileFacts("/p/a.jpg", width=6048, height=4024, format="JPEG")  # more pixels
     assert choose_keeper([jpg, raw]).keeper == 1
     assert choose_keeper([jpg, raw], KeeperRule(criteria=("resolution", "raw"))).keeper == 0
+
+
+def test_settings_option_shows_raw_pairs_once(qtbot, tmp_path, weights_file):
+    from imgfinder.gui.dialogs import SettingsDialog
+    from imgfinder.gui.settings import GuiSettings
+    from tests.test_gui_model_settings import effective
+
+    settings = GuiSettings(raw_pairs_as_one=True)
+    settings.save(tmp_path)
+    loaded = GuiSettings.load(tmp_path)
+    assert loaded.raw_pairs_as_one is True
+    dlg = SettingsDialog(loaded, effective(weights_file), tmp_path)
+    qtbot.addWidget(dlg)
+    assert dlg.raw_pairs.isChecked()
+    dlg.raw_pairs.setChecked(False)
+    assert dlg.values()["raw_pairs_as_one"] is False
+
+
+@pytest.mark.parametrize("as_one", [False, True])
+def test_gui_search_worker_carries_metadata_and_the_pair_option(formats_lib, qtbot, as_one):
+    from imgfinder.gui.items import Query, SearchRequest
+    from imgfinder.gui.workers import SearchWorker
+
+    lib, root, _, _ = formats_lib
+    worker = SearchWorker()
+    worker.latest = 1
+    got = []
+    worker.done.connect(got.append)
+    query = Query(label="shot1.dng", path=str(root / "shot1.dng"))
+    worker.search(SearchRequest(1, lib, query, 3, False, raw_pairs_as_one=as_one))
+    (result,) = got
+    by_name = {os.path.basename(it.path): it for it in result.items}
+    assert ("shot1.jpg" in by_name) is not as_one and "shot1.dng" in by_name
+    assert by_name["shot1.dng"].decode_source == "raw-preview"
+    assert by_name["shot1.dng"].meta.camera == "TestCam R1"
+
+
+def test_dng_bytes_without_a_name_are_still_raw(tmp_path):
+    path = write_dng(tmp_path / "r.dng", (256, 192), seed=8)
+    got = decode.decode(path.read_bytes(), min_size=64)
+    assert got.format == "RAW" and (got.width, got.height) == (256, 192)
+    noext = tmp_path / "IMG_0001"
+    noext.write_bytes(path.read_bytes())
+    assert decode.decode(noext, min_size=64).format == "RAW"

@@ -325,10 +325,23 @@ def _open_lazy(data: bytes, min_size: int | None = None) -> Image.Image:
 
 
 def _is_raw(data: bytes, label: str) -> bool:
+    """A RAW by its extension or magic; a DNG also by its DNGVersion tag when nothing names it
+    (bytes without a path, or a file without a known extension)."""
     if not rawdecode.AVAILABLE:
         return False
     ext = os.path.splitext(label)[1].lower()
-    return ext in rawdecode.RAW_EXTENSIONS or rawdecode.sniff_raw(data[:16])
+    if ext in rawdecode.RAW_EXTENSIONS or rawdecode.sniff_raw(data[:16]):
+        return True
+    return ext not in IMAGE_EXTENSIONS and data[:4] in _TIFF_MAGIC and _has_dng_version(data)
+
+
+def _has_dng_version(data: bytes) -> bool:
+    try:
+        exif = Image.Exif()
+        exif.load(data)
+        return _DNG_VERSION in exif
+    except Exception:  # noqa: BLE001 - not a readable TIFF directory: not a DNG
+        return False
 
 
 @contextmanager
@@ -648,10 +661,14 @@ def _finish(im: Image.Image, icc: bytes | None, orientation: int, min_size: int 
     return out
 
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+_DNG_VERSION = 0xC612
+
+
 def _tiff_meta(data: bytes) -> PhotoMeta:
     """EXIF of a TIFF-based RAW (DNG, NEF, CR2, ARW, PEF, ...): its IFD0 and EXIF IFD are
     plain TIFF directories, read without asking Pillow to understand the sensor data."""
-    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+    if data[:4] not in _TIFF_MAGIC:
         return PhotoMeta()  # CR3, RAF, ORF, RW2: LibRaw's fields only
     try:
         exif = Image.Exif()
@@ -663,7 +680,9 @@ def _tiff_meta(data: bytes) -> PhotoMeta:
 
 
 def _decode_raw(data: bytes, min_size: int | None, with_meta: bool) -> Decoded:
-    got = rawdecode.decode_raw(data, min_size)
+    tiff = data[:4] in _TIFF_MAGIC
+    # LibRaw's own fields only where the EXIF is not plain TIFF (they cost an unpack)
+    got = rawdecode.decode_raw(data, min_size, libraw_meta=with_meta and not tiff)
     with _memory_turn(got.image.width * got.image.height):
         out = _to_rgb(got.image, got.icc)
         if min_size is not None:
@@ -674,7 +693,7 @@ def _decode_raw(data: bytes, min_size: int | None, with_meta: bool) -> Decoded:
     out.info.pop("exif", None)
     meta = None
     if with_meta:
-        meta = photometa.merge(_tiff_meta(data), got.meta or PhotoMeta())
+        meta = _tiff_meta(data) if tiff else (got.meta or PhotoMeta())
     return Decoded(out, got.width, got.height, "RAW", got.source, meta)
 
 
@@ -737,8 +756,9 @@ def read_meta(source: str | os.PathLike) -> PhotoMeta:
     try:
         if os.path.splitext(label)[1].lower() in rawdecode.RAW_EXTENSIONS or _raw_magic(label):
             data = read_file(source)
-            meta = _tiff_meta(data)
-            return photometa.merge(meta, rawdecode.raw_meta(data))
+            if data[:4] in _TIFF_MAGIC:
+                return _tiff_meta(data)
+            return rawdecode.raw_meta(data)
         with open(source, "rb") as fh:
             im = _open_unchecked(fh)
             try:

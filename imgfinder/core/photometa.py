@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 log = logging.getLogger(__name__)
 
@@ -191,15 +191,6 @@ def from_image(im) -> PhotoMeta:
     except Exception as exc:  # noqa: BLE001 - EXIF is a bonus; a bad block must not lose the photo
         log.debug("unreadable EXIF: %s", exc)
         return PhotoMeta()
-
-
-def merge(first: PhotoMeta, second: PhotoMeta) -> PhotoMeta:
-    """Fields of `first`, with the gaps filled from `second`."""
-    values = {}
-    for f in fields(PhotoMeta):
-        a = getattr(first, f.name)
-        values[f.name] = a if a not in (None, False, "") else getattr(second, f.name)
-    return PhotoMeta(**values)
 
 
 # --------------------------------------------------------------------------- the catalog
