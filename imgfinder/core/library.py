@@ -956,7 +956,7 @@ class Library:
         try:
             ex = self.extractor
             info["model_id"] = ex.model_id
-            info["model"] = describe_model_id(self.model_id)
+            info["model"] = describe_model_id(self.model_id, ex.weights_source)
             info["centred"] = self.centring and not self.config.whitening
             info["device"] = device_description(ex.device)
             info["weights"] = ex.weights_source

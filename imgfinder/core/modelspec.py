@@ -157,22 +157,31 @@ def spec_of_model_id(model_id: str | None) -> BackboneSpec | None:
     return _ID_PREFIXES.get(model_id.split("/", 1)[0])
 
 
-def describe_model_id(model_id: str | None) -> str:
-    """A readable name for a model id: backbone, trained or not, size, whitening."""
-    spec = spec_of_model_id(model_id)
-    if spec is None or model_id is None:
+def describe_model_id(model_id: str | None, weights: str | None = None) -> str:
+    """A readable name for a model id ("fused-eca-r50/tv-IMAGENET1K_V1/eca0/224/sq-in1k"):
+    backbone, weights, head, input size, and whitening when there is one. `weights`: the
+    file a "file-" weights tag came from, named in the text."""
+    if not model_id:
         return "unknown model"
     parts = model_id.split("/")
-    words = [spec.title]
-    if len(parts) > 1 and parts[1] != spec.weights_tag:
-        words.append("custom weights" if parts[1].startswith("file-") else parts[1])
-    if len(parts) > 2 and parts[2] != "eca0":
-        words.append("trained head")
-    if len(parts) > 3:
-        words.append(f"{parts[3]} px")
-    if len(parts) > 5:
-        words.append("whitened")
-    return ", ".join(words)
+    if len(parts) < 4:
+        return model_id
+    backbone, tag, head, size = parts[:4]
+    spec = spec_of_model_id(model_id)
+    name = spec.title if spec is not None else backbone
+    if tag.startswith("tv-"):
+        source = f"torchvision {tag[3:]} ImageNet weights"
+    elif tag.startswith("pkg-") and spec is not None:
+        source = f"ImageNet weights from the {spec.pip_name} package"
+    elif tag.startswith("file-") and weights:
+        source = f"weights file {os.path.basename(weights)}"
+    else:
+        source = f"weights {tag}"
+    eca = "untrained ECA head" if head == "eca0" else f"trained ECA head ({head})"
+    text = f"{name}, {source}, {eca}, {size} px input"
+    if len(parts) > 5 and not parts[5].startswith("c-"):  # a whitening's tag
+        text += f", PCA whitening {parts[5]}"
+    return text
 
 
 def identify_state(keys: Iterable[str]) -> str | None:
