@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 # 960 labelled flower photos (12 classes), beside the repository; never copied into it
-DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared/data/oxford-flowers17-12class"
+DEFAULT_DATASET = Path(
+    os.environ.get("IMGFINDER_SHARED_DATA")
+    or Path(__file__).resolve().parents[2] / "shared/data/oxford-flowers17-12class"
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 

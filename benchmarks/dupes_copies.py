@@ -36,22 +36,9 @@ from PIL import Image, ImageEnhance
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import table  # noqa: E402
-from benchmarks.duplicates import DATA as _DATA  # noqa: E402
-from benchmarks.duplicates import clean_dataset  # noqa: E402
-
-# the shared data folder sits beside the repository of /work/main, two levels above a worktree
-DATA = next(
-    (
-        p
-        for p in (
-            _DATA,
-            Path(__file__).resolve().parents[3]
-            / "shared"
-            / _DATA.relative_to(_DATA.parents[2]).relative_to("shared"),
-        )
-        if p.is_dir()
-    ),
-    _DATA,
+from benchmarks.duplicates import (
+    DATA,  # noqa: E402  (IMGFINDER_SHARED_DATA overrides it)
+    clean_dataset,  # noqa: E402
 )
 
 HARD_TRANSFORMS = (

@@ -37,9 +37,9 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import backbone_weights, table  # noqa: E402
+from benchmarks.common import DEFAULT_DATASET, backbone_weights, table  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-flowers17-12class"
+DATA = DEFAULT_DATASET
 TRANSFORMS = ("resize50", "jpeg60", "crop5", "rot90", "mirror", "bright20", "format")
 SHOTS = ("shift", "smallcrop", "exposure", "tilt")  # similar shots of their source
 RETAKES = (*SHOTS, "burst")  # kinds that are not the same photo as their source

@@ -41,9 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import backbone_weights, peak_rss_mb, table  # noqa: E402
-
-DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared/data/oxford-flowers17-12class"
+from benchmarks.common import DEFAULT_DATASET, backbone_weights, peak_rss_mb, table  # noqa: E402
 
 
 def split_classes(

@@ -10,7 +10,12 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-flowers17-12class"
+# the labelled flower photos beside the repository (IMGFINDER_SHARED_DATA: another copy, e.g.
+# from a git worktree whose parent folder has no shared/ beside it)
+SHARED_DATA = Path(
+    os.environ.get("IMGFINDER_SHARED_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-flowers17-12class"
+)
 TEST_INPUT_SIZE = 64  # small input keeps CPU tests fast; the code path is the same
 
 
