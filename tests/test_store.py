@@ -101,3 +101,21 @@ def test_core_and_cli_import_no_qt():
         "print(bad); sys.exit(1 if bad else 0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_each_row_is_checksummed_once_per_process(tmp_path, monkeypatch):
+    """An exact search reads every row on every query: a row that passed its check is not
+    checked again, a damaged one is, and `verify` always reads the file afresh."""
+    from imgfinder.core import vectors
+
+    store = vectors.VectorStore(tmp_path / "v.f16", 8, "m")
+    rows = store.append(np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32))
+    checked = []
+    real = vectors.row_crcs
+    monkeypatch.setattr(vectors, "row_crcs", lambda v: checked.append(len(v)) or real(v))
+    first = store.get(rows)
+    assert sum(checked) == 50
+    again = store.get(rows[::-1])
+    assert sum(checked) == 50 and np.array_equal(again, first[::-1])
+    assert len(store.verify()) == 0 and sum(checked) == 100
+    store.close()

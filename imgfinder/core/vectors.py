@@ -73,6 +73,9 @@ class VectorStore:
         self._mm_rows = -1
         self.missing = False
         self.bad_rows: set[int] = set()  # rows found damaged when read
+        # rows whose checksum already passed in this process: append-only rows do not change,
+        # so each is checked once (an exact search reads every row on every query)
+        self._checked = np.zeros(0, dtype=bool)
         self.version = VERSION
         if not self.path.exists() or (writable and self.path.stat().st_size < HEADER_SIZE):
             if not writable:
@@ -187,9 +190,28 @@ class VectorStore:
         for i in range(0, len(inside), chunk):
             part = inside[i : i + chunk]
             got = np.asarray(rec[part])
-            bad.append(part[self._bad_mask(got)])
+            mask = self._bad_mask(got)
+            bad.append(part[mask])
+            self._mark_checked(part[~mask])
         out = np.unique(np.concatenate(bad)) if bad else np.zeros(0, np.int64)
         self.bad_rows.update(out.tolist())
+        return out
+
+    def _mark_checked(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        need = int(rows.max()) + 1
+        if need > len(self._checked):
+            grown = np.zeros(max(need, 2 * len(self._checked)), dtype=bool)
+            grown[: len(self._checked)] = self._checked
+            self._checked = grown
+        self._checked[rows] = True
+
+    def _unchecked(self, rows: np.ndarray) -> np.ndarray:
+        """Mask of `rows` (all inside the file) not yet checked in this process."""
+        known = rows < len(self._checked)
+        out = np.ones(len(rows), dtype=bool)
+        out[known] = ~self._checked[rows[known]]
         return out
 
     def _bad_mask(self, got: np.ndarray) -> np.ndarray:
@@ -210,10 +232,14 @@ class VectorStore:
         out = np.zeros((len(rows), self.dim), np.float16)
         ok = (rows < n) & (rows >= 0)
         if ok.any():
-            got = np.asarray(self._records()[rows[ok]])
+            inside = rows[ok]
+            got = np.asarray(self._records()[inside])
             out[ok] = got["v"]
-            if verify:
-                bad = self._bad_mask(got)
+            todo = self._unchecked(inside) if verify else np.zeros(len(inside), dtype=bool)
+            if todo.any():
+                bad = np.zeros(len(inside), dtype=bool)
+                bad[todo] = self._bad_mask(got[todo])
+                self._mark_checked(inside[todo & ~bad])
                 if bad.any():
                     idx = np.flatnonzero(ok)[bad]
                     out[idx] = 0
