@@ -240,6 +240,12 @@ class SearchWorker(QObject):
         super().__init__()
         self.latest = 0  # set by the GUI thread; older requests are dropped unstarted
         self.busy = threading.Lock()  # held while a library is in use (closing waits for it)
+        # One single-shot timer for the delayed query preview, connected once in the worker's
+        # thread. A QTimer.singleShot(ms, callable) per search would connect from this thread
+        # while it holds the GIL; with the GUI thread disconnecting some signal at that moment
+        # (Qt's shared signal-slot mutexes) the two threads deadlocked (seen in the tests).
+        self._preview_timer: QTimer | None = None
+        self._pending_preview: tuple | None = None
 
     @Slot(object)
     def search(self, req: SearchRequest) -> None:
@@ -282,7 +288,21 @@ class SearchWorker(QObject):
         secs = time.perf_counter() - t0
         self.done.emit(SearchResult(req.id, q, items, vector, lib.model_id, secs))
         if req.want_preview:  # a little later: the GUI thread paints the results first
-            QTimer.singleShot(PREVIEW_DELAY_MS, lambda: self._preview(req, source))
+            self._pending_preview = (req, source)
+            self._start_preview_timer()
+
+    def _start_preview_timer(self) -> None:
+        if self._preview_timer is None:  # created and connected once, in the worker's thread
+            self._preview_timer = QTimer(self)
+            self._preview_timer.setSingleShot(True)
+            self._preview_timer.timeout.connect(self._run_pending_preview)
+        self._preview_timer.start(PREVIEW_DELAY_MS)
+
+    @Slot()
+    def _run_pending_preview(self) -> None:
+        pending, self._pending_preview = self._pending_preview, None
+        if pending is not None:
+            self._preview(*pending)
 
     def _preview(self, req: SearchRequest, source) -> None:
         try:
