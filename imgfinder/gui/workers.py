@@ -296,6 +296,10 @@ class SearchWorker(QObject):
             self._preview_timer = QTimer(self)
             self._preview_timer.setSingleShot(True)
             self._preview_timer.timeout.connect(self._run_pending_preview)
+            # stopped in its own thread as that thread ends (never from the GUI thread)
+            self.thread().finished.connect(
+                self._preview_timer.stop, Qt.ConnectionType.DirectConnection
+            )
         self._preview_timer.start(PREVIEW_DELAY_MS)
 
     @Slot()
