@@ -55,3 +55,15 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_write(path) as fh:
         fh.write(data)
+
+
+def atomic_write_npz(path: str | os.PathLike, **arrays) -> Path:
+    """An uncompressed .npz of `arrays`, written crash-safe (numpy imported only here)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

@@ -14,7 +14,6 @@ doubled or halved since.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import zipfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgfinder.atomic import atomic_write
+from imgfinder.atomic import atomic_write_npz
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +74,14 @@ def estimate(
 
 
 def save_centre(centre: Centre, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    buf = io.BytesIO()
-    np.savez(
-        buf,
+    return atomic_write_npz(
+        path,
         format=np.array(CENTRE_FORMAT),
         version=np.array(CENTRE_VERSION),
         model_id=np.array(centre.model_id),
         count=np.array(centre.count),
         mean=centre.mean.astype(np.float32),
     )
-    with atomic_write(path) as fh:
-        fh.write(buf.getvalue())
-    return path
 
 
 def load_centre(path: str | os.PathLike, model_id: str, dim: int) -> Centre | None:

@@ -12,7 +12,6 @@ so a store or index of whitened vectors never mixes with raw ones.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import threading
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from imgfinder.atomic import atomic_write
+from imgfinder.atomic import atomic_write_npz
 from imgfinder.errors import ImgfinderError, ModelMismatchError
 
 if TYPE_CHECKING:
@@ -216,10 +215,8 @@ def learn_from_library(
 
 def save_whitening(w: Whitening, path: str | os.PathLike) -> Path:
     """Write an .npz atomically (format, version, model id, arrays, settings)."""
-    path = Path(path)
-    buf = io.BytesIO()
-    np.savez(
-        buf,
+    return atomic_write_npz(
+        path,
         format=np.array(WHITEN_FORMAT),
         version=np.array(WHITEN_VERSION),
         model_id=np.array(w.model_id),
@@ -230,9 +227,6 @@ def save_whitening(w: Whitening, path: str | os.PathLike) -> Path:
         shrinkage=np.array(w.shrinkage),
         samples=np.array(w.samples),
     )
-    with atomic_write(path) as fh:
-        fh.write(buf.getvalue())
-    return path
 
 
 def load_whitening(path: str | os.PathLike, model_id: str | None = None) -> Whitening:

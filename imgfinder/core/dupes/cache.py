@@ -12,14 +12,13 @@ foreign file is ignored, never trusted.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from imgfinder.atomic import atomic_write_bytes
+from imgfinder.atomic import atomic_write_npz
 from imgfinder.core.dupes import geometry, signature
 from imgfinder.core.dupes.pairs import PairList
 
@@ -59,7 +58,6 @@ def fingerprint(
 
 def save(path: Path, pairs: PairList, key: str) -> None:
     """Write the PairList with its fingerprint (crash-safe)."""
-    buf = io.BytesIO()
     header = {
         "format": FORMAT,
         "key": key,
@@ -68,14 +66,13 @@ def save(path: Path, pairs: PairList, key: str) -> None:
         "model_id": pairs.model_id,
         "stats": {k: v for k, v in pairs.stats.items() if isinstance(v, int | float | str)},
     }
-    np.savez(
-        buf,
+    atomic_write_npz(
+        path,
         header=np.frombuffer(
             json.dumps(header, ensure_ascii=False).encode("utf-8", "surrogateescape"), np.uint8
         ),
         **{name: getattr(pairs, name) for name in _ARRAYS},
     )
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def load(path: Path, key: str) -> PairList | None:
