@@ -152,14 +152,21 @@ def disk_usage(root: Path) -> dict[str, int]:
     }
 
 
-def fast_status(args: argparse.Namespace) -> dict | None:
-    """`imgfinder status` from the catalog and the remembered model id; None: load the model."""
+def _model_and_catalog(args: argparse.Namespace) -> tuple[dict, Catalog] | None:
+    """The remembered model and the open catalog, or None when the fast path cannot answer."""
     model = known_model(args)
     if model is None:
         return None
     cat = _catalog(args)
-    if cat is None:
+    return None if cat is None else (model, cat)
+
+
+def fast_status(args: argparse.Namespace) -> dict | None:
+    """`imgfinder status` from the catalog and the remembered model id; None: load the model."""
+    found = _model_and_catalog(args)
+    if found is None:
         return None
+    model, cat = found
     root = data_dir(args)
     try:
         counts, model_counts, root_counts = cat.counts(), cat.model_counts(), cat.root_counts()
@@ -208,12 +215,10 @@ def unchanged_index(args: argparse.Namespace, on_progress=None) -> tuple[IndexSu
     (or recorded as unreadable).
     """
     t0 = time.perf_counter()
-    model = known_model(args)
-    if model is None:
+    found = _model_and_catalog(args)
+    if found is None:
         return None
-    cat = _catalog(args)
-    if cat is None:
-        return None
+    model, cat = found
     try:
         known = {p for _, p in cat.roots()}
         wanted = {str(Path(p).expanduser().resolve()) for p in args.paths}
