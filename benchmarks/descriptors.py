@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import DEFAULT_DATASET, dataset_files, table  # noqa: E402
 
 
-def pooled(files, backbone: str, size: int, batch: int = 32) -> dict[str, np.ndarray]:
+def pooled(files, backbone: str, size: int, batch: int = 32) -> tuple[dict[str, np.ndarray], str]:
     import torch.nn.functional as F
 
     from imgfinder.core.extract import Extractor, ModelConfig
