@@ -2,9 +2,11 @@
 
 Protocol: train on 8 of the 12 flower classes (alphabetically first), evaluate on the
 other 4 (never seen in training) with exact search (`evaluate_vectors`), the same
-backbone weights before and after. Whitening is learned without labels on the
-*training* classes' images (clean view + the cached augmented views), and, for
-comparison, transductively on the unlabelled eval images. Eval descriptors come from
+backbone weights before and after, raw and centred on the eval photos' mean (search's
+default). Whitening is learned on the *training* classes' images (clean view + the
+cached augmented views): PCA without labels, and supervised from their classes (`whiten
+--classes`), centred on the eval photos' mean; for comparison, PCA transductively on
+the unlabelled eval images. Eval descriptors come from
 one fp32 pass of the frozen part of the trunk (the cached maps kept) re-fused with
 each trained head / last stage; a check re-embeds some eval images through `Extractor`
 with the saved files (the product path).
@@ -148,6 +150,11 @@ def train_descriptors(cache, last, eca, trained_last: bool) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+def centred(v: np.ndarray) -> np.ndarray:
+    """Descriptors minus the collection's mean (search's default centring)."""
+    return v - v.astype(np.float64).mean(axis=0).astype(v.dtype)
+
+
 def evaluate(vectors: np.ndarray, labels: list[str]) -> tuple[float, float]:
     from imgfinder.core.evaluate import evaluate_vectors
     from imgfinder.core.index import ExactIndex
@@ -226,6 +233,7 @@ def time_input_sizes(
 def main() -> int:
     from imgfinder.core.modelspec import BACKBONES, OFFLINE_BACKBONE
     from imgfinder.core.train import TrainConfig
+    from imgfinder.core.whiten import DEFAULT_SUPERVISED_SHRINKAGE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbone", choices=list(BACKBONES), default=OFFLINE_BACKBONE)
@@ -262,7 +270,11 @@ def main() -> int:
     ap.add_argument("--dims", type=int, nargs="*", default=[256, 1024])
     ap.add_argument("--eval-dim", type=int, default=64, help="D' when learned on the eval set")
     ap.add_argument("--power", type=float, default=0.5)
-    ap.add_argument("--shrinkage", type=float, default=0.1)
+    ap.add_argument("--shrinkage", type=float, default=0.1, help="PCA whitening's")
+    ap.add_argument(
+        "--supervised-shrinkage", type=float, default=DEFAULT_SUPERVISED_SHRINKAGE,
+        help="the supervised whitening's (of the within-class scatter)",
+    )  # fmt: skip
     ap.add_argument("--time-sizes", type=int, nargs="*", default=[224])
     ap.add_argument("--per-class", type=int, default=None, help="limit (quick smoke runs)")
     ap.add_argument(
@@ -287,7 +299,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     from imgfinder.core.library import run
     from imgfinder.core.modelspec import get_spec
     from imgfinder.core.train import TrainConfig, Trainer, _frozen_bn
-    from imgfinder.core.whiten import learn_whitening
+    from imgfinder.core.whiten import learn_supervised_whitening, learn_whitening
 
     t_all = time.perf_counter()
     if args.threads:
@@ -400,9 +412,16 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     vec = {"before": descriptors(l3, base.trunk.last, base.eca)}
     sec = {"before": ""}
     learn_on = {}
+    learn_labels = {}  # class of each whitening-sample row (every view of a photo: its class)
+
+    def labels_of(trainer):
+        cache = trainer.cache
+        return np.repeat(trainer.data.labels[cache.valid_indices()], cache.views)
+
     if args.dims and runs:
-        cache0 = (first_last or runs[0])[1].cache
-        learn_on["before"] = train_descriptors(cache0, base.trunk.last, base.eca, False)
+        tr0 = (first_last or runs[0])[1]
+        learn_on["before"] = train_descriptors(tr0.cache, base.trunk.last, base.eca, False)
+        learn_labels["before"] = labels_of(tr0)
     if first_last is not None:
         # control: BatchNorm statistics re-estimated on the training images, no training
         control = "before, last-stage BN re-estimated (no training)"
@@ -411,13 +430,15 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
         sec[control] = ""
         if args.dims:
             learn_on[control] = train_descriptors(first_last[1].cache, l4_control, base.eca, True)
+            learn_labels[control] = labels_of(first_last[1])
     for name, tr, res, _ in runs:
         m = tr.model.eval()
         trained_last = tr.cfg.train == "layer4"
         vec[name] = descriptors(l3, m.trunk.last, m.eca)
         if args.dims:  # whitening is learned on the training classes' views for every model
-            cache = first_last[1].cache if tr.cfg.unlabelled and first_last else tr.cache
-            learn_on[name] = train_descriptors(cache, m.trunk.last, m.eca, trained_last)
+            labelled_tr = first_last[1] if tr.cfg.unlabelled and first_last else tr
+            learn_on[name] = train_descriptors(labelled_tr.cache, m.trunk.last, m.eca, trained_last)
+            learn_labels[name] = labels_of(labelled_tr)
         sec[name] = f"{np.median(res.epoch_seconds):.2f}"
     if not args.no_eca and first_last is not None:
         worst = check_product_path(
@@ -432,33 +453,46 @@ def bench(args: argparse.Namespace, tmp: Path) -> int:
     t = time.perf_counter()
     rows = []
     before = evaluate(vec["before"], eval_labels)
+    default = evaluate(centred(vec["before"]), eval_labels)  # what search does untrained
     for name, v in vec.items():
-        variants = [("none", v.shape[1], v)]
+        # the product centres search on the library's mean: here the eval photos' mean
+        variants = [("none", "no", v.shape[1], v), ("none", "yes", v.shape[1], centred(v))]
         if args.dims and name in learn_on:
             full = learn_whitening(
                 learn_on[name], max(args.dims), power=args.power, shrinkage=args.shrinkage
             )
             for d in args.dims:
                 w = full.truncated(min(d, full.dim_out))  # exact: same as learning d dims
-                variants.append((f"train classes ({w.samples})", w.dim_out, w.apply(v)))
+                variants.append((f"PCA, train views ({w.samples})", "-", w.dim_out, w.apply(v)))
+            # `whiten --classes`: supervised on the training classes' views, centred on
+            # the library's mean (as the command does once the library has photos)
+            for d in args.dims:
+                w = learn_supervised_whitening(
+                    learn_on[name], learn_labels[name], d,
+                    shrinkage=args.supervised_shrinkage, centre=v.astype(np.float64).mean(0),
+                )  # fmt: skip
+                how = f"supervised, train views ({w.samples}, {w.classes} classes)"
+                variants.append((how, "yes", w.dim_out, w.apply(v)))
         if args.eval_dim:
             w = learn_whitening(v, args.eval_dim, power=args.power, shrinkage=args.shrinkage)
-            variants.append((f"eval set, no labels ({w.samples})", w.dim_out, w.apply(v)))
-        for how, dim, vv in variants:
+            variants.append((f"PCA, eval set, no labels ({w.samples})", "-", w.dim_out, w.apply(v)))
+        for how, cen, dim, vv in variants:
             m, p10 = evaluate(vv, eval_labels)
             rows.append(
                 {
-                    "model": name, "whitening (learned on, n)": how, "D'": dim,
-                    "mAP": f"{m:.4f}", "P@10": f"{p10:.4f}",
-                    "mAP gain": f"{100 * (m - before[0]):+.1f}" if how == "none" else "",
-                    "P@10 gain": f"{100 * (p10 - before[1]):+.1f}" if how == "none" else "",
+                    "model": name, "whitening (learned on, n)": how, "centred": cen,
+                    "D'": dim, "mAP": f"{m:.4f}", "P@10": f"{p10:.4f}",
+                    "mAP gain": f"{100 * (m - default[0]):+.1f}",
+                    "P@10 gain": f"{100 * (p10 - default[1]):+.1f}",
+                    "vs raw": f"{100 * (m - before[0]):+.1f}",
                     "store B/img": 2 * dim, "s/epoch": sec[name],
                 }
             )  # fmt: skip
     print(f"whitening + evaluation {time.perf_counter() - t:.0f} s")
     print()
     print(f"{spec.title} at {args.size} px, {len(held_cls)} {held_word} classes "
-          "(gain: points of mAP / P@10 over 'before', no whitening):")  # fmt: skip
+          "(gain: points of mAP / P@10 over the untrained default, 'before' centred on the "
+          "library's mean; 'vs raw': mAP points over 'before' uncentred):")  # fmt: skip
     print(table(rows, list(rows[0])))
     print()
     if curve:

@@ -1,4 +1,5 @@
-"""`imgfinder train DATASET` (ArcFace fine-tuning) and `imgfinder whiten` (PCA whitening)."""
+"""`imgfinder train DATASET` (ArcFace fine-tuning) and `imgfinder whiten` (PCA or supervised
+whitening)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from imgfinder.cli.common import ProgressBar, model_config, open_library
 from imgfinder.core.extract import Extractor, ModelConfig
 from imgfinder.core.modelspec import DEFAULT_BACKBONE
 from imgfinder.core.train import BATCHNORM_MODES, TRAINABLE, TrainConfig, TrainResult, train
-from imgfinder.core.whiten import learn_from_library, save_whitening
+from imgfinder.core.whiten import (
+    DEFAULT_SUPERVISED_SHRINKAGE,
+    LearningCancelled,
+    learn_from_classes,
+    learn_from_library,
+    save_whitening,
+)
 from imgfinder.errors import ImgfinderError
 
 
@@ -81,7 +88,17 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     w = sub.add_parser(
         "whiten",
         parents=[common],
-        help="learn PCA whitening from the library's own vectors (no labels)",
+        help="learn a whitening: PCA from the library's own vectors (no labels), or "
+        "supervised from a folder per class (--classes)",
+        description="Without --classes: PCA whitening of the library's vectors. With "
+        "--classes DATASET (one sub-folder per class, like `train`): a discriminative "
+        "whitening that damps the ways photos of one subject differ; learned on some "
+        "classes it also helps on others (benchmarks/training.py).",
+    )
+    w.add_argument(
+        "--classes",
+        metavar="DATASET",
+        help="learn a supervised whitening from this folder of class sub-folders",
     )
     w.add_argument(
         "--dim",
@@ -91,7 +108,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         "fewer; with fewer than ~4 D' vectors the weak components are mostly noise)",
     )
     w.add_argument("--power", type=float, default=0.5, help="eigenvalue power (0.5: full)")
-    w.add_argument("--shrinkage", type=float, default=0.1, help="eigenvalue shrinkage to the mean")
+    w.add_argument(
+        "--shrinkage",
+        type=float,
+        default=None,
+        help="shrinkage to the mean eigenvalue (default 0.1; with --classes "
+        f"{DEFAULT_SUPERVISED_SHRINKAGE}, of the within-class scatter)",
+    )
     w.add_argument("-o", "--output", help="output .npz (default models/whiten-<tag>.npz)")
     w.set_defaults(func=cmd_whiten)
 
@@ -195,18 +218,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learn_supervised(lib, args: argparse.Namespace):
+    """The supervised whitening of `--classes`, with a progress bar; None if interrupted."""
+    shrinkage = DEFAULT_SUPERVISED_SHRINKAGE if args.shrinkage is None else args.shrinkage
+    cancel = threading.Event()
+    bar = ProgressBar(label=lambda p: "embedding the class photos")
+    try:
+        with sigint_cancels(cancel):
+            gen = learn_from_classes(lib, args.classes, args.dim, shrinkage, cancel=cancel)
+            return drive(gen, bar)
+    except LearningCancelled:
+        print("imgfinder: whitening interrupted; nothing was written", file=sys.stderr)
+        return None
+    finally:
+        bar.close()
+
+
 def cmd_whiten(args: argparse.Namespace) -> int:
     if args.dim is not None and args.dim < 1:
         raise ImgfinderError("--dim must be at least 1")
     args.whitening = None  # open the raw library: no whitening file to load (or to mismatch)
     lib = open_library(args)
     try:
-        w = learn_from_library(lib, args.dim, power=args.power, shrinkage=args.shrinkage)
+        if args.classes:
+            w = _learn_supervised(lib, args)
+        else:
+            shrinkage = 0.1 if args.shrinkage is None else args.shrinkage
+            w = learn_from_library(lib, args.dim, power=args.power, shrinkage=shrinkage)
     finally:
         lib.close()
+    if w is None:
+        return 130
     out = Path(args.output) if args.output else paths.models_dir() / w.file_name
     save_whitening(w, out)
-    print(f"learned from {w.samples} vectors: {w.dim_in} -> {w.dim_out} dims")
+    if w.kind == "supervised":
+        print(
+            f"learned from {w.samples} photos in {w.classes} classes, centred on "
+            f"{w.centred_on}: {w.dim_in} -> {w.dim_out} dims"
+        )
+    else:
+        print(f"learned from {w.samples} vectors: {w.dim_in} -> {w.dim_out} dims")
     print(f"whitened model id: {w.output_model_id}")
     print(out)
     return 0

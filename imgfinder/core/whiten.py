@@ -1,12 +1,21 @@
-"""PCA whitening learned from a library's own vectors: centre, project to D', whiten, re-normalise.
+"""Whitening of descriptors: centre, project to D', whiten, re-normalise.
 
-No labels are needed (Jégou & Chum, "Negative evidences and co-occurrences in image
+Two ways to learn one. *PCA whitening* from a library's own vectors needs no labels (Jégou & Chum, "Negative evidences and co-occurrences in image
 retrieval", 2012; Radenović et al. learn it the same way for CNN descriptors).
 Eigenvalues are shrunk toward their mean, l' = (1 - b) l + b mean(l), and each
 component is scaled by l'^-p: p = 0.5 is full whitening, smaller p whitens partially,
 b > 0 keeps weak (noisy) components from being blown up. The file records the model
 id it was learned for; the whitened vectors get their own model id (`output_model_id`),
 so a store or index of whitened vectors never mixes with raw ones.
+
+*Supervised (discriminative) whitening* learns from photos in a folder per class
+(Radenović, Tolias & Chum, "Fine-tuning CNN image retrieval with no human annotation",
+TPAMI 2018, sec. 3.3): the within-class scatter, shrunk toward its mean eigenvalue, is
+whitened, so that directions in which photos of one subject vary (pose, light,
+background) count less; the whitened data is then rotated to its principal axes and cut
+to D'. Radenović et al. take the second step from non-matching pairs; the covariance of
+random-pair differences is twice the data covariance, so the principal axes are the same.
+Learned on some classes it transfers to others (`benchmarks/training.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +33,7 @@ import numpy as np
 import torch
 
 from imgfinder.atomic import atomic_write_npz
+from imgfinder.core.types import Progress
 from imgfinder.errors import ImgfinderError, ModelMismatchError
 
 if TYPE_CHECKING:
@@ -31,7 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WHITEN_FORMAT = "imgfinder-whitening"
-WHITEN_VERSION = 1
+WHITEN_VERSION = 2  # 2: `kind` and `classes` (1: PCA only, still read)
+KINDS = ("pca", "supervised")
 DEFAULT_DIM = 1024
 
 
@@ -55,6 +67,9 @@ class Whitening:
     power: float
     shrinkage: float
     samples: int
+    kind: str = "pca"  # "pca" (unlabelled) or "supervised" (folder per class)
+    classes: int = 0  # number of classes a supervised whitening was learned from
+    centred_on: str = ""  # what `mean` is: "the library's mean (N photos)", ...
 
     @property
     def dim_in(self) -> int:
@@ -69,7 +84,8 @@ class Whitening:
         h = hashlib.sha256()
         h.update(np.ascontiguousarray(self.mean, np.float32).tobytes())
         h.update(np.ascontiguousarray(self.projection, np.float32).tobytes())
-        return f"pw{self.dim_out}-{h.hexdigest()[:10]}"
+        prefix = "lw" if self.kind == "supervised" else "pw"
+        return f"{prefix}{self.dim_out}-{h.hexdigest()[:10]}"
 
     @property
     def file_name(self) -> str:
@@ -174,6 +190,161 @@ def learn_whitening(
     )
 
 
+DEFAULT_SUPERVISED_SHRINKAGE = 0.5  # chosen on the flowers' class splits (README, training)
+MIN_LIBRARY_CENTRE = 16  # library photos needed to centre on the library (as search does)
+
+
+def _shrunk_inverse_sqrt(a: torch.Tensor, shrinkage: float):
+    """y -> y @ S^-1/2 for S = (1 - b) A^T A + b t I, t = trace(A^T A) / D, A (n, D).
+
+    With n < D (a few hundred photos, 2560-4096-d descriptors) S is the identity scaled
+    by b t outside the rows' span, so only an n x n eigenproblem is solved.
+    """
+    n, d = a.shape
+    t = float((a * a).sum()) / d
+    c = shrinkage * t
+    if n >= d:
+        w, u = torch.linalg.eigh((1.0 - shrinkage) * (a.T @ a) + c * torch.eye(d, dtype=a.dtype))
+        m = (u * w.clamp_min(1e-12 * t).rsqrt()) @ u.T
+        return lambda y: y @ m
+    lam, u = torch.linalg.eigh(a @ a.T)  # A A^T = U L U^T, so A^T A = V L V^T, V = A^T U L^-1/2
+    keep = lam > 1e-10 * max(float(lam.max()), 1e-30)
+    lam, u = lam[keep], u[:, keep]
+    v = (a.T @ u) * lam.rsqrt()
+    gain = ((1.0 - shrinkage) * lam + c).rsqrt() - c**-0.5
+    return lambda y: c**-0.5 * y + ((y @ v) * gain) @ v.T
+
+
+def _principal_axes(z: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Covariance eigenvalues (dim,) and axes (D, dim), strongest first, of rows z (n, D)
+    with zero mean, from the n x n Gram matrix when n < D."""
+    n, d = z.shape
+    if n >= d:
+        evals, vecs = torch.linalg.eigh(z.T @ z)
+        evals, vecs = evals.flip(0)[:dim].clamp_min(0), vecs.flip(1)[:, :dim]
+    else:
+        evals, u = torch.linalg.eigh(z @ z.T)
+        evals, u = evals.flip(0)[:dim].clamp_min(0), u.flip(1)[:, :dim]
+        vecs = (z.T @ u) / evals.clamp_min(1e-12).sqrt()
+    return evals / max(n - 1, 1), vecs
+
+
+def learn_supervised_whitening(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    dim: int,
+    *,
+    model_id: str = "",
+    shrinkage: float = DEFAULT_SUPERVISED_SHRINKAGE,
+    centre: np.ndarray | None = None,
+) -> Whitening:
+    """Discriminative whitening from labelled vectors (N, D), labels (N,) of >= 2 classes.
+
+    Rows are L2-normalised first (stored descriptors already are). `shrinkage` b mixes
+    the within-class scatter with b * mean eigenvalue * I: some is needed, since N
+    photos of K classes give a scatter of rank N - K at most. `centre`: the mean to
+    subtract when applying it, normally the library's (searching centres on the
+    library's mean; the default is the training photos' mean).
+    """
+    v = np.asarray(vectors, dtype=np.float64)
+    lab = np.asarray(labels)
+    if v.ndim != 2 or lab.shape != (len(v),):
+        raise ImgfinderError(f"need (N, D) vectors and N labels, got {v.shape}, {lab.shape}")
+    n, d = v.shape
+    classes, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
+    if len(classes) < 2 or n - len(classes) < 2:
+        raise ImgfinderError(
+            f"supervised whitening needs at least two classes and more photos than classes "
+            f"(got {n} photos in {len(classes)} classes)"
+        )
+    if not 0.0 < shrinkage <= 1.0:
+        raise ImgfinderError("shrinkage must lie in (0, 1] for a supervised whitening")
+    if dim > min(d, n - 1):  # the second step's covariance has rank n - 1 at most
+        log.warning(
+            "supervised whitening to %d dims from %d photos: using %d", dim, n, min(d, n - 1)
+        )
+        dim = min(d, n - 1)
+    x = torch.from_numpy(v)
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    idx = torch.from_numpy(inverse.astype(np.int64))
+    sums = torch.zeros(len(classes), d, dtype=torch.float64).index_add_(0, idx, x)
+    within = (x - (sums / torch.from_numpy(counts).double()[:, None])[idx]) / n**0.5
+    inv_sqrt = _shrunk_inverse_sqrt(within, shrinkage)
+    mean = x.mean(dim=0)
+    z = inv_sqrt(x - mean)  # the training photos with the within-class scatter whitened
+    evals, vecs = _principal_axes(z, dim)
+    signs = torch.sign(vecs.gather(0, vecs.abs().argmax(dim=0, keepdim=True)))
+    vecs = vecs * torch.where(signs == 0, 1.0, signs)
+    projection = inv_sqrt(vecs.T).T  # x -> inv_sqrt(x) @ vecs, inv_sqrt being symmetric
+    return Whitening(
+        mean=(mean.numpy() if centre is None else np.asarray(centre)).astype(np.float32),
+        projection=projection.float().numpy(),
+        eigenvalues=evals.float().numpy(),
+        model_id=model_id,
+        power=0.5,
+        shrinkage=float(shrinkage),
+        samples=int(n),
+        kind="supervised",
+        classes=len(classes),
+        centred_on="the training photos' mean" if centre is None else "a given mean",
+    )
+
+
+def learn_from_classes(
+    lib: Library,
+    dataset: str | os.PathLike,
+    dim: int | None = None,
+    shrinkage: float = DEFAULT_SUPERVISED_SHRINKAGE,
+    cancel: threading.Event | None = None,
+) -> Generator[Progress, None, Whitening]:
+    """Supervised whitening from a folder per class, with the library's model.
+
+    Yields Progress once per batch while the photos are embedded (through the same decode
+    and preprocessing as indexing; unreadable ones are logged and skipped). The whitening
+    is centred on the library's mean when the library has at least 16 raw vectors of its
+    model (as search centres on it), else on the training photos' mean.
+    """
+    import time
+
+    from imgfinder.core.train import discover  # noqa: PLC0415 (training code loads lazily)
+
+    tset = discover(dataset)
+    ex = lib.extractor
+    vectors, labels, skipped = [], [], 0
+    label_of = dict(zip(tset.files, tset.labels.tolist()))
+    t0 = time.perf_counter()
+    done = 0
+    for batch in ex.pipeline(tset.files, cancel=cancel):
+        for p in batch:
+            if p.vector is None:
+                skipped += 1
+                log.warning("skipping %s: %s", p.path, p.error or "not decoded")
+                continue
+            vectors.append(p.vector)
+            labels.append(label_of[p.path])
+        done += len(batch)
+        yield Progress.since("whiten", done, len(tset.files), t0, message=str(tset.root))
+    if cancel is not None and cancel.is_set():
+        raise LearningCancelled("learning the whitening was cancelled")
+    if skipped:
+        log.warning("%d of %d photos could not be read and were skipped", skipped, done)
+    if not vectors:
+        raise ImgfinderError(f"no readable photos in {tset.root}")
+    raw = lib.raw_vectors()
+    centre = raw.astype(np.float64).mean(axis=0) if len(raw) >= MIN_LIBRARY_CENTRE else None
+    w = learn_supervised_whitening(
+        np.stack(vectors),
+        np.asarray(labels),
+        dim or DEFAULT_DIM,
+        model_id=ex.model_id,
+        shrinkage=shrinkage,
+        centre=centre,
+    )
+    if centre is not None:
+        w.centred_on = f"the library's mean ({len(raw)} photos)"
+    return w
+
+
 def learn_from_library(
     lib: Library,
     dim: int | None = None,
@@ -226,6 +397,9 @@ def save_whitening(w: Whitening, path: str | os.PathLike) -> Path:
         power=np.array(w.power),
         shrinkage=np.array(w.shrinkage),
         samples=np.array(w.samples),
+        kind=np.array(w.kind),
+        classes=np.array(w.classes),
+        centred_on=np.array(w.centred_on),
     )
 
 
@@ -236,8 +410,12 @@ def load_whitening(path: str | os.PathLike, model_id: str | None = None) -> Whit
         with np.load(path, allow_pickle=False) as z:
             if str(z["format"]) != WHITEN_FORMAT:
                 raise ImgfinderError(f"{path} is not an imgfinder whitening file")
-            if int(z["version"]) != WHITEN_VERSION:
-                raise ImgfinderError(f"{path}: whitening version {int(z['version'])} unsupported")
+            version = int(z["version"])
+            if version not in (1, WHITEN_VERSION):
+                raise ImgfinderError(f"{path}: whitening version {version} unsupported")
+            kind = str(z["kind"]) if version >= 2 else "pca"
+            if kind not in KINDS:
+                raise ImgfinderError(f"{path}: unknown whitening kind {kind!r}")
             w = Whitening(
                 mean=z["mean"],
                 projection=z["projection"],
@@ -246,6 +424,9 @@ def load_whitening(path: str | os.PathLike, model_id: str | None = None) -> Whit
                 power=float(z["power"]),
                 shrinkage=float(z["shrinkage"]),
                 samples=int(z["samples"]),
+                kind=kind,
+                classes=int(z["classes"]) if version >= 2 else 0,
+                centred_on=str(z["centred_on"]) if version >= 2 else "",
             )
     except FileNotFoundError:
         raise ImgfinderError(f"no such whitening file: {path}") from None
