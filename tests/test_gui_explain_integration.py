@@ -49,7 +49,7 @@ def test_search_explains_query_and_selected_result(
     w.show()
     index_folder(qtbot, w, photos)
     w.query_panel.count_spin.setValue(5)
-    qtbot.wait(300)  # the count is debounced
+    qtbot.waitUntil(lambda: w.search_ctl.k == 5)  # the count is debounced
     assert not w.export_action.isEnabled()
     query = photos / "img_0002.png"
     mime = QMimeData()

@@ -207,7 +207,7 @@ def test_result_header_counts_what_is_shown(qtbot, make_window, tmp_path):
 
 def test_weights_dialog_speaks_the_apps_language(qapp):
     from imgfinder.core.weights import default_weights_file, offline_message
-    from imgfinder.gui.dialogs import WeightsDialog
+    from imgfinder.gui.weights_dialog import WeightsDialog
 
     dlg = WeightsDialog()
     dlg.show_missing(offline_message("download failed: [Errno -2] Name or service not known"))
@@ -261,7 +261,7 @@ def test_layout_fits_and_the_grid_shows_three_rows(qtbot, make_window, size):
     w.show()
     qtbot.waitExposed(w)
     qtbot.waitUntil(lambda: getattr(w, "_laid_out", False))
-    qtbot.wait(50)  # the first layout runs right after the window is shown
+    qtbot.waitUntil(lambda: w.first_layout_done)  # it runs right after the window is shown
     assert w.minimumSizeHint().width() <= size[0] and w.width() == size[0]
     rv = w.results_view
 
@@ -269,6 +269,7 @@ def test_layout_fits_and_the_grid_shows_three_rows(qtbot, make_window, size):
         return rv.viewport().height() / rv.gridSize().height()
 
     assert rv.delegate.size == 160  # the default thumbnail size
+    qtbot.waitUntil(lambda: rows() >= 3, timeout=2000)  # once the splitter has been laid out
     assert rows() >= 3, f"{rows():.2f} rows of thumbnails at {size}"
     assert rv.viewport().width() // rv.gridSize().width() >= 3
     for dock in (w.library_dock, w.details_dock):
@@ -279,10 +280,10 @@ def test_layout_fits_and_the_grid_shows_three_rows(qtbot, make_window, size):
         assert not pane.folded  # room for the explanations next to 3 rows
         assert pane.currentWidget().height() >= UNFOLDED_MIN - 40
     w.show_skipped()  # beside the details, not under the grid
-    qtbot.wait(50)
-    assert rows() >= 3
+    qtbot.waitUntil(lambda: w.skipped.isVisible())
+    qtbot.waitUntil(lambda: rows() >= 3)
     w.views.setCurrentWidget(w.dupes_view)
-    qtbot.wait(50)
+    qtbot.waitUntil(lambda: w.dupes_view.isVisible())
     assert w.width() == size[0]
     assert w.dupes_view.group_list.width() >= 200
     # folding and unfolding by clicking the open tab
@@ -389,8 +390,8 @@ def test_settings_enter_means_ok_and_missing_weights_are_named(qtbot, tmp_path, 
     from PySide6.QtWidgets import QDialogButtonBox, QFileDialog, QPushButton
 
     from imgfinder.core.weights import default_weights_file
-    from imgfinder.gui.dialogs import SettingsDialog
     from imgfinder.gui.settings import Effective, GuiSettings, LaunchOptions
+    from imgfinder.gui.settings_dialog import SettingsDialog
 
     eff = Effective.resolve(GuiSettings(), LaunchOptions(device="cpu"))
     dlg = SettingsDialog(GuiSettings(), eff, tmp_path / "data")

@@ -152,6 +152,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self._explained: tuple | None = None  # (Query, model id) the widgets explain
         self._pending_open = None  # `imgfinder gui IMAGE`: waits for the model
         self._syncing_controls = False
+        self.first_layout_done = False  # the first layout of the search tab has run
         self.tasks = TaskRunner(2, self)
         self.loader = ThumbnailLoader(self)
         self.index_ctl = IndexController(self)
@@ -627,6 +628,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
     def _initial_search_layout(self) -> None:
         """First start: the grid gets 3 rows of thumbnails; the explanations what is left, or
         they start folded to their tab bar when that is too little (e.g. 1280x800)."""
+        self.first_layout_done = True
         if self.settings.explain_folded is not None or self.settings.search_split_state:
             return
         split = self.search_split

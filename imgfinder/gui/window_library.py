@@ -8,15 +8,15 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from imgfinder.core.extract import device_description, pick_device
-from imgfinder.core.library import Library
+from imgfinder.core import torchinfo
 from imgfinder.core.modelspec import get_spec
 from imgfinder.core.types import IndexSummary, Progress, run_summary_text
 from imgfinder.core.weights import default_available, offline_message
 from imgfinder.errors import ImgfinderError
-from imgfinder.gui.dialogs import SettingsDialog, WeightsDialog
 from imgfinder.gui.items import ModelInfo
 from imgfinder.gui.settings import LIBRARY_FIELDS, Effective
+from imgfinder.gui.settings_dialog import SettingsDialog
+from imgfinder.gui.weights_dialog import WeightsDialog
 from imgfinder.gui.workers import DownloadWorker, restore_torch_threads, worker_thread
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ class LibraryMixin:
     def _open_library(self) -> None:
         self.effective = Effective.resolve(self.settings, self.opts)
         eff = self.effective
+        from imgfinder.core.library import Library  # noqa: PLC0415 (torch: once the window is up)
+
         self.lib = Library(
             self.data_dir, eff.model_config(), index_backend=eff.index_backend, allow_download=False
         )
@@ -39,7 +41,7 @@ class LibraryMixin:
         self.index_ctl.set_library(self.lib)
         self.search_ctl.lib = self.lib
         try:
-            self.device_label.setText(device_description(pick_device(eff.device)))
+            self.device_label.setText(torchinfo.describe_device(eff.device))
         except ImgfinderError as exc:
             self.device_label.setText(str(exc))
 

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu
 from imgfinder.core import decode
 from imgfinder.core.explain import MatchExplanation
 from imgfinder.gui import desktop
-from imgfinder.gui.explain_view import HeatmapControls
+from imgfinder.gui.image_view import HeatmapControls
 from imgfinder.gui.items import Query, ResultItem, SearchResult
 from imgfinder.gui.query import Incoming, fetch_url, from_mime
 from imgfinder.gui.query_panel import can_accept
