@@ -156,7 +156,7 @@ def test_start_searches_for_the_image_given_on_the_command_line(
 
 
 def test_command_line_arguments(tmp_path, monkeypatch, photos):
-    from imgfinder.gui.window_search import incoming_from_arg
+    from imgfinder.gui.search_pane import incoming_from_arg
 
     photo = photos / "img_0001.png"
     found = incoming_from_arg(str(photo))

@@ -76,3 +76,13 @@ def test_config_imports_neither_qt_nor_torch():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_no_gui_or_cli_module_is_over_600_lines():
+    long = {}
+    for folder in ("gui", "cli"):
+        for f in (ROOT / "imgfinder" / folder).glob("*.py"):
+            n = len(f.read_text(encoding="utf-8").splitlines())
+            if n > 600:
+                long[f"{folder}/{f.name}"] = n
+    assert long == {}

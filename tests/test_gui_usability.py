@@ -9,7 +9,7 @@ pytest.importorskip("PySide6")
 from PySide6.QtGui import QAction, QKeySequence  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMenu  # noqa: E402
 
-from imgfinder.gui.main_window import unique_shortcuts  # noqa: E402
+from imgfinder.gui.window_parts import unique_shortcuts  # noqa: E402
 
 
 def _menu_actions(w) -> list[QAction]:
@@ -62,7 +62,9 @@ def test_every_shortcut_triggers_its_action(qtbot, make_window):
 
 def test_shortcut_list_names_each_action_once(make_window):
     w = make_window(wait_model=False)
-    lines = w.shortcut_lines()
+    from imgfinder.gui.menus import shortcut_lines
+
+    lines = shortcut_lines(w)
     names = [line.split(":")[0] for line in lines]
     assert len(names) == len(set(names))
     assert any(line.startswith("Add folder…") for line in lines)
@@ -198,7 +200,7 @@ def test_result_header_counts_what_is_shown(qtbot, make_window, tmp_path):
     w = make_window()
     index_folder(qtbot, w, folder)
     query = folder / "img_0001.png"
-    wait_results(qtbot, w, lambda: w.search_query(Query(label=query.name, path=str(query))))
+    wait_results(qtbot, w, lambda: w.search.search_query(Query(label=query.name, path=str(query))))
     assert w.query_panel.busy.text().startswith("10 results in ")
     w.query_panel.min_score.setValue(0.999)  # only the query itself scores 1
     qtbot.waitUntil(lambda: w.results_model.rowCount() == 1)
@@ -222,7 +224,7 @@ def test_weights_dialog_speaks_the_apps_language(qapp):
 
 
 def test_without_weights_the_empty_grid_says_so(qtbot, make_window, tmp_path):
-    from imgfinder.gui.main_window import (
+    from imgfinder.gui.window_parts import (
         EMPTY_TEXT,
         NO_WEIGHTS_TEXT,
         NOT_INDEXED_TEXT,
@@ -362,11 +364,11 @@ def test_multi_select_copies_every_selected_path(qtbot, make_window, tmp_path):
     w = make_window()
     index_folder(qtbot, w, folder)
     q = folder / "img_0002.png"
-    wait_results(qtbot, w, lambda: w.search_query(Query(label=q.name, path=str(q))))
+    wait_results(qtbot, w, lambda: w.search.search_query(Query(label=q.name, path=str(q))))
     sel = w.results_view.selectionModel()
     for row in (0, 2, 3):
         sel.select(w.results_model.index(row), QItemSelectionModel.SelectionFlag.Select)
-    w.copy_selected_path()
+    w.search.copy_selected_path()
     copied = QGuiApplication.clipboard().text().splitlines()
     assert copied == [w.results_model.item(r).path for r in (0, 2, 3)]
     assert "3 paths" in w.statusBar().currentMessage()
@@ -377,8 +379,8 @@ def test_multi_select_copies_every_selected_path(qtbot, make_window, tmp_path):
     desktop.open_path = lambda p: opened.append(("open", p)) or True
     desktop.show_in_folder = lambda p: opened.append(("show", p)) or True
     try:
-        w.open_selected()
-        w.reveal_selected()
+        w.search.open_selected()
+        w.search.reveal_selected()
     finally:
         desktop.open_path, desktop.show_in_folder = orig_open, orig_show
     assert [p for k, p in opened if k == "open"] == copied

@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter  # noqa: E402
 
 from imgfinder.core.extract import ModelConfig  # noqa: E402
 from imgfinder.core.library import Library  # noqa: E402
-from imgfinder.gui.main_window import restore_splitter  # noqa: E402
 from imgfinder.gui.settings import GuiSettings  # noqa: E402
+from imgfinder.gui.window_parts import restore_splitter  # noqa: E402
 from tests.conftest import TEST_INPUT_SIZE  # noqa: E402
 from tests.gui_helpers import (  # noqa: E402
     INDEX_TIMEOUT_MS,
@@ -239,7 +239,8 @@ def test_watcher_picks_up_new_file(qtbot, make_window, photos, tmp_path):
     assert w.library_panel.state_of(root) == "watching"
     extra = make_photos(tmp_path / "incoming", 1, seed=500, prefix="new")[0]
     target = photos / "sub" / "new_photo.png"
-    target.parent.mkdir()
+    with qtbot.waitSignal(w.index_ctl.finished, timeout=INDEX_TIMEOUT_MS):
+        target.parent.mkdir()  # its own rescan finds nothing new
     sub = str(target.parent.resolve())
     qtbot.waitUntil(lambda: sub in w.watcher.fs.directories())  # the new subfolder is watched
     with qtbot.waitSignal(w.index_ctl.finished, timeout=INDEX_TIMEOUT_MS) as blocker:

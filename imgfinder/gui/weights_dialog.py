@@ -1,10 +1,11 @@
-"""The missing-weights dialog: download with progress, pick a file, or use the installed backbone."""
+"""Missing model weights: the dialog (download with progress, pick a file, or use the installed
+backbone) and `WeightsPrompt`, the flow around it for the main window's library session."""
 
 from __future__ import annotations
 
 import re
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -16,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from imgfinder.core.modelspec import OFFLINE_BACKBONE, BackboneSpec, get_spec
-from imgfinder.core.weights import default_available, default_weights_file
+from imgfinder.core.weights import default_available, default_weights_file, offline_message
 from imgfinder.gui.model_files import WEIGHTS_FILTER
 
 _OFFLINE_REASON = re.compile(r"weights are not available \((.*)\)\. Download", re.S)
@@ -175,3 +176,80 @@ class WeightsDialog(QDialog):
     def use_file(self, path: str) -> None:
         self.file_chosen.emit(path)
         self.accept()
+
+
+class WeightsPrompt(QObject):
+    """When the session needs weights: the dialog, the download it starts, and its end.
+
+    A missing default is downloaded at once when that is allowed (online, no explicit file,
+    no failed try before); otherwise the dialog explains and offers the alternatives. The
+    session does the work (download, reopen with a file or another backbone).
+    """
+
+    status = Signal(str, int)  # a status-bar message (0: until replaced)
+    gave_up = Signal()  # the dialog closed and there are still no weights
+
+    def __init__(self, session, parent_widget):
+        super().__init__(parent_widget)
+        self.session = session
+        self._parent = parent_widget
+        self.dialog: WeightsDialog | None = None
+        session.download_started.connect(lambda: self._call("show_downloading"))
+        session.download_progress.connect(lambda d, t: self._call("set_progress", d, t))
+        session.download_failed.connect(self._failed)
+        session.downloaded.connect(lambda _path: self._call("accept"))
+
+    def ask(self, message: str) -> None:
+        """`message`: the core's reason the weights are missing."""
+        dlg = self.dialog
+        if dlg is None:
+            dlg = self.dialog = WeightsDialog(self._parent, self.session.weights_spec())
+            dlg.file_chosen.connect(self.session.use_weights_file)
+            dlg.backbone_chosen.connect(self.session.use_backbone)
+            dlg.download_requested.connect(self.start_download)
+            dlg.cancel_requested.connect(self.cancel_download)
+            dlg.finished.connect(self._closed)
+        if self.session.may_download():
+            self.start_download()
+        else:
+            dlg.show_missing(message, can_download=not self.session.opts.offline)
+        dlg.open()
+
+    def ask_again(self) -> None:
+        """Library ▸ Get model weights…: the first-run dialog again (download or choose a file)."""
+        if self.session.model_info is not None and self.session.weights_present():
+            self.status.emit("The model weights are present and loaded.", 4000)
+            return
+        self.session.download_failed_once = False  # offer a fresh download
+        self.ask(self.session.missing_weights_message(backbone=False))
+
+    def start_download(self) -> None:
+        if not self.session.start_download():
+            self.status.emit("The previous download is still stopping…", 4000)
+
+    def cancel_download(self) -> None:
+        """Stop at the next chunk; the dialog says so at once (a stalled connect may take longer)."""
+        if self.session.cancel_download():
+            backbone = self.session.effective.backbone
+            self._failed(offline_message("download cancelled", backbone))
+
+    def shutdown(self) -> None:
+        self.session.cancel_download(wait=True)
+
+    def _call(self, name: str, *args) -> None:
+        if self.dialog is not None:
+            getattr(self.dialog, name)(*args)
+
+    def _failed(self, message: str) -> None:
+        if self.dialog is not None and self.dialog.state == "downloading":
+            self.dialog.show_missing(message)
+
+    def _closed(self, _code: int) -> None:
+        self.cancel_download()
+        self.dialog = None
+        if self.session.model_info is None and not self.session.weights_present():
+            self.status.emit(
+                "No model weights: searching and indexing are off (File ▸ Settings ▸ Model).", 0
+            )
+            self.session.weights_missing_now = True
+            self.gave_up.emit()
