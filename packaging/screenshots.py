@@ -160,7 +160,7 @@ def _take(args, tmp: Path) -> int:
     files = sorted(p for p in photos.rglob("*.jpg"))
     got = []
     w.search_ctl.results.connect(got.append)
-    w.search_query(Query(label=files[1].name, path=str(files[1])))
+    w.search.search_query(Query(label=files[1].name, path=str(files[1])))
     wait(lambda: got)
     view, model = w.results_view, w.results_model
 

@@ -12,7 +12,8 @@ from PIL import Image  # noqa: E402
 
 from imgfinder.core import colormap  # noqa: E402
 from imgfinder.gui import explain_view  # noqa: E402
-from imgfinder.gui.explain_view import ActivationCache, MatchView, QueryExplainPanel  # noqa: E402
+from imgfinder.gui.explain_jobs import ActivationCache, source_key  # noqa: E402
+from imgfinder.gui.explain_view import MatchView, QueryExplainPanel  # noqa: E402
 from tests.imgutil import make_jpeg  # noqa: E402
 
 WAIT_MS = 60_000  # the shared CI box can be slow; the work itself takes well under a second
@@ -125,7 +126,7 @@ def test_match_view_reports_errors_and_prefetches(qtbot, shared_extractor, photo
         view.set_result(str(tmp_path / "gone.jpg"))
     assert "gone.jpg" in blocker.args[0] and "gone.jpg" in view.status.text()
     view.prefetch([str(photos[1]), str(photos[2])])
-    key = (shared_extractor.model_id, explain_view.source_key(str(photos[2])))
+    key = (shared_extractor.model_id, source_key(str(photos[2])))
     qtbot.waitUntil(lambda: key in cache, timeout=WAIT_MS)
     assert len(cache) == 3  # the query and both results
     view.shutdown()

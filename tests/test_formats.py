@@ -477,8 +477,8 @@ def test_keeper_rule_saved_before_the_raw_criterion_gains_it():
 
 
 def test_settings_option_shows_raw_pairs_once(qtbot, tmp_path, weights_file):
-    from imgfinder.gui.dialogs import SettingsDialog
     from imgfinder.gui.settings import GuiSettings
+    from imgfinder.gui.settings_dialog import SettingsDialog
     from tests.test_gui_model_settings import effective
 
     settings = GuiSettings(raw_pairs_as_one=True)

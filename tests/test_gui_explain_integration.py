@@ -49,7 +49,7 @@ def test_search_explains_query_and_selected_result(
     w.show()
     index_folder(qtbot, w, photos)
     w.query_panel.count_spin.setValue(5)
-    qtbot.wait(300)  # the count is debounced
+    qtbot.waitUntil(lambda: w.search_ctl.k == 5)  # the count is debounced
     assert not w.export_action.isEnabled()
     query = photos / "img_0002.png"
     mime = QMimeData()
@@ -156,7 +156,7 @@ def test_start_searches_for_the_image_given_on_the_command_line(
 
 
 def test_command_line_arguments(tmp_path, monkeypatch, photos):
-    from imgfinder.gui.window_search import incoming_from_arg
+    from imgfinder.gui.search_pane import incoming_from_arg
 
     photo = photos / "img_0001.png"
     found = incoming_from_arg(str(photo))

@@ -14,10 +14,10 @@ import shiboken6  # noqa: E402
 import torch  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
+from imgfinder.core import whiten  # noqa: E402
 from imgfinder.core.extract import head_tag  # noqa: E402
 from imgfinder.core.whiten import learn_whitening, load_whitening, save_whitening  # noqa: E402
-from imgfinder.gui import dialogs  # noqa: E402
-from imgfinder.gui.dialogs import DEFAULT_MODEL_TEXT, LEARN_TEXT, SettingsDialog  # noqa: E402
+from imgfinder.gui.model_files import DEFAULT_MODEL_TEXT  # noqa: E402
 from imgfinder.gui.settings import (  # noqa: E402
     SETTINGS_FILE,
     Effective,
@@ -25,6 +25,7 @@ from imgfinder.gui.settings import (  # noqa: E402
     LaunchOptions,
     candidate_model_id,
 )
+from imgfinder.gui.settings_dialog import LEARN_TEXT, SettingsDialog  # noqa: E402
 from tests.conftest import TEST_INPUT_SIZE  # noqa: E402
 from tests.gui_helpers import (  # noqa: E402
     INDEX_TIMEOUT_MS,
@@ -300,7 +301,7 @@ def test_a_dialog_closed_while_learning_drops_the_result(qtbot, make_window, mon
         rng = np.random.default_rng(0)
         return learn_whitening(rng.standard_normal((24, 64)), 4, model_id="m")
 
-    monkeypatch.setattr(dialogs, "learn_from_library", slow_learning)
+    monkeypatch.setattr(whiten, "learn_from_library", slow_learning)
     w = make_window()
     models = w.data_dir / "models"
     try:
@@ -312,9 +313,9 @@ def test_a_dialog_closed_while_learning_drops_the_result(qtbot, make_window, mon
         dlg.reject()
         assert not dlg.learning and ok_enabled(dlg)
         shiboken6.delete(dlg)
-        release.set()
-        assert w.tasks.pool.waitForDone(30_000)
-        qtbot.wait(100)  # the late answer is delivered and must be dropped quietly
+        with qtbot.waitSignal(w.tasks.jobs.failed, timeout=30_000):  # "cancelled" arrives late
+            release.set()
+        assert w.tasks.pool.waitForDone(30_000)  # ... and was dropped quietly
         assert not list(models.glob("whiten-*.npz"))
         # deleted without closing: the result arrives for a dead dialog and is ignored
         release.clear()
@@ -323,9 +324,9 @@ def test_a_dialog_closed_while_learning_drops_the_result(qtbot, make_window, mon
         dlg.start_learning(8)
         assert started.acquire(timeout=10)
         shiboken6.delete(dlg)
-        release.set()
+        with qtbot.waitSignal(w.tasks.jobs.done, timeout=30_000):
+            release.set()
         assert w.tasks.pool.waitForDone(30_000)
-        qtbot.wait(100)
     finally:
         release.set()  # never leave a pool thread blocked
 

@@ -91,7 +91,7 @@ def test_ten_thousand_results_scroll_lazily(qtbot, tmp_path):
         worst = max(worst, time.perf_counter() - t)
         assert loader.pending_count() <= 64  # bounded; stale requests dropped
     assert worst < 0.5, f"a scroll step took {worst:.2f} s"
-    qtbot.wait(300)
+    qtbot.waitUntil(lambda: not loader.pending_count() and not loader._inflight, timeout=30_000)
     assert loader.decoded + loader.pending_count() + len(loader._inflight) < 2000
     assert loader.dropped > 0
     loader.shutdown()

@@ -9,7 +9,7 @@ pytest.importorskip("PySide6")
 from PySide6.QtGui import QAction, QKeySequence  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMenu  # noqa: E402
 
-from imgfinder.gui.main_window import unique_shortcuts  # noqa: E402
+from imgfinder.gui.window_parts import unique_shortcuts  # noqa: E402
 
 
 def _menu_actions(w) -> list[QAction]:
@@ -62,7 +62,9 @@ def test_every_shortcut_triggers_its_action(qtbot, make_window):
 
 def test_shortcut_list_names_each_action_once(make_window):
     w = make_window(wait_model=False)
-    lines = w.shortcut_lines()
+    from imgfinder.gui.menus import shortcut_lines
+
+    lines = shortcut_lines(w)
     names = [line.split(":")[0] for line in lines]
     assert len(names) == len(set(names))
     assert any(line.startswith("Add folder…") for line in lines)
@@ -198,7 +200,7 @@ def test_result_header_counts_what_is_shown(qtbot, make_window, tmp_path):
     w = make_window()
     index_folder(qtbot, w, folder)
     query = folder / "img_0001.png"
-    wait_results(qtbot, w, lambda: w.search_query(Query(label=query.name, path=str(query))))
+    wait_results(qtbot, w, lambda: w.search.search_query(Query(label=query.name, path=str(query))))
     assert w.query_panel.busy.text().startswith("10 results in ")
     w.query_panel.min_score.setValue(0.999)  # only the query itself scores 1
     qtbot.waitUntil(lambda: w.results_model.rowCount() == 1)
@@ -207,7 +209,7 @@ def test_result_header_counts_what_is_shown(qtbot, make_window, tmp_path):
 
 def test_weights_dialog_speaks_the_apps_language(qapp):
     from imgfinder.core.weights import default_weights_file, offline_message
-    from imgfinder.gui.dialogs import WeightsDialog
+    from imgfinder.gui.weights_dialog import WeightsDialog
 
     dlg = WeightsDialog()
     dlg.show_missing(offline_message("download failed: [Errno -2] Name or service not known"))
@@ -222,7 +224,7 @@ def test_weights_dialog_speaks_the_apps_language(qapp):
 
 
 def test_without_weights_the_empty_grid_says_so(qtbot, make_window, tmp_path):
-    from imgfinder.gui.main_window import (
+    from imgfinder.gui.window_parts import (
         EMPTY_TEXT,
         NO_WEIGHTS_TEXT,
         NOT_INDEXED_TEXT,
@@ -261,7 +263,7 @@ def test_layout_fits_and_the_grid_shows_three_rows(qtbot, make_window, size):
     w.show()
     qtbot.waitExposed(w)
     qtbot.waitUntil(lambda: getattr(w, "_laid_out", False))
-    qtbot.wait(50)  # the first layout runs right after the window is shown
+    qtbot.waitUntil(lambda: w.first_layout_done)  # it runs right after the window is shown
     assert w.minimumSizeHint().width() <= size[0] and w.width() == size[0]
     rv = w.results_view
 
@@ -269,6 +271,7 @@ def test_layout_fits_and_the_grid_shows_three_rows(qtbot, make_window, size):
         return rv.viewport().height() / rv.gridSize().height()
 
     assert rv.delegate.size == 160  # the default thumbnail size
+    qtbot.waitUntil(lambda: rows() >= 3, timeout=2000)  # once the splitter has been laid out
     assert rows() >= 3, f"{rows():.2f} rows of thumbnails at {size}"
     assert rv.viewport().width() // rv.gridSize().width() >= 3
     for dock in (w.library_dock, w.details_dock):
@@ -279,10 +282,10 @@ def test_layout_fits_and_the_grid_shows_three_rows(qtbot, make_window, size):
         assert not pane.folded  # room for the explanations next to 3 rows
         assert pane.currentWidget().height() >= UNFOLDED_MIN - 40
     w.show_skipped()  # beside the details, not under the grid
-    qtbot.wait(50)
-    assert rows() >= 3
+    qtbot.waitUntil(lambda: w.skipped.isVisible())
+    qtbot.waitUntil(lambda: rows() >= 3)
     w.views.setCurrentWidget(w.dupes_view)
-    qtbot.wait(50)
+    qtbot.waitUntil(lambda: w.dupes_view.isVisible())
     assert w.width() == size[0]
     assert w.dupes_view.group_list.width() >= 200
     # folding and unfolding by clicking the open tab
@@ -361,11 +364,11 @@ def test_multi_select_copies_every_selected_path(qtbot, make_window, tmp_path):
     w = make_window()
     index_folder(qtbot, w, folder)
     q = folder / "img_0002.png"
-    wait_results(qtbot, w, lambda: w.search_query(Query(label=q.name, path=str(q))))
+    wait_results(qtbot, w, lambda: w.search.search_query(Query(label=q.name, path=str(q))))
     sel = w.results_view.selectionModel()
     for row in (0, 2, 3):
         sel.select(w.results_model.index(row), QItemSelectionModel.SelectionFlag.Select)
-    w.copy_selected_path()
+    w.search.copy_selected_path()
     copied = QGuiApplication.clipboard().text().splitlines()
     assert copied == [w.results_model.item(r).path for r in (0, 2, 3)]
     assert "3 paths" in w.statusBar().currentMessage()
@@ -376,8 +379,8 @@ def test_multi_select_copies_every_selected_path(qtbot, make_window, tmp_path):
     desktop.open_path = lambda p: opened.append(("open", p)) or True
     desktop.show_in_folder = lambda p: opened.append(("show", p)) or True
     try:
-        w.open_selected()
-        w.reveal_selected()
+        w.search.open_selected()
+        w.search.reveal_selected()
     finally:
         desktop.open_path, desktop.show_in_folder = orig_open, orig_show
     assert [p for k, p in opened if k == "open"] == copied
@@ -389,8 +392,8 @@ def test_settings_enter_means_ok_and_missing_weights_are_named(qtbot, tmp_path, 
     from PySide6.QtWidgets import QDialogButtonBox, QFileDialog, QPushButton
 
     from imgfinder.core.weights import default_weights_file
-    from imgfinder.gui.dialogs import SettingsDialog
     from imgfinder.gui.settings import Effective, GuiSettings, LaunchOptions
+    from imgfinder.gui.settings_dialog import SettingsDialog
 
     eff = Effective.resolve(GuiSettings(), LaunchOptions(device="cpu"))
     dlg = SettingsDialog(GuiSettings(), eff, tmp_path / "data")

@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter  # noqa: E402
 
 from imgfinder.core.extract import ModelConfig  # noqa: E402
 from imgfinder.core.library import Library  # noqa: E402
-from imgfinder.gui.main_window import restore_splitter  # noqa: E402
 from imgfinder.gui.settings import GuiSettings  # noqa: E402
+from imgfinder.gui.window_parts import restore_splitter  # noqa: E402
 from tests.conftest import TEST_INPUT_SIZE  # noqa: E402
 from tests.gui_helpers import (  # noqa: E402
     INDEX_TIMEOUT_MS,
@@ -66,7 +66,7 @@ def test_add_folder_indexes_and_drop_searches(qtbot, make_window, photos):
     t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
     t.start()
     t.join()
-    assert seen == [workers.INDEX_TORCH_THREADS]
+    assert seen == [workers.index_torch_threads()]
     progress = []
     w.index_ctl.progress.connect(progress.append)
     summary = index_folder(qtbot, w, photos)
@@ -80,7 +80,7 @@ def test_add_folder_indexes_and_drop_searches(qtbot, make_window, photos):
     assert w.skipped_button.text() == "1 skipped"
 
     w.query_panel.count_spin.setValue(5)
-    qtbot.wait(300)  # the count is debounced
+    qtbot.waitUntil(lambda: w.search_ctl.k == 5)  # the count is debounced
     query = photos / "img_0003.png"
     result = wait_results(
         qtbot,
@@ -129,7 +129,7 @@ def test_paste_file_url_and_image(qtbot, make_window, photos):
     w = make_window()
     index_folder(qtbot, w, photos)
     w.query_panel.count_spin.setValue(3)
-    qtbot.wait(300)
+    qtbot.waitUntil(lambda: w.search_ctl.k == 3)
     cb = QGuiApplication.clipboard()
     target = photos / "img_0002.png"
     cb.setMimeData(_mime_urls(QUrl.fromLocalFile(str(target))))
@@ -169,9 +169,9 @@ def test_pause_resume_cancel(qtbot, make_window, tmp_path, monkeypatch, shared_e
     w.index_progress.pause_button.click()
     assert w.index_ctl.state == "paused"
     assert w.index_progress.pause_button.text() == "Resume"
-    qtbot.wait(1000)  # a batch already pulled may still finish
+    qtbot.waitUntil(lambda: w.index_ctl.parked, timeout=INDEX_TIMEOUT_MS)  # the batch ended
     n = len(progress)
-    qtbot.wait(600)
+    qtbot.wait(600)  # the one fixed wait: a stretch of time in which nothing may happen
     assert len(progress) == n  # nothing is pulled from the generator while paused
     w.index_progress.pause_button.click()
     assert w.index_ctl.state == "running"
@@ -239,13 +239,15 @@ def test_watcher_picks_up_new_file(qtbot, make_window, photos, tmp_path):
     assert w.library_panel.state_of(root) == "watching"
     extra = make_photos(tmp_path / "incoming", 1, seed=500, prefix="new")[0]
     target = photos / "sub" / "new_photo.png"
-    target.parent.mkdir()
-    qtbot.wait(400)  # the new subfolder is watched too
+    with qtbot.waitSignal(w.index_ctl.finished, timeout=INDEX_TIMEOUT_MS):
+        target.parent.mkdir()  # its own rescan finds nothing new
+    sub = str(target.parent.resolve())
+    qtbot.waitUntil(lambda: sub in w.watcher.fs.directories())  # the new subfolder is watched
     with qtbot.waitSignal(w.index_ctl.finished, timeout=INDEX_TIMEOUT_MS) as blocker:
         shutil.copy(extra, target)
     assert blocker.args[0].indexed == 1
     w.query_panel.count_spin.setValue(3)
-    qtbot.wait(300)
+    qtbot.waitUntil(lambda: w.search_ctl.k == 3)
     result = wait_results(
         qtbot, w, lambda: send_drop(w, _mime_urls(QUrl.fromLocalFile(str(extra))))
     )

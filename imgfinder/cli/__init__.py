@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from imgfinder import __version__, paths
+from imgfinder.config import DEFAULTS, DEVICES, INDEX_BACKENDS  # noqa: F401 (DEFAULTS re-exported)
 from imgfinder.core.modelspec import BACKBONES, DEFAULT_BACKBONE, OFFLINE_BACKBONE
 from imgfinder.errors import ImgfinderError
 from imgfinder.logsetup import setup_logging
@@ -99,7 +100,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     g.add_argument(
         "--device",
         default=argparse.SUPPRESS,
-        choices=["auto", "cpu", "cuda", "mps"],
+        choices=list(DEVICES),
         help="inference device (default auto: CUDA, then MPS, then CPU)",
     )
     g.add_argument(
@@ -112,7 +113,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--index",
         dest="index_backend",
         default=argparse.SUPPRESS,
-        choices=["lsh", "annoy", "exact"],
+        choices=list(INDEX_BACKENDS),
         help="search index backend (default lsh)",
     )
     g.add_argument(
@@ -152,20 +153,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for module in modules:
         module.register(sub, common)
     return parser
-
-
-DEFAULTS = {
-    "data_dir": None,
-    "backbone": None,
-    "weights": None,
-    "head": None,
-    "whitening": None,
-    "device": "auto",
-    "input_size": 224,
-    "index_backend": "lsh",
-    "offline": False,
-    "verbose": 0,
-}
 
 
 def _run_gui(args: argparse.Namespace) -> int:

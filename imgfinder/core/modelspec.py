@@ -27,11 +27,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from imgfinder.config import DEFAULT_INPUT_SIZE, DEVICES, INPUT_SIZE_RANGE  # noqa: F401 (re-exported)
 from imgfinder.errors import ImgfinderError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULT_INPUT_SIZE = 224
-INPUT_SIZE_RANGE = (32, 1024)
 
 
 @dataclass(frozen=True)

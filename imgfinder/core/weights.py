@@ -25,13 +25,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from imgfinder import paths
 from imgfinder.atomic import atomic_write
 from imgfinder.core.modelspec import OFFLINE_BACKBONE, BackboneSpec, get_spec, identify_state
 from imgfinder.errors import WeightsUnavailableError
+
+if TYPE_CHECKING:  # torch is imported where a file is loaded: the GUI asks cheaply
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ def file_digest(path: Path, n: int = 12) -> str:
 def _load_state(path: Path) -> dict:
     if path.is_dir():
         raise WeightsUnavailableError(f"{path} is a folder, not a weights file")
+    import torch  # noqa: PLC0415 (lazy: see TYPE_CHECKING above)
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -138,7 +142,7 @@ def classify_state(state: dict) -> tuple[str | None, str | None]:
         return "bundle", state.get("arch") or identify_state(backbone)
     head = state.get("head") if isinstance(state.get("head"), dict) else state
     kernel = head.get("conv.weight")
-    if isinstance(kernel, torch.Tensor) and kernel.dim() == 3:
+    if callable(getattr(kernel, "dim", None)) and kernel.dim() == 3:  # a tensor (torch lazy)
         k = kernel.shape[-1]
         return "head", next((n for n, sp in BACKBONES.items() if sp.eca_kernel == k), None)
     if isinstance(state.get("state_dict"), dict):

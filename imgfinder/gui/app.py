@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 import imgfinder
 from imgfinder import APP_NAME, paths
-from imgfinder.cli import DEFAULTS
+from imgfinder.config import DEFAULTS
 from imgfinder.gui.settings import LaunchOptions
 from imgfinder.logsetup import setup_logging
 

@@ -12,8 +12,9 @@ API (a self-contained widget; the main window only places it and passes the libr
 Signals: `compare_requested(str, str)`, `library_changed()`, `scan_finished(int groups)`,
 `status_message(str)`. With `own_compare=True` (default) "Compare" also opens the match view
 of gui/explain_view.py in a dialog when that module is available.
-All heavy work is off the GUI thread: the scan in a QThread, file facts in the thread pool,
-thumbnails through the shared ThumbnailLoader. Moving the slider regroups the cached pairs.
+All heavy work is off the GUI thread: the scan in a QThread (`dupes_flow.DuplicateScan`), file
+facts in the thread pool (`gui/jobs.py`), thumbnails through the shared ThumbnailLoader;
+resolving and undoing are `dupes_flow`'s, the cards and the rule dialog `dupes_widgets`'. Moving the slider regroups the cached pairs.
 """
 
 from __future__ import annotations
@@ -23,23 +24,17 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QButtonGroup,
     QComboBox,
     QDialog,
-    QDialogButtonBox,
-    QFileDialog,
-    QFrame,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QProgressBar,
     QPushButton,
-    QRadioButton,
     QScrollArea,
     QSlider,
     QSplitter,
@@ -48,12 +43,20 @@ from PySide6.QtWidgets import (
 )
 
 from imgfinder.core import dupes
+from imgfinder.gui.dupes_flow import (
+    DuplicateScan,
+    qt_trash,
+    reindex_then_scan,
+    resolve_with_confirmation,
+    undo_with_report,
+)
+from imgfinder.gui.dupes_widgets import THUMB, KeeperRuleDialog, MemberCard, esc
 from imgfinder.gui.items import thumb_key
+from imgfinder.gui.jobs import Jobs
 from imgfinder.gui.thumbnails import ThumbnailLoader, ThumbRequest
 
 log = logging.getLogger(__name__)
 
-THUMB = 192
 GROUP_LIST_MIN_WIDTH = 200  # narrower and the entries read "5 photos / image_1"
 GROUP_LIST_WIDTH = 260
 TIER_FILTERS = (
@@ -62,164 +65,6 @@ TIER_FILTERS = (
     ("Same photo", "copy"),
     ("Similar shots", "similar"),
 )
-
-
-def qt_trash(path: str) -> str:
-    """Move a file to the platform trash with Qt; returns where it went, raises if impossible."""
-    from PySide6.QtCore import QFile  # noqa: PLC0415
-
-    f = QFile(path)
-    if not f.moveToTrash():
-        raise OSError(f"the trash is not available for {path}")
-    return f.fileName()
-
-
-class _ScanWorker(QObject):
-    """Drives the core scan generator in its own thread."""
-
-    progress = Signal(object)
-    finished = Signal(object)  # PairList, or None (cancelled or failed)
-    failed = Signal(str)
-
-    def __init__(self, gen_factory: Callable[[threading.Event], object]):
-        super().__init__()
-        self.cancel = threading.Event()
-        self._factory = gen_factory
-
-    @Slot()
-    def run(self) -> None:
-        result = None
-        try:
-            gen = self._factory(self.cancel)
-            while True:
-                try:
-                    self.progress.emit(next(gen))
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-        except Exception as exc:  # noqa: BLE001 - the worker boundary
-            log.exception("duplicate scan failed")
-            self.failed.emit(str(exc) or type(exc).__name__)
-        finally:
-            self.finished.emit(result)
-
-
-class _FactsSignals(QObject):
-    done = Signal(int, object)  # token, (facts, choice)
-
-
-class _FactsJob(QRunnable):
-    def __init__(self, token: int, group, rule, signals: _FactsSignals):
-        super().__init__()
-        self.token, self.group, self.rule, self.signals = token, group, rule, signals
-
-    def run(self) -> None:
-        try:
-            self.signals.done.emit(self.token, dupes.describe(self.group, self.rule))
-        except Exception:  # noqa: BLE001 - a worker must not take the app down
-            log.exception("describing a duplicate group failed")
-
-
-class KeeperRuleDialog(QDialog):
-    """Edit the keeper rule: drag criteria and formats into order, list preferred folders."""
-
-    def __init__(self, rule: dupes.KeeperRule, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Keeper rule")
-        self.criteria = self._list(rule.criteria)
-        self.formats = self._list(rule.formats)
-        self.folders = QListWidget()
-        self.folders.addItems(list(rule.preferred_folders))
-        add, remove = QPushButton("Add folder…"), QPushButton("Remove")
-        add.clicked.connect(self._add_folder)
-        remove.clicked.connect(
-            lambda: [
-                self.folders.takeItem(self.folders.row(i)) for i in self.folders.selectedItems()
-            ]
-        )
-        lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("Criteria, first difference decides (drag to reorder):"))
-        lay.addWidget(self.criteria)
-        lay.addWidget(QLabel("Format preference, best first:"))
-        lay.addWidget(self.formats)
-        lay.addWidget(QLabel("Preferred folders, best first:"))
-        lay.addWidget(self.folders)
-        row = QHBoxLayout()
-        row.addWidget(add)
-        row.addWidget(remove)
-        lay.addLayout(row)
-        box = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        box.accepted.connect(self.accept)
-        box.rejected.connect(self.reject)
-        lay.addWidget(box)
-
-    @staticmethod
-    def _list(values) -> QListWidget:
-        w = QListWidget()
-        w.addItems(list(values))
-        w.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
-        w.setMaximumHeight(120)
-        return w
-
-    def _add_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Preferred folder")
-        if folder:
-            self.folders.addItem(folder)
-
-    def rule(self) -> dupes.KeeperRule:
-        def items(w: QListWidget) -> tuple[str, ...]:
-            return tuple(w.item(i).text() for i in range(w.count()))
-
-        return dupes.KeeperRule(items(self.criteria), items(self.formats), items(self.folders))
-
-
-class MemberCard(QFrame):
-    """One photo of a group: thumbnail, keep button and the facts that tell copies apart."""
-
-    def __init__(self, index: int, path: str, buttons: QButtonGroup):
-        super().__init__()
-        self.index, self.path = index, path
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.thumb = QLabel("…")
-        self.thumb.setFixedSize(THUMB, THUMB)
-        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.keep = QRadioButton("Keep this one")
-        buttons.addButton(self.keep, index)
-        self.info = QLabel(Path(path).name)
-        self.info.setTextFormat(Qt.TextFormat.RichText)
-        self.info.setWordWrap(True)
-        self.info.setToolTip(path)
-        self.info.setFixedWidth(THUMB)
-        lay = QVBoxLayout(self)
-        lay.addWidget(self.thumb)
-        lay.addWidget(self.keep)
-        lay.addWidget(self.info)
-        lay.addStretch(1)
-
-    def set_facts(self, facts: dupes.FileFacts, score: float, differs: set[str]) -> None:
-        def field(name: str, text: str) -> str:
-            return f"<b>{text}</b>" if name in differs else text
-
-        lines = [
-            f"<b>{_esc(Path(facts.path).name)}</b>",
-            field("folder", _esc(facts.folder)),
-            field("dims", facts.dims_text()) + " · " + field("format", facts.format or "?"),
-            field("size", _size(facts.size)) + " · " + field("date", facts.date_text()),
-            f"{facts.date_source}; similarity to keeper {score:.3f}",
-        ]
-        if not facts.exists:
-            lines.append("<span style='color:#b00020'>missing</span>")
-        self.info.setText("<br>".join(lines))
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
 
 
 class DuplicatesView(QWidget):
@@ -250,15 +95,17 @@ class DuplicatesView(QWidget):
         self.thresholds = dict(dupes.DEFAULT_THRESHOLDS)
         self.rule = dupes.KeeperRule()
         self.scan_count = 0
-        self._thread: QThread | None = None
-        self._worker: _ScanWorker | None = None
+        self.scanner = DuplicateScan(self)
+        self.scanner.progress.connect(self._on_progress)
+        self.scanner.failed.connect(self._say)
+        self.scanner.finished.connect(self._on_scanned)
         self._token = 0
         self._cards: list[MemberCard] = []
         self.suggested: dupes.KeeperChoice | None = None
         self._differs: set[str] = set()
         self._facts: list[dupes.FileFacts] = []
-        self._facts_signals = _FactsSignals(self)
-        self._facts_signals.done.connect(self._facts_ready)
+        self._facts_jobs = Jobs(self, pool=QThreadPool.globalInstance())
+        self._facts_jobs.done.connect(self._facts_ready)
         self._save_timer = QTimer(self, singleShot=True, interval=500)
         self._save_timer.timeout.connect(self._save_thresholds)
         self._build()
@@ -411,7 +258,7 @@ class DuplicatesView(QWidget):
     # -- scanning --------------------------------------------------------------------------------
     def scan(self) -> None:
         """Scan the library in a worker thread; the pair list is then cached for regrouping."""
-        if self._thread is not None:
+        if self.scanner.running:
             return
         try:
             lib = self.library()
@@ -423,18 +270,11 @@ class DuplicatesView(QWidget):
 
     def _start(self, factory: Callable[[threading.Event], object], message: str) -> None:
         self.scan_count += 1
-        self._worker = _ScanWorker(factory)
-        self._thread = QThread()
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.failed.connect(self._say)
-        self._worker.finished.connect(self._on_scanned)
         self.scan_button.setEnabled(False)
         self.progress.setRange(0, 0)
         self.progress.show()
         self._say(message)
-        self._thread.start()
+        self.scanner.start(factory)
 
     def reset(self) -> None:
         """Forget the cached pairs (call when another library is opened)."""
@@ -445,15 +285,11 @@ class DuplicatesView(QWidget):
         self.reason_label.setText("“Find duplicates” scans the library.")
 
     def cancel_scan(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel.set()
+        self.scanner.cancel()
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Cancel a running scan and wait for its thread (call before the app quits)."""
-        self.cancel_scan()
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait(timeout_ms)
+        self.scanner.shutdown(timeout_ms)
 
     @Slot(object)
     def _on_progress(self, p) -> None:
@@ -464,10 +300,6 @@ class DuplicatesView(QWidget):
 
     @Slot(object)
     def _on_scanned(self, pairs) -> None:
-        if self._thread is not None:  # run() has returned: end the thread's loop, reap it
-            self._thread.quit()
-            self._thread.wait()
-        self._thread = self._worker = None
         self.scan_button.setEnabled(True)
         self.progress.hide()
         if pairs is not None:
@@ -573,9 +405,8 @@ class DuplicatesView(QWidget):
             self.cards_layout.insertWidget(self.cards_layout.count() - 1, card)
             self._request_thumb(card, m.hash)
             self.compare_combo.addItem(Path(m.path).name, i)
-        QThreadPool.globalInstance().start(
-            _FactsJob(self._token, g, self.rule, self._facts_signals)
-        )
+        rule = self.rule
+        self._facts_jobs.submit(lambda: dupes.describe(g, rule), self._token)
 
     def _request_thumb(self, card: MemberCard, identity: str) -> None:
         req = ThumbRequest(thumb_key(identity, THUMB), card.path, THUMB)
@@ -631,8 +462,8 @@ class DuplicatesView(QWidget):
         self.cards_scroll.horizontalScrollBar().setValue(0)
         self.suggested = choice
         self.reason_label.setText(
-            f"Suggested keeper: <b>{_esc(Path(g.members[choice.keeper].path).name)}</b> "
-            f"— {_esc(choice.reason)}"
+            f"Suggested keeper: <b>{esc(Path(g.members[choice.keeper].path).name)}</b> "
+            f"— {esc(choice.reason)}"
         )
 
     def _keeper_toggled(self, index: int, checked: bool) -> None:
@@ -701,57 +532,9 @@ class DuplicatesView(QWidget):
         if g is None:
             return None
         keeper = g.members[self.keeper_index()].path
-        others = [p for p in g.paths if p != keeper]
-        text = (
-            f"Move {len(others)} file(s) to the trash?\n\n"
-            + "\n".join(others)
-            + f"\n\nKept: {keeper}"
-        )
-        answer = QMessageBox.question(
-            self,
-            "Move duplicates to trash",
-            text,
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
-        )
-        if answer != QMessageBox.StandardButton.Yes:
-            return None
-        lib = self.library()
-        try:
-            result = dupes.resolve_group(lib, g, keeper, self.trash_fn)
-        except dupes.ResolveError as exc:
-            QMessageBox.warning(self, "Nothing was moved", str(exc))
-            return None
-        if result.remaining:
-            result = self._offer_quarantine(lib, g, keeper, result)
-        self._after_moves([p for p, _ in result.moved])
-        return result
-
-    def _offer_quarantine(self, lib, g, keeper: str, result) -> dupes.ResolveResult:
-        failed = "\n".join(f"{p}: {e}" for p, e in result.failed) or "\n".join(result.remaining)
-        answer = QMessageBox.question(
-            self,
-            "Trash not available",
-            f"These files could not be moved to the trash and are untouched:\n{failed}\n\n"
-            "Move them to a quarantine folder instead?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
-        )
-        if answer != QMessageBox.StandardButton.Yes:
-            return result
-        folder = QFileDialog.getExistingDirectory(self, "Quarantine folder")
-        if not folder:
-            return result
-        keep = set(result.remaining) | {keeper}
-        sub = dupes.DuplicateGroup(g.tier, [m for m in g.members if m.path in keep], g.weakest)
-        roots = [r.path for r in lib.roots()]
-        more = dupes.resolve_group(
-            lib, sub, keeper, dupes.quarantine_fn(folder, roots), method="quarantine"
-        )
-        result.moved += more.moved
-        result.failed, result.not_attempted = more.failed, more.not_attempted
-        if more.remaining:
-            QMessageBox.warning(self, "Some files were not moved", "\n".join(more.remaining))
+        result = resolve_with_confirmation(self, self.library(), g, keeper, self.trash_fn)
+        if result is not None:
+            self._after_moves([p for p, _ in result.moved])
         return result
 
     def _after_moves(self, moved: list[str]) -> None:
@@ -766,31 +549,16 @@ class DuplicatesView(QWidget):
     def undo_last(self) -> dupes.UndoResult | None:
         """Move the files of the last resolution back, then re-index and re-scan."""
         lib = self.library()
-        result = dupes.undo(lib)
+        result = undo_with_report(self, lib)
         if result.id is None:
             self._say("Nothing to undo.")
             return result
-        if result.failed:
-            QMessageBox.warning(
-                self,
-                "Some files could not be restored",
-                "\n".join(f"{p}: {e}" for p, e in result.failed),
-            )
         self._say(f"Restored {len(result.restored)} file(s); re-indexing…")
         if result.restored:
             self.library_changed.emit()
-            self._reindex_then_scan(lib)
+            if not self.scanner.running:
+                self._start(reindex_then_scan(lib), "Re-indexing restored files…")
         return result
-
-    def _reindex_then_scan(self, lib) -> None:
-        if self._thread is not None:
-            return
-
-        def gen(cancel):
-            yield from lib.index(cancel=cancel)
-            return (yield from dupes.scan(lib, cancel=cancel))
-
-        self._start(gen, "Re-indexing restored files…")
 
     def _say(self, text: str) -> None:
         self.status_label.setText(text)

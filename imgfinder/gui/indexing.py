@@ -95,6 +95,11 @@ class IndexController(QObject):
         self._set_state("running")
         self.started.emit()
 
+    @property
+    def parked(self) -> bool:
+        """Paused, and the current batch has ended: the index thread waits for resume."""
+        return self._worker is not None and self._worker.parked
+
     # -- control (GUI thread) --------------------------------------------------------------
     def pause(self) -> None:
         if self._worker is not None and self.state == "running":

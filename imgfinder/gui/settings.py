@@ -9,18 +9,24 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from imgfinder.atomic import atomic_write_bytes
-from imgfinder.core.extract import head_tag
-from imgfinder.core.modelspec import BACKBONES, DEVICES, INPUT_SIZE_RANGE, ModelConfig, get_spec
+from imgfinder.config import (
+    DEFAULT_DEVICE,
+    DEFAULT_INDEX_BACKEND,
+    DEFAULT_INPUT_SIZE,
+    DEVICES,
+    INDEX_BACKENDS,
+    INPUT_SIZE_RANGE,
+)
+from imgfinder.core.modelspec import BACKBONES, ModelConfig, get_spec
+from imgfinder.core.torchinfo import head_tag, read_state
 from imgfinder.core.weights import BUNDLE_FORMAT, file_digest
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 SETTINGS_FILE = "settings.json"
-BACKENDS = ("lsh", "annoy", "exact")
+BACKENDS = INDEX_BACKENDS
 THUMB_MIN, THUMB_MAX = 64, 384
 MAX_RESULTS = 10_000
 
@@ -41,9 +47,9 @@ class GuiSettings:
 
     schema_version: int = SCHEMA_VERSION
     backbone: str | None = None  # a name in modelspec.BACKBONES; None: the default
-    device: str = "auto"
-    input_size: int = 224
-    index_backend: str = "lsh"
+    device: str = DEFAULT_DEVICE
+    input_size: int = DEFAULT_INPUT_SIZE
+    index_backend: str = DEFAULT_INDEX_BACKEND
     weights: str | None = None  # a local weights file picked in the app; None: the default
     head: str | None = None  # a trained ECA head file (imgfinder train); None: the weights' own
     whitening: str | None = None  # a PCA-whitening file (imgfinder whiten); None: off
@@ -97,11 +103,11 @@ class GuiSettings:
     def normalise(self) -> None:
         """Clamp values a hand-edited file could get wrong."""
         if self.device not in DEVICES:
-            self.device = "auto"
+            self.device = DEFAULT_DEVICE
         if self.backbone not in BACKBONES:
             self.backbone = None
         if self.index_backend not in BACKENDS:
-            self.index_backend = "lsh"
+            self.index_backend = DEFAULT_INDEX_BACKEND
         lo, hi = INPUT_SIZE_RANGE
         self.input_size = min(hi, max(lo, int(self.input_size)))
         self.thumb_size = min(THUMB_MAX, max(THUMB_MIN, int(self.thumb_size)))
@@ -201,21 +207,13 @@ def _cached(kind: str, path: Path, compute):
     return _file_cache[key]
 
 
-def _load(path: Path) -> dict:
-    try:  # mmap: a 100 MB bundle is read only as far as its head
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # not a zip-format file: mmap is not possible
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    return state if isinstance(state, dict) else {}
-
-
 def _head_tag_of_bundle(path: Path) -> str:
-    state = _load(path)
+    state = read_state(path)
     return head_tag(state.get("head") if state.get("format") == BUNDLE_FORMAT else None)
 
 
 def _head_tag_of_head(path: Path) -> str:
-    state = _load(path)
+    state = read_state(path)
     head = state.get("head", state)
     return head_tag(head if isinstance(head, dict) else None)
 

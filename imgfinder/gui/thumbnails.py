@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap
 
 from imgfinder import paths
 from imgfinder.core import decode
 from imgfinder.errors import DecodeError
 from imgfinder.gui.items import pil_to_qimage
+from imgfinder.gui.jobs import Jobs
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,12 @@ def make_thumbnail(req: ThumbRequest, cache: DiskCache) -> QImage:
     return pil_to_qimage(img)
 
 
-class _JobSignals(QObject):
-    done = Signal(str, object)  # key, QImage
-    failed = Signal(str, str)  # key, reason
+def _failure_reason(exc: BaseException) -> str:
+    """Why a thumbnail could not be made, in the grid's words (logged unless a decode error)."""
+    if isinstance(exc, DecodeError):
+        return exc.reason
+    log.warning("thumbnail failed: %s", exc)
+    return str(exc)
 
 
 class ThumbnailLoader(QObject):
@@ -115,8 +119,8 @@ class ThumbnailLoader(QObject):
     ):
         super().__init__(parent)
         self.cache = cache or DiskCache()
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(threads)
+        self.jobs = Jobs(self, threads=threads, errors=_failure_reason)
+        self.pool = self.jobs.pool
         self.max_inflight = threads * 2
         self.max_pending = max_pending
         self.memory_bytes = memory_bytes
@@ -127,9 +131,8 @@ class ThumbnailLoader(QObject):
         self._broken: dict[str, str] = {}
         self.decoded = 0  # jobs run (for tests and benchmarks)
         self.dropped = 0
-        self._signals = _JobSignals()
-        self._signals.done.connect(self._on_done)
-        self._signals.failed.connect(self._on_failed)
+        self.jobs.done.connect(self._on_done)
+        self.jobs.failed.connect(self._on_failed)
 
     # -- GUI thread API ----------------------------------------------------------------
     def pixmap(self, req: ThumbRequest) -> QPixmap | None:
@@ -167,33 +170,16 @@ class ThumbnailLoader(QObject):
 
     def shutdown(self, timeout_ms: int = 3000) -> None:
         self._pending.clear()
-        self.pool.clear()
-        self.pool.waitForDone(timeout_ms)
+        self.jobs.shutdown(timeout_ms)
 
     # -- internals -----------------------------------------------------------------------
     def _pump(self) -> None:
         while self._pending and len(self._inflight) < self.max_inflight:
             key, req = self._pending.popitem(last=True)  # newest first
             self._inflight.add(key)
-            self.pool.start(self._job(req))
+            self.jobs.submit(lambda req=req, cache=self.cache: make_thumbnail(req, cache), key)
 
-    def _job(self, req: ThumbRequest):
-        signals, cache = self._signals, self.cache
-
-        def run() -> None:
-            try:
-                img = make_thumbnail(req, cache)
-            except DecodeError as exc:
-                signals.failed.emit(req.key, exc.reason)
-            except Exception as exc:  # noqa: BLE001 - the worker boundary
-                log.warning("thumbnail of %s failed: %s", req.path, exc)
-                signals.failed.emit(req.key, str(exc))
-            else:
-                signals.done.emit(req.key, img)
-
-        return run
-
-    @Slot(str, object)
+    @Slot(object, object)
     def _on_done(self, key: str, img: QImage) -> None:
         self._inflight.discard(key)
         self.decoded += 1
@@ -209,7 +195,7 @@ class ThumbnailLoader(QObject):
         self.ready.emit(key)
         self._pump()
 
-    @Slot(str, str)
+    @Slot(object, str)
     def _on_failed(self, key: str, reason: str) -> None:
         self._inflight.discard(key)
         self._broken[key] = reason

@@ -13,6 +13,7 @@ import statistics
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QCoreApplication,
@@ -44,9 +45,11 @@ from PySide6.QtWidgets import (
 )
 
 from imgfinder.core import scan
-from imgfinder.core.train import TrainConfig, TrainProgress, TrainResult, default_output
 from imgfinder.core.types import Progress, fmt_eta
 from imgfinder.gui.workers import TrainWorker, dispose, stop_and_wait, worker_thread
+
+if TYPE_CHECKING:  # core.train imports torch: loaded when the dialog is first built
+    from imgfinder.core.train import TrainConfig, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ def progress_text(p: Progress) -> str:
         return f"Preparing: features of {p.done:,}/{p.total or 0:,} photos · {eta}"
     if p.stage == "calibrate":
         return f"Re-estimating BatchNorm statistics {p.done:,}/{p.total or 0:,}"
-    if isinstance(p, TrainProgress) and p.loss is not None:
+    if getattr(p, "loss", None) is not None:  # a TrainProgress with a loss
         loss = f"epoch {p.epoch}/{p.epochs} loss {p.loss:.3f}"
         if p.stage == "epoch":
             return f"Training: {loss} (epoch done)"
@@ -201,6 +204,8 @@ class TrainDialog(QDialog):
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
+        from imgfinder.core.train import TrainConfig  # noqa: PLC0415 (lazy: torch)
+
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = set(overrides or {}) - fields
         if unknown:
@@ -372,17 +377,23 @@ class TrainDialog(QDialog):
             self.folder.setText(path)
 
     def _update_placeholder(self) -> None:
+        from imgfinder.core.train import TrainConfig  # noqa: PLC0415 (lazy: torch)
+
         folder = self.folder.text().strip()
         cfg = TrainConfig(folder or "dataset", train=self.what.currentData())
         self.output.setPlaceholderText(f"default: {self._default_name(cfg)}")
 
     @staticmethod
     def _default_name(cfg: TrainConfig) -> str:
+        from imgfinder.core.train import default_output  # noqa: PLC0415 (lazy: torch)
+
         return default_output(cfg, Path(cfg.dataset).expanduser().resolve()).name
 
     # -- runs --------------------------------------------------------------------------------
     def config(self) -> TrainConfig:
         """The form as a TrainConfig on the library's current model; the file goes to models_dir."""
+        from imgfinder.core.train import TrainConfig  # noqa: PLC0415 (lazy: torch)
+
         lib = self.library()
         cfg = TrainConfig(
             dataset=self.folder.text().strip(),

@@ -1,4 +1,9 @@
-"""Workers: indexing, training, search and downloads run off the GUI thread; signals only."""
+"""Workers: indexing, training, search and downloads run off the GUI thread; signals only.
+
+Long jobs are worker QObjects on their own QThread (`worker_thread`); short calls go to a
+`TaskRunner`, built on the one background-job helper (`gui/jobs.py`). Torch is imported
+only inside the workers' threads (through the core), never when this module loads.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from PySide6.QtCore import QObject, Qt, QThread, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
-from imgfinder.core import decode
-from imgfinder.core.extract import device_description
-from imgfinder.core.train import TrainConfig, train
+from imgfinder.core import decode, torchinfo
 from imgfinder.core.weights import download_default
-from imgfinder.errors import ImgfinderError, WeightsUnavailableError
+from imgfinder.errors import WeightsUnavailableError
 from imgfinder.gui.items import (
     ModelInfo,
     ResultItem,
@@ -25,6 +28,10 @@ from imgfinder.gui.items import (
     SearchResult,
     pil_to_qimage,
 )
+from imgfinder.gui.jobs import Jobs, describe
+
+if TYPE_CHECKING:
+    from imgfinder.core.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +40,18 @@ PREVIEW_DELAY_MS = 60
 # torch's intra-op thread count is kept per OS thread: indexing uses the process default,
 # interactive queries a quarter of the cores, so a query never spins OpenMP threads against
 # a running index (on a 2-core machine that contention made one query ~8x slower).
-INDEX_TORCH_THREADS = torch.get_num_threads()
 SEARCH_TORCH_THREADS = max(1, (os.cpu_count() or 2) // 4)
 INDEX_NICE = 5  # background indexing yields to the GUI thread (and to the user's other work)
 
 
+def index_torch_threads() -> int:
+    """The process default of torch's thread count (what indexing and training use)."""
+    return torchinfo.default_threads()
+
+
 def restore_torch_threads() -> None:
     """Call from the GUI thread after warm_up: threads started later get the default again."""
-    torch.set_num_threads(INDEX_TORCH_THREADS)
+    torchinfo.set_threads(index_torch_threads())
 
 
 def _lower_thread_priority(nice: int) -> None:
@@ -53,14 +64,6 @@ def _lower_thread_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, max(current, nice))
     except OSError as exc:
         log.debug("cannot lower the indexing thread's priority: %s", exc)
-
-
-def describe(exc: BaseException) -> str:
-    """One line for the user; unexpected errors are logged with their traceback."""
-    if isinstance(exc, ImgfinderError):
-        return str(exc)
-    log.error("unexpected error in a worker", exc_info=exc)
-    return f"unexpected error: {type(exc).__name__}: {exc}"
 
 
 def worker_thread(worker: QObject, name: str) -> QThread:
@@ -110,13 +113,14 @@ class IndexWorker(QObject):
         self.cancel_event = threading.Event()
         self._cond = threading.Condition()
         self._paused = False
+        self.parked = False  # paused and waiting: nothing is pulled from the generator now
 
     @Slot()
     def run(self) -> None:
         summary = None
         try:
             _lower_thread_priority(INDEX_NICE)
-            torch.set_num_threads(INDEX_TORCH_THREADS)
+            torchinfo.set_threads(index_torch_threads())
             gen = self.lib.index(self.add_paths, cancel=self.cancel_event)
             while True:
                 self._wait_while_paused()
@@ -136,7 +140,9 @@ class IndexWorker(QObject):
     def _wait_while_paused(self) -> None:
         with self._cond:
             while self._paused and not self.cancel_event.is_set():
+                self.parked = True
                 self._cond.wait(0.5)
+            self.parked = False
 
     # called from the GUI thread (this worker's own event loop is busy in run())
     def pause(self) -> None:
@@ -185,7 +191,9 @@ class TrainWorker(QObject):
         result = None
         try:
             _lower_thread_priority(INDEX_NICE)
-            torch.set_num_threads(INDEX_TORCH_THREADS)
+            torchinfo.set_threads(index_torch_threads())
+            from imgfinder.core.train import train  # noqa: PLC0415 (torch: in this thread)
+
             gen = train(
                 self.cfg,
                 cancel=self.cancel_event,
@@ -324,9 +332,10 @@ class SearchWorker(QObject):
         with self.busy:
             try:
                 ex = lib.extractor
-                device = device_description(ex.device)
+                device = torchinfo.describe_device(ex.device)
                 if ex.device.type == "cpu":
-                    torch.set_num_threads(SEARCH_TORCH_THREADS)
+                    index_torch_threads()  # the default, known before this thread changes it
+                    torchinfo.set_threads(SEARCH_TORCH_THREADS)
                 s = ex.input_size
                 ex.embed_arrays([np.zeros((s, s, 3), np.uint8)])
                 counts = lib.catalog.model_counts()
@@ -399,20 +408,20 @@ class DownloadWorker(QObject):
 # --------------------------------------------------------------------------- small tasks
 
 
-class _TaskSignals(QObject):
-    done = Signal(object)
-    failed = Signal(str)
-
-
 class TaskRunner(QObject):
-    """Runs short blocking calls (folder listings, URL fetches) in a pool; results by signal."""
+    """Runs short blocking calls (folder listings, URL fetches) in a pool; each call's own
+    callbacks get the result or the error message on the GUI thread (never after shutdown)."""
 
     def __init__(self, threads: int = 2, parent: QObject | None = None):
         super().__init__(parent)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(threads)
-        self._live: set[_TaskSignals] = set()
-        self.closed = False
+        self.jobs = Jobs(self, threads=threads)
+        self.pool = self.jobs.pool
+        self.jobs.done.connect(self._done)
+        self.jobs.failed.connect(self._failed)
+
+    @property
+    def closed(self) -> bool:
+        return self.jobs.closed
 
     def run(
         self,
@@ -420,35 +429,15 @@ class TaskRunner(QObject):
         on_done: Callable[[object], None],
         on_failed: Callable[[str], None] | None = None,
     ) -> None:
-        if self.closed:
-            return
-        sig = _TaskSignals()
-        self._live.add(sig)
+        self.jobs.submit(fn, (on_done, on_failed))
 
-        def done(result: object) -> None:
-            self._live.discard(sig)
-            if not self.closed:  # a late answer after shutdown has nobody to go to
-                on_done(result)
+    def _done(self, callbacks, result: object) -> None:
+        if not self.closed:  # a late answer after shutdown has nobody to go to
+            callbacks[0](result)
 
-        def failed(message: str) -> None:
-            self._live.discard(sig)
-            if not self.closed and on_failed is not None:
-                on_failed(message)
-
-        sig.done.connect(done)
-        sig.failed.connect(failed)
-
-        def job() -> None:
-            try:
-                result = fn()
-            except Exception as exc:  # noqa: BLE001 - the worker boundary
-                sig.failed.emit(describe(exc))
-            else:
-                sig.done.emit(result)
-
-        self.pool.start(job)
+    def _failed(self, callbacks, message: str) -> None:
+        if not self.closed and callbacks[1] is not None:
+            callbacks[1](message)
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
-        self.closed = True
-        self.pool.clear()
-        self.pool.waitForDone(timeout_ms)
+        self.jobs.shutdown(timeout_ms)

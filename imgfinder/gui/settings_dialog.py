@@ -1,18 +1,18 @@
-"""Dialogs: settings (persisted in the data dir) and missing model weights (download or pick)."""
+"""The settings dialog: device, input size, index, model and whitening, thumbnails, rescans.
+
+The model entries come from `model_files`, learning a whitening from `whitening_learner`;
+the values are persisted by the main window (`GuiSettings`).
+"""
 
 from __future__ import annotations
 
 import logging
-import re
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import shiboken6
-import torch
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -32,28 +32,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imgfinder.core.modelspec import (
-    BACKBONES,
-    DEFAULT_BACKBONE,
-    INPUT_SIZE_RANGE,
-    OFFLINE_BACKBONE,
-    BackboneSpec,
-    get_spec,
-)
-from imgfinder.core.train import list_model_files
-from imgfinder.core.weights import classify_state, default_available, default_weights_file
-from imgfinder.core.whiten import (
-    DEFAULT_DIM,
-    LearningCancelled,
-    Whitening,
-    default_dim,
-    learn_from_library,
-    list_whitening_files,
-    load_whitening,
-    save_whitening,
-)
-from imgfinder.errors import ImgfinderError
+from imgfinder.config import DEVICES, INPUT_SIZE_RANGE
+from imgfinder.core.modelspec import BACKBONES, DEFAULT_BACKBONE, BackboneSpec, get_spec
+from imgfinder.core.torchinfo import device_available
+from imgfinder.core.weights import default_available, default_weights_file
 from imgfinder.gui import desktop
+from imgfinder.gui.model_files import (
+    KIND_DESCRIPTION,
+    WEIGHTS_FILTER,
+    ModelChoice,
+    backbone_of_file,
+    classify_file,
+    default_model_text,
+    describe_model,
+    model_label,
+    same_file,
+)
 from imgfinder.gui.settings import (
     THUMB_MAX,
     THUMB_MIN,
@@ -61,9 +55,18 @@ from imgfinder.gui.settings import (
     GuiSettings,
     candidate_model_id,
 )
+from imgfinder.gui.whitening_learner import (
+    LEARN_DIM_MIN,
+    WhiteningLearner,
+    default_learn_dim,
+    describe_whitening,
+    learn_dim_for,
+    whitening_files,
+)
 
 if TYPE_CHECKING:
     from imgfinder.core.library import Library
+    from imgfinder.core.whiten import Whitening
     from imgfinder.gui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -73,123 +76,7 @@ BACKEND_TEXT = {
     "annoy": "annoy: approximate, rebuilt after changes",
     "exact": "exact: brute force, best for small libraries",
 }
-WEIGHTS_FILTER = "PyTorch weights (*.pth *.pt *.bin);;All files (*)"
-DEFAULT_MODEL_TEXT = "ImageNet ResNet50 (default)"
-KIND_TEXT = {
-    "head": "trained head",
-    "bundle": "trained weights",
-    "backbone": "backbone weights",
-}
-KIND_DESCRIPTION = {
-    "head": "Trained ECA head (on top of the current backbone weights)",
-    "bundle": "Trained weights bundle (last stage and ECA head)",
-    "backbone": "Backbone weights",
-}
-TRAINED_TEXT = {"eca": "the ECA head", "layer4": "the last stage and the ECA head"}
-LEARN_DIM_MIN = 16  # D' offered for a whitening learned in the app (the CLI takes any)
 LEARN_TEXT = "Learn from library…"
-
-
-def _device_available(name: str) -> bool:
-    if name == "cuda":
-        return torch.cuda.is_available()
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        return bool(mps and mps.is_available())
-    return True
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """One entry of the model list: what it sets in the ModelConfig, and how it is shown."""
-
-    label: str
-    weights: str | None
-    head: str | None
-    description: str
-    backbone: str = DEFAULT_BACKBONE
-
-
-def _same_file(a: str | None, b: str | None) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
-def describe_model(kind: str, path: Path, meta: dict) -> str:
-    """What was trained, on which dataset, at which input size and when (from the file's meta)."""
-    lines = [f"{KIND_DESCRIPTION.get(kind, kind)}: {path}"]
-    trained = meta.get("trained")
-    if trained:
-        text = f"Trained: {TRAINED_TEXT.get(trained, trained)}"
-        if meta.get("unlabelled"):
-            text += " (unlabelled: every photo its own class)"
-        lines.append(text)
-    if meta.get("dataset"):
-        counts = [f"{meta[k]:,} {k}" for k in ("classes", "images") if isinstance(meta.get(k), int)]
-        lines.append(f"Dataset: {meta['dataset']}" + (f" ({', '.join(counts)})" if counts else ""))
-    if meta.get("input_size"):
-        lines.append(f"Input size: {meta['input_size']} px")
-    if meta.get("epochs"):
-        text = f"Epochs: {meta['epochs']}"
-        loss = meta.get("final_loss")
-        if isinstance(loss, (int, float)):
-            text += f", final loss {loss:.4f}"
-        lines.append(text)
-    if meta.get("created"):
-        lines.append(f"Date: {str(meta['created']).replace('T', ' ')}")
-    if meta.get("base_source"):
-        lines.append(f"Started from: {meta['base_source']}")
-    return "\n".join(lines)
-
-
-def model_label(kind: str, path: Path, meta: dict) -> str:
-    parts = [KIND_TEXT.get(kind, kind)]
-    if meta.get("dataset"):
-        parts.append(Path(str(meta["dataset"])).name)
-    if meta.get("created"):
-        parts.append(str(meta["created"])[:10])
-    return f"{path.stem} ({' · '.join(parts)})"
-
-
-def describe_whitening(path: Path, w: Whitening) -> str:
-    return (
-        f"PCA whitening: {path}\n{w.samples:,} vectors, {w.dim_in} → {w.dim_out} dimensions, "
-        f"power {w.power:g}, shrinkage {w.shrinkage:g}\nLearned for model {w.model_id}"
-    )
-
-
-def default_model_text(spec: BackboneSpec) -> str:
-    text = f"ImageNet {spec.title}"
-    if spec.name == DEFAULT_BACKBONE:
-        return text + " (default)"
-    if spec.weights_package:
-        return text + " (installed, no download)"
-    return text
-
-
-def _load_any(path: str) -> dict | None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - loading the model reports the problem clearly
-        return None
-    return state if isinstance(state, dict) else None
-
-
-def classify_file(path: str) -> str:
-    """ "head" or "weights" for a file picked by hand (unreadable: "weights", checked on load)."""
-    state = _load_any(path)
-    return "head" if state is not None and classify_state(state)[0] == "head" else "weights"
-
-
-def backbone_of_file(path: str, meta: dict | None = None) -> str | None:
-    """Which backbone a weights, bundle or head file belongs to (None: cannot tell)."""
-    meta = meta or {}
-    if meta.get("backbone") in BACKBONES:
-        return meta["backbone"]
-    state = _load_any(path)
-    arch = classify_state(state)[1] if state is not None else None
-    return arch if arch in BACKBONES else None
 
 
 class SettingsDialog(QDialog):
@@ -213,12 +100,12 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("imgfinder settings")
         self.effective = effective
         self.models_dir = Path(data_dir) / "models"
-        self._library = library
-        self._tasks = tasks
-        self._learn_cancel: threading.Event | None = None  # set while learning; the run's token
+        self.learner = WhiteningLearner(library, tasks, self.models_dir, self)
+        self.learner.learned.connect(self._learned)
+        self.learner.failed.connect(self._learn_failed)
         self.device = QComboBox()
-        for name in ("auto", "cpu", "cuda", "mps"):
-            ok = _device_available(name)
+        for name in DEVICES:
+            ok = device_available(name)
             self.device.addItem(name if ok else f"{name} (not available)", name)
             if not ok:
                 model = self.device.model()
@@ -306,6 +193,8 @@ class SettingsDialog(QDialog):
             self._add_model_choice(self._default_choice(spec))
         defaults = {spec.weights_file for spec in BACKBONES.values()}
         current = get_spec(eff.backbone).name
+        from imgfinder.core.train import list_model_files  # noqa: PLC0415 (lazy: torch)
+
         for mf in list_model_files(self.models_dir):
             if mf.path.name in defaults:
                 continue  # a downloaded default: one of the first entries
@@ -375,7 +264,7 @@ class SettingsDialog(QDialog):
         self.learn_dim.setRange(LEARN_DIM_MIN, dim)
         self.learn_dim.setSingleStep(16)
         self.learn_dim.setSuffix(" dims")
-        self.learn_dim.setValue(min(DEFAULT_DIM, dim))
+        self.learn_dim.setValue(default_learn_dim(dim))
         self._initial_learn_dim = self.learn_dim.value()
         self.learn_dim.setToolTip(
             "Output dimension D′ of the whitening to learn. It is capped at the number of "
@@ -402,7 +291,7 @@ class SettingsDialog(QDialog):
     @property
     def can_learn(self) -> bool:
         """Whether this dialog was given a library and a task runner to learn a whitening."""
-        return self._library is not None and self._tasks is not None
+        return self.learner.available
 
     def _default_choice(self, spec: BackboneSpec) -> ModelChoice:
         desc = f"{spec.label}: ImageNet weights, untrained ECA head ({spec.descriptor_dim}-d)"
@@ -446,7 +335,7 @@ class SettingsDialog(QDialog):
     ) -> int:
         backbone = get_spec(backbone).name
         for i, c in enumerate(self.model_choices):
-            same = _same_file(c.weights, weights) and _same_file(c.head, head)
+            same = same_file(c.weights, weights) and same_file(c.head, head)
             if same and c.backbone == backbone:
                 return i
         return -1
@@ -477,14 +366,7 @@ class SettingsDialog(QDialog):
         self._refresh_whitening()
 
     def _whitening_candidates(self) -> list[tuple[Path, Whitening]]:
-        found = list_whitening_files(None, self.models_dir)
-        current = self.effective.whitening
-        if current and not any(_same_file(str(p), current) for p, _ in found):
-            try:  # a file from elsewhere (--whiten, or moved since)
-                found.append((Path(current), load_whitening(current)))
-            except ImgfinderError as exc:
-                log.warning("settings: %s", exc)
-        return found
+        return whitening_files(self.models_dir, self.effective.whitening)
 
     def current_model_id(self) -> str | None:
         """The raw model id of the chosen model and input size (None if it cannot be told)."""
@@ -514,14 +396,14 @@ class SettingsDialog(QDialog):
             for path, w in self._whitening_files:
                 if model_id is not None and w.model_id != model_id:
                     continue
-                if model_id is None and not _same_file(str(path), wanted):
+                if model_id is None and not same_file(str(path), wanted):
                     continue  # model unknown (e.g. no weights yet): only keep the current one
                 i = self.whitening.count()
                 self.whitening.addItem(f"{path.name} ({w.dim_out} dims)", str(path))
                 self.whitening.setItemData(
                     i, describe_whitening(path, w), Qt.ItemDataRole.ToolTipRole
                 )
-                if _same_file(str(path), wanted):
+                if same_file(str(path), wanted):
                     selected = i
             self.whitening.setCurrentIndex(selected)
         finally:
@@ -541,7 +423,7 @@ class SettingsDialog(QDialog):
     # -- learning a whitening ----------------------------------------------------------------
     def _update_learn_state(self) -> None:
         """Learning is offered for the model in use only: its vectors are the library's."""
-        if self._learn_cancel is not None:
+        if self.learner.running:
             return  # busy: _set_learning(False) calls this again
         model_id = self.current_model_id()
         ok = self.can_learn and model_id is not None and model_id == self._library_model_id
@@ -557,17 +439,14 @@ class SettingsDialog(QDialog):
 
     def _load_vector_count(self) -> None:
         """Default D' by the core's rule, once the library's photo count is known."""
-        lib = self._library() if self.can_learn else None
-        if lib is None:
-            return
-        self._tasks.run(lib.catalog.model_counts, self._vector_count_loaded)
+        self.learner.count_vectors(self._vector_count_loaded)
 
     def _vector_count_loaded(self, counts: dict[str, int]) -> None:
         if not shiboken6.isValid(self) or self.learn_dim.value() != self._initial_learn_dim:
             return  # the dialog is gone, or D' was already chosen by hand
         n = counts.get(self._library_model_id or "", 0)
         if n:
-            self.learn_dim.setValue(max(LEARN_DIM_MIN, default_dim(n)))
+            self.learn_dim.setValue(learn_dim_for(n))
             self._initial_learn_dim = self.learn_dim.value()
 
     def start_learning(self, dim: int | None = None) -> None:
@@ -575,41 +454,22 @@ class SettingsDialog(QDialog):
 
         `dim` None: the D' box's value. The result is dropped if the dialog closed meanwhile.
         """
-        if not self.can_learn or self._learn_cancel is not None:
+        if not self.can_learn or self.learner.running:
             return
-        lib = self._library()
+        lib = self.learner.library()
         if lib is None:
             self.whitening_note.setText("Cannot learn a whitening: no library is open.")
             return
         dim = int(dim or self.learn_dim.value())
-        models = self.models_dir
-        cancel = threading.Event()
-
-        def work() -> tuple[Whitening, Path]:  # in a pool thread: no widgets here
-            w = learn_from_library(lib, dim, cancel=cancel)
-            if cancel.is_set():
-                raise LearningCancelled("learning the whitening was cancelled")
-            return w, save_whitening(w, models / w.file_name)
-
-        self._learn_cancel = cancel
+        self.learner.start(lib, dim)
         self._set_learning(True)
         self.whitening_note.setText(
             f"Learning a {dim}-dimension whitening from the library's vectors…"
         )
-        self._tasks.run(
-            work,
-            lambda result: self._learned(cancel, dim, *result),
-            lambda message: self._learn_failed(cancel, message),
-        )
 
-    def _current_run(self, cancel: threading.Event) -> bool:
-        """A result belongs to the run in progress and the dialog still exists."""
-        return shiboken6.isValid(self) and self._learn_cancel is cancel
-
-    def _learned(self, cancel: threading.Event, dim: int, w: Whitening, path: Path) -> None:
-        if not self._current_run(cancel):
+    def _learned(self, w: Whitening, path: Path, dim: int) -> None:
+        if not shiboken6.isValid(self):
             return
-        self._learn_cancel = None
         self._set_learning(False)
         self._whitening_files = self._whitening_candidates()
         self._whitening_choice = str(path)
@@ -624,10 +484,9 @@ class SettingsDialog(QDialog):
             note += " With fewer than 4 vectors per dimension the weakest ones are mostly noise."
         self.whitening_note.setText(note)
 
-    def _learn_failed(self, cancel: threading.Event, message: str) -> None:
-        if not self._current_run(cancel):
+    def _learn_failed(self, message: str) -> None:
+        if not shiboken6.isValid(self):
             return
-        self._learn_cancel = None
         self._set_learning(False)
         self.whitening_note.setText(f"Cannot learn a whitening: {message}")
 
@@ -643,13 +502,12 @@ class SettingsDialog(QDialog):
 
     @property
     def learning(self) -> bool:
-        return self._learn_cancel is not None
+        return self.learner.running
 
     def cancel_learning(self) -> None:
         """Stop a run: nothing is saved after the current step, and its result is dropped."""
-        if self._learn_cancel is not None:
-            self._learn_cancel.set()
-            self._learn_cancel = None
+        if self.learner.running:
+            self.learner.cancel()
             self._set_learning(False)
 
     def done(self, result: int) -> None:
@@ -677,161 +535,3 @@ def _wrap(layout) -> QWidget:
     layout.setContentsMargins(0, 0, 0, 0)
     w.setLayout(layout)
     return w
-
-
-_OFFLINE_REASON = re.compile(r"weights are not available \((.*)\)\. Download", re.S)
-_NETWORK_WORDS = (
-    "errno",
-    "name or service",
-    "network",
-    "timed out",
-    "timeout",
-    "connection",
-    "unreachable",
-    "getaddrinfo",
-    "temporary failure",
-    "ssl",
-)
-
-
-def weights_reason(message: str) -> str:
-    """Why the weights are missing, in the app's words: no errno, no command-line advice.
-
-    `message` is the core's text (core.weights.offline_message(), a download error, a file
-    error), meant for the terminal.
-    """
-    m = _OFFLINE_REASON.search(message)
-    reason = (m.group(1) if m else message).strip()
-    low = reason.lower()
-    if "cancel" in low:
-        return "the download was cancelled"
-    if "not downloaded yet" in low:
-        return "they have not been downloaded yet"
-    if low.startswith("download failed") or any(w in low for w in _NETWORK_WORDS):
-        if "sha256" in low or "corrupt" in low:
-            return "the downloaded file was damaged; try the download again"
-        return "the download server could not be reached (is this computer offline?)"
-    if low.startswith(("file not found:", "weights file not found:")):
-        return f"the chosen weights file {reason.split(':', 1)[1].strip()} does not exist"
-    # anything else (an unreadable file, say): its first sentence, without terminal advice
-    reason = re.split(r"[,;]? or pass --weights|[,;]? or set IMGFINDER_WEIGHTS", reason)[0]
-    return reason.rstrip(". ")
-
-
-def weights_help_text(
-    message: str, spec: BackboneSpec | None = None, alternative: BackboneSpec | None = None
-) -> str:
-    """The weights dialog's text: what is needed, why it is missing, what to do in the app."""
-    spec = spec or get_spec(None)
-    target = default_weights_file(spec)
-    text = (
-        f"imgfinder needs the {spec.title} model weights (about {spec.weights_mb} MB) to index "
-        f"and search your photos, and {weights_reason(message)}.\n\n"
-        "To get them: click “Try download again” when this computer is online; or, on a "
-        f"computer with internet access, download\n{spec.weights_url}\nand copy the file "
-        f"{target.name} into\n{target.parent}\nor click “Choose weights file…” to use a copy "
-        "you already have."
-    )
-    if alternative is not None:
-        text += (
-            f"\n\nOr use {alternative.title} now: its ImageNet weights are installed with "
-            "imgfinder, so it needs no download. It is a different model, so photos already "
-            "indexed are indexed again (you are asked first)."
-        )
-    return text
-
-
-class WeightsDialog(QDialog):
-    """First run without weights: download with progress, pick a file, or use the backbone
-    whose weights are installed (a different model, so never chosen without the user)."""
-
-    file_chosen = Signal(str)
-    backbone_chosen = Signal(str)
-    download_requested = Signal()
-    cancel_requested = Signal()
-
-    def __init__(self, parent=None, spec: BackboneSpec | None = None):
-        super().__init__(parent)
-        self.spec = spec or get_spec(None)
-        self.setWindowTitle("Model weights needed")
-        self.setMinimumWidth(520)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.progress = QProgressBar()
-        self.choose_button = QPushButton("Choose weights &file…")
-        self.download_button = QPushButton("&Download")
-        self.cancel_button = QPushButton("&Cancel download")
-        self.close_button = QPushButton("C&lose")
-        alt = get_spec(OFFLINE_BACKBONE)
-        self.alternative = alt if alt.name != self.spec.name and default_available(alt) else None
-        self.alternative_button = QPushButton(f"&Use {alt.title} (installed)")
-        self.alternative_button.setToolTip(
-            f"{alt.label}. A different model: the library's photos are indexed again with it."
-        )
-        self.alternative_button.setVisible(False)
-        self.choose_button.clicked.connect(self._choose)
-        self.download_button.clicked.connect(self.download_requested)
-        self.cancel_button.clicked.connect(self.cancel_requested)
-        self.close_button.clicked.connect(self.reject)
-        self.alternative_button.clicked.connect(self._use_alternative)
-        row = QHBoxLayout()
-        row.addWidget(self.choose_button)
-        row.addWidget(self.download_button)
-        row.addWidget(self.alternative_button)
-        row.addStretch(1)
-        row.addWidget(self.cancel_button)
-        row.addWidget(self.close_button)
-        lay = QVBoxLayout(self)
-        lay.addWidget(self.message)
-        lay.addWidget(self.progress)
-        lay.addLayout(row)
-        self.state = ""
-
-    def _use_alternative(self) -> None:
-        if self.alternative is not None:
-            self.backbone_chosen.emit(self.alternative.name)
-            self.accept()
-
-    def show_downloading(self) -> None:
-        self.state = "downloading"
-        self.message.setText(
-            f"imgfinder needs {self.spec.title} weights (about {self.spec.weights_mb} MB) and "
-            f"is downloading them once to {default_weights_file(self.spec)}."
-        )
-        self.progress.setRange(0, 0)
-        self.progress.show()
-        self.cancel_button.show()
-        self.download_button.hide()
-        self.choose_button.setEnabled(False)
-
-    def set_progress(self, done: int, total: int | None) -> None:
-        if total:
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(int(1000 * done / total))
-            self.progress.setFormat(f"{done / 1e6:.1f} / {total / 1e6:.1f} MB")
-        else:
-            self.progress.setRange(0, 0)
-            self.progress.setFormat(f"{done / 1e6:.1f} MB")
-
-    def show_missing(self, message: str, *, can_download: bool = True) -> None:
-        """`message`: the core's reason (any wording); the dialog says it in the app's terms."""
-        self.state = "missing"
-        self.message.setText(weights_help_text(message, self.spec, self.alternative))
-        self.progress.hide()
-        self.cancel_button.hide()
-        self.download_button.setVisible(can_download)
-        self.download_button.setText("Try &download again")
-        self.choose_button.setEnabled(True)
-        self.alternative_button.setVisible(self.alternative is not None)
-
-    def _choose(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, f"Choose {self.spec.title} weights", "", WEIGHTS_FILTER
-        )
-        if path:
-            self.use_file(path)
-
-    def use_file(self, path: str) -> None:
-        self.file_chosen.emit(path)
-        self.accept()

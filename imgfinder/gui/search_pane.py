@@ -1,25 +1,38 @@
-"""Main-window behaviour around queries and results: drops, paste, history, grid actions."""
+"""The Search tab: query panel, results grid and explanations, and the controller behind them.
+
+`SearchPane` owns the search state (the query and its history through `SearchController`,
+the shown results, what the explanation panes explain, the pending command-line image) and
+the widgets of the tab; the main window places it and talks to it through its methods and
+signals (`status`, `folder_dropped`, `settings_changed`, `export_ready_changed`).
+"""
 
 from __future__ import annotations
 
 import html
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QFileDialog, QMenu
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QGuiApplication, QPalette
+from PySide6.QtWidgets import QFileDialog, QLabel, QMenu, QSplitter, QVBoxLayout, QWidget
 
 from imgfinder.core import decode
 from imgfinder.core.explain import MatchExplanation
 from imgfinder.gui import desktop
-from imgfinder.gui.explain_view import HeatmapControls
+from imgfinder.gui.details_panel import DetailsPanel
+from imgfinder.gui.explain_view import MatchView, QueryExplainPanel
+from imgfinder.gui.image_view import HeatmapControls
 from imgfinder.gui.items import Query, ResultItem, SearchResult
+from imgfinder.gui.panes import UNFOLDED_MIN, FoldingTabPane
 from imgfinder.gui.query import Incoming, fetch_url, from_mime
-from imgfinder.gui.query_panel import can_accept
-from imgfinder.gui.settings import THUMB_MAX, THUMB_MIN
-from imgfinder.gui.thumbnails import bucket_for
+from imgfinder.gui.query_panel import QueryPanel
+from imgfinder.gui.results_model import ResultsModel
+from imgfinder.gui.results_view import ResultsView
+from imgfinder.gui.search import SearchController
+from imgfinder.gui.settings import THUMB_MAX, THUMB_MIN, GuiSettings
+from imgfinder.gui.thumbnails import ThumbnailLoader, bucket_for
+from imgfinder.gui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +70,138 @@ def match_summary(e: MatchExplanation) -> str:
     )
 
 
-class SearchMixin:
+class SearchPane(QWidget):
+    """The Search tab and its controller: query → search → results grid → explanations."""
+
+    status = Signal(str, int)  # a status-bar message and how long it shows (ms)
+    folder_dropped = Signal(str)  # a folder was dropped or pasted: add it to the library
+    settings_changed = Signal()  # a view setting (count, min score, thumbnail size) changed
+    export_ready_changed = Signal(bool)  # "Export explanation" can be used
+
+    def __init__(
+        self,
+        settings: GuiSettings,
+        search_ctl: SearchController,
+        tasks: TaskRunner,
+        loader: ThumbnailLoader,
+        details: DetailsPanel,
+        *,
+        offline: Callable[[], bool],
+        model_loaded: Callable[[], bool],
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.settings = settings
+        self.search_ctl = search_ctl
+        self.tasks = tasks
+        self.details = details
+        self._offline = offline
+        self._model_loaded = model_loaded
+        self._explain_ready = False  # the explanation widgets have a model
+        self._explained: tuple | None = None  # (Query, model id) the widgets explain
+        self._pending_open = None  # `imgfinder gui IMAGE`: waits for the model
+        self._last_result: SearchResult | None = None
+        self._syncing_controls = False
+        self.export_ready = False
+        self.result_menu: QMenu | None = None
+        self.query_panel = QueryPanel()
+        self.query_panel.set_values(settings.result_count, settings.min_score)
+        self.results_model = ResultsModel(loader, self)
+        self.results_model.set_filter(min_score=settings.min_score)
+        self.results_view = ResultsView()
+        self.results_view.setModel(self.results_model)
+        self.explain_pane = self._build_explain_pane()
+        self.match_summary = QLabel(NO_MATCH_TEXT)
+        self.match_summary.setWordWrap(True)
+        self.match_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.match_section = details.add_section("Why it matches", self.match_summary)
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.setObjectName("search-split")
+        self.split.addWidget(self.results_view)
+        self.split.addWidget(self.explain_pane)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
+        self.split.setCollapsible(0, False)
+        self.split.setCollapsible(1, False)  # it folds to its tab bar instead
+        self.split.setSizes([440, 340])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.query_panel)
+        lay.addWidget(self.split, 1)
+        self._wire()
+
+    def _build_explain_pane(self) -> FoldingTabPane:
+        """Below the grid: the query's attention map, and query | selected result match maps.
+
+        Tabs rather than side by side: the match view needs the width for its two photos, and
+        the window must still fit a 1280-pixel screen next to the library and details docks.
+        The pane folds to its tab bar (click the open tab) so the grid gets the height; on a
+        short screen it starts folded (see initial_layout).
+        """
+        self.query_explain = QueryExplainPanel()
+        self.match_view = MatchView()
+        for w in (self.query_explain, self.match_view):
+            w.layout().setContentsMargins(6, 6, 6, 4)
+            w.status.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+            w.controls.opacity_slider.setMinimumWidth(72)  # not squeezed to a stub when narrow
+        self.query_explain.status.setText("Search with a photo to see where its descriptor looks.")
+        pane = FoldingTabPane()
+        pane.setObjectName("explain-tabs")
+        pane.addTab(self.query_explain, "Query attention")
+        pane.addTab(self.match_view, "Why it matches")
+        pane.setTabToolTip(0, "Where the query's descriptor looks (its attention map)")
+        pane.setTabToolTip(1, "The query and the selected result with their match maps")
+        return pane
+
+    def _wire(self) -> None:
+        qp = self.query_panel
+        qp.incoming.connect(self.handle_incoming)
+        qp.count_changed.connect(self._count_changed)
+        qp.min_score_changed.connect(self._min_score_changed)
+        qp.filter_changed.connect(lambda t: self.results_model.set_filter(text=t))
+        qp.view_changed.connect(self._view_options_changed)
+        rv = self.results_view
+        rv.item_activated.connect(self.search_similar)
+        rv.context_requested.connect(self._result_menu)
+        rv.zoom_requested.connect(self.zoom)
+        rv.selectionModel().currentChanged.connect(
+            lambda cur, _prev: self._result_selected(self.results_model.item(cur.row()))
+        )
+        self.results_model.modelReset.connect(lambda: self._result_selected(None))
+        self.results_model.modelReset.connect(self.update_result_header)  # filters: the count
+        self.details.search_similar.connect(self.search_similar)
+        sc = self.search_ctl
+        sc.results.connect(self._show_results)
+        sc.failed.connect(self._search_failed)
+        sc.busy_changed.connect(lambda b: qp.set_busy("Searching…" if b else qp.busy.text()))
+        sc.preview_changed.connect(self._preview_arrived)
+        qe, mv = self.query_explain, self.match_view
+        qe.failed.connect(lambda m: self._explain_failed(qe, m))
+        mv.failed.connect(lambda m: self._explain_failed(mv, m))
+        mv.explained.connect(self._match_explained)
+        qe.controls.changed.connect(lambda: self._sync_controls(qe.controls, mv.controls))
+        mv.controls.changed.connect(lambda: self._sync_controls(mv.controls, qe.controls))
+
+    def initial_layout(self, saved: bool) -> None:
+        """First start (`saved` False): the grid gets 3 rows of thumbnails; the explanations
+        what is left, or they start folded to their tab bar when that is too little."""
+        if saved:
+            return
+        split = self.split
+        total = sum(split.sizes())
+        grid = 3 * self.results_view.gridSize().height() + 2 * self.results_view.frameWidth() + 8
+        room = total - grid - split.handleWidth()
+        if room >= UNFOLDED_MIN:
+            self.explain_pane.set_folded(False, height=room)
+        else:
+            self.explain_pane.set_folded(True)
+
+    def shutdown(self) -> None:
+        for w in (self.query_explain, self.match_view):  # their jobs use the library's model
+            w.clear()  # drops queued requests and prefetches (shutdown() keeps prefetches)
+            w.shutdown()
+
     """Mixed into MainWindow (which provides the panels, the controllers and `notify`)."""
 
     # -- queries -----------------------------------------------------------------------------
@@ -68,11 +212,11 @@ class SearchMixin:
                 "That is not an image, an image file or an image address."
             )
         elif found.folder:
-            self.add_folder(found.folder)
+            self.folder_dropped.emit(found.folder)
         elif found.url:
             url = found.url
             self.query_panel.show_message(f"Downloading {url}…", error=False)
-            offline = self.opts.offline
+            offline = self._offline()
             self.tasks.run(
                 lambda: fetch_url(url, offline=offline),
                 lambda p: self.search_query(Query(label=url.rsplit("/", 1)[-1] or url, path=p)),
@@ -168,7 +312,7 @@ class SearchMixin:
                 f"Cannot search with {items[0]}: it is not an image file or a web address."
             )
             return
-        if self.model_info is None:  # the weights may still need a download or a file
+        if not self._model_loaded():  # the weights may still need a download or a file
             self._pending_open = found
             self.query_panel.show_message("Loading the model to search…", error=False)
         else:
@@ -182,24 +326,19 @@ class SearchMixin:
         if query is self.search_ctl.current:
             self.query_panel.set_query(query)
 
-    def _update_history_actions(self) -> None:
-        self.back_action.setEnabled(self.search_ctl.can_go_back())
-        self.forward_action.setEnabled(self.search_ctl.can_go_forward())
-
     def _count_changed(self, k: int) -> None:
         self.settings.result_count = k
-        self._save_timer.start()
+        self.settings_changed.emit()
         self.search_ctl.set_k(k)
 
     def _min_score_changed(self, v: float) -> None:
         self.settings.min_score = v
-        self._save_timer.start()
+        self.settings_changed.emit()
         self.results_model.set_filter(min_score=v)
 
     # -- explanations ------------------------------------------------------------------------
-    def _explain_model_ready(self, lib, _info) -> None:
-        if lib is not self.lib:
-            return
+    def model_ready(self, lib) -> None:
+        """The library's model is loaded: explanations may use it; a waiting IMAGE is searched."""
         lock = self.search_ctl.worker.busy  # the model is not re-entrant: one user at a time
         for w in (self.query_explain, self.match_view):
             w.set_extractor(
@@ -242,11 +381,11 @@ class SearchMixin:
         self.match_summary.setText(match_summary(e))
         self._update_export_action()
 
-    def _explain_failed(self, message: str) -> None:
+    def _explain_failed(self, source, message: str) -> None:
         """An explanation failed: say so, and do not leave an earlier one on screen."""
-        self.statusBar().showMessage(f"Cannot explain: {message}", 8000)
+        self.status.emit(f"Cannot explain: {message}", 8000)
         error = f"<span style='color:#b00020'>{html.escape(message)}</span>"
-        if self.sender() is self.match_view:
+        if source is self.match_view:
             mv = self.match_view
             if mv.current is not None and self._explained is not None:
                 q = self._explained[0]
@@ -254,7 +393,7 @@ class SearchMixin:
                 mv.score_label.setText("No match maps for this result.")
                 mv.status.setText(error)
             self.match_summary.setText(f"No explanation: {html.escape(message)}")
-        elif self.sender() is self.query_explain and self.query_explain.current is not None:
+        elif source is self.query_explain and self.query_explain.current is not None:
             self.query_explain.clear()  # the previous query's map
             self.query_explain.status.setText(error)
         self._update_export_action()
@@ -274,17 +413,19 @@ class SearchMixin:
     def _update_export_action(self) -> None:
         mv = self.match_view
         ready = self.details.item is not None and mv.current is not None and not mv.busy()
-        self.export_action.setEnabled(ready)
+        if ready != self.export_ready:
+            self.export_ready = ready
+            self.export_ready_changed.emit(ready)
 
     def export_explanation(self) -> None:
         """File ▸ Export explanation: the side-by-side view of the selected result as a PNG."""
         self._update_export_action()
-        if not self.export_action.isEnabled():
-            self.statusBar().showMessage("Select a result and wait for its match maps.", 4000)
+        if not self.export_ready:
+            self.status.emit("Select a result and wait for its match maps.", 4000)
             return
         out = self.match_view.export_explanation()
         if out is not None:
-            self.statusBar().showMessage(f"Saved the explanation to {out}", 6000)
+            self.status.emit(f"Saved the explanation to {out}", 6000)
 
     # -- results -----------------------------------------------------------------------------
     def _result_menu(self, item: ResultItem, pos) -> None:
@@ -302,23 +443,23 @@ class SearchMixin:
         """Copy the selected results' paths, one a line."""
         paths = [it.path for it in self.results_view.selected_items()]
         if not paths:
-            self.statusBar().showMessage("Select one or more results first.", 4000)
+            self.status.emit("Select one or more results first.", 4000)
             return
         desktop.copy_path("\n".join(paths))
         what = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
-        self.statusBar().showMessage(f"Copied {what}", 4000)
+        self.status.emit(f"Copied {what}", 4000)
 
     def open_selected(self) -> None:
         """Open the selected results with the system's viewer (at most OPEN_AT_ONCE)."""
         items = self.results_view.selected_items()
         if not items:
-            self.statusBar().showMessage("Select one or more results first.", 4000)
+            self.status.emit("Select one or more results first.", 4000)
             return
         failed = [it.path for it in items[:OPEN_AT_ONCE] if not desktop.open_path(it.path)]
         if failed:
-            self.statusBar().showMessage(f"No application could open {failed[0]}", 6000)
+            self.status.emit(f"No application could open {failed[0]}", 6000)
         elif len(items) > OPEN_AT_ONCE:
-            self.statusBar().showMessage(
+            self.status.emit(
                 f"Opened the first {OPEN_AT_ONCE} of {len(items)} selected photos.", 6000
             )
 
@@ -326,14 +467,14 @@ class SearchMixin:
         """Show the selected results in the file manager (each folder once)."""
         items = self.results_view.selected_items()
         if not items:
-            self.statusBar().showMessage("Select one or more results first.", 4000)
+            self.status.emit("Select one or more results first.", 4000)
             return
         first_in_folder: dict[str, str] = {}
         for it in items:
             first_in_folder.setdefault(os.path.dirname(it.path), it.path)
         shown = list(first_in_folder.values())[:OPEN_AT_ONCE]
         if not all(desktop.show_in_folder(p) for p in shown):
-            self.statusBar().showMessage("Could not open the file manager", 6000)
+            self.status.emit("Could not open the file manager", 6000)
 
     def _view_options_changed(self) -> None:
         qp = self.query_panel
@@ -346,7 +487,7 @@ class SearchMixin:
         self.query_panel.filter_edit.selectAll()
 
     def delete_hint(self) -> None:
-        self.statusBar().showMessage(
+        self.status.emit(
             "imgfinder never deletes photos from the results; nothing was changed.", 6000
         )
 
@@ -358,19 +499,4 @@ class SearchMixin:
         self.settings.thumb_size = px
         self.results_view.set_thumb_size(px)
         self.results_model.set_bucket(bucket_for(px * self.devicePixelRatioF()))
-        if hasattr(self, "_save_timer"):
-            self._save_timer.start()
-
-    # -- drops on the whole window ------------------------------------------------------------
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if can_accept(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dragMoveEvent(self, event) -> None:  # noqa: N802
-        if can_accept(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:  # noqa: N802
-        found = from_mime(event.mimeData())
-        event.acceptProposedAction() if found else event.ignore()
-        self.handle_incoming(found)
+        self.settings_changed.emit()
