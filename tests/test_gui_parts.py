@@ -101,7 +101,7 @@ def test_settings_roundtrip_and_damaged_files(tmp_path):
     s = GuiSettings(device="cpu", input_size=96, thumb_size=200, weights="/w.pth")
     path = s.save(tmp_path)
     raw = json.loads(path.read_text())
-    assert raw["schema_version"] == 1 and raw["input_size"] == 96
+    assert raw["schema_version"] == 2 and raw["input_size"] == 96
     assert GuiSettings.load(tmp_path) == s
     assert not [p for p in tmp_path.iterdir() if p.name != SETTINGS_FILE]  # no temp file left
     path.write_text("{not json")
@@ -109,6 +109,18 @@ def test_settings_roundtrip_and_damaged_files(tmp_path):
     path.write_text(json.dumps({"input_size": "big", "thumb_size": 9999, "device": "tpu"}))
     loaded = GuiSettings.load(tmp_path)
     assert loaded.input_size == 224 and loaded.thumb_size == 384 and loaded.device == "auto"
+
+
+def test_min_score_is_off_by_default_and_version_1_default_is_migrated(tmp_path):
+    """Centred scores go below 0: version 1's default 0.0 would hide half the results."""
+    assert GuiSettings().min_score == -1.0
+    path = tmp_path / SETTINGS_FILE
+    path.write_text(json.dumps({"schema_version": 1, "min_score": 0.0, "thumb_size": 200}))
+    assert GuiSettings.load(tmp_path).min_score == -1.0
+    path.write_text(json.dumps({"schema_version": 1, "min_score": 0.3}))  # a user's choice
+    assert GuiSettings.load(tmp_path).min_score == 0.3
+    path.write_text(json.dumps({"schema_version": 2, "min_score": 0.0}))
+    assert GuiSettings.load(tmp_path).min_score == 0.0
 
 
 def test_launch_options_only_override_what_was_given(tmp_path):

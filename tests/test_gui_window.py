@@ -119,6 +119,9 @@ def test_add_folder_indexes_and_drop_searches(qtbot, make_window, photos):
     second = w.results_model.item(1)
     result = wait_results(qtbot, w, lambda: w.results_view.item_activated.emit(second))
     assert result.items[0].path == second.path
+    assert w.query_panel.min_score.text() == "off"  # by default nothing is filtered away,
+    assert w.results_model.rowCount() == len(result.items)  # negative centred scores too
+    assert "(filtered)" not in w.search.result_header()
     w.query_panel.min_score.setValue(0.999)
     assert w.results_model.rowCount() == 1
     w.query_panel.min_score.setValue(-1.0)

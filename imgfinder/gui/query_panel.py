@@ -186,6 +186,7 @@ class QueryPanel(QWidget):
 
         self.min_score = QDoubleSpinBox()
         self.min_score.setRange(-1.0, 1.0)
+        self.min_score.setSpecialValueText("off")  # shown at -1: every result is kept
         self.min_score.setSingleStep(0.01)
         self.min_score.setDecimals(3)
         self.min_score.setAccessibleName("Minimum similarity")

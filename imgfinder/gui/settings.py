@@ -24,7 +24,8 @@ from imgfinder.core.weights import BUNDLE_FORMAT, file_digest
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: min_score -1 means off (centred scores go below 0)
+NO_MIN_SCORE = -1.0
 SETTINGS_FILE = "settings.json"
 BACKENDS = INDEX_BACKENDS
 THUMB_MIN, THUMB_MAX = 64, 384
@@ -55,7 +56,7 @@ class GuiSettings:
     whitening: str | None = None  # a PCA-whitening file (imgfinder whiten); None: off
     thumb_size: int = 160
     result_count: int = 60
-    min_score: float = 0.0
+    min_score: float = NO_MIN_SCORE  # -1: no filter
     rescan_minutes: int = 10
     raw_pairs_as_one: bool = False  # show a RAW+JPEG pair of one shot as one search result
     window_geometry: str | None = None  # hex of QMainWindow.saveGeometry()
@@ -78,8 +79,13 @@ class GuiSettings:
         if not isinstance(raw, dict):
             log.warning("ignoring settings file %s: not a JSON object", path)
             return cls()
-        if int(raw.get("schema_version", 0) or 0) > SCHEMA_VERSION:
+        version = int(raw.get("schema_version", 0) or 0)
+        if version > SCHEMA_VERSION:
             log.warning("%s was written by a newer imgfinder; reading what is known", path)
+        if version < 2 and raw.get("min_score") == 0.0:
+            # version 1's default, which hides every result below the library's mean once
+            # search is centred: not a choice the user made
+            raw["min_score"] = NO_MIN_SCORE
         out = cls()
         for f in dataclasses.fields(cls):
             if f.name == "schema_version" or f.name not in raw:
