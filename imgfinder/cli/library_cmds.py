@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from imgfinder.cli.common import ProgressBar, open_library
+from imgfinder.cli.fast import data_dir as fast_data_dir
 from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
 from imgfinder.core import photometa
 from imgfinder.core.modelspec import describe_model_id
@@ -19,6 +20,12 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("index", parents=[common], help="add folders and index new/changed photos")
     p.add_argument("paths", nargs="*", help="folders to add as library roots (default: all roots)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--signatures-only",
+        action="store_true",
+        help="no CNN: only hash and sign the photos for `dupes` (exact and same-photo tiers, "
+        "in seconds); a later plain `index` adds the vectors for search and similar shots",
+    )
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", parents=[common], help="find photos similar to an image")
@@ -46,6 +53,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    if getattr(args, "signatures_only", False):
+        return _index_signatures(args)
     bar = ProgressBar()
     try:
         quick = unchanged_index(args, bar)  # nothing to do: no model, no torch
@@ -69,6 +78,36 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"  skipped {path}: {reason}")
     for root in summary.missing_roots:
         print(f"  folder not available (entries kept): {root}")
+    return 0
+
+
+def _index_signatures(args: argparse.Namespace) -> int:
+    """`index --signatures-only`: core/dupes/sigindex.py, no model and no torch."""
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+
+    data = fast_data_dir(args)
+    bar = ProgressBar()
+    try:
+        summary = sigindex.drive(sigindex.index_signatures(data, args.paths), bar)
+    finally:
+        bar.close()
+    counts = sigindex.library_counts(data)
+    photos, skipped = counts["ok"] + counts["signed"], counts["failed"]
+    if args.json:
+        lib = {"photos": photos, "skipped": skipped, "signatures_only": counts["signed"]}
+        print(json.dumps(dict(summary.__dict__, library=lib), indent=2))
+        return 0
+    print(run_summary_text(summary, photos, skipped).replace("Indexed", "Signed", 1))
+    for path, reason in sorted(summary.skipped.items()):
+        print(f"  skipped {path}: {reason}")
+    for root in summary.missing_roots:
+        print(f"  folder not available (entries kept): {root}")
+    if counts["signed"]:
+        print(
+            f"  {counts['signed']:,} photos have duplicate signatures only: `imgfinder dupes` "
+            "finds exact copies and the same photo; `imgfinder index` adds the CNN vectors "
+            "for search and similar shots"
+        )
     return 0
 
 
