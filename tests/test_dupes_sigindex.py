@@ -141,6 +141,8 @@ def test_signature_only_folder_joins_an_indexed_library(tmp_path, weights_file, 
     assert main([*cli_args(tmp_path / "data", weights_file), "dupes", "--tier", "exact"]) == 0
     err = capsys.readouterr().err
     assert "1 photos have duplicate signatures but no CNN vector yet" in err
+    assert main([*cli_args(tmp_path / "data", weights_file), "status"]) == 0
+    assert "signatures only: 1 photos" in capsys.readouterr().out
 
 
 def test_changed_deleted_and_unreadable_files(signed):

@@ -228,6 +228,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         finally:
             lib.close()
     info["index_recall"] = _index_recall(Path(info["data_dir"]), info["index_backend"])
+    info["signatures_only"] = _signatures_only(Path(info["data_dir"]))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -240,6 +241,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"model: unavailable: {info.get('model_error', '')}")
     if info.get("device"):
         print(f"device: {info['device']}")
+    if info.get("signatures_only"):
+        print(
+            f"signatures only: {info['signatures_only']:,} photos (from `index "
+            "--signatures-only`; in `dupes`, not yet in search: `imgfinder index` adds them)"
+        )
     if info.get("stale"):
         print(f"re-index needed: {info['stale']} images were indexed with another model")
     if info.get("vectors_damaged"):
@@ -262,6 +268,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = "" if r["available"] else "  [missing]"
         print(f"  {r['path']}: {library_counts_text(r['images'], r['failed'])}{state}")
     return 0
+
+
+def _signatures_only(data: Path) -> int:
+    """Photos catalogued by `index --signatures-only` that have no vector yet."""
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+
+    if not (data / sigindex.CATALOG_NAME).is_file():
+        return 0
+    try:
+        return sigindex.library_counts(data)["signed"]
+    except ImgfinderError:
+        return 0
 
 
 def _index_recall(data: Path, backend: str) -> dict | None:
