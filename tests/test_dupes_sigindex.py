@@ -103,7 +103,7 @@ def test_cli_signatures_only_then_dupes_never_imports_torch(tmp_path):
     assert len(photos) == 11
 
 
-def test_later_index_adds_only_vectors_and_dupes_gains_features(signed, weights_file):
+def test_later_index_adds_only_vectors_and_dupes_gains_features(signed, weights_file, capsys):
     root, photos, _ = signed
     lib = open_lib(root / "data", weights_file)
     try:
@@ -117,6 +117,24 @@ def test_later_index_adds_only_vectors_and_dupes_gains_features(signed, weights_
         assert any({"s0", "s0_rot"} <= stems(g) for g in dupes.group(pairs, "copy"))
     finally:
         lib.close()
+    # a `dupes` that loaded the model remembers its id: the next unchanged one needs no torch
+    args = cli_args(root / "data", weights_file)
+    assert main([*args, "dupes", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    code = (
+        "import sys\n"
+        "from imgfinder.cli import main\n"
+        f"assert main({[*args, 'dupes', '--json']!r}) == 0\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "TORCH False" in out.stdout
+    body = out.stdout[out.stdout.index("{") : out.stdout.rindex("}") + 1]
+    assert json.loads(body) == first
 
 
 def test_signature_only_folder_joins_an_indexed_library(tmp_path, weights_file, capsys):

@@ -159,6 +159,9 @@ def cmd_dupes(args: argparse.Namespace) -> int:
                 bar.close()
             notes = _notes(pairs)
             out = _groups(args, lib.catalog, pairs)
+            from imgfinder.cli.fast import remember_model  # noqa: PLC0415
+
+            remember_model(args, lib)  # the next unchanged `dupes` needs no model
         finally:
             lib.close()
     for note in notes:
