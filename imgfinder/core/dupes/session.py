@@ -168,17 +168,15 @@ def scan_inputs(
 ) -> ScanInputs:
     """The photos to scan: those with a vector of `model_id` (features=True) and those with
     a signature only (`index --signatures-only`); NotIndexedError when there are none."""
-    vec_ids = [i for i, _ in catalog.vector_rows(model_id)] if features and model_id else []
-    all_ids = sorted(set(vec_ids).union(catalog.signed_rows()))
-    if not all_ids:
+    rows = catalog.dupe_scan_rows(model_id if features and model_id else None)
+    if not rows:
         raise NotIndexedError(
             "the library has no indexed photos; run `imgfinder index FOLDER` first"
         )
-    info = catalog.images(all_ids)
-    ids = np.asarray([i for i in all_ids if i in info and info[i].hash], np.int64)
-    paths = [info[int(i)].path for i in ids]
-    hashes = [info[int(i)].hash for i in ids]
-    feat = np.flatnonzero(np.isin(ids, np.asarray(vec_ids, np.int64)))
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    paths = [r[1] for r in rows]
+    hashes = [r[2] for r in rows]
+    feat = np.flatnonzero(np.fromiter((r[3] for r in rows), bool, len(rows)))
     decisions = list(store.load_decisions(catalog).keys())
     settings = {
         "verify": verify,

@@ -213,10 +213,6 @@ def has_vectors(catalog: Catalog) -> bool:
     return bool(catalog.model_counts())
 
 
-def signature_only_count(catalog: Catalog) -> int:
-    return len(catalog.signed_rows())
-
-
 def scan_signatures(
     catalog: Catalog,
     data_dir: str | os.PathLike,
