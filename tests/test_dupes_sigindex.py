@@ -187,3 +187,37 @@ def test_bad_folder_is_refused_and_adds_nothing(tmp_path):
         assert cat.roots() == []
     finally:
         cat.close()
+
+
+def test_feature_pass_covers_only_the_photos_with_vectors():
+    """find_pairs(feature_positions=...): neighbours among those photos, at their positions."""
+    import numpy as np
+
+    from imgfinder.core.dupes import pairs as pairs_mod
+    from imgfinder.core.dupes import signature
+    from imgfinder.core.index import ExactIndex
+
+    rng = np.random.default_rng(0)
+    n = 7
+    ids = np.arange(10, 10 + n, dtype=np.int64)
+    vec = rng.standard_normal((n, 16)).astype(np.float32)
+    vec[5] = vec[2] + 0.05 * rng.standard_normal(16)
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    have = np.array([0, 2, 3, 5], np.int64)
+    index = ExactIndex(16, model_id="test")
+    index.add(ids[have], vec[have])
+    index.build()
+    pl = sigindex.drive(
+        pairs_mod.find_pairs(
+            index,
+            ids,
+            [f"/p{i}.jpg" for i in range(n)],
+            [f"{i:032x}" for i in range(n)],
+            np.zeros((n, signature.SIG_DIM), np.float32),
+            feature_positions=have,
+        )
+    )
+    got = set(zip(pl.a.tolist(), pl.b.tolist()))
+    assert (2, 5) in got
+    assert all(a in have and b in have for a, b in got)
+    assert np.all(np.isfinite(pl.similar))
