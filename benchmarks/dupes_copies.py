@@ -141,10 +141,9 @@ def build(
     As in the issue's benchmark, each original gets one transformed copy (the transforms in
     turn), every `shot_every`-th a shot of its scene and every sixth a byte-identical copy
     elsewhere. `negatives` other photos per class (-1: all the rest). `scenes`: a second
-    collection of generated photos (duplicates.scene: gradient, shapes, grain), no copies;
-    the first `scene_shots` of them also get a re-take (duplicates.burst: frame moved 12%,
-    zoom 8%, tilt 3°, darker), a same-scene shot that is not the same photo."""
-    from benchmarks.duplicates import burst, scene  # noqa: PLC0415
+    collection of generated photos (gradient, shapes, grain), no copies; the first
+    `scene_shots` of them also get a re-take (scene_pair), a same-scene shot that is not the
+    same photo."""
 
     rng = random.Random(seed)
     files = sorted(DATA.glob("*/*.jpg"))
@@ -183,17 +182,55 @@ def build(
     for i in range(scenes):
         d = root / "scenes" / f"{i // 500:02d}"
         d.mkdir(parents=True, exist_ok=True)
-        im = scene(10_000 + i, (480, 320) if i % 3 else (320, 480))
+        im, retake = scene_pair(10_000 + i, (480, 320) if i % 3 else (320, 480))
         p = d / f"g{i:05d}.jpg"
         im.save(p, quality=90)
         if i < scene_shots:
             recs.append((p, fam, "original-scene"))
-            burst(im, rng).save(d / f"g{i:05d}_b.jpg", quality=90)
+            retake.save(d / f"g{i:05d}_b.jpg", quality=90)
             recs.append((d / f"g{i:05d}_b.jpg", fam, "shot"))
             fam += 1
         else:
             recs.append((p, -1 - len(recs), "negative"))
     return recs
+
+
+def scene_pair(seed: int, size: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
+    """A generated photo and a re-take of its scene: the same layout (gradient sky, shapes)
+    seen with the frame moved 5-6% and exposure x0.85, each frame with its own sensor grain.
+
+    No pixel of the re-take comes from the first frame (a re-take made by cropping and
+    tilting the first frame's pixels would be a crop-and-tilt *copy*, which the same-photo
+    tier must find: an earlier version of this benchmark did that and mislabelled them)."""
+    from PIL import ImageDraw  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    top, bottom = rng.integers(40, 220, 3), rng.integers(20, 200, 3)
+    t = np.linspace(0, 1, h)[:, None, None]
+    layout = Image.fromarray(((top * (1 - t) + bottom * t) * np.ones((1, w, 1))).astype(np.uint8))
+    d = ImageDraw.Draw(layout)
+    for _ in range(14):
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        x1, y1 = x0 + rng.integers(20, w // 2), y0 + rng.integers(20, h // 2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        kind = rng.integers(3)
+        if kind == 0:
+            d.ellipse((x0, y0, x1, y1), fill=colour)
+        elif kind == 1:
+            d.rectangle((x0, y0, x1, y1), fill=colour)
+        else:
+            d.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(2, 9)))
+    cw, ch = round(w * 0.88), round(h * 0.88)
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    dx = round(w * rng.uniform(0.05, 0.06)) * int(rng.choice((1, -1)))
+    dy = round(h * rng.uniform(0.0, 0.04)) * int(rng.choice((1, -1)))
+    frames = []
+    for (ox, oy), gain in (((x0, y0), 1.0), ((x0 + dx, y0 + dy), 0.85)):
+        arr = np.asarray(layout.crop((ox, oy, ox + cw, oy + ch)), np.float32) * gain
+        arr += rng.normal(0, 6, (ch, cw, 1))  # this frame's own grain
+        frames.append(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)))
+    return frames[0], frames[1]
 
 
 class Truth:
