@@ -12,12 +12,17 @@ the same classes. Dataset images that are already duplicates of each other are l
 Truth over pairs: same original and neither a shot = same photo; different originals or a
 shot vs its own original = not. Shot vs the original's copies is left out of the counts (a
 25% crop can lie wholly inside the moved frame, so it is a crop of both). Each tool's groups
-count as predicted pairs. Peers (the `bench` extra): ImageHash pHash at Hamming <= 10
-(imagededup's PHash default threshold; imagededup itself is not installable here), czkawka at
-its default similarity. imgfinder: the exact + same-photo tiers at the default threshold;
-its CNN is EfficientNet-Lite0 with ImageNet weights (features only propose candidates).
+count as predicted pairs. Peers (the `bench` extra), in the same run on the same files:
+czkawka at its default similarity, imagededup's PHash at its default (Hamming <= 10), ImageHash
+pHash at Hamming <= 10. imgfinder twice: `index --signatures-only` + `dupes` (no CNN, no torch;
+core/dupes/sigindex.py), then the later plain `index` on the same data dir (adds Lite0 ImageNet
+vectors; features only propose candidates) + `dupes`, exact + same-photo tiers at the
+default threshold.
 
     python benchmarks/dupes_copies.py [--per-class 12] [--negatives 6] [--keep DIR]
+    python benchmarks/dupes_copies.py --issue-size    # ~3.5k files: 204 originals with one
+        # copy each, 34 byte-identical, a shot of every original, all other flower photos,
+        # 2,000 generated photos of which 150 have a re-take
 """
 
 from __future__ import annotations
@@ -121,11 +126,25 @@ def original_and_shot(src: Image.Image, rng: random.Random) -> tuple[Image.Image
     return orig, ImageEnhance.Brightness(shot).enhance(rng.choice((0.8, 1.25)))
 
 
-def build(root: Path, per_class: int, negatives: int, seed: int) -> list[tuple[Path, int, str]]:
+def build(
+    root: Path,
+    per_class: int,
+    negatives: int,
+    seed: int,
+    *,
+    shot_every: int = 3,
+    scenes: int = 0,
+    scene_shots: int = 0,
+) -> list[tuple[Path, int, str]]:
     """Write the corpus; returns (path, family, kind) per file (family -1-i: a lone photo).
 
     As in the issue's benchmark, each original gets one transformed copy (the transforms in
-    turn), every third a shot of its scene and every sixth a byte-identical copy elsewhere."""
+    turn), every `shot_every`-th a shot of its scene and every sixth a byte-identical copy
+    elsewhere. `negatives` other photos per class (-1: all the rest). `scenes`: a second
+    collection of generated photos (gradient, shapes, grain), no copies; the first
+    `scene_shots` of them also get a re-take (scene_pair), a same-scene shot that is not the
+    same photo."""
+
     rng = random.Random(seed)
     files = sorted(DATA.glob("*/*.jpg"))
     drop, _ = clean_dataset(files)
@@ -141,7 +160,7 @@ def build(root: Path, per_class: int, negatives: int, seed: int) -> list[tuple[P
             p = d / f"p{fam:03d}.jpg"
             orig.save(p, quality=95)
             recs.append((p, fam, "original"))
-            if fam % 3 == 0:
+            if fam % shot_every == 0:
                 shot.save(d / f"p{fam:03d}_s.jpg", quality=92)
                 recs.append((d / f"p{fam:03d}_s.jpg", fam, "shot"))
             t = HARD_TRANSFORMS[fam % len(HARD_TRANSFORMS)]
@@ -156,10 +175,62 @@ def build(root: Path, per_class: int, negatives: int, seed: int) -> list[tuple[P
                 shutil.copyfile(p, q)
                 recs.append((q, fam, "exact"))
             fam += 1
-        for f in pool[per_class : per_class + negatives]:
+        rest = pool[per_class:] if negatives < 0 else pool[per_class : per_class + negatives]
+        for f in rest:
             shutil.copyfile(f, d / f"n_{f.name}")
             recs.append((d / f"n_{f.name}", -1 - len(recs), "negative"))
+    for i in range(scenes):
+        d = root / "scenes" / f"{i // 500:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        im, retake = scene_pair(10_000 + i, (480, 320) if i % 3 else (320, 480))
+        p = d / f"g{i:05d}.jpg"
+        im.save(p, quality=90)
+        if i < scene_shots:
+            recs.append((p, fam, "original-scene"))
+            retake.save(d / f"g{i:05d}_b.jpg", quality=90)
+            recs.append((d / f"g{i:05d}_b.jpg", fam, "shot"))
+            fam += 1
+        else:
+            recs.append((p, -1 - len(recs), "negative"))
     return recs
+
+
+def scene_pair(seed: int, size: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
+    """A generated photo and a re-take of its scene: the same layout (gradient sky, shapes)
+    seen with the frame moved 5-6% and exposure x0.85, each frame with its own sensor grain.
+
+    No pixel of the re-take comes from the first frame (a re-take made by cropping and
+    tilting the first frame's pixels would be a crop-and-tilt *copy*, which the same-photo
+    tier must find: an earlier version of this benchmark did that and mislabelled them)."""
+    from PIL import ImageDraw  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    top, bottom = rng.integers(40, 220, 3), rng.integers(20, 200, 3)
+    t = np.linspace(0, 1, h)[:, None, None]
+    layout = Image.fromarray(((top * (1 - t) + bottom * t) * np.ones((1, w, 1))).astype(np.uint8))
+    d = ImageDraw.Draw(layout)
+    for _ in range(14):
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        x1, y1 = x0 + rng.integers(20, w // 2), y0 + rng.integers(20, h // 2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        kind = rng.integers(3)
+        if kind == 0:
+            d.ellipse((x0, y0, x1, y1), fill=colour)
+        elif kind == 1:
+            d.rectangle((x0, y0, x1, y1), fill=colour)
+        else:
+            d.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(2, 9)))
+    cw, ch = round(w * 0.88), round(h * 0.88)
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    dx = round(w * rng.uniform(0.05, 0.06)) * int(rng.choice((1, -1)))
+    dy = round(h * rng.uniform(0.0, 0.04)) * int(rng.choice((1, -1)))
+    frames = []
+    for (ox, oy), gain in (((x0, y0), 1.0), ((x0 + dx, y0 + dy), 0.85)):
+        arr = np.asarray(layout.crop((ox, oy, ox + cw, oy + ch)), np.float32) * gain
+        arr += rng.normal(0, 6, (ch, cw, 1))  # this frame's own grain
+        frames.append(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)))
+    return frames[0], frames[1]
 
 
 class Truth:
@@ -173,7 +244,8 @@ class Truth:
         self.a, self.b = np.triu_indices(n, 1)
         same = fam[self.a] == fam[self.b]
         shot_a, shot_b = kind[self.a] == "shot", kind[self.b] == "shot"
-        orig_a, orig_b = kind[self.a] == "original", kind[self.b] == "original"
+        orig_a = np.isin(kind[self.a], ["original", "original-scene"])
+        orig_b = np.isin(kind[self.b], ["original", "original-scene"])
         self.truth = same & ~shot_a & ~shot_b
         # shot vs its copies: ambiguous (a crop can lie inside the moved frame), not counted
         self.counted = ~(same & (shot_a | shot_b) & ~((shot_a & orig_b) | (shot_b & orig_a)))
@@ -259,9 +331,26 @@ def peer_imagehash(paths: list[str], max_distance: int = 10) -> tuple[list[list[
     hs = np.stack(
         [np.asarray(imagehash.phash(Image.open(p)).hash, bool).ravel() for p in paths]
     ).astype(np.uint8)
-    dist = (hs[:, None, :] != hs[None, :, :]).sum(-1)
-    ia, ib = np.nonzero(np.triu(dist <= max_distance, 1))
-    return [[paths[i], paths[j]] for i, j in zip(ia, ib)], time.perf_counter() - t0
+    out = []
+    for lo in range(0, len(hs), 256):  # rows in chunks: 3.5k x 3.5k x 64 would be 0.8 GB
+        dist = (hs[lo : lo + 256, None, :] != hs[None, :, :]).sum(-1)
+        ia, ib = np.nonzero(dist <= max_distance)
+        out += [[paths[lo + i], paths[j]] for i, j in zip(ia, ib) if lo + i < j]
+    return out, time.perf_counter() - t0
+
+
+def peer_imagededup(root: Path) -> tuple[list[list[str]], float]:
+    """imagededup's PHash at its defaults (max Hamming distance 10), folders recursively."""
+    from imagededup.methods import PHash  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    found = PHash(verbose=False).find_duplicates(image_dir=root, recursive=True)
+    groups = [
+        [str((root / k).resolve()), str((root / v).resolve())]
+        for k, vs in found.items()
+        for v in vs
+    ]
+    return groups, time.perf_counter() - t0
 
 
 def peer_czkawka(root: Path) -> tuple[list[list[str]], float]:
@@ -276,103 +365,102 @@ def peer_czkawka(root: Path) -> tuple[list[list[str]], float]:
 
 
 # ------------------------------------------------------------------------------ imgfinder
-def imgfinder_fast_path(paths: list[str], hashes: list[str]):
-    """Signatures + geometric check only (no CNN): what a signatures-only scan costs."""
-    import threading  # noqa: PLC0415
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
+def imgfinder_fast_path(photos: Path, data: Path):
+    """`index --signatures-only` + `dupes` (core/dupes/sigindex.py): no CNN, no torch."""
     from imgfinder.core import dupes  # noqa: PLC0415
-    from imgfinder.core.dupes import geometry, pairs, signature  # noqa: PLC0415
-    from imgfinder.core.library import run  # noqa: PLC0415
+    from imgfinder.core.catalog import Catalog  # noqa: PLC0415
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
 
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
-        sigs = np.stack(list(pool.map(signature.signature_of_path, paths)))
-    check = geometry.GeometricVerifier()
-    got = run(
-        pairs.find_pairs(
-            None,
-            np.arange(1, len(paths) + 1),
-            paths,
-            hashes,
-            sigs,
-            verifier=lambda i, j, o: check(paths[i], paths[j], o),
-            cancel=threading.Event(),
-        )
-    )
-    groups = dupes.group(got, "copy")
-    return [g.paths for g in groups], time.perf_counter() - t0
+    sigindex.drive(sigindex.index_signatures(data, [photos]))
+    t_sign = time.perf_counter() - t0
+    cat = Catalog(data / "catalog.sqlite")
+    try:
+        pl = sigindex.drive(sigindex.scan_signatures(cat, data))
+        t_total = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        again = sigindex.drive(sigindex.scan_signatures(cat, data))
+        assert again.stats.get("cached")
+        t_again = time.perf_counter() - t1
+    finally:
+        cat.close()
+    groups = [g.paths for g in dupes.group(pl, "copy")]
+    return groups, pl, t_sign, t_total, t_again
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=12, help="originals per class")
-    ap.add_argument("--negatives", type=int, default=6)
+    ap.add_argument("--negatives", type=int, default=6, help="other photos per class (-1: all)")
+    ap.add_argument("--shot-every", type=int, default=3, help="a shot of every n-th original")
+    ap.add_argument("--scenes", type=int, default=0, help="generated photos (second collection)")
+    ap.add_argument("--scene-shots", type=int, default=0, help="... of which get a re-take")
+    ap.add_argument(
+        "--issue-size",
+        action="store_true",
+        help="the issue's corpus: about 3,500 files, 200 copies, shots of every original, "
+        "all other flower photos, generated scenes with 150 re-takes",
+    )
+    ap.add_argument("--no-cnn", action="store_true", help="skip the CNN index (fast path only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep")
     args = ap.parse_args()
-    import torch  # noqa: PLC0415
-
-    torch.set_num_threads(1)
-    from imgfinder.core import dupes  # noqa: PLC0415
-    from imgfinder.core.extract import ModelConfig  # noqa: PLC0415
-    from imgfinder.core.library import Library, run  # noqa: PLC0415
+    if args.issue_size:
+        args.per_class, args.negatives, args.shot_every = 17, -1, 1
+        args.scenes, args.scene_shots = 2000, 150
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="imgfinder-copies-"))
     try:
-        recs = build(tmp / "photos", args.per_class, args.negatives, args.seed)
+        t0 = time.perf_counter()
+        recs = build(
+            tmp / "photos",
+            args.per_class,
+            args.negatives,
+            args.seed,
+            shot_every=args.shot_every,
+            scenes=args.scenes,
+            scene_shots=args.scene_shots,
+        )
         recs = [(p.resolve(), f, k) for p, f, k in recs]
         truth = Truth(recs)
         paths = [str(r[0]) for r in recs]
+        kinds = truth.kind
         print(
-            f"corpus: {len(recs)} files, {int((truth.truth & truth.counted).sum())} same-photo "
-            f"pairs, {int(truth.shot_pairs.sum())} shot/original pairs (not copies)"
+            f"corpus: {len(recs)} files ({int(np.isin(kinds, HARD_TRANSFORMS).sum())} "
+            f"transformed copies, {int((kinds == 'exact').sum())} byte-identical, "
+            f"{int((kinds == 'shot').sum())} same-scene shots, "
+            f"{int((kinds == 'negative').sum())} other photos), "
+            f"{int((truth.truth & truth.counted).sum())} same-photo pairs, "
+            f"{int(truth.shot_pairs.sum())} shot/original pairs (not copies); "
+            f"built in {time.perf_counter() - t0:.0f} s"
         )
         rows, preds = [], {}
-        cfg = ModelConfig(backbone="efficientnet-lite0", device="cpu", input_size=224)
-        lib = Library(tmp / "data", cfg, index_backend="exact", allow_download=False)
-        t0 = time.perf_counter()
-        run(lib.index([tmp / "photos"]))
-        t_index = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pl = run(dupes.scan(lib))
-        t_scan = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        run(dupes.scan(lib))
-        t_rescan = time.perf_counter() - t0
-        groups = [g.paths for g in dupes.group(pl, "copy")]
-        preds["imgfinder"] = truth.pairs_of(groups)
+        for name, peer in (
+            ("czkawka default", lambda: peer_czkawka(tmp / "photos")),
+            ("imagededup PHash default", lambda: peer_imagededup(tmp / "photos")),
+            ("ImageHash pHash <= 10", lambda: peer_imagehash(paths)),
+        ):
+            try:
+                g, t = peer()
+            except ImportError as exc:
+                print(f"{name}: not installed ({exc}; pip install -e .[bench])")
+                continue
+            preds[name] = truth.pairs_of(g)
+            rows.append(truth.row(name, preds[name], t))
+        data = tmp / "data"
+        fg, fpl, t_sign, t_fast, t_again = imgfinder_fast_path(tmp / "photos", data)
+        preds["imgfinder signatures only"] = truth.pairs_of(fg)
         rows.append(
             truth.row(
-                "imgfinder exact + same photo (Lite0 ImageNet)",
-                preds["imgfinder"],
-                t_index + t_scan,
-                f"index {t_index:.0f} s + scan {t_scan:.0f} s; repeat scan {t_rescan:.2f} s",
+                "imgfinder index --signatures-only + dupes (no CNN)",
+                preds["imgfinder signatures only"],
+                t_fast,
+                f"signatures {t_sign:.1f} s + scan {t_fast - t_sign:.1f} s; repeat {t_again:.2f} s",
             )
         )
-        print(f"scan stats: {pl.stats}")
-        _show_errors(truth, preds["imgfinder"], pl)
-        hashes = list(pl.hashes)
-        order = {p: i for i, p in enumerate(pl.paths)}
-        fast_paths = [p for p in pl.paths]
-        fg, t_fast = imgfinder_fast_path(fast_paths, [hashes[order[p]] for p in fast_paths])
-        preds["imgfinder fast"] = truth.pairs_of(fg)
-        rows.append(
-            truth.row("imgfinder signatures-only (no CNN)", preds["imgfinder fast"], t_fast)
-        )
-        lib.close()
-        try:
-            g, t = peer_imagehash(paths)
-            preds["pHash<=10"] = truth.pairs_of(g)
-            rows.append(truth.row("ImageHash pHash <= 10", preds["pHash<=10"], t))
-        except ImportError:
-            print("imagehash not installed (pip install -e .[bench])")
-        try:
-            g, t = peer_czkawka(tmp / "photos")
-            preds["czkawka"] = truth.pairs_of(g)
-            rows.append(truth.row("czkawka default", preds["czkawka"], t))
-        except ImportError:
-            print("czkawka not installed (pip install -e .[bench])")
+        print(f"fast-path scan stats: {fpl.stats}")
+        if not args.no_cnn:
+            rows.append(cnn_row(truth, preds, data, tmp / "photos"))
         print(table(rows, list(rows[0])))
         print("\nrecall per transform (original vs its copy):")
         per = truth.per_transform(preds)
@@ -381,6 +469,44 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def cnn_row(truth: Truth, preds: dict, data: Path, photos: Path) -> dict:
+    """The later plain `index` (adds Lite0 ImageNet vectors to the signed rows), then `dupes`
+    with feature candidates too; its verified-pair cache already holds the fast path's."""
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    from imgfinder.core import dupes  # noqa: PLC0415
+    from imgfinder.core.extract import ModelConfig  # noqa: PLC0415
+    from imgfinder.core.library import Library, run  # noqa: PLC0415
+
+    cfg = ModelConfig(backbone="efficientnet-lite0", device="cpu", input_size=224)
+    lib = Library(data, cfg, index_backend="exact", allow_download=False)
+    try:
+        t0 = time.perf_counter()
+        summary = run(lib.index([photos]))
+        t_index = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pl = run(dupes.scan(lib))
+        t_scan = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        again = run(dupes.scan(lib))
+        t_rescan = time.perf_counter() - t0
+        assert again.stats.get("cached")
+    finally:
+        lib.close()
+    print(f"CNN index: {summary.indexed} photos given vectors in {t_index:.0f} s")
+    print(f"scan stats: {pl.stats}")
+    groups = [g.paths for g in dupes.group(pl, "copy")]
+    preds["imgfinder"] = truth.pairs_of(groups)
+    _show_errors(truth, preds["imgfinder"], pl)
+    return truth.row(
+        "imgfinder exact + same photo (Lite0 ImageNet)",
+        preds["imgfinder"],
+        t_index + t_scan,
+        f"index {t_index:.0f} s + scan {t_scan:.0f} s; repeat scan {t_rescan:.2f} s",
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 
 from imgfinder.cli.common import ProgressBar, open_library
 from imgfinder.core import dupes
-from imgfinder.core.library import run
+from imgfinder.core.catalog import Catalog
 from imgfinder.errors import ImgfinderError
 
 TIER_CHOICES = (*dupes.TIERS, "all")
@@ -51,42 +51,121 @@ def _thresholds(args: argparse.Namespace, saved: dict[str, float]) -> dict[str, 
     return th
 
 
-def cmd_dupes(args: argparse.Namespace) -> int:
-    lib = open_library(args)
+def _scan_without_model(args: argparse.Namespace):
+    """(catalog, pairs, notes) when the scan needs no model: a library of duplicate
+    signatures only (`index --signatures-only`), or one whose pairs are cached for the
+    remembered model (cli/fast.py). None: open the library and load the model."""
+    from imgfinder.cli import fast  # noqa: PLC0415
+    from imgfinder.core.dupes import session, sigindex  # noqa: PLC0415
+
+    data = fast.data_dir(args)
+    if not (data / sigindex.CATALOG_NAME).is_file():
+        return None
     try:
-        if lib.catalog.counts().get("ok", 0) == 0:
-            raise ImgfinderError(
-                "the library is not indexed yet; run `imgfinder index FOLDER` first"
+        catalog = Catalog(data / sigindex.CATALOG_NAME)
+    except ImgfinderError:  # damaged: the library recovers it, under the writer lock
+        return None
+    try:
+        pairs = None
+        if not sigindex.has_vectors(catalog) and catalog.signed_rows():
+            if args.tier == "similar":
+                raise ImgfinderError(sigindex.SIMILAR_NEEDS_VECTORS)
+            bar = ProgressBar()
+            try:
+                pairs = sigindex.drive(
+                    sigindex.scan_signatures(catalog, data, verify=not args.no_verify), bar
+                )
+            finally:
+                bar.close()
+            notes = [sigindex.SIMILAR_NEEDS_VECTORS] if args.tier == "all" else []
+            return catalog, pairs, notes
+        model = fast.known_model(args)
+        if model is not None and model["model_id"] in catalog.model_counts():
+            inputs = session.scan_inputs(
+                catalog,
+                data,
+                model["model_id"],
+                verify=not args.no_verify,
+                index_backend=args.index_backend,
             )
-        th = _thresholds(args, dupes.load_thresholds(lib.catalog))
-        bar = ProgressBar()
+            pairs = session.cached_scan(inputs)
+        if pairs is not None:
+            return catalog, pairs, _notes(pairs)
+    except BaseException:
+        catalog.close()
+        raise
+    catalog.close()
+    return None
+
+
+def _notes(pairs) -> list[str]:
+    n = int(pairs.stats.get("without_vectors", 0) or 0)
+    if not n:
+        return []
+    return [
+        f"{n:,} photos have duplicate signatures but no CNN vector yet: they are in the exact "
+        "and same-photo tiers only (`imgfinder index` adds the vectors for similar shots)"
+    ]
+
+
+def _groups(args: argparse.Namespace, catalog, pairs) -> list[dict]:
+    """The groups to list, each with its suggested keeper and the reason."""
+    th = _thresholds(args, dupes.load_thresholds(catalog))
+    if args.tier == "all":  # no two photos listed together twice
+        groups = dupes.group_all(pairs, th)
+    else:
+        groups = dupes.group(pairs, args.tier, th[args.tier], copy_threshold=th["copy"])
+    rule = dupes.load_rule(catalog)
+    out = []
+    for g in groups:
+        _, choice = dupes.describe(g, rule)
+        k = choice.keeper
+        out.append(
+            {
+                "tier": g.tier,
+                "weakest": round(g.weakest, 4),
+                "keeper": g.members[k].path,
+                "reason": choice.reason,
+                "members": [
+                    {"path": m.path, "score": round(g.score(k, i), 4)}
+                    for i, m in enumerate(g.members)
+                ],
+            }
+        )
+    return out
+
+
+def cmd_dupes(args: argparse.Namespace) -> int:
+    got = _scan_without_model(args)  # signatures-only library, or cached pairs: no torch
+    if got is not None:
+        catalog, pairs, notes = got
         try:
-            pairs = run(dupes.scan(lib, verify=not args.no_verify), bar)
+            out = _groups(args, catalog, pairs)
         finally:
-            bar.close()
-        if args.tier == "all":  # no two photos listed together twice
-            groups = dupes.group_all(pairs, th)
-        else:
-            groups = dupes.group(pairs, args.tier, th[args.tier], copy_threshold=th["copy"])
-        rule = dupes.load_rule(lib.catalog)
-        out = []
-        for g in groups:
-            _, choice = dupes.describe(g, rule)
-            k = choice.keeper
-            out.append(
-                {
-                    "tier": g.tier,
-                    "weakest": round(g.weakest, 4),
-                    "keeper": g.members[k].path,
-                    "reason": choice.reason,
-                    "members": [
-                        {"path": m.path, "score": round(g.score(k, i), 4)}
-                        for i, m in enumerate(g.members)
-                    ],
-                }
-            )
-    finally:
-        lib.close()
+            catalog.close()
+    else:
+        from imgfinder.core.library import run  # noqa: PLC0415 (imports torch)
+
+        lib = open_library(args)
+        try:
+            if lib.catalog.counts().get("ok", 0) == 0:
+                raise ImgfinderError(
+                    "the library is not indexed yet; run `imgfinder index FOLDER` first"
+                )
+            bar = ProgressBar()
+            try:
+                pairs = run(dupes.scan(lib, verify=not args.no_verify), bar)
+            finally:
+                bar.close()
+            notes = _notes(pairs)
+            out = _groups(args, lib.catalog, pairs)
+            from imgfinder.cli.fast import remember_model  # noqa: PLC0415
+
+            remember_model(args, lib)  # the next unchanged `dupes` needs no model
+        finally:
+            lib.close()
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps({"groups": out}, indent=2, ensure_ascii=False))
         return 0

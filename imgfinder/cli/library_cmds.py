@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from imgfinder.cli.common import ProgressBar, open_library
+from imgfinder.cli.fast import data_dir as fast_data_dir
 from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
 from imgfinder.core import photometa
 from imgfinder.core.modelspec import describe_model_id
@@ -19,6 +20,12 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("index", parents=[common], help="add folders and index new/changed photos")
     p.add_argument("paths", nargs="*", help="folders to add as library roots (default: all roots)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--signatures-only",
+        action="store_true",
+        help="no CNN: only hash and sign the photos for `dupes` (exact and same-photo tiers, "
+        "in seconds); a later plain `index` adds the vectors for search and similar shots",
+    )
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", parents=[common], help="find photos similar to an image")
@@ -46,6 +53,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    if getattr(args, "signatures_only", False):
+        return _index_signatures(args)
     bar = ProgressBar()
     try:
         quick = unchanged_index(args, bar)  # nothing to do: no model, no torch
@@ -69,6 +78,36 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"  skipped {path}: {reason}")
     for root in summary.missing_roots:
         print(f"  folder not available (entries kept): {root}")
+    return 0
+
+
+def _index_signatures(args: argparse.Namespace) -> int:
+    """`index --signatures-only`: core/dupes/sigindex.py, no model and no torch."""
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+
+    data = fast_data_dir(args)
+    bar = ProgressBar()
+    try:
+        summary = sigindex.drive(sigindex.index_signatures(data, args.paths), bar)
+    finally:
+        bar.close()
+    counts = sigindex.library_counts(data)
+    photos, skipped = counts["ok"] + counts["signed"], counts["failed"]
+    if args.json:
+        lib = {"photos": photos, "skipped": skipped, "signatures_only": counts["signed"]}
+        print(json.dumps(dict(summary.__dict__, library=lib), indent=2))
+        return 0
+    print(run_summary_text(summary, photos, skipped).replace("Indexed", "Signed", 1))
+    for path, reason in sorted(summary.skipped.items()):
+        print(f"  skipped {path}: {reason}")
+    for root in summary.missing_roots:
+        print(f"  folder not available (entries kept): {root}")
+    if counts["signed"]:
+        print(
+            f"  {counts['signed']:,} photos have duplicate signatures only: `imgfinder dupes` "
+            "finds exact copies and the same photo; `imgfinder index` adds the CNN vectors "
+            "for search and similar shots"
+        )
     return 0
 
 
@@ -189,6 +228,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         finally:
             lib.close()
     info["index_recall"] = _index_recall(Path(info["data_dir"]), info["index_backend"])
+    info["signatures_only"] = _signatures_only(Path(info["data_dir"]))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -201,6 +241,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"model: unavailable: {info.get('model_error', '')}")
     if info.get("device"):
         print(f"device: {info['device']}")
+    if info.get("signatures_only"):
+        print(
+            f"signatures only: {info['signatures_only']:,} photos (from `index "
+            "--signatures-only`; in `dupes`, not yet in search: `imgfinder index` adds them)"
+        )
     if info.get("stale"):
         print(f"re-index needed: {info['stale']} images were indexed with another model")
     if info.get("vectors_damaged"):
@@ -223,6 +268,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = "" if r["available"] else "  [missing]"
         print(f"  {r['path']}: {library_counts_text(r['images'], r['failed'])}{state}")
     return 0
+
+
+def _signatures_only(data: Path) -> int:
+    """Photos catalogued by `index --signatures-only` that have no vector yet."""
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+
+    if not (data / sigindex.CATALOG_NAME).is_file():
+        return 0
+    try:
+        return sigindex.library_counts(data)["signed"]
+    except ImgfinderError:
+        return 0
 
 
 def _index_recall(data: Path, backend: str) -> dict | None:

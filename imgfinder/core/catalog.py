@@ -36,6 +36,7 @@ from imgfinder.errors import CatalogDamagedError, CatalogError
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+SIGNED = "signed"  # images.status of a file read for its duplicate signature only (no vector)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -360,6 +361,72 @@ class Catalog:
             "SELECT COUNT(*) FROM images WHERE status='ok' AND model_id IS NULL"
         ).fetchone()
         return int(row[0])
+
+    # -- signatures-only rows (core/dupes/sigindex.py: `index --signatures-only`) -----------
+    def write_signed(self, root_id: int, records: list[tuple]) -> list[int | None]:
+        """Upsert files read for their duplicate signature only, in one transaction.
+
+        records: (path, size, mtime_ns, hash, width, height, status, error) with status
+        SIGNED (hash known, no vector yet) or 'failed'. A row of either kind has no vector
+        and no model, so the next full `index` extracts it. Returns each row's id (None for
+        'failed')."""
+        now = time.time()
+        ids: list[int | None] = []
+        with self.transaction() as c:
+            for path, size, mtime_ns, h, w, ht, status, error in records:
+                c.execute(
+                    """INSERT INTO images (path, root_id, size, mtime_ns, hash, width, height,
+                           status, error, vec_row, model_id, updated_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)
+                       ON CONFLICT(path) DO UPDATE SET root_id=excluded.root_id,
+                           size=excluded.size, mtime_ns=excluded.mtime_ns, hash=excluded.hash,
+                           width=COALESCE(excluded.width, images.width),
+                           height=COALESCE(excluded.height, images.height),
+                           status=excluded.status, error=excluded.error,
+                           vec_row=NULL, model_id=NULL, updated_at=excluded.updated_at""",
+                    (path, root_id, size, mtime_ns, h, w, ht, status, error, now),
+                )
+                (image_id,) = c.execute("SELECT id FROM images WHERE path=?", (path,)).fetchone()
+                ids.append(int(image_id) if status == SIGNED else None)
+        return ids
+
+    def signed_rows(self) -> list[int]:
+        """Ids of images that have a content hash and a duplicate signature but no vector yet."""
+        cur = self.execute(
+            "SELECT id FROM images WHERE status=? AND hash IS NOT NULL ORDER BY id", (SIGNED,)
+        )
+        return [int(i) for (i,) in cur]
+
+    def dupe_scan_rows(self, model_id: str | None) -> list[tuple[int, str, str, bool]]:
+        """(id, path, hash, has a vector of model_id) of every photo a duplicate scan covers:
+        those with a vector of model_id (None: none) and those with a signature only, by id.
+        One query: at 100k photos building ImageRows for this took most of a cached scan."""
+        cur = self.execute(
+            "SELECT id, path, hash, (status='ok' AND model_id=?) FROM images "
+            "WHERE hash IS NOT NULL AND ((status='ok' AND model_id=?) OR status=?) "
+            "ORDER BY id",
+            (model_id or "", model_id or "", SIGNED),
+        )
+        return [(int(i), path_from_db(p), h, bool(v)) for i, p, h, v in cur]
+
+    def delete_image_paths(self, paths: Iterable[str]) -> list[int]:
+        """Forget these files (gone from disk); returns the removed image ids."""
+        ids: list[int] = []
+        with self.transaction() as c:
+            for p in paths:
+                row = c.execute("SELECT id FROM images WHERE path=?", (p,)).fetchone()
+                if row:
+                    ids.append(int(row[0]))
+                    c.execute("DELETE FROM images WHERE id=?", (row[0],))
+        return ids
+
+    def absorb_roots_below(self, new_id: int, path: str) -> None:
+        """A new parent folder takes over the roots inside it, keeping their images."""
+        with self.transaction() as c:
+            for rid, existing in self.roots():
+                if rid != new_id and Path(existing).is_relative_to(path):
+                    c.execute("UPDATE images SET root_id=? WHERE root_id=?", (new_id, rid))
+                    c.execute("DELETE FROM roots WHERE id=?", (rid,))
 
 
 def _create_atomically(path: Path) -> bool:

@@ -33,7 +33,9 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-VERSION = 2  # bump when any constant below changes (1 was verify.py): cached scores are redone
+VERSION = 3  # bump when any constant below changes (1 was verify.py): cached scores are redone
+EARLY_SCORE = 0.9  # a fit this good in the orientation tried first ends the check (3: new)
+MIRRORING = (1, 2, 4, 7)  # signature.ORIENTATIONS that include a mirror (determinant -1)
 WORK_SIDE = 384  # photos are compared with their longest side at this many pixels
 BORDER_STD = 3.0  # a border row/column varies less than this (0-255 scale) ...
 BORDER_DIFF = 6.0  # ... and its mean colour stays this close to the outermost row's
@@ -112,8 +114,16 @@ class PhotoFeatures:
     textured: np.ndarray  # bool (h, w): content rather than flat fill
     xy: np.ndarray  # (n, 2) float32 keypoint positions
     desc: np.ndarray | None  # (n, 128) float32 SIFT descriptors
-    xy_m: np.ndarray  # keypoints of the mirror image, in mirrored coordinates
-    desc_m: np.ndarray | None
+    g8: np.ndarray  # (h, w) uint8 grey, for the mirror image's keypoints
+    _mirror: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def mirrored(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Keypoints of the mirror image, in mirrored coordinates (computed on first use:
+        most pairs fit without them, and SIFT is most of a photo's cost)."""
+        got = self._mirror
+        if got is None:  # two threads may both compute it: same result, no harm
+            got = self._mirror = _keypoints(np.ascontiguousarray(self.g8[:, ::-1]))
+        return got
 
 
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -165,8 +175,7 @@ def features_of(img: Image.Image) -> PhotoFeatures:
     var = np.maximum(_blur(grey * grey, TEXTURE_SIGMA) - mean * mean, 0)
     textured = np.sqrt(var) > TEXTURE_STD
     xy, desc = _keypoints(g8)
-    xy_m, desc_m = _keypoints(np.ascontiguousarray(g8[:, ::-1]))
-    return PhotoFeatures(grey, detail, textured, xy, desc, xy_m, desc_m)
+    return PhotoFeatures(grey, detail, textured, xy, desc, g8)
 
 
 def load_features(path: str) -> PhotoFeatures:
@@ -284,11 +293,17 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
     return max(corr, 0.0), max(a_in_b, b_in_a)
 
 
-def match(fa: PhotoFeatures, fb: PhotoFeatures) -> Match:
-    """Best geometric match of b onto a, straight or mirrored; NO_MATCH when none fits."""
+def match(fa: PhotoFeatures, fb: PhotoFeatures, mirrored_first: bool = False) -> Match:
+    """Best geometric match of b onto a, straight or mirrored; NO_MATCH when none fits.
+
+    The orientation tried first (`mirrored_first`: the signature's guess) is enough when it
+    scores EARLY_SCORE or more; otherwise the other one is tried too and the better kept."""
     wb = fb.grey.shape[1]
     best = NO_MATCH
-    for mirrored, xy, desc in ((False, fb.xy, fb.desc), (True, fb.xy_m, fb.desc_m)):
+    for mirrored in (mirrored_first, not mirrored_first):
+        if best.score >= EARLY_SCORE:
+            break
+        xy, desc = fb.mirrored() if mirrored else (fb.xy, fb.desc)
         fit = _fit(fa, xy, desc, wb, mirrored)
         if fit is None:
             continue
@@ -332,16 +347,17 @@ class GeometricVerifier:
                 self._cache.popitem(last=False)
         return f
 
-    def match(self, path_a: str, path_b: str) -> Match | None:
+    def match(self, path_a: str, path_b: str, mirrored_first: bool = False) -> Match | None:
         fa, fb = self.features(path_a), self.features(path_b)
         if fa is None or fb is None:
             return None
-        return match(fa, fb)
+        return match(fa, fb, mirrored_first)
 
     def __call__(self, path_a: str, path_b: str, orientation: int = 0) -> float:
         """Copy score in [0, 1]; NaN when either file cannot be decoded. `orientation` (the
-        signature's guess) is not needed: the fit finds rotation and mirroring itself."""
-        got = self.match(path_a, path_b)
+        signature's guess, an index into signature.ORIENTATIONS) only decides whether the
+        mirrored fit is tried first: the fit finds rotation and mirroring itself."""
+        got = self.match(path_a, path_b, orientation in MIRRORING)
         return float("nan") if got is None else got.score
 
 

@@ -268,6 +268,7 @@ def find_pairs(
     lock=None,
     workers: int = 2,
     companions: tuple[np.ndarray, np.ndarray] | None = None,
+    feature_positions: np.ndarray | None = None,
 ) -> Generator[Progress, None, PairList | None]:
     """The scan proper, independent of the Library (the benchmark drives it directly).
 
@@ -276,7 +277,9 @@ def find_pairs(
     scores a candidate copy; None leaves `copy` NaN. `verified`: cached scores by hash pair,
     updated in place with new ones. `companions`: (a, b) positions of files that are the
     same shot by construction (RAW+JPEG pairs, rawpairs.py): kept with copy score 1 and never
-    verified. Returns None when cancelled.
+    verified. `feature_positions`: ascending positions of the photos that have a vector in
+    `index` (default all); the others take part through signatures and hashes only (photos
+    from `index --signatures-only`). Returns None when cancelled.
     """
     t0 = time.perf_counter()
     cancel = cancel or threading.Event()
@@ -288,12 +291,17 @@ def find_pairs(
     stats: dict = {"images": n}
     parts_a, parts_b, parts_sim = [], [], []
     tf = time.perf_counter()
-    if index is not None and n > 1 and len(index):
-        got = yield from _feature_pairs(index, ids, k_features, cancel, lock)
+    fpos = (
+        np.arange(n, dtype=np.int64)
+        if feature_positions is None
+        else np.asarray(feature_positions, np.int64)
+    )
+    if index is not None and len(fpos) > 1 and len(index):
+        got = yield from _feature_pairs(index, ids[fpos], k_features, cancel, lock)
         if got is None:
             return None
-        parts_a.append(got[0])
-        parts_b.append(got[1])
+        parts_a.append(fpos[got[0]])  # fpos ascending: a < b stays true
+        parts_b.append(fpos[got[1]])
         parts_sim.append(got[2])
         stats["feature_pairs"] = len(got[0])
     stats["features_s"] = round(time.perf_counter() - tf, 3)

@@ -9,6 +9,7 @@ proposed copy pairs.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -16,6 +17,8 @@ import time
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -103,30 +106,113 @@ def scan(
     cancel: threading.Event | None = None,
     workers: int | None = None,
 ) -> Generator[Progress, None, PairList | None]:
-    """Find candidate duplicate pairs in an indexed library (see pairs.py for how)."""
-    cancel = cancel or threading.Event()
+    """Find candidate duplicate pairs in an indexed library (see pairs.py for how).
+
+    Photos catalogued by `index --signatures-only` and not yet given a vector take part
+    through their hashes and signatures (exact and same-photo tiers), not their features."""
     t0 = time.perf_counter()
     lib.check_model()
-    model_id = lib.model_id
-    catalog = lib.catalog
-    rows = catalog.vector_rows(model_id)
+    inputs = scan_inputs(
+        lib.catalog,
+        lib.data_dir,
+        lib.model_id,
+        verify=verify,
+        k_features=k_features,
+        k_signatures=k_signatures,
+        index_backend=lib.index_backend,
+    )
+    cached = cached_scan(inputs)
+    if cached is not None:  # nothing changed since the last scan
+        cached.seconds = time.perf_counter() - t0
+        return cached
+    return (
+        yield from compute_scan(
+            inputs,
+            lib.load_index,
+            verify=verify,
+            k_features=k_features,
+            k_signatures=k_signatures,
+            cancel=cancel,
+            workers=workers,
+            lock=getattr(lib, "_lock", None),
+            started=t0,
+        )
+    )
+
+
+@dataclass
+class ScanInputs:
+    """What one scan is over (from the catalog alone: no model, no torch) and its cache key."""
+
+    catalog: object
+    model_id: str
+    ids: np.ndarray  # ascending image ids
+    paths: list[str]
+    hashes: list[str]
+    features: np.ndarray  # positions (into ids) of photos with a vector of model_id
+    decisions: list
+    cache_path: Path
+    key: str
+
+
+def scan_inputs(
+    catalog,
+    data_dir: Path,
+    model_id: str,
+    *,
+    verify: bool = True,
+    k_features: int = pairs_mod.K_FEATURES,
+    k_signatures: int = pairs_mod.K_SIGNATURES,
+    index_backend: str | None = None,
+    features: bool = True,
+) -> ScanInputs:
+    """The photos to scan: those with a vector of `model_id` (features=True) and those with
+    a signature only (`index --signatures-only`); NotIndexedError when there are none."""
+    rows = catalog.dupe_scan_rows(model_id if features and model_id else None)
     if not rows:
         raise NotIndexedError(
             "the library has no indexed photos; run `imgfinder index FOLDER` first"
         )
-    store.ensure_tables(catalog)
-    ids = np.asarray([i for i, _ in rows], np.int64)
-    info = catalog.images(ids.tolist())
-    ids = np.asarray([i for i in ids.tolist() if i in info and info[i].hash], np.int64)
-    paths = [info[int(i)].path for i in ids]
-    hashes = [info[int(i)].hash for i in ids]
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    paths = [r[1] for r in rows]
+    hashes = [r[2] for r in rows]
+    feat = np.flatnonzero(np.fromiter((r[3] for r in rows), bool, len(rows)))
     decisions = list(store.load_decisions(catalog).keys())
-    settings = {"verify": verify, "k": [k_features, k_signatures], "index": lib.index_backend}
-    cache_path, key = _cache_key(lib, model_id, ids, paths, hashes, decisions, settings)
-    cached = pair_cache.load(cache_path, key)
-    if cached is not None:  # nothing changed since the last scan
-        cached.seconds = time.perf_counter() - t0
-        return cached
+    settings = {
+        "verify": verify,
+        "k": [k_features, k_signatures],
+        "index": index_backend if features else None,
+        "features": hashlib.sha256(ids[feat].tobytes()).hexdigest(),
+    }
+    key = pair_cache.fingerprint(model_id, ids, paths, hashes, decisions, settings)
+    return ScanInputs(
+        catalog, model_id, ids, paths, hashes, feat, decisions, data_dir / pair_cache.FILE_NAME, key
+    )
+
+
+def cached_scan(inputs: ScanInputs) -> PairList | None:
+    """The last scan's pairs when nothing they depend on changed (no decoding, no model)."""
+    return pair_cache.load(inputs.cache_path, inputs.key)
+
+
+def compute_scan(
+    inputs: ScanInputs,
+    load_index,
+    *,
+    verify: bool = True,
+    k_features: int = pairs_mod.K_FEATURES,
+    k_signatures: int = pairs_mod.K_SIGNATURES,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+    lock=None,
+    started: float | None = None,
+) -> Generator[Progress, None, PairList | None]:
+    """A fresh scan of `inputs`; `load_index()` gives the feature index (None: signatures and
+    hashes only). Signatures missing from the catalog are computed first and saved."""
+    cancel = cancel or threading.Event()
+    t0 = started if started is not None else time.perf_counter()
+    catalog, ids, paths, hashes = inputs.catalog, inputs.ids, inputs.paths, inputs.hashes
+    store.ensure_tables(catalog)
     have = store.load_signatures(catalog, hashes)
     todo = {h: p for h, p in zip(hashes, paths) if h not in have}
     if todo:
@@ -138,7 +224,7 @@ def scan(
         s = have.get(h)
         if s is not None:
             sigs[i] = s
-    index = lib.load_index()
+    index = load_index() if load_index is not None and len(inputs.features) else None
     verified = store.load_verified(catalog)
     before = dict(verified)
     checker = GeometricVerifier() if verify else None
@@ -154,32 +240,28 @@ def scan(
         sigs,
         verifier=verifier if checker else None,
         verified=verified,
-        decisions=decisions,
+        decisions=inputs.decisions,
         k_features=k_features,
         k_signatures=k_signatures,
         cancel=cancel,
-        lock=getattr(lib, "_lock", None) or nullcontext(),
+        lock=lock or nullcontext(),
         workers=workers or _workers(),
         companions=raw_jpeg_companions(catalog, ids, paths),
+        feature_positions=inputs.features,
     )
     store.save_verified(catalog, {k: v for k, v in verified.items() if k not in before})
     if result is None:
         return None
-    result.model_id = model_id
+    result.model_id = inputs.model_id
     result.seconds = time.perf_counter() - t0
     result.stats["signatures_computed"] = len(todo)
+    result.stats["without_vectors"] = len(ids) - len(inputs.features)
     try:
-        pair_cache.save(cache_path, result, key)
+        pair_cache.save(inputs.cache_path, result, inputs.key)
     except OSError as exc:  # a read-only or full disk: the scan is still good, just not cached
         log.warning("could not cache duplicate pairs: %s", exc)
     log.info("duplicate scan: %s in %.1f s", result.stats, result.seconds)
     return result
-
-
-def _cache_key(lib, model_id, ids, paths, hashes, decisions, settings):
-    """Where the pair cache lives and the fingerprint of this scan's inputs."""
-    key = pair_cache.fingerprint(model_id, ids, paths, hashes, decisions, settings)
-    return lib.data_dir / pair_cache.FILE_NAME, key
 
 
 def raw_jpeg_companions(catalog, ids: np.ndarray, paths: list[str]):
