@@ -276,7 +276,7 @@ def test_old_catalog_gains_the_columns(tmp_path):
     cols = {r[1] for r in cat.execute("PRAGMA table_info(images)")}
     assert {c for c, _ in photometa.COLUMNS} <= cols
     assert cat.image_by_path("/x/a.jpg") is not None  # the old row is intact
-    assert photometa.unread(cat, 1) == [(1, "/x/a.jpg")]
+    assert cat.meta_unread(1) == [(1, "/x/a.jpg")]
     cat.close()
     Catalog(db).close()  # opening again is a no-op
 

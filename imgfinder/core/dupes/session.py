@@ -19,7 +19,6 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from imgfinder.core import photometa
 from imgfinder.core.dupes import cache as pair_cache
 from imgfinder.core.dupes import pairs as pairs_mod
 from imgfinder.core.dupes import rawpairs, signature, store
@@ -184,7 +183,7 @@ def _cache_key(lib, model_id, ids, paths, hashes, decisions, settings):
 
 def raw_jpeg_companions(catalog, ids: np.ndarray, paths: list[str]):
     """(a, b) positions of RAW+JPEG pairs among the scanned photos (rawpairs.py)."""
-    meta_by_id = photometa.load(catalog, ids.tolist())
+    meta_by_id = catalog.photo_meta(ids.tolist())
     where = {int(i): p for p, i in enumerate(ids.tolist())}
     metas = {where[i]: m for i, m in meta_by_id.items() if i in where}
     return rawpairs.raw_jpeg_pairs(paths, metas)
@@ -230,11 +229,7 @@ def mark(catalog, group: DuplicateGroup, decision: str = store.DISTINCT) -> list
 # -- resolving -------------------------------------------------------------------------------
 def forget_paths(lib, paths: list[str]) -> int:
     """Drop moved files from the catalog and index now (a later `index` run would also do it)."""
-    remover = getattr(lib, "forget_paths", None) or getattr(lib, "_delete_paths", None)
-    if remover is None:  # pragma: no cover - depends on the Library version
-        log.info("library has no removal method; files leave the catalog at the next index run")
-        return 0
-    return int(remover(sorted(paths)) or 0)
+    return lib.forget_paths(sorted(paths))
 
 
 def resolve_group(
