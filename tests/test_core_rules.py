@@ -97,3 +97,20 @@ def test_no_core_module_imports_qt():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "", f"imgfinder.core loaded Qt: {out.stdout.strip()}"
+
+
+def test_extraction_does_not_load_the_duplicate_finder():
+    """The duplicate signature is computed by extraction from core/imagesig.py (and its
+    border trimming from core/imageborder.py), so indexing never loads core/dupes for it."""
+    code = (
+        "import sys\n"
+        "from PIL import Image\n"
+        "import imgfinder.core.extract as ex\n"
+        "ex._dupe_signature(Image.new('RGB', (80, 60), (10, 200, 30)), 'x.png')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('imgfinder.core.dupes')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from imgfinder.core import decode
-from imgfinder.core.dupes.signature import signature_of
+from imgfinder.core.imagesig import signature_of
 from imgfinder.core.model import FusedECA, FusedOutput
 from imgfinder.core.modelspec import DEVICES, INPUT_SIZE_RANGE, ModelConfig, Preprocessing
 from imgfinder.core.photometa import PhotoMeta
@@ -140,7 +140,7 @@ class Prepared:
     height: int = 0
     array: np.ndarray | None = None  # (S, S, 3) uint8, dropped once embedded
     vector: np.ndarray | None = None  # (2C,) float32
-    signature: np.ndarray | None = None  # the duplicate finder's DCT signature (dupes.signature)
+    signature: np.ndarray | None = None  # the duplicate finder's DCT signature (imagesig)
     error: str | None = None
     known: bool = False  # content hash already has a vector: no decode needed
     # how the model's image was decoded: "full", "dct-draft", "mpf-preview", "raw-preview",

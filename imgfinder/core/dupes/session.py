@@ -19,9 +19,10 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from imgfinder.core import imagesig as signature
 from imgfinder.core.dupes import cache as pair_cache
 from imgfinder.core.dupes import pairs as pairs_mod
-from imgfinder.core.dupes import rawpairs, signature, store
+from imgfinder.core.dupes import rawpairs, store
 from imgfinder.core.dupes.geometry import GeometricVerifier
 from imgfinder.core.dupes.grouping import DEFAULT_THRESHOLDS, TIERS, DuplicateGroup
 from imgfinder.core.dupes.keeper import (

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from imgfinder.core import imagesig as signature
 from imgfinder.core.catalog import Catalog
-from imgfinder.core.dupes import geometry, signature
+from imgfinder.core.dupes import geometry
 
 log = logging.getLogger(__name__)
 
