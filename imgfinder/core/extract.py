@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,11 +94,17 @@ def load_model(
     allow_download: bool = True,
     progress: ProgressFn | None = None,
     loaded: LoadedWeights | None = None,
+    models_dir: Path | None = None,
 ) -> tuple[FusedECA, LoadedWeights, dict[str, torch.Tensor] | None]:
-    """FusedECA (float32, eval, CPU) with the configured backbone, weights and head."""
+    """FusedECA (float32, eval, CPU) with the configured backbone, weights and head
+    (default weights looked up in `models_dir`, a library's, else the process's)."""
     spec = config.spec
     weights = loaded or resolve_weights(
-        config.weights, backbone=spec, allow_download=allow_download, progress=progress
+        config.weights,
+        backbone=spec,
+        allow_download=allow_download,
+        progress=progress,
+        models_dir=models_dir,
     )
     model = FusedECA(spec)
     try:
@@ -169,6 +176,7 @@ class Extractor:
         allow_download: bool = True,
         progress: ProgressFn | None = None,
         loaded: LoadedWeights | None = None,
+        models_dir: Path | None = None,
     ):
         self.config = config or ModelConfig()
         self.spec = self.config.spec
@@ -178,7 +186,11 @@ class Extractor:
             raise ImgfinderError(f"input size {self.input_size} out of range {lo}..{hi}")
         self.device = pick_device(self.config.device)
         model, weights, head = load_model(
-            self.config, allow_download=allow_download, progress=progress, loaded=loaded
+            self.config,
+            allow_download=allow_download,
+            progress=progress,
+            loaded=loaded,
+            models_dir=models_dir,
         )
         self.dim = self.spec.descriptor_dim
         self.model_id = self.spec.model_id(weights.tag, head_tag(head), self.input_size)

@@ -98,7 +98,10 @@ class Library:
             raise ImgfinderError(
                 f"unknown index backend {index_backend!r}; choose one of {', '.join(BACKENDS)}"
             )
-        self.data_dir = Path(data_dir).resolve() if data_dir else paths.data_dir()
+        # one source of truth for every folder of this library (paths.DataDir): the process's
+        # data directory unless another one is given; models follow it too
+        self.dirs = paths.DataDir.at(data_dir) if data_dir else paths.current()
+        self.data_dir = self.dirs.root
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config or ModelConfig()
         self.index_backend = index_backend
@@ -118,7 +121,7 @@ class Library:
 
     def _open_catalog(self) -> Catalog:
         """The catalog, recovered first if it is damaged (under the writer lock)."""
-        path = self.data_dir / "catalog.sqlite"
+        path = self.dirs.catalog
         try:
             catalog = Catalog(path)
         except CatalogDamagedError:
@@ -156,6 +159,7 @@ class Library:
                         self.config,
                         allow_download=self.allow_download,
                         progress=self.weights_progress,
+                        models_dir=self.dirs.models,
                     )
         return self._extractor
 
@@ -214,15 +218,11 @@ class Library:
     # -- storage and index (searchstate.py, vectors.py) ---------------------------------
     @property
     def vectors_dir(self) -> Path:
-        d = self.data_dir / "vectors"
-        d.mkdir(exist_ok=True)
-        return d
+        return self.dirs.vectors
 
     @property
     def index_path(self) -> Path:
-        d = self.data_dir / "index"
-        d.mkdir(exist_ok=True)
-        return d / f"{self.index_backend}.idx"
+        return self.dirs.index / f"{self.index_backend}.idx"
 
     @property
     def centre_path(self) -> Path:

@@ -57,7 +57,7 @@ class SearchState:
 
     def __init__(self, lib):
         self.lib = lib
-        self.files = VectorFiles(lib.data_dir / "vectors", lib.catalog)
+        self.files = VectorFiles(lib.dirs.vectors, lib.catalog)
         self.lock = threading.RLock()
         self.store: VectorStore | None = None
         self.source: CatalogSource | None = None

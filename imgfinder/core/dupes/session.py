@@ -34,7 +34,6 @@ from imgfinder.core.dupes.keeper import (
 )
 from imgfinder.core.dupes.pairs import PairList
 from imgfinder.core.dupes.trash import (
-    JOURNAL_NAME,
     Journal,
     ResolveResult,
     TrashFn,
@@ -261,4 +260,4 @@ def undo(lib, journal: Journal | None = None) -> UndoResult:
 
 def journal_for(lib) -> Journal:
     """The library's resolution journal (in its data directory)."""
-    return Journal(lib.data_dir / JOURNAL_NAME)
+    return Journal(lib.dirs.journal)
