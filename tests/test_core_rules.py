@@ -71,6 +71,15 @@ def test_only_the_catalog_executes_sql():
     assert offenders == {}, f"SQL outside imgfinder/core/catalog: {offenders}"
 
 
+def _python(code: str) -> str:
+    """Run `code` in a fresh interpreter (nothing imported yet); its stdout, stripped."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
 def _core_modules() -> list[str]:
     mods = []
     for f in sorted((PKG / "core").rglob("*.py")):
@@ -92,11 +101,8 @@ def test_no_core_module_imports_qt():
         "('PySide6', 'PyQt5', 'PyQt6', 'shiboken6', 'qtpy', 'superqt'))\n"
         "print(','.join(qt))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "", f"imgfinder.core loaded Qt: {out.stdout.strip()}"
+    out = _python(code)
+    assert out == "", f"imgfinder.core loaded Qt: {out}"
 
 
 def test_extraction_does_not_load_the_duplicate_finder():
@@ -109,11 +115,7 @@ def test_extraction_does_not_load_the_duplicate_finder():
         "ex._dupe_signature(Image.new('RGB', (80, 60), (10, 200, 30)), 'x.png')\n"
         "print(sorted(m for m in sys.modules if m.startswith('imgfinder.core.dupes')))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    assert _python(code) == "[]"
 
 
 def test_no_core_module_is_over_600_lines():

@@ -396,7 +396,7 @@ def test_raw_jpeg_pair_is_one_photo_and_the_raw_is_kept(formats_lib):
     names = [sorted(os.path.basename(p) for p in g.paths) for g in groups]
     assert ["shot1.dng", "shot1.jpg"] in names
     g = groups[names.index(["shot1.dng", "shot1.jpg"])]
-    facts, choice = dupes.describe(g)
+    facts, choice = dupes.suggest_keeper(g)
     assert os.path.basename(facts[choice.keeper].path) == "shot1.dng"
     assert "camera RAW" in choice.reason
 

@@ -71,7 +71,7 @@ def cmd_dupes(args: argparse.Namespace) -> int:
         rule = dupes.load_rule(lib.catalog)
         out = []
         for g in groups:
-            _, choice = dupes.describe(g, rule)
+            _, choice = dupes.suggest_keeper(g, rule)
             k = choice.keeper
             out.append(
                 {

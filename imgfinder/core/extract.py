@@ -32,7 +32,7 @@ from imgfinder.errors import DecodeError, ImgfinderError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEVICES", "Extractor", "ModelConfig", "Prepared", "load_model", "pick_device"]
+__all__ = ["DEVICES", "Extractor", "ModelConfig", "PreparedFile", "load_model", "pick_device"]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -136,7 +136,7 @@ def head_tag(head: dict[str, torch.Tensor] | None) -> str:
 
 
 @dataclass
-class Prepared:
+class PreparedFile:
     """One file after the decode stage (array is None when skipped or failed)."""
 
     path: str
@@ -253,9 +253,9 @@ class Extractor:
         return self.embed_arrays([self.load_array(source, path_hint)])[0]
 
     # -- the pipelined path used for indexing ------------------------------------------
-    def prepare(self, path: str, known_hashes: Callable[[str], bool] | None = None) -> Prepared:
+    def prepare(self, path: str, known_hashes: Callable[[str], bool] | None = None) -> PreparedFile:
         """Decode stage, run in worker threads: stat, read, hash, decode unless known."""
-        p = Prepared(path=path)
+        p = PreparedFile(path=path)
         try:
             st = os.stat(path)
             p.size, p.mtime_ns = st.st_size, st.st_mtime_ns
@@ -286,11 +286,11 @@ class Extractor:
         *,
         known_hashes: Callable[[str], bool] | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[list[Prepared]]:
+    ) -> Iterator[list[PreparedFile]]:
         """Yield batches of prepared files, decoded ones with `vector` set, decode overlapped."""
         ahead = self.batch_size * 2 + self.decode_workers
         it = iter(paths)
-        pending: deque[Future[Prepared]] = deque()
+        pending: deque[Future[PreparedFile]] = deque()
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
 
             def refill() -> None:
@@ -307,8 +307,8 @@ class Extractor:
                     for f in pending:
                         f.cancel()
                     return
-                batch: list[Prepared] = []
-                decoded: list[Prepared] = []
+                batch: list[PreparedFile] = []
+                decoded: list[PreparedFile] = []
                 while pending and len(decoded) < self.batch_size:
                     item = pending.popleft().result()
                     batch.append(item)

@@ -7,8 +7,10 @@ library folder:
    has a vector of the current model, or failed before) is unchanged;
 2. `batches`: decode and extract the changed files, decode overlapped with inference
    (`Extractor.pipeline`); a file whose content hash already has a vector (moved, copied) is
-   not decoded. The step is a parameter (`batches=`): a mode without the CNN passes its own
-   (e.g. decode and duplicate signatures only), yielding the same `Prepared` batches;
+   not decoded. The step is a parameter (`batches=`) yielding the same `PreparedFile`
+   batches; a mode without the CNN (e.g. decode and duplicate signatures only) passes its own
+   and, since its files carry no vector, overrides `store` in a subclass (every step is a
+   method, run by `run()` under the writer lock that `Library.index` takes);
 3. `store`: new vectors appended to the vector store (fsync'ed before the catalog commits),
    the batch written to the catalog in one transaction, the duplicate signatures saved;
 4. `index`: the batch joins the in-memory index (saved once at the end of the run);
@@ -37,7 +39,7 @@ from imgfinder.core.types import IndexSummary, Progress
 
 log = logging.getLogger(__name__)
 
-# (paths, known_hashes, cancel) -> batches of prepared files (extract.Prepared: vector set for
+# (paths, known_hashes, cancel) -> batches of prepared files (extract.PreparedFile: vector set for
 # decoded files, `known` for content already in the catalog, `error` for failures)
 BatchFn = Callable[..., Iterator[list]]
 
@@ -220,7 +222,7 @@ class IndexRun:
 
 
 def _image_write(b, vec_row: int | None) -> ImageWrite:
-    """A prepared file (extract.Prepared) as the catalog records it."""
+    """A prepared file (extract.PreparedFile) as the catalog records it."""
     return ImageWrite(
         path=b.path,
         size=b.size,

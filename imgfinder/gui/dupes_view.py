@@ -115,7 +115,7 @@ class _FactsJob(QRunnable):
 
     def run(self) -> None:
         try:
-            self.signals.done.emit(self.token, dupes.describe(self.group, self.rule))
+            self.signals.done.emit(self.token, dupes.suggest_keeper(self.group, self.rule))
         except Exception:  # noqa: BLE001 - a worker must not take the app down
             log.exception("describing a duplicate group failed")
 

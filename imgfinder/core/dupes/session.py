@@ -211,7 +211,7 @@ def save_thresholds(catalog, thresholds: dict[str, float]) -> None:
     store.save_setting(catalog, "thresholds", {t: float(v) for t, v in thresholds.items()})
 
 
-def describe(
+def suggest_keeper(
     group: DuplicateGroup, rule: KeeperRule | None = None
 ) -> tuple[list[FileFacts], KeeperChoice]:
     """File facts of every member (header reads only) and the suggested keeper with its reason."""
