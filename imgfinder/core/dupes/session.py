@@ -1,4 +1,4 @@
-"""The duplicate finder over a Library: scan, describe, decide, resolve, undo (no Qt here).
+"""The duplicate finder over a Library: scan, suggest a keeper, decide, resolve, undo (no Qt here).
 
 `scan(lib)` is a generator like `Library.index()`: it yields a Progress per batch, checks the
 cancel flag between batches and returns the PairList (None when cancelled). Signatures are
