@@ -64,8 +64,7 @@ def main() -> int:
         # baseline: what the first scan did before, reading every photo for its signature
         rows = lib.catalog.images([i for i, _ in lib.catalog.vector_rows(lib.model_id)])
         todo = {r.hash: r.path for r in rows.values()}
-        with lib.catalog.transaction() as c:
-            c.execute("DELETE FROM dupe_signatures")
+        lib.catalog.dupes.clear_signatures()
         t0 = time.perf_counter()
         recomputed = run(session.compute_signatures(lib.catalog, todo, cancel=threading.Event()))
         t_reread = time.perf_counter() - t0

@@ -276,7 +276,7 @@ def test_old_catalog_gains_the_columns(tmp_path):
     cols = {r[1] for r in cat.execute("PRAGMA table_info(images)")}
     assert {c for c, _ in photometa.COLUMNS} <= cols
     assert cat.image_by_path("/x/a.jpg") is not None  # the old row is intact
-    assert photometa.unread(cat, 1) == [(1, "/x/a.jpg")]
+    assert cat.meta_unread(1) == [(1, "/x/a.jpg")]
     cat.close()
     Catalog(db).close()  # opening again is a no-op
 
@@ -396,7 +396,7 @@ def test_raw_jpeg_pair_is_one_photo_and_the_raw_is_kept(formats_lib):
     names = [sorted(os.path.basename(p) for p in g.paths) for g in groups]
     assert ["shot1.dng", "shot1.jpg"] in names
     g = groups[names.index(["shot1.dng", "shot1.jpg"])]
-    facts, choice = dupes.describe(g)
+    facts, choice = dupes.suggest_keeper(g)
     assert os.path.basename(facts[choice.keeper].path) == "shot1.dng"
     assert "camera RAW" in choice.reason
 

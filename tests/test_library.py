@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from imgfinder.core import decode
-from imgfinder.core import library as library_mod
+from imgfinder.core import vectors as vectors_mod
 from imgfinder.core.extract import ModelConfig
 from imgfinder.core.library import Library, run
 from imgfinder.errors import ImgfinderError, ModelMismatchError
@@ -154,8 +154,8 @@ def test_model_change_requires_reindex(tmp_path, photos, model_config, weights_f
 
 
 def test_compaction_drops_dead_rows(lib, photos, monkeypatch):
-    monkeypatch.setattr(library_mod, "COMPACT_MIN_DEAD", 1)
-    monkeypatch.setattr(library_mod, "COMPACT_DEAD_FRACTION", 0.1)
+    monkeypatch.setattr(vectors_mod, "COMPACT_MIN_DEAD", 1)
+    monkeypatch.setattr(vectors_mod, "COMPACT_DEAD_FRACTION", 0.1)
     run(lib.index([photos]))
     for i in (0, 1, 2):
         (photos / f"photo_{i:03d}.jpg").unlink()

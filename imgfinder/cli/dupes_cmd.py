@@ -118,7 +118,7 @@ def _groups(args: argparse.Namespace, catalog, pairs) -> list[dict]:
     rule = dupes.load_rule(catalog)
     out = []
     for g in groups:
-        _, choice = dupes.describe(g, rule)
+        _, choice = dupes.suggest_keeper(g, rule)
         k = choice.keeper
         out.append(
             {

@@ -13,7 +13,7 @@ from imgfinder.core.centring import load_centre
 from imgfinder.core.explain import (
     BRANCHES,
     activations_many,
-    describe,
+    caption_text,
     load_photo,
     match_maps,
     render_match,
@@ -87,7 +87,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             expl,
             opacity=args.opacity,
             cmap=args.cmap,
-            caption=describe(expl, q.label, r.label),
+            caption=caption_text(expl, q.label, r.label),
         )
         out = save_image(picture, args.output)
         log.info("explanation of %s vs %s written to %s", args.query, args.result, out)

@@ -127,7 +127,7 @@ def _damaged_vectors(cat: Catalog, root: Path, model_id: str, dim: int) -> int:
     """Library.vector_health() without the library: rows that fail their check, plus the
     images already marked for re-extraction (the store is opened read-only)."""
     pairs = cat.vector_rows(model_id)
-    name = cat.get_meta(f"vectors:{model_id}")
+    name = cat.vector_file(model_id)
     awaiting = cat.awaiting_vectors()
     if name is None or not pairs:
         return awaiting

@@ -177,7 +177,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         fetch = max(args.k * _DATE_FILTER_FETCH, 200) if dated else args.k
         hits = lib.search(args.image, k=fetch, raw_pairs_as_one=pairs)
         metas = lib.photo_meta([h.image_id for h in hits])
-        sources = photometa.decode_sources(lib.catalog, [h.image_id for h in hits])
+        sources = lib.decode_sources([h.image_id for h in hits])
         remember_model(args, lib)
     finally:
         lib.close()

@@ -18,7 +18,6 @@ stderr, and Pillow's globals are left untouched.
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import io
 import logging
@@ -30,53 +29,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from imgfinder.core import photometa
 from imgfinder.core import raw as rawdecode
+from imgfinder.core.formats import (  # noqa: F401 (the extension lists: part of this API)
+    IMAGE_EXTENSIONS,
+    RAW_EXTENSIONS,
+    UNSUPPORTED_IMAGE_FORMATS,
+    sniff_format,
+)
 from imgfinder.core.photometa import PhotoMeta
+from imgfinder.core.srgb import to_rgb as _to_rgb
 from imgfinder.errors import DecodeError
 
 log = logging.getLogger(__name__)
 
-# HEIC/HEIF (every iPhone photo) through pillow-heif, a required dependency. Registering the
-# opener once at import time (never per call) keeps decoding thread-safe. A broken install
-# is logged, not fatal: the other formats still work and HEIC files get a clear reason.
-try:
-    import pillow_heif  # type: ignore[import-not-found]
-
-    pillow_heif.register_heif_opener()
-except Exception as _exc:  # noqa: BLE001  # pragma: no cover - a broken installation
-    log.warning("HEIC/HEIF support unavailable (pillow-heif: %s)", _exc)
-
-# Load every plugin now, in the importing thread: Image.open would otherwise initialise the plugin
-# registry lazily on its first failure, which could race between worker threads.
-Image.init()
+# HEIC/HEIF support (pillow-heif) is registered, and every Pillow plugin loaded, by formats.py.
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 
-# Extensions photographers actually have, limited to what this Pillow build can open (so a HEIC
-# appears only with pillow-heif, AVIF only when Pillow was built with libavif).
-_CANDIDATE_EXTENSIONS = (
-    ".jpg .jpeg .jpe .jfif .mpo .png .apng .webp .tif .tiff .bmp .dib .gif "
-    ".jp2 .j2k .jpf .jpx .avif .heic .heif .psd .tga .ppm .pgm .pbm .pnm .qoi"
-).split()
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    ext for ext in _CANDIDATE_EXTENSIONS if ext in Image.registered_extensions()
-) | (rawdecode.RAW_EXTENSIONS if rawdecode.AVAILABLE else frozenset())
-RAW_EXTENSIONS = rawdecode.RAW_EXTENSIONS
-
-# Image formats people keep beside their photos that imgfinder does not decode: the scan lists
-# them so they show as skipped with this reason, instead of vanishing without a word.
-UNSUPPORTED_IMAGE_FORMATS: dict[str, str] = {
-    ".svg": "SVG vector drawings are not supported",
-    ".svgz": "SVG vector drawings are not supported",
-    ".eps": "EPS (PostScript) drawings are not supported",
-    ".ai": "Adobe Illustrator drawings are not supported",
-    ".jxl": "JPEG XL is not supported yet",
-    ".exr": "OpenEXR (HDR) images are not supported",
-}
 
 # How the model's image was obtained (the catalog records it per photo).
 SOURCE_FULL = "full"  # decoded at full size (then box-reduced when a small image was wanted)
@@ -106,60 +78,6 @@ _ORIENT_OPS: dict[int, Image.Transpose] = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-
-_WHITE = (255, 255, 255)
-# Modes whose samples are numbers rather than 8-bit intensities; they are rescaled by their range.
-_NUMERIC_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N", "I;16S", "I;32", "I;32B", "I;32S"}
-# ICC colour-space signature each (normalised) mode needs in its profile.
-_ICC_SPACE_FOR_MODE = {"RGB": "RGB", "L": "GRAY", "CMYK": "CMYK", "LAB": "LAB"}
-
-
-# --------------------------------------------------------------------------- format sniffing
-
-
-def sniff_format(head: bytes) -> str | None:
-    """Name the image format from magic bytes so files with a missing or lying extension are found.
-
-    Returns Pillow's format name ('JPEG', 'PNG', ...), 'RAW' for camera RAW formats with a magic
-    of their own (CR3, RAF, ORF, RW2; the TIFF-based ones read as 'TIFF'), or None if the bytes
-    are not an image format this build can decode (32 bytes of header are enough).
-    """
-    head = bytes(head[:32])
-    fmt: str | None = None
-    if rawdecode.AVAILABLE and rawdecode.sniff_raw(head):
-        return "RAW"
-    if head[:3] == b"\xff\xd8\xff":
-        fmt = "JPEG"
-    elif head[:8] == b"\x89PNG\r\n\x1a\n":
-        fmt = "PNG"
-    elif head[:6] in (b"GIF87a", b"GIF89a"):
-        fmt = "GIF"
-    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        fmt = "WEBP"
-    elif head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        fmt = "TIFF"
-    elif head[:2] == b"BM" and len(head) >= 18:
-        # "BM" alone is too weak (text files can start with it): require a known DIB header size.
-        dib_header = int.from_bytes(head[14:18], "little")
-        if dib_header in (12, 16, 40, 52, 56, 64, 108, 124):
-            fmt = "BMP"
-    elif head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or head[:4] == b"\xff\x4f\xff\x51":
-        fmt = "JPEG2000"
-    elif head[:4] == b"8BPS":
-        fmt = "PSD"
-    elif head[:4] == b"qoif":
-        fmt = "QOI"
-    elif head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
-            fmt = "AVIF"
-        elif brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"):
-            fmt = "HEIF"
-    elif len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
-        fmt = "PPM"
-    if fmt is not None and fmt not in Image.OPEN:
-        return None  # recognised, but this Pillow cannot decode it
-    return fmt
 
 
 # --------------------------------------------------------------------------- bytes and hashes
@@ -365,121 +283,6 @@ def _orientation(im: Image.Image) -> int:
         log.debug("ignoring unreadable EXIF: %s", exc)
         return 1
     return value if value in _ORIENT_OPS else 1
-
-
-# --------------------------------------------------------------------------- colour
-
-
-@functools.lru_cache(maxsize=1)
-def _srgb_profile() -> ImageCms.ImageCmsProfile:
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-
-
-@functools.lru_cache(maxsize=1)
-def _lab_transform() -> ImageCms.ImageCmsTransform:
-    """Pillow cannot convert LAB to RGB by itself; lcms can (D50 Lab, as TIFF CIELab is)."""
-    return ImageCms.buildTransform(
-        ImageCms.createProfile("LAB"), _srgb_profile(), "LAB", "RGB", flags=ImageCms.Flags.NOCACHE
-    )
-
-
-@functools.lru_cache(maxsize=32)
-def _icc_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
-    """Build (once per distinct profile) a transform to sRGB, or None if it is sRGB or unusable.
-
-    Cached because building costs milliseconds and a library usually holds a handful of profiles.
-    NOCACHE makes lcms keep no per-transform pixel cache, so one transform is safe to share
-    between threads.
-    """
-    try:
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-    except Exception as exc:  # noqa: BLE001 - corrupt profiles must not lose the photo
-        log.debug("ignoring unreadable ICC profile: %s", exc)
-        return None
-    space = (profile.profile.xcolor_space or "").strip().upper()
-    if space != _ICC_SPACE_FOR_MODE.get(mode):
-        log.debug("ignoring ICC profile for %r on a %s image", space, mode)
-        return None
-    description = (profile.profile.profile_description or "").strip()
-    if mode == "RGB" and description.lower().startswith("srgb"):
-        return None  # already sRGB: the transform would be an expensive no-op
-    try:
-        return ImageCms.buildTransform(
-            profile,
-            _srgb_profile(),
-            mode,
-            "RGB",
-            renderingIntent=ImageCms.Intent.PERCEPTUAL,
-            flags=ImageCms.Flags.NOCACHE,
-        )
-    except Exception as exc:  # noqa: BLE001
-        log.debug("ignoring ICC profile %r: %s", description, exc)
-        return None
-
-
-def _numeric_to_l(im: Image.Image) -> Image.Image:
-    """Scale a 16/32-bit or float single-channel image to 8 bits by its actual value range.
-
-    Scientific and scanner TIFFs rarely use the full range, so a fixed shift would leave them
-    black; NaN/inf pixels are ignored for the range and rendered black.
-    """
-    arr = np.asarray(im)
-    if arr.ndim != 2:
-        raise ValueError(f"unsupported image mode {im.mode}")
-    arr = arr.astype(np.float64)
-    finite = np.isfinite(arr)
-    if not finite.any():
-        return Image.new("L", im.size, 0)
-    lo = float(arr[finite].min())
-    hi = float(arr[finite].max())
-    if hi > lo:
-        out = (arr - lo) * (255.0 / (hi - lo))
-    else:
-        out = np.full(arr.shape, min(max(lo, 0.0), 255.0))
-    out[~finite] = 0.0
-    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return Image.fromarray(out)
-
-
-def _split_alpha(im: Image.Image) -> tuple[Image.Image, Image.Image | None]:
-    """Normalise to RGB/L/CMYK/LAB (+ a separate alpha) so colour management sees plain colour."""
-    mode = im.mode
-    has_transparency = im.info.get("transparency") is not None
-    if mode in ("P", "PA"):
-        im = im.convert("RGBA" if (mode == "PA" or has_transparency) else "RGB")
-    elif mode in ("L", "RGB") and has_transparency:
-        im = im.convert("LA" if mode == "L" else "RGBA")
-    elif mode == "1":
-        im = im.convert("L")
-    elif mode in ("RGBa", "La"):
-        im = im.convert(mode.upper())
-    elif mode in ("RGBX", "YCbCr", "HSV"):
-        im = im.convert("RGB")
-    elif mode in _NUMERIC_MODES:
-        im = _numeric_to_l(im)
-    if im.mode in ("RGBA", "LA"):
-        return im.convert(im.mode[:-1]), im.getchannel("A")
-    return im, None
-
-
-def _to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
-    """Convert any mode to sRGB RGB: embedded profile honoured, transparency on white."""
-    base, alpha = _split_alpha(im)
-    rgb: Image.Image | None = None
-    if icc:
-        transform = _icc_transform(bytes(icc), base.mode)
-        if transform is not None:
-            rgb = transform.apply(base)
-    if rgb is None:
-        if base.mode == "LAB":
-            rgb = _lab_transform().apply(base)
-        else:
-            rgb = base.convert("RGB")  # raises ValueError for modes Pillow cannot convert
-    if alpha is not None:
-        background = Image.new("RGB", rgb.size, _WHITE)
-        background.paste(rgb, mask=alpha)
-        rgb = background
-    return rgb
 
 
 # --------------------------------------------------------------------------- public API

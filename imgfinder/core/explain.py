@@ -308,7 +308,7 @@ def load_photo(source: Any, max_side: int = 1024) -> Image.Image:
 # --------------------------------------------------------------------------- rendering
 
 
-def describe(expl: MatchExplanation, query_label: str = "", result_label: str = "") -> str:
+def caption_text(expl: MatchExplanation, query_label: str = "", result_label: str = "") -> str:
     """Two caption lines: the score with the shown branch, and each branch's share."""
     s, b = expl.branch_scores, expl.shares()
     names = f"   {query_label}  vs  {result_label}" if query_label or result_label else ""
@@ -333,7 +333,7 @@ def render_match(
     signed = colormap.is_signed(expl.query_map) or colormap.is_signed(expl.result_map)
     qo = colormap.overlay(query_photo, expl.query_map, opacity, cmap, vmax=vmax, signed=signed)
     ro = colormap.overlay(result_photo, expl.result_map, opacity, cmap, vmax=vmax, signed=signed)
-    text = describe(expl) if caption is None else caption
+    text = caption_text(expl) if caption is None else caption
     return colormap.side_by_side(qo, ro, text, cmap=cmap, signed=signed)
 
 

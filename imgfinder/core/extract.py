@@ -16,13 +16,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from imgfinder.core import decode
-from imgfinder.core.dupes.signature import signature_of
+from imgfinder.core.imagesig import signature_of
 from imgfinder.core.model import FusedECA, FusedOutput
 from imgfinder.core.modelspec import DEVICES, INPUT_SIZE_RANGE, ModelConfig, Preprocessing
 from imgfinder.core.photometa import PhotoMeta
@@ -31,7 +32,7 @@ from imgfinder.errors import DecodeError, ImgfinderError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEVICES", "Extractor", "ModelConfig", "Prepared", "load_model", "pick_device"]
+__all__ = ["DEVICES", "Extractor", "ModelConfig", "PreparedFile", "load_model", "pick_device"]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -93,11 +94,17 @@ def load_model(
     allow_download: bool = True,
     progress: ProgressFn | None = None,
     loaded: LoadedWeights | None = None,
+    models_dir: Path | None = None,
 ) -> tuple[FusedECA, LoadedWeights, dict[str, torch.Tensor] | None]:
-    """FusedECA (float32, eval, CPU) with the configured backbone, weights and head."""
+    """FusedECA (float32, eval, CPU) with the configured backbone, weights and head
+    (default weights looked up in `models_dir`, a library's, else the process's)."""
     spec = config.spec
     weights = loaded or resolve_weights(
-        config.weights, backbone=spec, allow_download=allow_download, progress=progress
+        config.weights,
+        backbone=spec,
+        allow_download=allow_download,
+        progress=progress,
+        models_dir=models_dir,
     )
     model = FusedECA(spec)
     try:
@@ -129,7 +136,7 @@ def head_tag(head: dict[str, torch.Tensor] | None) -> str:
 
 
 @dataclass
-class Prepared:
+class PreparedFile:
     """One file after the decode stage (array is None when skipped or failed)."""
 
     path: str
@@ -140,7 +147,7 @@ class Prepared:
     height: int = 0
     array: np.ndarray | None = None  # (S, S, 3) uint8, dropped once embedded
     vector: np.ndarray | None = None  # (2C,) float32
-    signature: np.ndarray | None = None  # the duplicate finder's DCT signature (dupes.signature)
+    signature: np.ndarray | None = None  # the duplicate finder's DCT signature (imagesig)
     error: str | None = None
     known: bool = False  # content hash already has a vector: no decode needed
     # how the model's image was decoded: "full", "dct-draft", "mpf-preview", "raw-preview",
@@ -169,6 +176,7 @@ class Extractor:
         allow_download: bool = True,
         progress: ProgressFn | None = None,
         loaded: LoadedWeights | None = None,
+        models_dir: Path | None = None,
     ):
         self.config = config or ModelConfig()
         self.spec = self.config.spec
@@ -178,7 +186,11 @@ class Extractor:
             raise ImgfinderError(f"input size {self.input_size} out of range {lo}..{hi}")
         self.device = pick_device(self.config.device)
         model, weights, head = load_model(
-            self.config, allow_download=allow_download, progress=progress, loaded=loaded
+            self.config,
+            allow_download=allow_download,
+            progress=progress,
+            loaded=loaded,
+            models_dir=models_dir,
         )
         self.dim = self.spec.descriptor_dim
         self.model_id = self.spec.model_id(weights.tag, head_tag(head), self.input_size)
@@ -241,9 +253,9 @@ class Extractor:
         return self.embed_arrays([self.load_array(source, path_hint)])[0]
 
     # -- the pipelined path used for indexing ------------------------------------------
-    def prepare(self, path: str, known_hashes: Callable[[str], bool] | None = None) -> Prepared:
+    def prepare(self, path: str, known_hashes: Callable[[str], bool] | None = None) -> PreparedFile:
         """Decode stage, run in worker threads: stat, read, hash, decode unless known."""
-        p = Prepared(path=path)
+        p = PreparedFile(path=path)
         try:
             st = os.stat(path)
             p.size, p.mtime_ns = st.st_size, st.st_mtime_ns
@@ -274,11 +286,11 @@ class Extractor:
         *,
         known_hashes: Callable[[str], bool] | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[list[Prepared]]:
+    ) -> Iterator[list[PreparedFile]]:
         """Yield batches of prepared files, decoded ones with `vector` set, decode overlapped."""
         ahead = self.batch_size * 2 + self.decode_workers
         it = iter(paths)
-        pending: deque[Future[Prepared]] = deque()
+        pending: deque[Future[PreparedFile]] = deque()
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
 
             def refill() -> None:
@@ -295,8 +307,8 @@ class Extractor:
                     for f in pending:
                         f.cancel()
                     return
-                batch: list[Prepared] = []
-                decoded: list[Prepared] = []
+                batch: list[PreparedFile] = []
+                decoded: list[PreparedFile] = []
                 while pending and len(decoded) < self.batch_size:
                     item = pending.popleft().result()
                     batch.append(item)

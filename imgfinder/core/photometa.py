@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 log = logging.getLogger(__name__)
@@ -194,8 +194,7 @@ def from_image(im) -> PhotoMeta:
 
 
 # --------------------------------------------------------------------------- the catalog
-
-# (column, SQL type) in the catalog's images table; `meta_version` NULL means "not read yet".
+# SQL: core/catalog/photo_meta.py. (column, SQL type) in the catalog's images table; `meta_version` NULL means "not read yet".
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("taken", "TEXT"),
     ("camera_make", "TEXT"),
@@ -209,10 +208,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("decode_source", "TEXT"),
     ("meta_version", "INTEGER"),
 )
-_META_COLS = [c for c, _ in COLUMNS[:9]]
 
 
-def _row_values(meta: PhotoMeta) -> tuple:
+def row_values(meta: PhotoMeta) -> tuple:
+    """The values of the first nine COLUMNS, in order."""
     return (
         meta.taken,
         meta.make,
@@ -226,76 +225,9 @@ def _row_values(meta: PhotoMeta) -> tuple:
     )
 
 
-def _from_row(row: Sequence) -> PhotoMeta:
+def from_row(row: Sequence) -> PhotoMeta:
     taken, make, model, lens, t, f, iso, focal, gps = row
     return PhotoMeta(taken, make, model, lens, t, f, iso, focal, bool(gps))
-
-
-def store(conn, image_id: int, meta: PhotoMeta | None, source: str | None) -> None:
-    """Write one image's metadata and decode source (inside the caller's transaction)."""
-    if meta is None:
-        conn.execute("UPDATE images SET decode_source=? WHERE id=?", (source, image_id))
-        return
-    sets = ", ".join(f"{c}=?" for c in _META_COLS)
-    conn.execute(
-        f"UPDATE images SET {sets}, decode_source=COALESCE(?, decode_source), meta_version=? "
-        "WHERE id=?",
-        (*_row_values(meta), source, META_VERSION, image_id),
-    )
-
-
-def copy_from_same_content(conn, image_id: int, content_hash: str) -> None:
-    """A moved or copied file (same bytes: same EXIF) takes the metadata of its twin."""
-    cols = _META_COLS + ["decode_source", "meta_version"]
-    row = conn.execute(
-        f"SELECT {', '.join(cols)} FROM images WHERE hash=? AND id<>? "
-        "AND meta_version IS NOT NULL LIMIT 1",
-        (content_hash, image_id),
-    ).fetchone()
-    if row is not None:
-        sets = ", ".join(f"{c}=?" for c in cols)
-        conn.execute(f"UPDATE images SET {sets} WHERE id=?", (*row, image_id))
-
-
-def load(catalog, image_ids: Iterable[int]) -> dict[int, PhotoMeta]:
-    """image id -> PhotoMeta for the ids whose metadata has been read."""
-    ids = [int(i) for i in image_ids]
-    out: dict[int, PhotoMeta] = {}
-    for lo in range(0, len(ids), 500):
-        chunk = ids[lo : lo + 500]
-        q = (
-            f"SELECT id, {', '.join(_META_COLS)} FROM images "
-            f"WHERE meta_version IS NOT NULL AND id IN ({','.join('?' * len(chunk))})"
-        )
-        for r in catalog.execute(q, chunk):
-            out[int(r[0])] = _from_row(r[1:])
-    return out
-
-
-def decode_sources(catalog, image_ids: Iterable[int]) -> dict[int, str]:
-    """image id -> how it was decoded for the model ("full", "dct-draft", "raw-preview", ...)."""
-    ids = [int(i) for i in image_ids]
-    out: dict[int, str] = {}
-    for lo in range(0, len(ids), 500):
-        chunk = ids[lo : lo + 500]
-        q = (
-            "SELECT id, decode_source FROM images WHERE decode_source IS NOT NULL "
-            f"AND id IN ({','.join('?' * len(chunk))})"
-        )
-        out.update((int(i), s) for i, s in catalog.execute(q, chunk))
-    return out
-
-
-def unread(catalog, root_id: int) -> list[tuple[int, str]]:
-    """(id, path) of a root's indexed photos whose metadata was never read (older catalogs)."""
-    cur = catalog.execute(
-        "SELECT id, path FROM images WHERE root_id=? AND status='ok' "
-        "AND (meta_version IS NULL OR meta_version < ?) ORDER BY id",
-        (root_id, META_VERSION),
-    )
-    from imgfinder.core.catalog import path_from_db  # noqa: PLC0415 (catalog imports this module)
-
-    return [(int(i), path_from_db(p)) for i, p in cur]
 
 
 # --------------------------------------------------------------------------- search results

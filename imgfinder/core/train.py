@@ -78,7 +78,8 @@ class TrainConfig:
     cache_batch: int | None = None  # views per trunk forward while caching (None: per device)
     threads: int | None = None  # torch CPU threads during the run (None: leave torch's choice)
 
-    def signature(self, cache_key: str) -> dict:
+    def resume_settings(self, cache_key: str) -> dict:
+        """The settings a checkpoint must match to be resumed (with the feature cache's key)."""
         keys = ("unlabelled", "train", "views", "margin", "scale", "batch_size", "lr")
         sig = {k: getattr(self, k) for k in (*keys, "backbone_lr", "batchnorm", "seed")}
         sig["cache"] = cache_key
@@ -264,7 +265,7 @@ class Trainer:
         )  # fmt: skip
         # bf16 autocast for layer4 on a GPU; on CPUs without AMX it measured no faster than fp32
         self.autocast = self.device.type == "cuda"
-        self.signature = cfg.signature(self.cache.key)
+        self.resume_settings = cfg.resume_settings(self.cache.key)
         self.batchnorm = (
             resolve_batchnorm(cfg.batchnorm, self.model.trunk.last)
             if cfg.train == "layer4"
@@ -308,7 +309,7 @@ class Trainer:
         state = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
-            "signature": self.signature,
+            "signature": self.resume_settings,  # the key name is the checkpoint format's
             "epoch": epoch,
             "step": step,
             "eca": self.model.eca.state_dict(),
@@ -332,10 +333,9 @@ class Trainer:
             raise ImgfinderError(f"cannot read checkpoint {self.checkpoint}: {exc}") from None
         if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
             raise ImgfinderError(f"{self.checkpoint} is not a training checkpoint of this version")
-        if state["signature"] != self.signature:
-            diff = sorted(
-                k for k in self.signature if state["signature"].get(k) != self.signature[k]
-            )
+        want = self.resume_settings
+        if state["signature"] != want:
+            diff = sorted(k for k in want if state["signature"].get(k) != want[k])
             raise ImgfinderError(
                 f"{self.checkpoint} was made with other settings ({', '.join(diff)} differ); "
                 "use the same settings, or start over without --resume"

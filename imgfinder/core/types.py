@@ -13,6 +13,9 @@ class Hit:
     image_id: int
     path: str
     score: float
+    # the image's catalog row (catalog.ImageRow: size, mtime, hash, width, height), filled by
+    # Library.search_vector so callers need not look it up again
+    row: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass

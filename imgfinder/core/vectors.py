@@ -4,7 +4,7 @@ Layout: a 64-byte header (magic, format version, dim, model-id digest) then rows
 Version 2 (written now) stores each row as `dim` float16 followed by the CRC-32 of those
 bytes, so a damaged row (overwritten bytes, NaNs written over it) is detected when it is
 read; version 1 (rows without a checksum) is still read, and the library rewrites such a
-file to version 2 the next time it writes (see Library._prepare_store).
+file to version 2 the next time it writes (`VectorFiles.open_writer`).
 
 Crash safety comes from ordering: rows are appended and fsync'ed *before* the catalog
 transaction that references them commits, so the catalog never points at a row that is
@@ -13,6 +13,9 @@ writer opens the store; a reader (`writable=False`) never changes the file, it i
 the partial row, which may be a live writer's append in flight. Rows no longer
 referenced (deleted or changed photos) are dropped by `compact_to`, which writes a new
 file that the catalog switches to in one transaction.
+
+`VectorFiles` owns a library's `vectors/` folder: the file names (`<digest>-<generation>.f16`,
+recorded in the catalog per model id), opening, migration, compaction and orphan removal.
 """
 
 from __future__ import annotations
@@ -280,3 +283,120 @@ class VectorStore:
 
     def close(self) -> None:
         self._mm, self._mm_rows = None, -1
+
+
+# -- a library's vector files -----------------------------------------------------------------
+COMPACT_MIN_DEAD = 1000  # rewrite a vector file when this many rows are dead ...
+COMPACT_DEAD_FRACTION = 0.3  # ... and they are this share of the file
+
+
+def first_file_name(model_id: str) -> str:
+    """`<digest>-0.f16`: the first file of a model's rows; the number counts rewrites."""
+    return f"{model_digest(model_id).hex()[:20]}-0.f16"
+
+
+def next_file_name(name: str) -> str:
+    """The name of the file that replaces `name` (compaction, migration): generation + 1."""
+    stem, _, gen = Path(name).stem.rpartition("-")
+    return f"{stem}-{int(gen) + 1}.f16"
+
+
+class VectorFiles:
+    """The `vectors/` folder of a library: which file holds a model's rows (the catalog
+    records the name, `Catalog.vector_file`), opening it to read or write, the migration
+    of version-1 files, compaction, and removal of files no catalog entry names."""
+
+    def __init__(self, folder: Path, catalog):
+        self.folder = Path(folder)
+        self.catalog = catalog
+
+    def name(self, model_id: str, *, create: bool) -> str:
+        """The file name of `model_id`'s rows; a new name is recorded only with `create`."""
+        name = self.catalog.vector_file(model_id)
+        if name is None:
+            name = first_file_name(model_id)
+            if create:
+                self.catalog.set_vector_file(model_id, name)
+        return name
+
+    def _dir(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    def open_reader(self, model_id: str, dim: int) -> VectorStore:
+        """Read-only (never changed on disk); an unreadable file reads as empty, with
+        `problem` saying why (its images are re-extracted by the next index run)."""
+        path = self._dir() / self.name(model_id, create=False)
+        try:
+            return VectorStore(path, dim, model_id, writable=False)
+        except IndexFormatError as exc:
+            log.warning("%s; its images are re-extracted by the next index", exc)
+            store = VectorStore(
+                path.with_name(path.name + ".unreadable"), dim, model_id, writable=False
+            )
+            store.problem = str(exc)
+            return store
+
+    def open_raw(self, model_id: str, dim: int) -> VectorStore:
+        """Read-only, whatever the file's state (for reading another model id's rows)."""
+        return VectorStore(
+            self._dir() / self.name(model_id, create=False), dim, model_id, writable=False
+        )
+
+    def open_writer(self, model_id: str, dim: int) -> VectorStore:
+        """For the writer (under the writer lock): an unreadable file is replaced (its images
+        are re-extracted), a version-1 file is rewritten with checksummed rows, and files no
+        catalog entry names are removed."""
+        path = self._dir() / self.name(model_id, create=True)
+        try:
+            store = VectorStore(path, dim, model_id)
+        except IndexFormatError as exc:
+            log.warning("%s: replacing it; its images will be re-extracted", exc)
+            path.unlink(missing_ok=True)
+            store = VectorStore(path, dim, model_id)
+        if store.version < VERSION:
+            store = self._migrate(store)
+        self.remove_orphans()
+        return store
+
+    def _migrate(self, store: VectorStore) -> VectorStore:
+        """Rewrite a version-1 store (no checksums) as version 2, same row numbers."""
+        old_name = store.path.name
+        new_name = next_file_name(old_name)
+        new_store = store.compact_to(self.folder / new_name, np.arange(len(store)))
+        self.catalog.set_vector_file(store.model_id, new_name)
+        store.close()
+        (self.folder / old_name).unlink(missing_ok=True)
+        log.info("vector store %s migrated to checksummed rows (%s)", old_name, new_name)
+        return new_store
+
+    def remove_orphans(self) -> None:
+        """Delete vector files no catalog entry names (left by a crash during compaction)."""
+        named = self.catalog.vector_files()
+        for f in self._dir().glob("*.f16"):
+            if f.name not in named:
+                log.info("removing orphaned vector file %s", f)
+                f.unlink(missing_ok=True)
+
+    @staticmethod
+    def worth_compacting(store: VectorStore, used_rows: int) -> bool:
+        dead = len(store) - used_rows
+        return dead >= COMPACT_MIN_DEAD and dead >= COMPACT_DEAD_FRACTION * len(store)
+
+    def compact(self, store: VectorStore) -> VectorStore:
+        """Drop the rows no image uses: a new file with the used rows, the catalog switched
+        to it and its row numbers in one transaction, then the old file deleted (a crash
+        at any point leaves the catalog naming a file that exists). Returns the new store."""
+        model_id = store.model_id
+        old_name = self.catalog.vector_file(model_id)
+        new_name = next_file_name(old_name)
+        used = sorted({r for _, r in self.catalog.vector_rows(model_id)})
+        new_store = store.compact_to(self.folder / new_name, np.asarray(used, dtype=np.int64))
+        self.catalog.move_vector_rows(
+            model_id, {old: new for new, old in enumerate(used)}, new_name
+        )
+        old_rows = len(store)
+        store.close()
+        (self.folder / old_name).unlink(missing_ok=True)
+        log.info("compacted vectors: %d -> %d rows", old_rows, len(used))
+        return new_store

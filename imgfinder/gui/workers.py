@@ -230,9 +230,7 @@ class TrainWorker(QObject):
 
 def result_facts(lib, image_ids: list[int]) -> tuple[dict, dict]:
     """Photo metadata and decode source of search hits, from the catalog (no file read)."""
-    from imgfinder.core import photometa  # noqa: PLC0415
-
-    return lib.photo_meta(image_ids), photometa.decode_sources(lib.catalog, image_ids)
+    return lib.photo_meta(image_ids), lib.decode_sources(image_ids)
 
 
 class SearchWorker(QObject):
@@ -270,11 +268,10 @@ class SearchWorker(QObject):
                     source = q.source()
                     vector = lib.embed(source)  # whitened when the library uses whitening
                 hits = lib.search_vector(vector, req.k, raw_pairs_as_one=req.raw_pairs_as_one)
-                rows = lib.catalog.images([h.image_id for h in hits])
                 metas, sources = result_facts(lib, [h.image_id for h in hits])
                 items = []
                 for h in hits:
-                    r = rows.get(h.image_id)
+                    r = h.row  # the catalog row, looked up once by search_vector
                     if r is None:
                         items.append(ResultItem(h))
                     else:

@@ -1,7 +1,7 @@
 """Duplicates across the library: exact, same-photo and similar-shot tiers, keeper rule, trash.
 
 Pipeline: `scan(lib)` (index neighbours -> candidate pairs, cached as a PairList) ->
-`group(pairs, tier, threshold)` (complete-linkage groups, instant) -> `describe(group)`
+`group(pairs, tier, threshold)` (complete-linkage groups, instant) -> `suggest_keeper(group)`
 (file facts + suggested keeper with its reason) -> `resolve_group(lib, group, keeper,
 trash_fn)` (journaled moves; `undo(lib)` moves them back). No Qt anywhere in this package.
 """
@@ -29,7 +29,6 @@ from imgfinder.core.dupes.keeper import (
 from imgfinder.core.dupes.pairs import PairList, find_pairs
 from imgfinder.core.dupes.session import (
     NotIndexedError,
-    describe,
     forget_paths,
     journal_for,
     load_rule,
@@ -39,6 +38,7 @@ from imgfinder.core.dupes.session import (
     save_rule,
     save_thresholds,
     scan,
+    suggest_keeper,
     undo,
 )
 from imgfinder.core.dupes.store import DISTINCT, KEEP_BOTH
@@ -75,7 +75,7 @@ __all__ = [
     "ResolveResult",
     "UndoResult",
     "choose_keeper",
-    "describe",
+    "suggest_keeper",
     "file_facts",
     "find_pairs",
     "forget_paths",

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from imgfinder.atomic import atomic_write_npz
-from imgfinder.core.dupes import geometry, signature
+from imgfinder.core import imagesig as signature
+from imgfinder.core.dupes import geometry
 from imgfinder.core.dupes.pairs import PairList
 
 log = logging.getLogger(__name__)

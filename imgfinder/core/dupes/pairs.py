@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from imgfinder.core.dupes import signature
+from imgfinder.core import imagesig as signature
 from imgfinder.core.types import Progress
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The duplicate finder over a Library: scan, describe, decide, resolve, undo (no Qt here).
+"""The duplicate finder over a Library: scan, suggest a keeper, decide, resolve, undo (no Qt here).
 
 `scan(lib)` is a generator like `Library.index()`: it yields a Progress per batch, checks the
 cancel flag between batches and returns the PairList (None when cancelled). Signatures are
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imgfinder.core import photometa
+from imgfinder.core import imagesig as signature
 from imgfinder.core.dupes import cache as pair_cache
 from imgfinder.core.dupes import pairs as pairs_mod
-from imgfinder.core.dupes import rawpairs, signature, store
+from imgfinder.core.dupes import rawpairs, store
 from imgfinder.core.dupes.geometry import GeometricVerifier
 from imgfinder.core.dupes.grouping import DEFAULT_THRESHOLDS, TIERS, DuplicateGroup
 from imgfinder.core.dupes.keeper import (
@@ -37,7 +37,6 @@ from imgfinder.core.dupes.keeper import (
 )
 from imgfinder.core.dupes.pairs import PairList
 from imgfinder.core.dupes.trash import (
-    JOURNAL_NAME,
     Journal,
     ResolveResult,
     TrashFn,
@@ -266,7 +265,7 @@ def compute_scan(
 
 def raw_jpeg_companions(catalog, ids: np.ndarray, paths: list[str]):
     """(a, b) positions of RAW+JPEG pairs among the scanned photos (rawpairs.py)."""
-    meta_by_id = photometa.load(catalog, ids.tolist())
+    meta_by_id = catalog.photo_meta(ids.tolist())
     where = {int(i): p for p, i in enumerate(ids.tolist())}
     metas = {where[i]: m for i, m in meta_by_id.items() if i in where}
     return rawpairs.raw_jpeg_pairs(paths, metas)
@@ -294,7 +293,7 @@ def save_thresholds(catalog, thresholds: dict[str, float]) -> None:
     store.save_setting(catalog, "thresholds", {t: float(v) for t, v in thresholds.items()})
 
 
-def describe(
+def suggest_keeper(
     group: DuplicateGroup, rule: KeeperRule | None = None
 ) -> tuple[list[FileFacts], KeeperChoice]:
     """File facts of every member (header reads only) and the suggested keeper with its reason."""
@@ -312,11 +311,7 @@ def mark(catalog, group: DuplicateGroup, decision: str = store.DISTINCT) -> list
 # -- resolving -------------------------------------------------------------------------------
 def forget_paths(lib, paths: list[str]) -> int:
     """Drop moved files from the catalog and index now (a later `index` run would also do it)."""
-    remover = getattr(lib, "forget_paths", None) or getattr(lib, "_delete_paths", None)
-    if remover is None:  # pragma: no cover - depends on the Library version
-        log.info("library has no removal method; files leave the catalog at the next index run")
-        return 0
-    return int(remover(sorted(paths)) or 0)
+    return lib.forget_paths(sorted(paths))
 
 
 def resolve_group(
@@ -347,4 +342,4 @@ def undo(lib, journal: Journal | None = None) -> UndoResult:
 
 def journal_for(lib) -> Journal:
     """The library's resolution journal (in its data directory)."""
-    return Journal(lib.data_dir / JOURNAL_NAME)
+    return Journal(lib.dirs.journal)

@@ -181,7 +181,7 @@ def _index_locked(catalog, add_paths, cancel, workers) -> Generator[Progress, No
                 break
             gone = sorted(set(existing) - set(found))
             if gone:
-                summary.removed += len(catalog.delete_image_paths(gone))
+                summary.removed += len(catalog.delete_paths(gone))
     summary.cancelled = cancel.is_set()
     return summary
 

@@ -38,7 +38,7 @@ from imgfinder.errors import ImgfinderError
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "dupes-journal.jsonl"
+JOURNAL_NAME = paths.JOURNAL_NAME
 TrashFn = Callable[[str], str]
 
 
@@ -76,7 +76,7 @@ class Journal:
     """Append-only JSON lines; each append is flushed and fsync'ed before it returns."""
 
     def __init__(self, path: str | os.PathLike | None = None):
-        self.path = Path(path) if path else paths.data_dir() / JOURNAL_NAME
+        self.path = Path(path) if path else paths.current().journal
 
     def append(self, op: str, rid: str, **fields) -> None:
         rec = {"op": op, "id": rid, "at": time.time(), **fields}

@@ -20,7 +20,7 @@ from collections import OrderedDict
 import numpy as np
 from PIL import Image
 
-from imgfinder.core.dupes import signature
+from imgfinder.core import imagesig as signature
 
 log = logging.getLogger(__name__)
 
