@@ -99,7 +99,7 @@ def load_model(
     weights = loaded or resolve_weights(
         config.weights, backbone=spec, allow_download=allow_download, progress=progress
     )
-    model = FusedECA(spec)
+    model = FusedECA(spec, attention=config.attention_kind, pooling=config.pooling_kind)
     try:
         model.load_backbone(weights.backbone)
     except (RuntimeError, ValueError) as exc:
@@ -112,20 +112,34 @@ def load_model(
             model.load_head(head)
         except RuntimeError as exc:
             raise ImgfinderError(
-                f"the ECA head does not fit {spec.title} ({spec.channels} channels): "
+                f"the {config.attention_kind.upper()} head does not fit {spec.title} "
+                f"({spec.channels} channels, {config.pooling_kind} pooling): "
                 f"{str(exc).splitlines()[0]}"
             ) from None
     return model.eval(), weights, head
 
 
-def head_tag(head: dict[str, torch.Tensor] | None) -> str:
+def head_tag(
+    head: dict[str, torch.Tensor] | None, attention: str = "eca", pooling: str = "max"
+) -> str:
+    """The head's part of the model id: "eca0" (untrained ECA, max branch), "cbam0",
+    "eca0-gem3" (GeM, p = 3, on the second branch); trained heads "eca-<digest>",
+    "cbam-<digest>", "...-gem" (p is in the digest). A trained head's own keys say which
+    attention and pooling it was trained with."""
+    if head is not None:
+        attention = "cbam" if any(k.startswith("mlp.") for k in head) else "eca"
+        pooling = "gem" if "gem.p" in head else "max"
     if head is None:
-        return "eca0"
-    h = hashlib.sha256()
-    for k in sorted(head):
-        h.update(k.encode())
-        h.update(head[k].detach().cpu().float().numpy().tobytes())
-    return "eca-" + h.hexdigest()[:10]
+        tag = f"{attention}0"
+    else:
+        h = hashlib.sha256()
+        for k in sorted(head):
+            h.update(k.encode())
+            h.update(head[k].detach().cpu().float().numpy().tobytes())
+        tag = f"{attention}-" + h.hexdigest()[:10]
+    if pooling == "gem":
+        tag += "-gem3" if head is None else "-gem"
+    return tag
 
 
 @dataclass
@@ -181,7 +195,11 @@ class Extractor:
             self.config, allow_download=allow_download, progress=progress, loaded=loaded
         )
         self.dim = self.spec.descriptor_dim
-        self.model_id = self.spec.model_id(weights.tag, head_tag(head), self.input_size)
+        self.model_id = self.spec.model_id(
+            weights.tag,
+            head_tag(head, self.config.attention_kind, self.config.pooling_kind),
+            self.input_size,
+        )
         self.weights_source = weights.source
         self.half = self.device.type in ("cuda", "mps")
         self.bf16 = self.device.type == "cpu" and cpu_has_native_bf16()
@@ -226,7 +244,8 @@ class Extractor:
             else:
                 fmap = self.model.trunk(x)
             out = self.model.fuse(fmap.float())
-        return FusedOutput(out.descriptor.cpu(), out.fmap.cpu(), out.eca.cpu())
+        spatial = None if out.spatial is None else out.spatial.cpu()
+        return FusedOutput(out.descriptor.cpu(), out.fmap.cpu(), out.eca.cpu(), spatial, out.gem_p)
 
     def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
         if not arrays:

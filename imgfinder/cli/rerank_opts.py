@@ -1,0 +1,53 @@
+"""--rerank and its knobs, shared by `imgfinder search` and `imgfinder eval` (no torch)."""
+
+from __future__ import annotations
+
+import argparse
+
+from imgfinder.errors import ImgfinderError
+
+
+def add_rerank_options(p: argparse.ArgumentParser) -> None:
+    """--rerank and its knobs, for `eval` and `search`."""
+    p.add_argument(
+        "--rerank",
+        default="none",
+        metavar="METHODS",
+        help="re-rank the top results: none (default), aqe (query expansion), dba+aqe "
+        "(neighbourhood averaging + query expansion), diffusion (k-NN graph; eval only), "
+        "verify (SIFT + RANSAC local verification: same object or scene); combine with "
+        "commas, e.g. dba+aqe,verify",
+    )
+    p.add_argument(
+        "--rerank-k",
+        type=int,
+        default=100,
+        metavar="N",
+        help="how many of the first results αQE / DBA re-rank (default 100)",
+    )
+    p.add_argument(
+        "--verify-k",
+        type=int,
+        default=20,
+        metavar="N",
+        help="how many of the first results local verification checks (default 20)",
+    )
+
+
+def rerank_options(args: argparse.Namespace, *, allow_diffusion: bool = True):
+    """The RerankOptions the command line asks for (ImgfinderError on a bad value)."""
+    from imgfinder.core.rerank import RerankOptions, parse_methods  # noqa: PLC0415
+
+    try:
+        methods = parse_methods(getattr(args, "rerank", None))
+    except ValueError as exc:
+        raise ImgfinderError(str(exc)) from None
+    if "diffusion" in methods and not allow_diffusion:
+        raise ImgfinderError(
+            "diffusion re-ranking is measured by `imgfinder eval` only: its offline part "
+            "is built over the whole library (see README); use aqe, dba+aqe or verify"
+        )
+    k, vk = getattr(args, "rerank_k", 100), getattr(args, "verify_k", 20)
+    if k < 1 or vk < 1:
+        raise ImgfinderError("--rerank-k and --verify-k must be at least 1")
+    return RerankOptions(methods=methods, shortlist=k, verify_k=vk)
