@@ -851,7 +851,11 @@ class Library:
         if rerank is not None and rerank.active:
             from imgfinder.core.rerank_search import reranked_search  # noqa: PLC0415
 
-            return reranked_search(self, source, k, rerank, raw_pairs_as_one=raw_pairs_as_one)
+            path = source if isinstance(source, (str, os.PathLike)) else None
+            vector = self.embed(source)
+            return reranked_search(
+                self, vector, k, rerank, query_path=path, raw_pairs_as_one=raw_pairs_as_one
+            )
         return self.search_vector(self.embed(source), k, raw_pairs_as_one=raw_pairs_as_one)
 
     def query_index(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,14 +18,22 @@ from imgfinder.core.types import Hit
 
 
 def reranked_search(
-    lib, source, k: int, options: RerankOptions, *, raw_pairs_as_one: bool = False
+    lib,
+    vector: np.ndarray,
+    k: int,
+    options: RerankOptions,
+    *,
+    query_path: str | None = None,
+    raw_pairs_as_one: bool = False,
 ) -> list[Hit]:
-    """The k best hits for `source` (path, bytes or PIL image) after re-ranking."""
+    """The k best hits for a query `vector` (Library.embed) after re-ranking; `query_path`:
+    the query's file, which local verification needs (skipped without it)."""
     if "diffusion" in options.methods:
         raise ValueError("diffusion re-ranking is available in `imgfinder eval` only")
     lib.check_model()
-    query = lib.query_space(lib.embed(source))
-    query_path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+    query = lib.query_space(vector)
+    if query_path is not None:
+        query_path = os.path.abspath(os.fspath(query_path))
 
     def path_of(ids: np.ndarray) -> list[str]:
         rows = lib.catalog.images([int(i) for i in ids])
@@ -33,8 +41,6 @@ def reranked_search(
 
     reranker = _reranker_of(lib, options, path_of)
     want = 2 * k if raw_pairs_as_one else k
-    if query_path is not None and os.path.exists(query_path):
-        query_path = os.path.abspath(query_path)
     ids, scores = reranker.rank(query, want, query_path=query_path)
     rows = lib.catalog.images(ids.tolist())
     hits = [Hit(int(i), rows[int(i)].path, float(s)) for i, s in zip(ids, scores) if int(i) in rows]

@@ -158,6 +158,7 @@ class MainWindow(SearchMixin, LibraryMixin, QMainWindow):
         self.search_ctl = SearchController(self)
         self.search_ctl.k = self.settings.result_count
         self.search_ctl.raw_pairs_as_one = bool(self.settings.raw_pairs_as_one)
+        self.search_ctl.rerank = self.settings.rerank  # issue 18: search re-ranking
         self.watcher = FolderWatcher(
             self.tasks,
             self,

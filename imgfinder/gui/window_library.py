@@ -362,6 +362,7 @@ class LibraryMixin:
         self.set_thumb_size(self.settings.thumb_size)
         self.watcher.set_rescan_minutes(self.settings.rescan_minutes)
         self.search_ctl.raw_pairs_as_one = bool(self.settings.raw_pairs_as_one)
+        self.search_ctl.rerank = self.settings.rerank  # issue 18: search re-ranking
         if lib_changed:
             log.info("library settings changed (%s); reopening", ", ".join(lib_changed))
             self.reopen_library()
