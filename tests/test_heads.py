@@ -112,3 +112,32 @@ def test_heatmaps_stay_an_exact_decomposition(att, pool):
     mean = np.full(2560, 0.01)
     centred = explain.match_maps(q, r, "fused", mean=mean)
     assert centred.query_map.sum() == pytest.approx(centred.score, abs=1e-6)
+
+
+def test_arcface_trainer_trains_cbam_and_gem(tmp_path, weights_file):
+    from imgfinder import paths
+    from imgfinder.core.library import run
+    from imgfinder.core.train import TrainConfig, train
+    from tests.imgutil import make_jpeg
+
+    colours = [(200, 60, 60), (60, 180, 70), (70, 80, 210)]
+    for c, colour in enumerate(colours):
+        for i in range(3):
+            make_jpeg(tmp_path / "set" / f"c{c}" / f"{i}.jpg", (96, 80), colour, seed=10 * c + i)
+    model = ModelConfig(
+        weights=str(weights_file), device="cpu", input_size=64, attention="cbam", pooling="gem"
+    )
+    cfg = TrainConfig(str(tmp_path / "set"), model, epochs=4, views=2, batch_size=4, train="eca")
+    paths.set_data_dir(tmp_path / "data")
+    try:
+        result = run(train(cfg))
+    finally:
+        paths.set_data_dir(None)
+    assert result.epoch_loss[-1] < result.epoch_loss[0]
+    head = torch.load(result.output, weights_only=True)["head"]
+    assert float(head["gem.p"]) != 3.0 and float(head["mlp.2.weight"].abs().sum()) > 0
+    # the head file alone says it is CBAM + GeM: no --attention / --pooling needed to load it
+    ex = Extractor(ModelConfig(weights=str(weights_file), head=str(result.output), device="cpu",
+                               input_size=64))  # fmt: skip
+    assert ex.model_id.split("/")[2] == head_tag(head) and "cbam-" in ex.model_id
+    assert float(ex.model.gem.p) == pytest.approx(float(head["gem.p"]))

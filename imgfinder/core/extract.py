@@ -99,24 +99,34 @@ def load_model(
     weights = loaded or resolve_weights(
         config.weights, backbone=spec, allow_download=allow_download, progress=progress
     )
-    model = FusedECA(spec, attention=config.attention_kind, pooling=config.pooling_kind)
+    head = read_head(config.head) if config.head else weights.head
+    attention, pooling = head_kinds(head, config)
+    model = FusedECA(spec, attention=attention, pooling=pooling)
     try:
         model.load_backbone(weights.backbone)
     except (RuntimeError, ValueError) as exc:
         raise ImgfinderError(
             f"{weights.source} is not a {spec.title} state dict: {str(exc).splitlines()[0]}"
         ) from None
-    head = read_head(config.head) if config.head else weights.head
     if head is not None:
         try:
             model.load_head(head)
         except RuntimeError as exc:
             raise ImgfinderError(
-                f"the {config.attention_kind.upper()} head does not fit {spec.title} "
-                f"({spec.channels} channels, {config.pooling_kind} pooling): "
+                f"the {attention.upper()} head does not fit {spec.title} "
+                f"({spec.channels} channels, {pooling} pooling): "
                 f"{str(exc).splitlines()[0]}"
             ) from None
     return model.eval(), weights, head
+
+
+def head_kinds(head: dict[str, torch.Tensor] | None, config: ModelConfig) -> tuple[str, str]:
+    """(attention, pooling) of the model: a trained head file's own (its keys say which it
+    was trained with, so `--head` needs no `--attention`), else the configuration's."""
+    if head is None:
+        return config.attention_kind, config.pooling_kind
+    attention = "cbam" if any(k.startswith("mlp.") for k in head) else "eca"
+    return attention, "gem" if "gem.p" in head else "max"
 
 
 def head_tag(
