@@ -269,6 +269,7 @@ def main() -> int:
     ap.add_argument("--work", default="/tmp/imgfinder-bench-rerank")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--only", nargs="*", help="only these rows (by name), e.g. 'diffusion'")
     args = ap.parse_args()
     dataset, work = Path(args.dataset), Path(args.work)
     files, labels = dataset_files(dataset)
@@ -298,7 +299,10 @@ def main() -> int:
         ("local verification", "eca", ("verify",)),
         ("DBA + αQE + verification", "eca", ("dba+aqe", "verify")),
         ("GeM + DBA + αQE + verification", "gem", ("dba+aqe", "verify")),
+        ("diffusion + verification", "eca", ("diffusion", "verify")),
     ]
+    if args.only:
+        rows_spec = [r for r in rows_spec if r[0] in args.only]
     results: dict = {}
     for name, model, methods in rows_spec:
         for cname, (cf, cl, first) in colls_spec.items():
@@ -307,20 +311,21 @@ def main() -> int:
             results[(name, cname)] = r
             print(f"{name:32} {cname:10} mAP {r['map']:.4f} P@10 {r['p10']:.4f} "
                   f"({r['queries']} queries, {r['eval_s']:.0f} s)", flush=True)  # fmt: skip
-    for cname, (cf, cl, first) in colls_spec.items():
+    for cname, (cf, cl, first) in colls_spec.items() if not args.only else ():
         r = library_dba_aqe(collection(vectors["eca"], cf, cl), first)
         results[("library-wide DBA + αQE (reference)", cname)] = r
         print(f"library-wide DBA + αQE {cname:10} mAP {r['map']:.4f} P@10 {r['p10']:.4f} "
               f"(offline {r['offline_s']:.1f} s)", flush=True)  # fmt: skip
     lat = {}
-    if not args.skip_latency:
+    if not args.skip_latency and not args.only:
         lat = latency(sorted({m for _, _, m in rows_spec}))
         ver_ms = verify_latency(collection(vectors["eca"], *colls_spec["instances"][:2]))
         diff_off = diffusion_offline()
         print(f"diffusion offline build: {diff_off} s (1k, 10k synthetic vectors)")
         print(f"local verification of the top 20, cold: {ver_ms:.0f} ms per query")
     table_rows = []
-    for name, _model, methods in [*rows_spec, ("library-wide DBA + αQE (reference)", "", None)]:
+    reference = [] if args.only else [("library-wide DBA + αQE (reference)", "", None)]
+    for name, _model, methods in [*rows_spec, *reference]:
         row = {"method": name}
         for cname in colls_spec:
             r = results[(name, cname)]

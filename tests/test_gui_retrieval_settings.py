@@ -21,7 +21,7 @@ def test_retrieval_settings_round_trip_and_fall_back(tmp_path):
     assert s.rerank == "dba+aqe,verify"
     s.save(tmp_path)
     assert GuiSettings.load(tmp_path) == s
-    odd = GuiSettings(attention="eca", pooling="avg", rerank="diffusion,qe")
+    odd = GuiSettings(attention="eca", pooling="avg", rerank="diffusion,qe")  # qe: unknown
     odd.normalise()
     assert (odd.attention, odd.pooling, odd.rerank) == (None, None, "")
     eff = Effective.resolve(s, LaunchOptions())
@@ -48,7 +48,7 @@ def test_dialog_offers_the_heads_and_re_ranking(qtbot, tmp_path, weights_file):
     dlg.rerank.setCurrentIndex(dlg.rerank.findData("dba+aqe,verify"))
     assert "/cbam0-gem3/" in dlg.current_model_id()
     assert dlg.values()["rerank"] == "dba+aqe,verify"
-    assert dlg.rerank.count() == 5  # diffusion is eval-only
+    assert dlg.rerank.findData("diffusion,verify") >= 0
 
 
 def test_search_worker_re_ranks_as_settings_ask(tmp_path, model_config):
@@ -59,7 +59,7 @@ def test_search_worker_re_ranks_as_settings_ask(tmp_path, model_config):
         query = Query("q", path=str(photos[0]))
         vector = lib.embed(str(photos[0]))
         plain = search_hits(lib, SearchRequest(1, lib, query, 4), vector)
-        for methods in ("aqe", "dba+aqe,verify"):
+        for methods in ("aqe", "dba+aqe,verify", "diffusion"):
             req = SearchRequest(2, lib, query, 4, rerank=methods)
             hits = search_hits(lib, req, vector)
             assert len(hits) == 4 and hits[0].path == str(photos[0])

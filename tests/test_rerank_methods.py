@@ -189,12 +189,13 @@ def test_eval_queries_first_with_verification_and_search_rerank(tmp_path, weight
     assert main([*cmd, "--rerank", "dba+aqe,diffusion"]) == 0
     both = json.loads(capsys.readouterr().out)
     assert both["rerank"] == "dba+aqe,diffusion" and both["diffusion_offline_s"] >= 0
-    # search: the indexed library, re-ranked; diffusion is refused with a reason
+    # search: the indexed library, re-ranked (diffusion builds its offline part first)
     query = str(ds / "object_1" / "0_query.png")
     assert main([*args, "search", query, "-k", "3", "--rerank", "verify", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)["results"]
     assert [h["path"].split("/")[-2] for h in hits] == ["object_1"] * 3
-    assert main([*args, "search", query, "--rerank", "diffusion"]) == 2
-    assert "eval" in capsys.readouterr().err
+    assert main([*args, "search", query, "-k", "3", "--rerank", "diffusion", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["results"]
+    assert len(hits) == 3 and hits[0]["path"] == query
     assert main([*args, "search", query, "--rerank", "qe"]) == 2
     assert "unknown re-ranking" in capsys.readouterr().err

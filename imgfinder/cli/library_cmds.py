@@ -135,7 +135,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ImgfinderError(str(exc)) from None
     dated = bool(args.since or args.until)
     pairs = args.raw_pairs == "one"
-    rerank = rerank_options(args, allow_diffusion=False)
+    rerank = rerank_options(args)
     lib = open_library(args)
     try:
         fetch = max(args.k * _DATE_FILTER_FETCH, 200) if dated else args.k

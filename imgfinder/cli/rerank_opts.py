@@ -14,7 +14,8 @@ def add_rerank_options(p: argparse.ArgumentParser) -> None:
         default="none",
         metavar="METHODS",
         help="re-rank the top results: none (default), aqe (query expansion), dba+aqe "
-        "(neighbourhood averaging + query expansion), diffusion (k-NN graph; eval only), "
+        "(neighbourhood averaging + query expansion), diffusion (on the k-NN graph; its "
+        "offline part is built over the whole library, in memory, at the first search), "
         "verify (SIFT + RANSAC local verification: same object or scene); combine with "
         "commas, e.g. dba+aqe,verify",
     )
@@ -34,7 +35,7 @@ def add_rerank_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def rerank_options(args: argparse.Namespace, *, allow_diffusion: bool = True):
+def rerank_options(args: argparse.Namespace):
     """The RerankOptions the command line asks for (ImgfinderError on a bad value)."""
     from imgfinder.core.rerank import RerankOptions, parse_methods  # noqa: PLC0415
 
@@ -42,11 +43,6 @@ def rerank_options(args: argparse.Namespace, *, allow_diffusion: bool = True):
         methods = parse_methods(getattr(args, "rerank", None))
     except ValueError as exc:
         raise ImgfinderError(str(exc)) from None
-    if "diffusion" in methods and not allow_diffusion:
-        raise ImgfinderError(
-            "diffusion re-ranking is measured by `imgfinder eval` only: its offline part "
-            "is built over the whole library (see README); use aqe, dba+aqe or verify"
-        )
     k, vk = getattr(args, "rerank_k", 100), getattr(args, "verify_k", 20)
     if k < 1 or vk < 1:
         raise ImgfinderError("--rerank-k and --verify-k must be at least 1")

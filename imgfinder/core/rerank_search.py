@@ -1,20 +1,27 @@
 """`Library.search` with re-ranking (core/rerank.py): the one place search meets Reranker.
 
-The query is embedded as usual; the index is asked through `Library.query_index` in its
-own space (centred cosine), vectors come from `Library.index_vectors`, files from the
-catalog. Query expansion and DBA need nothing stored; local verification decodes the
-query and the top results once each (SIFT features cached for the Library's lifetime).
+The query is embedded as usual and put in the index's space (`Library.query_space`:
+centred cosine); the index is asked through `Library.query_index`, vectors come from
+`Library.index_vectors`, files from the catalog. Query expansion and DBA need nothing
+stored; local verification decodes the query and the top results once each (SIFT features
+cached for the Library's lifetime); diffusion builds its offline part over the whole
+library in memory (library_diffusion).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import time
 
 import numpy as np
 
 from imgfinder.core.dupes import rawpairs
-from imgfinder.core.rerank import Reranker, RerankOptions
+from imgfinder.core.rerank import Diffusion, Reranker, RerankOptions
 from imgfinder.core.types import Hit
+
+log = logging.getLogger(__name__)
 
 
 def reranked_search(
@@ -28,8 +35,6 @@ def reranked_search(
 ) -> list[Hit]:
     """The k best hits for a query `vector` (Library.embed) after re-ranking; `query_path`:
     the query's file, which local verification needs (skipped without it)."""
-    if "diffusion" in options.methods:
-        raise ValueError("diffusion re-ranking is available in `imgfinder eval` only")
     lib.check_model()
     query = lib.query_space(vector)
     if query_path is not None:
@@ -53,6 +58,32 @@ def _reranker_of(lib, options: RerankOptions, path_of) -> Reranker:
     """One Reranker per Library and options, so verification's feature cache is kept."""
     cache = lib.__dict__.setdefault("_rerankers", {})
     key = (options.methods, options.shortlist, options.verify_k, options.min_inliers)
-    if key not in cache:
-        cache[key] = Reranker(options, lib.query_index, lib.index_vectors, path_of=path_of)
+    diffusion = library_diffusion(lib) if "diffusion" in options.methods else None
+    if key not in cache or cache[key].diffusion is not diffusion:
+        cache[key] = Reranker(
+            options, lib.query_index, lib.index_vectors, path_of=path_of, diffusion=diffusion
+        )
     return cache[key]
+
+
+def library_diffusion(lib) -> Diffusion:
+    """Diffusion's offline part over the whole library, in memory: built on the first
+    diffusion search of a Library (the app keeps it for the session; each `imgfinder
+    search` process builds it again) and rebuilt when the library's vectors change
+    (their ids, model or centre). Nothing is written: search never writes."""
+    pairs = lib.catalog.vector_rows(lib.model_id)
+    ids = np.asarray(sorted(i for i, _ in pairs), np.int64)
+    key = (lib.index_model_id, len(ids), hashlib.sha256(ids.tobytes()).hexdigest())
+    held = lib.__dict__.get("_diffusion")
+    if held is not None and held[0] == key:
+        return held[1]
+    if len(ids) < 2:
+        raise ValueError("diffusion needs a library of at least two photos")
+    vectors = np.concatenate(
+        [lib.index_vectors(ids[lo : lo + 8192]) for lo in range(0, len(ids), 8192)]
+    )
+    t = time.perf_counter()
+    diffusion = Diffusion(ids, vectors)
+    log.info("diffusion over %d vectors built in %.1f s", len(ids), time.perf_counter() - t)
+    lib.__dict__["_diffusion"] = (key, diffusion)
+    return diffusion

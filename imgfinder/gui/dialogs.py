@@ -698,13 +698,15 @@ class SettingsDialog(QDialog):
         self.pooling.setCurrentIndex(max(0, self.pooling.findData(effective.pooling)))
         self.pooling.setToolTip("Changing it changes the vectors: the library is re-indexed")
         self.rerank = QComboBox()
-        for key in ("", "aqe", "dba+aqe", "verify", "dba+aqe,verify"):
+        for key in ("", "aqe", "dba+aqe", "diffusion", "verify", "dba+aqe,verify",
+                    "diffusion,verify"):  # fmt: skip
             label = " + ".join(METHOD_LABELS[m] for m in key.split(",")) if key else "none"
             self.rerank.addItem(label, key)
         self.rerank.setCurrentIndex(max(0, self.rerank.findData(settings.rerank or "")))
         self.rerank.setToolTip(
             "Re-orders the first results of every search; local verification compares "
-            "keypoints of the query and each of the first 20 photos (same object or scene)"
+            "keypoints of the query and each of the first 20 photos (same object or scene); "
+            "diffusion first builds a graph of the whole library (once per session)"
         )
 
     def retrieval_values(self) -> dict:

@@ -60,7 +60,7 @@ class GuiSettings:
     explain_folded: bool | None = None  # explanations folded to their tab bar; None: by height
     attention: str | None = None  # "cbam" or None (ECA, the default); its own model id
     pooling: str | None = None  # "gem" or None (max, the default); its own model id
-    rerank: str = ""  # search re-ranking: "", "aqe", "dba+aqe", "verify", "dba+aqe,verify"
+    rerank: str = ""  # search re-ranking: "", "aqe", "dba+aqe", "diffusion", "verify", ...
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike) -> GuiSettings:
@@ -130,7 +130,7 @@ class GuiSettings:
             methods = parse_methods(self.rerank)
         except ValueError:
             methods = ()
-        self.rerank = ",".join(m for m in methods if m != "diffusion")
+        self.rerank = ",".join(methods)
 
 
 def _type_ok(value, default, name: str) -> bool:
