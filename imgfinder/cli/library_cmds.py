@@ -9,7 +9,7 @@ from pathlib import Path
 
 from imgfinder.cli.common import ProgressBar, open_library
 from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
-from imgfinder.cli.rerank_opts import add_rerank_options, rerank_options
+from imgfinder.cli.rerank_opts import DEFAULT_RERANK, add_rerank_options, rerank_options
 from imgfinder.core import photometa
 from imgfinder.core.modelspec import describe_model_id
 from imgfinder.core.types import library_counts_text, run_summary_text
@@ -29,7 +29,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print results (with each photo's metadata) as JSON"
     )
     add_photo_options(p)
-    add_rerank_options(p)
+    add_rerank_options(p, default=DEFAULT_RERANK)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("status", parents=[common], help="library, model and storage summary")

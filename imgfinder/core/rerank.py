@@ -319,10 +319,12 @@ class Reranker:
         exclude: int | None = None,
         query_path: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The k best (ids, scores) for `query` (a vector in the index's space). `exclude`:
-        the query's own id when it is in the library; `query_path`: its file, for verify."""
+        """The k best (ids, scores) for `query` (a vector in the index's space), in the
+        re-ranked order; the scores stay the query's cosine with each result (the
+        similarity search shows), so they need not decrease. `exclude`: the query's own id
+        when it is in the library; `query_path`: its file, for verify."""
         o = self.options
-        q = np.asarray(query, np.float32)
+        q = query0 = np.asarray(query, np.float32)
         fetch = max(k, o.shortlist, o.verify_k if "verify" in o.methods else 0)
         ids, sc = self._search(q, fetch, exclude)
         if "aqe" in o.methods or "dba+aqe" in o.methods:
@@ -349,7 +351,10 @@ class Reranker:
                 ids, sc = ids[keep], sc[keep]
         if "verify" in o.methods and len(ids) and query_path is not None:
             ids, sc = self._verify(query_path, ids, sc)
-        return ids[:k], np.asarray(sc[:k], np.float32)
+        ids = ids[:k]
+        if o.active and len(ids):  # what search shows: the query's own (centred) cosine
+            return ids, (np.asarray(self.get(ids), np.float32) @ query0).astype(np.float32)
+        return ids, np.asarray(sc[:k], np.float32)
 
     def _verify(self, query_path: str, ids: np.ndarray, sc: np.ndarray):
         o = self.options

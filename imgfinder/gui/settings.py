@@ -60,7 +60,9 @@ class GuiSettings:
     explain_folded: bool | None = None  # explanations folded to their tab bar; None: by height
     attention: str | None = None  # "cbam" or None (ECA, the default); its own model id
     pooling: str | None = None  # "gem" or None (max, the default); its own model id
-    rerank: str = ""  # search re-ranking: "", "aqe", "dba+aqe", "diffusion", "verify", ...
+    # search re-ranking: "" (none, the default), "aqe", "dba+aqe", "diffusion", "verify", or
+    # several joined by commas (README: "Re-ranking")
+    rerank: str = ""
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike) -> GuiSettings:
