@@ -14,11 +14,11 @@ stored (Library.index into one data dir per model), the collection's own mean fo
 (as a library of only that collection would have), `cli.eval_cmd.eval_reranker` and
 `core.evaluate.evaluate_vectors`. Query latency: the same Reranker over seeded synthetic
 vectors (benchmarks/synthetic.py, D = 2560 as Lite0's) in an exact index of 1k and 100k
-rows, median over 50 queries; local verification's latency is measured on the photos
+rows, median over 20 queries; local verification's latency is measured on the photos
 (top 20 per query, SIFT features decoded cold, as a one-shot `imgfinder search` would).
 
 Local verification matches each query with its top 20 (SIFT on both, RANSAC): on the
-class-level halves its rows use every 4th photo as a query (--verify-every), the others
+class-level halves its rows use every 8th photo as a query (--verify-every), the others
 every photo; the instance set always uses all 40 queries.
 
 Usage: python benchmarks/rerank.py [--dataset DIR] [--work DIR] [--skip-latency]
@@ -199,7 +199,7 @@ def _knn(space: np.ndarray):
 
 # -- latency ------------------------------------------------------------------------------------
 def latency(methods_list: list[tuple[str, ...]], sizes=(1_000, 100_000), dim=2560) -> dict:
-    """Median ms per query (k = 50) of each re-ranking over synthetic vectors."""
+    """Median ms per query (k = 50, 20 queries) of each re-ranking over synthetic vectors."""
     from benchmarks.synthetic import SyntheticFeatures
     from imgfinder.core.index import ExactIndex
     from imgfinder.core.rerank import Diffusion, Reranker, RerankOptions
@@ -211,7 +211,7 @@ def latency(methods_list: list[tuple[str, ...]], sizes=(1_000, 100_000), dim=256
         base /= np.linalg.norm(base, axis=1, keepdims=True)
         base -= base.mean(axis=0)
         base /= np.linalg.norm(base, axis=1, keepdims=True)
-        queries = base[:: max(1, n // 50)][:50]
+        queries = base[:: max(1, n // 20)][:20]
         index = ExactIndex(dim=dim)
         index.add(np.arange(n), base)
         index.build()
@@ -279,9 +279,9 @@ def main() -> int:
     ap.add_argument(
         "--verify-every",
         type=int,
-        default=4,
+        default=8,
         help="on the class-level halves, local verification's rows use every Nth photo as a "
-        "query (default 4: 120 of 480; each query matches 20 photos); the instance set uses all",
+        "query (default 8: 60 of 480; each query matches 20 photos); the instance set uses all",
     )
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--only", nargs="*", help="only these rows (by name), e.g. 'diffusion'")

@@ -5,7 +5,9 @@ Both replace a vector by a similarity-weighted mean of itself and its nearest ne
 2018): weights are max(0, cosine)^α, the vector itself counting with weight 1.
 - αQE expands the query with its top-n results, then searches again: a query-time option.
 - DBA does the same to every library vector, once, so the library's neighbourhoods are
-  tighter: it changes the vectors the index holds.
+  tighter: it changes the vectors the index holds. `database_augment` is that library-wide
+  DBA (benchmarks/rerank.py measures it as a reference); search and eval use `dba_local`
+  below instead, over each query's shortlist, so nothing has to be stored or kept in step.
 
 On the 960 flower photos with EfficientNet-Lite0 (fused descriptor, exact search): mAP
 0.716 raw; αQE n=5, α=3 0.753; DBA n=10 then αQE 0.865 (measured, benchmarks). Class-level
