@@ -29,7 +29,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix imgfinder tests benchmarks
 
 bench: $(STAMP)
-	for b in indexing descriptors search gui_latency explain dupes_scan dupes_first_scan duplicates training formats cli_startup faults; do \
+	for b in indexing descriptors rerank search gui_latency explain dupes_scan dupes_first_scan duplicates training formats cli_startup faults; do \
 		QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 screenshots: $(STAMP)  # the README's pictures, from the app under Xvfb (apt-get install xvfb)

@@ -14,6 +14,8 @@ DEFAULT_INPUT_SIZE = 224
 INPUT_SIZE_RANGE = (32, 1024)
 INDEX_BACKENDS = ("lsh", "annoy", "exact")  # the names of core.index.BACKENDS, in menu order
 DEFAULT_INDEX_BACKEND = "lsh"
+ATTENTIONS = ("eca", "cbam")  # the attention branch's head (core/model.py)
+POOLINGS = ("max", "gem")  # the second branch's pooling
 
 # The CLI's global options when not given (argparse leaves them unset); the GUI takes a
 # value equal to its default as "not given", so it does not override the saved settings.
@@ -22,6 +24,8 @@ DEFAULTS: dict[str, object] = {
     "backbone": None,  # None: IMGFINDER_BACKBONE, else modelspec.DEFAULT_BACKBONE
     "weights": None,
     "head": None,
+    "attention": None,
+    "pooling": None,
     "whitening": None,
     "device": DEFAULT_DEVICE,
     "input_size": DEFAULT_INPUT_SIZE,

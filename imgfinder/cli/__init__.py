@@ -37,7 +37,10 @@ MODULE_OF = {
     "gui": None,
 }
 # global options that take a value (so the token after them is no subcommand)
-VALUE_OPTIONS = {"--data-dir", "--backbone", "--weights", "--head", "--whiten", "--device"}
+VALUE_OPTIONS = {
+    "--data-dir", "--backbone", "--weights", "--head", "--whiten", "--device", "--attention",
+    "--pooling",
+}  # fmt: skip
 VALUE_OPTIONS |= {"--input-size"}
 VALUE_OPTIONS |= {"--index"}
 
@@ -91,6 +94,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "Lite0's from its installed package)",
     )
     g.add_argument("--head", default=argparse.SUPPRESS, help="trained ECA head file")
+    g.add_argument(
+        "--attention",
+        default=argparse.SUPPRESS,
+        choices=["eca", "cbam"],
+        help="attention head of the first branch: eca (default, the fused-ECA paper's) or "
+        "cbam (channel + 7x7 spatial attention); a different head is a different model",
+    )
+    g.add_argument(
+        "--pooling",
+        default=argparse.SUPPRESS,
+        choices=["max", "gem"],
+        help="pooling of the second branch: max (default) or gem (GeM, p = 3 untrained, "
+        "learnt by `imgfinder train`); a different pooling is a different model",
+    )
     g.add_argument(
         "--whiten",
         dest="whitening",

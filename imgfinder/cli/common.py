@@ -21,6 +21,8 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         backbone=args.backbone,
         weights=args.weights,
         head=args.head,
+        attention=getattr(args, "attention", None),
+        pooling=getattr(args, "pooling", None),
         whitening=getattr(args, "whitening", None),
         device=args.device,
         input_size=args.input_size,

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from imgfinder.cli.common import ProgressBar, model_config
-from imgfinder.core.evaluate import dataset_labels, evaluate_vectors
+from imgfinder.cli.rerank_opts import add_rerank_options, rerank_options
+from imgfinder.core.evaluate import dataset_labels, evaluate_vectors, first_of_each
 from imgfinder.core.library import Library, run
 from imgfinder.errors import ImgfinderError
 
@@ -21,6 +22,15 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("dataset", help="folder with one sub-folder of images per class")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--queries",
+        choices=["all", "first"],
+        default="all",
+        help="all: every image queries the others (class-level sets, the default); first: "
+        "the first image (by name) of each folder queries the rest (one folder per object "
+        "or scene: instance-level sets)",
+    )
+    add_rerank_options(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -46,14 +56,47 @@ def evaluate_dataset(args: argparse.Namespace, dataset: Path, data_dir: Path) ->
         if len(set(labels)) < 2:
             raise ImgfinderError(f"{dataset} needs at least two class sub-folders")
         index = lib.load_index()  # also settles the space it searches (centred or not)
-        report = evaluate_vectors(ids, lib.index_space(vectors), labels, index)
+        space = lib.index_space(vectors)
+        paths = [rows[i].path for i in ids.tolist()]
+        queries = first_of_each(labels, paths) if args.queries == "first" else None
+        reranker, extra = eval_reranker(rerank_options(args), index, ids, space, paths)
+        report = evaluate_vectors(
+            ids, space, labels, index, queries=queries, reranker=reranker, paths=paths
+        )
         out = report.as_dict()
+        out.update(extra)
         out["skipped"] = len(summary.skipped)
         out["model_id"] = lib.model_id
         out["weights"] = lib.extractor.weights_source
         return out
     finally:
         lib.close()
+
+
+def eval_reranker(options, index, ids: np.ndarray, space: np.ndarray, paths: list[str]):
+    """(Reranker or None, facts for the report) over the evaluated vectors."""
+    import time  # noqa: PLC0415
+
+    from imgfinder.core.rerank import Diffusion, Reranker  # noqa: PLC0415
+
+    extra = {"rerank": ",".join(options.methods) or "none"}
+    if not options.active:
+        return None, extra
+    pos = {int(i): p for p, i in enumerate(ids.tolist())}
+    diffusion = None
+    if "diffusion" in options.methods:
+        t = time.perf_counter()
+        diffusion = Diffusion(ids, space)
+        extra["diffusion_offline_s"] = time.perf_counter() - t
+        extra["diffusion_mb"] = diffusion.nbytes / 1e6
+    reranker = Reranker(
+        options,
+        index.query,
+        lambda got: space[[pos[int(i)] for i in got]],
+        path_of=lambda got: [paths[pos[int(i)]] for i in got],
+        diffusion=diffusion,
+    )
+    return reranker, extra
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -68,7 +111,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{out['images']} images, {out['classes']} classes, index {out['index']}")
+    print(
+        f"{out['images']} images, {out['classes']} classes, {out['queries']} queries, "
+        f"index {out['index']}, re-ranking {out['rerank']}"
+    )
     print(f"mAP {out['map']:.4f} (exact {out['exact_map']:.4f}, ratio {out['map_ratio']:.3f})")
     print("n      P@n     R@n     MAP@n(paper, query excl/incl)")
     for n in out["precision_at"]:

@@ -62,6 +62,8 @@ def _requested(args: argparse.Namespace) -> dict:
         "whitening": str(Path(whitening).expanduser().resolve()) if whitening else None,
         "input_size": int(args.input_size),
         "device": args.device,
+        "attention": getattr(args, "attention", None) or "eca",
+        "pooling": getattr(args, "pooling", None) or "max",
     }
 
 

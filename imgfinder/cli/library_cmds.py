@@ -10,6 +10,7 @@ from pathlib import Path
 from imgfinder.cli.common import ProgressBar, open_library
 from imgfinder.cli.fast import data_dir as fast_data_dir
 from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
+from imgfinder.cli.rerank_opts import DEFAULT_RERANK, add_rerank_options, rerank_options
 from imgfinder.core import photometa
 from imgfinder.core.modelspec import describe_model_id
 from imgfinder.core.types import library_counts_text, run_summary_text
@@ -35,6 +36,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print results (with each photo's metadata) as JSON"
     )
     add_photo_options(p)
+    add_rerank_options(p, default=DEFAULT_RERANK)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("status", parents=[common], help="library, model and storage summary")
@@ -172,10 +174,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ImgfinderError(str(exc)) from None
     dated = bool(args.since or args.until)
     pairs = args.raw_pairs == "one"
+    rerank = rerank_options(args)
     lib = open_library(args)
     try:
         fetch = max(args.k * _DATE_FILTER_FETCH, 200) if dated else args.k
-        hits = lib.search(args.image, k=fetch, raw_pairs_as_one=pairs)
+        hits = lib.search(args.image, k=fetch, raw_pairs_as_one=pairs, rerank=rerank)
         metas = lib.photo_meta([h.image_id for h in hits])
         sources = lib.decode_sources([h.image_id for h in hits])
         remember_model(args, lib)

@@ -6,6 +6,12 @@ relevant image is charged for it); exact search gives the reference mAP and the
 top-10 overlap. The seed papers call mean P@n "MAP@n"; `paper_map_at` reports it
 with the query excluded (`excluded`) and with the query counted as the first hit
 (`included`), so their tables can be reproduced either way.
+
+Two protocols (`queries`): "all" (every image queries the others: class-level sets such as
+the flowers) and "first" (instance-level sets: one folder per object or scene, the first
+image of each folder, by file name, queries all the others, its folder's images being the
+relevant ones). A `Reranker` (core/rerank.py) re-orders each query's results when given;
+the exact reference is always plain exact search.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class EvalReport:
     map_ratio: float
     index_recall_at_10: float
     index: str
+    queries: int = 0  # how many images were queries (all of them, or the first of each class)
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -101,6 +108,18 @@ def dataset_labels(dataset: Path, files: Sequence[str]) -> list[str]:
     return labels
 
 
+QUERY_PROTOCOLS = ("all", "first")
+
+
+def first_of_each(labels: Sequence[str], paths: Sequence[str]) -> list[int]:
+    """Positions of the first file (by path) of each class: the "first" protocol's queries."""
+    first: dict[str, int] = {}
+    for i, (label, path) in enumerate(zip(labels, paths)):
+        if label and (label not in first or path < paths[first[label]]):
+            first[label] = i
+    return sorted(first.values())
+
+
 def evaluate_vectors(
     ids: np.ndarray,
     vectors: np.ndarray,
@@ -109,8 +128,13 @@ def evaluate_vectors(
     *,
     cutoffs: Sequence[int] = CUTOFFS,
     latency_k: int = 50,
+    queries: Sequence[int] | None = None,
+    reranker=None,
+    paths: Sequence[str] | None = None,
 ) -> EvalReport:
-    """Evaluate `index` (already built over ids/vectors) against exact search."""
+    """Evaluate `index` (already built over ids/vectors) against exact search.
+    `queries`: positions of the query images (None: every image); `reranker`: re-ranks
+    each query's results (`paths`, the files, for local verification)."""
     ids = np.asarray(ids, dtype=np.int64)
     labels_arr = np.asarray(labels)
     label_of = dict(zip(ids.tolist(), labels_arr.tolist()))
@@ -119,13 +143,20 @@ def evaluate_vectors(
     exact.add(ids, vectors)
     exact.build()
     index_results, exact_results, overlaps, times = [], [], [], []
-    for i, (qid, vec) in enumerate(zip(ids.tolist(), vectors)):
+    positions = range(n) if queries is None else [int(q) for q in queries]
+    for i in positions:
+        qid, vec = int(ids[i]), vectors[i]
         label = labels_arr[i]
         n_rel = int(np.sum(labels_arr == label)) - 1
+        qpath = None if paths is None else paths[i]
         t = time.perf_counter()
-        index.query(vec, min(latency_k + 1, n))
-        times.append((time.perf_counter() - t) * 1000)
-        got, _ = index.query(vec, n)
+        if reranker is None:
+            index.query(vec, min(latency_k + 1, n))
+            times.append((time.perf_counter() - t) * 1000)
+            got, _ = index.query(vec, n)
+        else:  # one call, timed: the whole ranking (re-ranking work is the same for any k)
+            got, _ = reranker.rank(vec, n - 1, exclude=qid, query_path=qpath)
+            times.append((time.perf_counter() - t) * 1000)
         ref, _ = exact.query(vec, n)
         got = [g for g in got.tolist() if g != qid and g >= 0]
         ref = [r for r in ref.tolist() if r != qid]
@@ -142,6 +173,7 @@ def evaluate_vectors(
     return EvalReport(
         images=n,
         classes=len(set(labels_arr.tolist())),
+        queries=len(positions),
         map=s["map"],
         precision_at=s["precision_at"],
         recall_at=s["recall_at"],

@@ -24,6 +24,12 @@ with u = d - m. Given m, the split is the same with the other image's u in place
 the result side is <d_r, u_q> over r's positions, plus -<m, u_q>, the mean's share, which has
 no position and is spread evenly, so each map again sums to its branch score
 (<u_q, u_r> restricted to the branch's half, over |u_q||u_r|) and the fused map to s.
+
+A CBAM head (core/model.py) also weights each position by its spatial attention a_p:
+avg = e * mean_hw (a * A), so the attention split sums over a_p A[:, p] instead: still exact,
+and the heatmaps show where the spatial attention looked (`spatial_attention` is the map
+itself). With GeM (exponent p) on the second branch, g_c = (mean_hw A_c^p)^(1/p) is split
+over positions by each position's share A_c[p]^p / sum A_c^p of g_c: exact as well.
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class _Pooled:
     max_unit: np.ndarray  # (C,)
     argmax: np.ndarray  # (C,) flat position of each channel's maximum
     fuse_norm: float  # n: the norm of the concatenated unit branches
+    attended: np.ndarray  # (C, h*w) the map the average branch pools (flat, or CBAM-weighted)
+    share: np.ndarray | None = None  # (C, h*w) GeM: each position's share of g_c; None: max
 
 
 @dataclass(eq=False)
@@ -78,6 +86,8 @@ class Activations:
     descriptor: np.ndarray  # (2C,) float32, L2-normalised
     image_size: tuple[int, int]  # (W, H) of the upright (EXIF-oriented) photo
     label: str = ""  # file name or other tag, for captions and logs
+    spatial: np.ndarray | None = None  # (h, w) CBAM spatial attention; None for ECA
+    gem_p: float | None = None  # GeM exponent of the second branch; None: max pooling
     _pooled: _Pooled | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +97,8 @@ class Activations:
         if self.fmap.ndim != 3 or self.fmap.shape[0] != self.eca.shape[0]:
             raise ValueError(f"fmap {self.fmap.shape} and eca {self.eca.shape} do not match")
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        if self.spatial is not None:
+            self.spatial = np.asarray(self.spatial, dtype=np.float32).reshape(self.grid)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -101,14 +113,22 @@ class Activations:
         if self._pooled is None:
             c = self.fmap.shape[0]
             flat = self.fmap.reshape(c, -1)  # a view: products are formed in float64 anyway
-            avg = self.eca.astype(np.float64) * flat.mean(axis=1, dtype=np.float64)
+            attended = flat if self.spatial is None else flat * self.spatial.reshape(1, -1)
+            avg = self.eca.astype(np.float64) * attended.mean(axis=1, dtype=np.float64)
             avg_norm = max(float(np.linalg.norm(avg)), _EPS)
-            mx = flat.max(axis=1).astype(np.float64)
+            share = None
+            if self.gem_p is None:
+                mx = flat.max(axis=1).astype(np.float64)
+            else:  # GeM as the model computes it (clamped at 1e-6), and each position's share
+                powered = np.maximum(flat.astype(np.float64), 1e-6) ** self.gem_p
+                total = powered.sum(axis=1)
+                mx = (total / flat.shape[1]) ** (1.0 / self.gem_p)
+                share = powered / total[:, None]
             max_unit = mx / max(float(np.linalg.norm(mx)), _EPS)
             avg_unit = avg / avg_norm
             fuse_norm = max(float(np.sqrt(avg_unit @ avg_unit + max_unit @ max_unit)), _EPS)
             self._pooled = _Pooled(
-                flat, avg_unit, avg_norm, max_unit, flat.argmax(axis=1), fuse_norm
+                flat, avg_unit, avg_norm, max_unit, flat.argmax(axis=1), fuse_norm, attended, share
             )
         return self._pooled
 
@@ -180,15 +200,11 @@ def _split(
     # attention branch: each position's share of the pooled vector, dotted with the other one
     vq = ur[:c] * q.eca.astype(np.float64) / (hw_q * pq.avg_norm * pq.fuse_norm * z)
     vr = uq[:c] * r.eca.astype(np.float64) / (hw_r * pr.avg_norm * pr.fuse_norm * z)
-    att_q, att_r = vq @ pq.flat, vr @ pr.flat
+    att_q, att_r = vq @ pq.attended, vr @ pr.attended
     s_att = float(uq[:c] @ ur[:c]) / z
     # global branch: channel c's product sits where channel c peaks, in each image
-    glob_q = np.bincount(
-        pq.argmax, weights=pq.max_unit * ur[c:] / (pq.fuse_norm * z), minlength=hw_q
-    )
-    glob_r = np.bincount(
-        pr.argmax, weights=pr.max_unit * uq[c:] / (pr.fuse_norm * z), minlength=hw_r
-    )
+    glob_q = _global_split(pq, pq.max_unit * ur[c:] / (pq.fuse_norm * z), hw_q)
+    glob_r = _global_split(pr, pr.max_unit * uq[c:] / (pr.fuse_norm * z), hw_r)
     s_glob = float(uq[c:] @ ur[c:]) / z
     if mean is not None:  # the mean's share has no position: spread evenly over each map
         att_q += (s_att - att_q.sum()) / hw_q
@@ -199,6 +215,19 @@ def _split(
         "attention": (att_q.reshape(q.grid), att_r.reshape(r.grid), s_att),
         "global": (glob_q.reshape(q.grid), glob_r.reshape(r.grid), s_glob),
     }
+
+
+def _global_split(p: _Pooled, weights: np.ndarray, hw: int) -> np.ndarray:
+    """Channel c's product `weights[c]` over positions: at its maximum (max pooling) or by
+    each position's share of the channel's GeM."""
+    if p.share is None:
+        return np.bincount(p.argmax, weights=weights, minlength=hw)
+    return weights @ p.share
+
+
+def spatial_attention(act: Activations) -> np.ndarray | None:
+    """CBAM's spatial attention map of one photo (h, w) in (0, 1); None for an ECA model."""
+    return None if act.spatial is None else act.spatial.astype(np.float64)
 
 
 def match_all(
@@ -271,6 +300,8 @@ def from_output(
         descriptor=out.descriptor[index].float().numpy(),
         image_size=image_size,
         label=label,
+        spatial=None if out.spatial is None else out.spatial[index].float().numpy(),
+        gem_p=out.gem_p,
     )
 
 

@@ -106,33 +106,57 @@ def load_model(
         progress=progress,
         models_dir=models_dir,
     )
-    model = FusedECA(spec)
+    head = read_head(config.head) if config.head else weights.head
+    attention, pooling = head_kinds(head, config)
+    model = FusedECA(spec, attention=attention, pooling=pooling)
     try:
         model.load_backbone(weights.backbone)
     except (RuntimeError, ValueError) as exc:
         raise ImgfinderError(
             f"{weights.source} is not a {spec.title} state dict: {str(exc).splitlines()[0]}"
         ) from None
-    head = read_head(config.head) if config.head else weights.head
     if head is not None:
         try:
             model.load_head(head)
         except RuntimeError as exc:
             raise ImgfinderError(
-                f"the ECA head does not fit {spec.title} ({spec.channels} channels): "
+                f"the {attention.upper()} head does not fit {spec.title} "
+                f"({spec.channels} channels, {pooling} pooling): "
                 f"{str(exc).splitlines()[0]}"
             ) from None
     return model.eval(), weights, head
 
 
-def head_tag(head: dict[str, torch.Tensor] | None) -> str:
+def head_kinds(head: dict[str, torch.Tensor] | None, config: ModelConfig) -> tuple[str, str]:
+    """(attention, pooling) of the model: a trained head file's own (its keys say which it
+    was trained with, so `--head` needs no `--attention`), else the configuration's."""
     if head is None:
-        return "eca0"
-    h = hashlib.sha256()
-    for k in sorted(head):
-        h.update(k.encode())
-        h.update(head[k].detach().cpu().float().numpy().tobytes())
-    return "eca-" + h.hexdigest()[:10]
+        return config.attention_kind, config.pooling_kind
+    attention = "cbam" if any(k.startswith("mlp.") for k in head) else "eca"
+    return attention, "gem" if "gem.p" in head else "max"
+
+
+def head_tag(
+    head: dict[str, torch.Tensor] | None, attention: str = "eca", pooling: str = "max"
+) -> str:
+    """The head's part of the model id: "eca0" (untrained ECA, max branch), "cbam0",
+    "eca0-gem3" (GeM, p = 3, on the second branch); trained heads "eca-<digest>",
+    "cbam-<digest>", "...-gem" (p is in the digest). A trained head's own keys say which
+    attention and pooling it was trained with."""
+    if head is not None:
+        attention = "cbam" if any(k.startswith("mlp.") for k in head) else "eca"
+        pooling = "gem" if "gem.p" in head else "max"
+    if head is None:
+        tag = f"{attention}0"
+    else:
+        h = hashlib.sha256()
+        for k in sorted(head):
+            h.update(k.encode())
+            h.update(head[k].detach().cpu().float().numpy().tobytes())
+        tag = f"{attention}-" + h.hexdigest()[:10]
+    if pooling == "gem":
+        tag += "-gem3" if head is None else "-gem"
+    return tag
 
 
 @dataclass
@@ -193,7 +217,11 @@ class Extractor:
             models_dir=models_dir,
         )
         self.dim = self.spec.descriptor_dim
-        self.model_id = self.spec.model_id(weights.tag, head_tag(head), self.input_size)
+        self.model_id = self.spec.model_id(
+            weights.tag,
+            head_tag(head, self.config.attention_kind, self.config.pooling_kind),
+            self.input_size,
+        )
         self.weights_source = weights.source
         self.half = self.device.type in ("cuda", "mps")
         self.bf16 = self.device.type == "cpu" and cpu_has_native_bf16()
@@ -238,7 +266,8 @@ class Extractor:
             else:
                 fmap = self.model.trunk(x)
             out = self.model.fuse(fmap.float())
-        return FusedOutput(out.descriptor.cpu(), out.fmap.cpu(), out.eca.cpu())
+        spatial = None if out.spatial is None else out.spatial.cpu()
+        return FusedOutput(out.descriptor.cpu(), out.fmap.cpu(), out.eca.cpu(), spatial, out.gem_p)
 
     def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
         if not arrays:

@@ -356,9 +356,42 @@ class Library:
                 current=self.model_id,
             )
 
-    def search(self, source, k: int = 20, *, raw_pairs_as_one: bool = False) -> list[Hit]:
-        """Similar photos for an image (path, bytes or PIL image), best first."""
+    def search(
+        self, source, k: int = 20, *, raw_pairs_as_one: bool = False, rerank=None
+    ) -> list[Hit]:
+        """Similar photos for an image (path, bytes or PIL image), best first. `rerank`:
+        core.rerank.RerankOptions (αQE, DBA + αQE, local verification of the top results)."""
+        if rerank is not None and rerank.active:
+            from imgfinder.core.rerank_search import reranked_search  # noqa: PLC0415
+
+            path = source if isinstance(source, (str, os.PathLike)) else None
+            vector = self.embed(source)
+            return reranked_search(
+                self, vector, k, rerank, query_path=path, raw_pairs_as_one=raw_pairs_as_one
+            )
         return self.search_vector(self.embed(source), k, raw_pairs_as_one=raw_pairs_as_one)
+
+    def query_index(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores) of the index for a vector already in its space (index_space)."""
+        with self._lock:
+            index = self.load_index()
+            if len(index) == 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return index.query(np.asarray(vector, np.float32), k)
+
+    def query_space(self, vector: np.ndarray) -> np.ndarray:
+        """A query vector (embed) in the space the index searches; loads the index first,
+        which settles that space."""
+        with self._lock:
+            self.load_index()
+            return self.index_space(vector)
+
+    def index_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The vectors of these image ids as the index searches them (centred or not)."""
+        with self._lock:
+            self.load_index()
+            # raw rows, then the index's space once (source.get already centres)
+            return self.index_space(self.search_state.source.raw(np.asarray(ids, np.int64)))
 
     def _embed_query(self, source) -> np.ndarray:
         if isinstance(source, (str, os.PathLike)):

@@ -27,7 +27,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from imgfinder.config import DEFAULT_INPUT_SIZE, DEVICES, INPUT_SIZE_RANGE  # noqa: F401 (re-exported)
+from imgfinder.config import (  # noqa: F401 (re-exported)
+    ATTENTIONS,
+    DEFAULT_INPUT_SIZE,
+    DEVICES,
+    INPUT_SIZE_RANGE,
+    POOLINGS,
+)
 from imgfinder.errors import ImgfinderError
 
 
@@ -174,7 +180,14 @@ def describe_model_id(model_id: str | None, weights: str | None = None) -> str:
         source = f"weights file {os.path.basename(weights)}"
     else:
         source = f"weights {tag}"
-    eca = "untrained ECA head" if head == "eca0" else f"trained ECA head ({head})"
+    kind, _, rest = head.partition("-")
+    title = "CBAM" if kind.startswith("cbam") else "ECA"
+    trained = not kind.endswith("0")
+    eca = f"trained {title} head ({head})" if trained else f"untrained {title} head"
+    if rest.endswith("gem3") and not trained:
+        eca += ", GeM p = 3"
+    elif rest.endswith("gem"):
+        eca += ", GeM"
     text = f"{name}, {source}, {eca}, {size} px input"
     if len(parts) > 5 and not parts[5].startswith("c-"):  # a whitening's tag
         text += f", PCA whitening {parts[5]}"
@@ -210,7 +223,25 @@ class ModelConfig:
     decode_workers: int | None = None  # None: chosen from the core count
     whitening: str | None = None  # PCA-whitening file (imgfinder whiten), applied before the index
     backbone: str | None = None  # None: IMGFINDER_BACKBONE, else DEFAULT_BACKBONE
+    attention: str | None = None  # "eca" (None, the paper's) or "cbam"; its own model id
+    pooling: str | None = None  # second branch: "max" (None, the paper's) or "gem"
 
     @property
     def spec(self) -> BackboneSpec:
         return get_spec(self.backbone)
+
+    @property
+    def attention_kind(self) -> str:
+        kind = self.attention or "eca"
+        if kind not in ATTENTIONS:
+            raise ImgfinderError(
+                f"unknown attention {kind!r}; choose one of {', '.join(ATTENTIONS)}"
+            )
+        return kind
+
+    @property
+    def pooling_kind(self) -> str:
+        kind = self.pooling or "max"
+        if kind not in POOLINGS:
+            raise ImgfinderError(f"unknown pooling {kind!r}; choose one of {', '.join(POOLINGS)}")
+        return kind

@@ -83,6 +83,8 @@ class TrainConfig:
         keys = ("unlabelled", "train", "views", "margin", "scale", "batch_size", "lr")
         sig = {k: getattr(self, k) for k in (*keys, "backbone_lr", "batchnorm", "seed")}
         sig["cache"] = cache_key
+        if self.model.attention_kind != "eca" or self.model.pooling_kind != "max":
+            sig["head"] = f"{self.model.attention_kind}+{self.model.pooling_kind}"  # issue 18
         return sig
 
 
@@ -261,7 +263,7 @@ class Trainer:
         self.size = int(cfg.model.input_size)
         self.cache: FeatureCache = cache_for(
             self.model.spec, self.data.files, self.weights.tag, self.size, cfg.views, cfg.seed,
-            layer3=cfg.train == "layer4",
+            layer3=cfg.train == "layer4" or not self.model.pooled_head,  # CBAM/GeM need the map
         )  # fmt: skip
         # bf16 autocast for layer4 on a GPU; on CPUs without AMX it measured no faster than fp32
         self.autocast = self.device.type == "cuda"
@@ -278,7 +280,7 @@ class Trainer:
 
     # -- steps -------------------------------------------------------------------------
     def descriptors(self, idx: np.ndarray, view: np.ndarray) -> torch.Tensor:
-        if self.cfg.train == "eca":
+        if self.cfg.train == "eca" and self.model.pooled_head:
             pooled = torch.from_numpy(self.cache.pooled_rows(idx, view)).to(self.device)
             return pooled_descriptor(self.model.eca, pooled[:, 0], pooled[:, 1])
         fmap = self._run_layer4(self._layer3(idx, view))
@@ -295,6 +297,8 @@ class Trainer:
 
     def clean_descriptors(self, idx: np.ndarray) -> torch.Tensor:
         """View-0 descriptors of the starting model, from the pooled cache (no layer4 run)."""
+        if not self.model.pooled_head:  # CBAM / GeM: the descriptor needs the whole map
+            return self.descriptors(idx, np.zeros(len(idx), np.int64))
         pooled = torch.from_numpy(self.cache.pooled_rows(idx, np.zeros(len(idx), np.int64)))
         pooled = pooled.to(self.device)
         return pooled_descriptor(self.model.eca, pooled[:, 0], pooled[:, 1])
@@ -313,6 +317,7 @@ class Trainer:
             "epoch": epoch,
             "step": step,
             "eca": self.model.eca.state_dict(),
+            "gem": None if self.model.gem is None else self.model.gem.state_dict(),
             "layer4": self.model.trunk.last.state_dict() if self.cfg.train == "layer4" else None,
             "arcface": arcface.state_dict(),
             "optimizer": opt.state_dict(),
@@ -341,6 +346,8 @@ class Trainer:
                 "use the same settings, or start over without --resume"
             )
         self.model.eca.load_state_dict(state["eca"])
+        if self.model.gem is not None and state.get("gem") is not None:
+            self.model.gem.load_state_dict(state["gem"])
         if state["layer4"] is not None:
             self.model.trunk.last.load_state_dict(state["layer4"])
         arcface.load_state_dict(state["arcface"])
@@ -354,6 +361,9 @@ class Trainer:
         self.model.eval()
         self.model.eca.requires_grad_(True)
         groups = [{"params": list(self.model.eca.parameters()), "lr": cfg.lr}]
+        if self.model.gem is not None:  # GeM's p is learnt with the head
+            self.model.gem.requires_grad_(True)
+            groups[0]["params"] += list(self.model.gem.parameters())
         if cfg.train == "layer4":
             layer4 = self.model.trunk.last
             layer4.requires_grad_(True)

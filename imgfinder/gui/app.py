@@ -146,6 +146,8 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
         device=given("device"),
         input_size=given("input_size"),
         index_backend=given("index_backend"),
+        attention=given("attention"),
+        pooling=given("pooling"),
         offline=bool(getattr(args, "offline", False)),
     )
 

@@ -76,6 +76,7 @@ class SearchRequest:
     k: int
     want_preview: bool = True
     raw_pairs_as_one: bool = False  # Settings: a RAW+JPEG pair shows as one result
+    rerank: str = ""  # Settings: re-ranking of the top results (core/rerank.py names)
 
 
 @dataclass

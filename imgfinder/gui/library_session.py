@@ -254,6 +254,7 @@ class LibrarySession(QObject):
         self.settings.normalise()
         self.save_settings()
         self.search_ctl.raw_pairs_as_one = bool(self.settings.raw_pairs_as_one)
+        self.search_ctl.rerank = self.settings.rerank
         return changed
 
     # -- folders and indexing ----------------------------------------------------------------

@@ -93,6 +93,7 @@ class MainWindow(QMainWindow):
         self.search_ctl = SearchController(self)
         self.search_ctl.k = self.settings.result_count
         self.search_ctl.raw_pairs_as_one = bool(self.settings.raw_pairs_as_one)
+        self.search_ctl.rerank = self.settings.rerank  # search re-ranking (Settings)
         self.session = LibrarySession(
             self.opts, self.data_dir, self.settings, self.index_ctl, self.search_ctl, self
         )

@@ -32,6 +32,7 @@ class SearchController(QObject):
         self.lib = None
         self.k = 60
         self.raw_pairs_as_one = False  # GuiSettings.raw_pairs_as_one
+        self.rerank = ""  # GuiSettings.rerank
         self.history: list[Query] = []
         self.pos = -1
         self._next_id = 0
@@ -114,6 +115,7 @@ class SearchController(QObject):
                 self.k,
                 query.preview is None,
                 raw_pairs_as_one=self.raw_pairs_as_one,
+                rerank=self.rerank,
             )
         )
 

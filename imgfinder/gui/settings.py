@@ -34,9 +34,10 @@ MAX_RESULTS = 10_000
 # Fields that change the Library (model, device or index); the others only change the view.
 LIBRARY_FIELDS = (
     "backbone", "device", "input_size", "index_backend", "weights", "head", "whitening",
+    "attention", "pooling",
 )  # fmt: skip
 # Fields that change the vectors themselves (so the model id), beyond the device.
-MODEL_FIELDS = ("backbone", "input_size", "weights", "head", "whitening")
+MODEL_FIELDS = ("backbone", "input_size", "weights", "head", "whitening", "attention", "pooling")
 PATH_FIELDS = ("weights", "head", "whitening")  # a file, or None for the default
 # Saved Qt layouts (hex of a saveGeometry()/saveState()), or None for the default layout.
 LAYOUT_FIELDS = ("window_geometry", "window_state", "search_split_state", "dupes_split_state")
@@ -64,6 +65,11 @@ class GuiSettings:
     search_split_state: str | None = None  # hex of QSplitter.saveState(): results | explanations
     dupes_split_state: str | None = None  # hex of QSplitter.saveState(): groups | review
     explain_folded: bool | None = None  # explanations folded to their tab bar; None: by height
+    attention: str | None = None  # "cbam" or None (ECA, the default); its own model id
+    pooling: str | None = None  # "gem" or None (max, the default); its own model id
+    # search re-ranking: "" (none, the default), "aqe", "dba+aqe", "diffusion", "verify", or
+    # several joined by commas (README: "Re-ranking")
+    rerank: str = ""
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike) -> GuiSettings:
@@ -112,6 +118,7 @@ class GuiSettings:
             self.device = DEFAULT_DEVICE
         if self.backbone not in BACKBONES:
             self.backbone = None
+        self.normalise_retrieval()
         if self.index_backend not in BACKENDS:
             self.index_backend = DEFAULT_INDEX_BACKEND
         lo, hi = INPUT_SIZE_RANGE
@@ -124,9 +131,24 @@ class GuiSettings:
             if not (getattr(self, name) or "").strip():
                 setattr(self, name, None)
 
+    def normalise_retrieval(self) -> None:
+        """Attention, pooling and re-ranking (issue 18): unknown values fall back to off."""
+        from imgfinder.core.modelspec import ATTENTIONS, POOLINGS  # noqa: PLC0415
+        from imgfinder.core.rerank import parse_methods  # noqa: PLC0415
+
+        if self.attention not in ATTENTIONS or self.attention == "eca":
+            self.attention = None
+        if self.pooling not in POOLINGS or self.pooling == "max":
+            self.pooling = None
+        try:
+            methods = parse_methods(self.rerank)
+        except ValueError:
+            methods = ()
+        self.rerank = ",".join(methods)
+
 
 def _type_ok(value, default, name: str) -> bool:
-    if name in (*PATH_FIELDS, *LAYOUT_FIELDS, "backbone"):
+    if name in (*PATH_FIELDS, *LAYOUT_FIELDS, "backbone", "attention", "pooling"):
         return value is None or isinstance(value, str)
     if name == "explain_folded":
         return value is None or isinstance(value, bool)
@@ -151,6 +173,8 @@ class LaunchOptions:
     device: str | None = None
     input_size: int | None = None
     index_backend: str | None = None
+    attention: str | None = None
+    pooling: str | None = None
     offline: bool = False
     overrides: set[str] = field(default_factory=set)
 
@@ -171,6 +195,8 @@ class Effective:
     head: str | None
     whitening: str | None = None
     backbone: str | None = None
+    attention: str | None = None
+    pooling: str | None = None
 
     @classmethod
     def resolve(cls, settings: GuiSettings, opts: LaunchOptions) -> Effective:
@@ -191,6 +217,8 @@ class Effective:
             whitening=self.whitening,
             device=self.device,
             input_size=self.input_size,
+            attention=self.attention,
+            pooling=self.pooling,
         )
 
     def weights_file(self) -> str | None:
@@ -225,7 +253,12 @@ def _head_tag_of_head(path: Path) -> str:
 
 
 def candidate_model_id(
-    weights: str | None, head: str | None, input_size: int, backbone: str | None = None
+    weights: str | None,
+    head: str | None,
+    input_size: int,
+    backbone: str | None = None,
+    attention: str | None = None,
+    pooling: str | None = None,
 ) -> str | None:
     """The raw (unwhitened) model id an Extractor would get for this choice; None if unknown.
 
@@ -241,6 +274,8 @@ def candidate_model_id(
             htag = None if head else _cached("bundle-head", wpath, _head_tag_of_bundle)
         else:
             tag, htag = spec.weights_tag, None if head else head_tag(None)
+        if htag is not None and not head and (attention or pooling):  # an untrained CBAM/GeM
+            htag = head_tag(None, attention or "eca", pooling or "max")
         if head:
             htag = _cached("head", Path(head).expanduser(), _head_tag_of_head)
     except Exception as exc:  # noqa: BLE001 - a missing or foreign file: id unknown

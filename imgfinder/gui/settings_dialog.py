@@ -122,6 +122,7 @@ class SettingsDialog(QDialog):
         for name, text in BACKEND_TEXT.items():
             self.backend.addItem(text, name)
         self.backend.setCurrentIndex(max(0, self.backend.findData(effective.index_backend)))
+        self._build_retrieval_widgets(settings, effective)
         model_group = self._build_model_group()
         self.thumb_size = QSpinBox()
         self.thumb_size.setRange(THUMB_MIN, THUMB_MAX)
@@ -154,6 +155,7 @@ class SettingsDialog(QDialog):
         form2.addRow("&Thumbnail size:", self.thumb_size)
         form2.addRow("&Rescan interval:", self.rescan)
         form2.addRow("", self.raw_pairs)
+        form2.addRow("Search &re-ranking:", self.rerank)
         form2.addRow("Data folder:", _wrap(drow))
         note = QLabel(
             "The data folder holds the catalog, vectors, index, settings, logs and cache. "
@@ -237,6 +239,8 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
         form.addRow("&Model:", _wrap(mrow))
         form.addRow("", self.model_note)
+        form.addRow("&Attention:", self.attention)
+        form.addRow("&Pooling:", self.pooling)
         form.addRow("&Whitening:", self.whitening)
         form.addRow("", learn_row)
         form.addRow("", self.whitening_note)
@@ -372,7 +376,12 @@ class SettingsDialog(QDialog):
         """The raw model id of the chosen model and input size (None if it cannot be told)."""
         choice = self.model_choice()
         return candidate_model_id(
-            choice.weights, choice.head, self.input_size.value(), choice.backbone
+            choice.weights,
+            choice.head,
+            self.input_size.value(),
+            choice.backbone,
+            self.attention.currentData(),
+            self.pooling.currentData(),
         )
 
     def _whitening_picked(self) -> None:
@@ -527,6 +536,42 @@ class SettingsDialog(QDialog):
             "thumb_size": self.thumb_size.value(),
             "rescan_minutes": self.rescan.value(),
             "raw_pairs_as_one": self.raw_pairs.isChecked(),
+            **self.retrieval_values(),
+        }
+
+    # -- attention, pooling and search re-ranking (issue 18) ------------------------------
+    def _build_retrieval_widgets(self, settings: GuiSettings, effective: Effective) -> None:
+        """Three combo boxes: the attention head and second-branch pooling (each its own
+        model: the library is re-indexed), and how search re-ranks its top results."""
+        from imgfinder.core.rerank import METHOD_LABELS  # noqa: PLC0415
+
+        self.attention = QComboBox()
+        self.attention.addItem("ECA (the fused-ECA paper's)", None)
+        self.attention.addItem("CBAM (channel + spatial attention)", "cbam")
+        self.attention.setCurrentIndex(max(0, self.attention.findData(effective.attention)))
+        self.attention.setToolTip("Changing it changes the vectors: the library is re-indexed")
+        self.pooling = QComboBox()
+        self.pooling.addItem("max pooling (the paper's)", None)
+        self.pooling.addItem("GeM, p = 3 (learnt by training)", "gem")
+        self.pooling.setCurrentIndex(max(0, self.pooling.findData(effective.pooling)))
+        self.pooling.setToolTip("Changing it changes the vectors: the library is re-indexed")
+        self.rerank = QComboBox()
+        for key in ("", "aqe", "dba+aqe", "diffusion", "verify", "dba+aqe,verify",
+                    "diffusion,verify"):  # fmt: skip
+            label = " + ".join(METHOD_LABELS[m] for m in key.split(",")) if key else "none"
+            self.rerank.addItem(label, key)
+        self.rerank.setCurrentIndex(max(0, self.rerank.findData(settings.rerank or "")))
+        self.rerank.setToolTip(
+            "Re-orders the first results of every search; local verification compares "
+            "keypoints of the query and each of the first 20 photos (same object or scene); "
+            "diffusion first builds a graph of the whole library (once per session)"
+        )
+
+    def retrieval_values(self) -> dict:
+        return {
+            "attention": self.attention.currentData(),
+            "pooling": self.pooling.currentData(),
+            "rerank": self.rerank.currentData() or "",
         }
 
 

@@ -233,6 +233,20 @@ def result_facts(lib, image_ids: list[int]) -> tuple[dict, dict]:
     return lib.photo_meta(image_ids), lib.decode_sources(image_ids)
 
 
+def search_hits(lib, req: SearchRequest, vector: np.ndarray) -> list:
+    """The request's hits: plain search, or re-ranked as Settings asks (issue 18)."""
+    if not req.rerank:
+        return lib.search_vector(vector, req.k, raw_pairs_as_one=req.raw_pairs_as_one)
+    from imgfinder.core.rerank import RerankOptions, parse_methods  # noqa: PLC0415
+    from imgfinder.core.rerank_search import reranked_search  # noqa: PLC0415
+
+    options = RerankOptions(methods=parse_methods(req.rerank))
+    return reranked_search(
+        lib, vector, req.k, options, query_path=req.query.path,
+        raw_pairs_as_one=req.raw_pairs_as_one,
+    )  # fmt: skip
+
+
 class SearchWorker(QObject):
     """Lives in one long-running thread; embeds queries and searches, newest request wins."""
 
@@ -267,7 +281,7 @@ class SearchWorker(QObject):
                 if vector is None:
                     source = q.source()
                     vector = lib.embed(source)  # whitened when the library uses whitening
-                hits = lib.search_vector(vector, req.k, raw_pairs_as_one=req.raw_pairs_as_one)
+                hits = search_hits(lib, req, vector)
                 metas, sources = result_facts(lib, [h.image_id for h in hits])
                 items = []
                 for h in hits:
