@@ -7,9 +7,9 @@ import pytest
 pytest.importorskip("PySide6")
 
 from imgfinder.core.library import Library, run  # noqa: E402
-from imgfinder.gui.dialogs import SettingsDialog  # noqa: E402
 from imgfinder.gui.items import Query, SearchRequest  # noqa: E402
 from imgfinder.gui.settings import Effective, GuiSettings, LaunchOptions  # noqa: E402
+from imgfinder.gui.settings_dialog import SettingsDialog  # noqa: E402
 from imgfinder.gui.workers import search_hits  # noqa: E402
 from tests.conftest import TEST_INPUT_SIZE  # noqa: E402
 from tests.gui_helpers import make_photos  # noqa: E402

@@ -25,7 +25,13 @@ from PIL import Image
 from imgfinder.core import decode
 from imgfinder.core.imagesig import signature_of
 from imgfinder.core.model import FusedECA, FusedOutput
-from imgfinder.core.modelspec import DEVICES, INPUT_SIZE_RANGE, ModelConfig, Preprocessing
+from imgfinder.core.modelspec import (
+    DEVICES,
+    INPUT_SIZE_RANGE,
+    ModelConfig,
+    Preprocessing,
+    untrained_head_tag,
+)
 from imgfinder.core.photometa import PhotoMeta
 from imgfinder.core.weights import LoadedWeights, ProgressFn, resolve_weights
 from imgfinder.errors import DecodeError, ImgfinderError
@@ -147,16 +153,12 @@ def head_tag(
         attention = "cbam" if any(k.startswith("mlp.") for k in head) else "eca"
         pooling = "gem" if "gem.p" in head else "max"
     if head is None:
-        tag = f"{attention}0"
-    else:
-        h = hashlib.sha256()
-        for k in sorted(head):
-            h.update(k.encode())
-            h.update(head[k].detach().cpu().float().numpy().tobytes())
-        tag = f"{attention}-" + h.hexdigest()[:10]
-    if pooling == "gem":
-        tag += "-gem3" if head is None else "-gem"
-    return tag
+        return untrained_head_tag(attention, pooling)
+    h = hashlib.sha256()
+    for k in sorted(head):
+        h.update(k.encode())
+        h.update(head[k].detach().cpu().float().numpy().tobytes())
+    return f"{attention}-" + h.hexdigest()[:10] + ("-gem" if pooling == "gem" else "")
 
 
 @dataclass

@@ -372,9 +372,10 @@ class Library:
         return self.search_vector(self.embed(source), k, raw_pairs_as_one=raw_pairs_as_one)
 
     def query_index(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, scores) of the index for a vector already in its space (index_space)."""
-        with self._lock:
-            index = self.load_index()
+        """(ids, scores) of the index for a vector already in its space (query_space)."""
+        st = self.search_state
+        with st.lock:
+            index = st.load_index()
             if len(index) == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
             return index.query(np.asarray(vector, np.float32), k)
@@ -382,16 +383,18 @@ class Library:
     def query_space(self, vector: np.ndarray) -> np.ndarray:
         """A query vector (embed) in the space the index searches; loads the index first,
         which settles that space."""
-        with self._lock:
-            self.load_index()
-            return self.index_space(vector)
+        st = self.search_state
+        with st.lock:
+            st.load_index()
+            return st.index_space(vector)
 
     def index_vectors(self, ids: np.ndarray) -> np.ndarray:
         """The vectors of these image ids as the index searches them (centred or not)."""
-        with self._lock:
-            self.load_index()
+        st = self.search_state
+        with st.lock:
+            st.load_index()
             # raw rows, then the index's space once (source.get already centres)
-            return self.index_space(self.search_state.source.raw(np.asarray(ids, np.int64)))
+            return st.index_space(st.source.raw(np.asarray(ids, np.int64)))
 
     def _embed_query(self, source) -> np.ndarray:
         if isinstance(source, (str, os.PathLike)):

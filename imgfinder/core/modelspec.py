@@ -245,3 +245,9 @@ class ModelConfig:
         if kind not in POOLINGS:
             raise ImgfinderError(f"unknown pooling {kind!r}; choose one of {', '.join(POOLINGS)}")
         return kind
+
+
+def untrained_head_tag(attention: str = "eca", pooling: str = "max") -> str:
+    """The model id's head part of an untrained head: "eca0", "cbam0", "eca0-gem3" (GeM with
+    p = 3 on the second branch). Trained heads get a digest (extract.head_tag)."""
+    return f"{attention}0" + ("-gem3" if pooling == "gem" else "")

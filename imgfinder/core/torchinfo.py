@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imgfinder.core.modelspec import untrained_head_tag
+
 
 def device_available(name: str) -> bool:
     """Whether an inference device ("auto", "cpu", "cuda", "mps") can be used here."""
@@ -37,10 +39,11 @@ def read_state(path: str | Path) -> dict:
     return state if isinstance(state, dict) else {}
 
 
-def head_tag(head: dict | None) -> str:
-    """The model id's part for an ECA head state dict (None: the untrained head)."""
+def head_tag(head: dict | None, attention: str = "eca", pooling: str = "max") -> str:
+    """The model id's part for a head state dict (None: the untrained head of that
+    attention and pooling, told without torch)."""
     if head is None:
-        return "eca0"
+        return untrained_head_tag(attention, pooling)
     from imgfinder.core.extract import head_tag as tag  # noqa: PLC0415 (lazy: torch)
 
     return tag(head)
