@@ -36,6 +36,12 @@ def test_scores_are_centred_cosines_around_the_saved_mean(tmp_path, model_config
         vec_of = dict(zip(sorted(str(f) for f in files), raw))  # raw_vectors: rows in id order
         for h in hits[1:]:
             assert abs(h.score - centred_cosine(q, vec_of[h.path], centre.mean)) < 2e-3
+        # re-ranking reads the library's vectors in the index's space: centred once, so a
+        # photo's stored vector meets its own query vector there (cosine 1)
+        ids = np.array([h.image_id for h in hits])
+        space = lib.index_vectors(ids)
+        assert float(space[0] @ lib.query_space(q)) > 0.999
+        np.testing.assert_allclose(space @ lib.query_space(q), [h.score for h in hits], atol=2e-3)
     finally:
         lib.close()
     # a reader opening the library uses the saved mean and index as they are
