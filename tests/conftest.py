@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from tests.common import TEST_INPUT_SIZE
 
-# the labelled flower photos beside the repository (IMGFINDER_SHARED_DATA: another copy, e.g.
-# from a git worktree whose parent folder has no shared/ beside it)
-SHARED_DATA = Path(
-    os.environ.get("IMGFINDER_SHARED_DATA")
-    or Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-flowers17-12class"
-)
-TEST_INPUT_SIZE = 64  # small input keeps CPU tests fast; the code path is the same
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(autouse=True)
@@ -64,27 +58,3 @@ def shared_extractor(weights_file):
 
     cfg = ModelConfig(weights=str(weights_file), device="cpu", input_size=TEST_INPUT_SIZE)
     return Extractor(cfg)
-
-
-@pytest.fixture
-def make_window(qtbot, weights_file, monkeypatch, shared_extractor):
-    """`make_window(**kw)` builds a MainWindow on the isolated data dir with the seeded model.
-
-    Qt is imported only when a test asks for this fixture, so the core tests do not need it.
-    """
-    from tests.gui_helpers import window_factory
-
-    yield from window_factory(qtbot, weights_file, monkeypatch, shared_extractor)
-
-
-def cli_args(data_dir: Path, weights: Path) -> list[str]:
-    return [
-        "--data-dir",
-        str(data_dir),
-        "--weights",
-        str(weights),
-        "--device",
-        "cpu",
-        "--input-size",
-        str(TEST_INPUT_SIZE),
-    ]

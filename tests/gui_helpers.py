@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication, QSplitter, QWidget
 
 from imgfinder.core.extract import Extractor
 from imgfinder.core.library import Library
-from tests.conftest import TEST_INPUT_SIZE
+from tests.common import TEST_INPUT_SIZE
 from tests.imgutil import make_image_set
 
 PHOTO_SIZE = (96, 72)

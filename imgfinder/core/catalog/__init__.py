@@ -1,6 +1,6 @@
 """The SQLite catalog: roots, images with status/errors, vector rows, photo metadata, the
 duplicate finder's state and user decisions. Only this package executes SQL (a rule test,
-tests/test_architecture.py, checks it); everything else calls its named methods.
+tests/core/test_core_rules.py, checks it); everything else calls its named methods.
 
 - `db.py`: `Catalog`, the connection per thread, transactions and the named reads and writes;
 - `schema.py`: tables, additive migrations, atomic creation of a new file;

@@ -1,0 +1,223 @@
+"""`index --signatures-only`: duplicates without the CNN, then a normal index that only adds
+vectors (core/dupes/sigindex.py, the CLI hooks, the scan over signature-only rows)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imgfinder.cli import main
+from imgfinder.core import dupes
+from imgfinder.core.catalog import SIGNED, Catalog
+from imgfinder.core.dupes import sigindex
+from imgfinder.core.library import run
+from imgfinder.errors import ImgfinderError
+from tests.common import cli_args
+from tests.core.test_dupes_library import build_photos, open_lib, snapshot, stems
+
+
+def sign(data: Path, *paths):
+    return sigindex.drive(sigindex.index_signatures(data, list(paths)))
+
+
+def catalog(data: Path) -> Catalog:
+    return Catalog(data / "catalog.sqlite")
+
+
+@pytest.fixture
+def signed(tmp_path):
+    photos = build_photos(tmp_path / "photos")
+    summary = sign(tmp_path / "data", tmp_path / "photos")
+    return tmp_path, photos, summary
+
+
+def test_signatures_only_catalogs_every_photo_with_hash_and_signature(signed):
+    root, photos, summary = signed
+    assert summary.indexed == len(photos) and not summary.skipped
+    cat = catalog(root / "data")
+    try:
+        assert cat.counts().get(SIGNED) == len(photos) and cat.counts()["ok"] == 0
+        assert len(cat.signed_rows()) == len(photos)
+        assert not cat.model_counts() and cat.awaiting_vectors() == 0  # not "damaged"
+        rows = cat.images(cat.signed_rows())
+        sigs = dupes.store.load_signatures(cat, [r.hash for r in rows.values()])
+        assert len(sigs) == len(photos) - 1  # s1 and its backup share one hash
+        assert all(r.width and r.height and r.vec_row is None for r in rows.values())
+    finally:
+        cat.close()
+    again = sign(root / "data")  # nothing changed: nothing read
+    assert again.indexed == 0 and again.unchanged == len(photos)
+
+
+def test_dupes_on_signatures_finds_exact_and_same_photo(signed):
+    root, photos, _ = signed
+    cat = catalog(root / "data")
+    try:
+        pairs = sigindex.drive(sigindex.scan_signatures(cat, root / "data"))
+        groups = dupes.group_all(pairs)
+        exact = [stems(g) for g in groups if g.tier == "exact"]
+        copies = [stems(g) for g in groups if g.tier == "copy"]
+        assert {"s1"} in exact or any({"s1"} <= g for g in exact)
+        assert any({"s0", "s0_rot", "s0_small"} <= g for g in copies)
+        assert not any(g.tier == "similar" for g in groups)
+        assert pairs.stats["without_vectors"] == len(photos)
+        again = sigindex.drive(sigindex.scan_signatures(cat, root / "data"))
+        assert again.stats.get("cached") and len(again) == len(pairs)
+    finally:
+        cat.close()
+
+
+def test_cli_signatures_only_then_dupes_never_imports_torch(tmp_path):
+    """The whole fast path in a fresh process: no torch, no model, no file touched."""
+    photos = build_photos(tmp_path / "photos")
+    before = snapshot(tmp_path / "photos")
+    data = tmp_path / "data"
+    code = (
+        "import json, sys\n"
+        "from imgfinder.cli import main\n"
+        f"a = ['--data-dir', {str(data)!r}]\n"
+        f"assert main([*a, 'index', '--signatures-only', {str(tmp_path / 'photos')!r}]) == 0\n"
+        "assert main([*a, 'dupes', '--json']) == 0\n"
+        "assert main([*a, 'dupes', '--tier', 'similar']) != 0\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "TORCH False" in out.stdout
+    assert "Signed 11" in out.stdout and "duplicate signatures only" in out.stdout
+    body = out.stdout[out.stdout.index("{") : out.stdout.rindex("}") + 1]
+    groups = json.loads(body)["groups"]
+    exact = [{Path(m["path"]).stem for m in g["members"]} for g in groups if g["tier"] == "exact"]
+    assert {"s1"} in exact  # s1 and backup/s1
+    assert any(g["tier"] == "copy" for g in groups)
+    assert "similar-shot tier needs the CNN vectors" in out.stderr
+    assert snapshot(tmp_path / "photos") == before
+    assert len(photos) == 11
+
+
+def test_later_index_adds_only_vectors_and_dupes_gains_features(signed, weights_file, capsys):
+    root, photos, _ = signed
+    lib = open_lib(root / "data", weights_file)
+    try:
+        summary = run(lib.index())
+        assert summary.indexed == len(photos) and summary.removed == 0
+        counts = lib.catalog.counts()
+        assert counts.get(SIGNED, 0) == 0 and counts["ok"] == len(photos)
+        pairs = run(dupes.scan(lib))
+        assert pairs.stats["without_vectors"] == 0 and not pairs.stats.get("cached")
+        assert pairs.stats["feature_pairs"] > 0
+        assert any({"s0", "s0_rot"} <= stems(g) for g in dupes.group(pairs, "copy"))
+    finally:
+        lib.close()
+    # a `dupes` that loaded the model remembers its id: the next unchanged one needs no torch
+    args = cli_args(root / "data", weights_file)
+    assert main([*args, "dupes", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    code = (
+        "import sys\n"
+        "from imgfinder.cli import main\n"
+        f"assert main({[*args, 'dupes', '--json']!r}) == 0\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "TORCH False" in out.stdout
+    body = out.stdout[out.stdout.index("{") : out.stdout.rindex("}") + 1]
+    assert json.loads(body) == first
+
+
+def test_signature_only_folder_joins_an_indexed_library(tmp_path, weights_file, capsys):
+    photos = build_photos(tmp_path / "photos")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "s2_again.jpg").write_bytes(photos["s2"].read_bytes())
+    lib = open_lib(tmp_path / "data", weights_file)
+    try:
+        run(lib.index([tmp_path / "photos"]))
+    finally:
+        lib.close()
+    sign(tmp_path / "data", extra)
+    lib = open_lib(tmp_path / "data", weights_file)
+    try:
+        pairs = run(dupes.scan(lib))
+        assert pairs.stats["without_vectors"] == 1
+        exact = [stems(g) for g in dupes.group(pairs, "exact")]
+        assert {"s2", "s2_again"} in exact
+    finally:
+        lib.close()
+    assert main([*cli_args(tmp_path / "data", weights_file), "dupes", "--tier", "exact"]) == 0
+    err = capsys.readouterr().err
+    assert "1 photos have duplicate signatures but no CNN vector yet" in err
+    assert main([*cli_args(tmp_path / "data", weights_file), "status"]) == 0
+    assert "signatures only: 1 photos" in capsys.readouterr().out
+
+
+def test_changed_deleted_and_unreadable_files(signed):
+    root, photos, _ = signed
+    photos["s3"].write_bytes(b"not an image any more")
+    photos["s4"].unlink()
+    summary = sign(root / "data")
+    assert summary.removed == 1 and summary.indexed == 0
+    assert set(summary.skipped) == {str(photos["s3"])}
+    cat = catalog(root / "data")
+    try:
+        row = cat.image_by_path(str(photos["s3"]))
+        assert row.status == "failed" and row.error
+        assert cat.image_by_path(str(photos["s4"])) is None
+    finally:
+        cat.close()
+
+
+def test_bad_folder_is_refused_and_adds_nothing(tmp_path):
+    with pytest.raises(ImgfinderError, match="no such folder"):
+        sign(tmp_path / "data", tmp_path / "nope")
+    cat = catalog(tmp_path / "data")
+    try:
+        assert cat.roots() == []
+    finally:
+        cat.close()
+
+
+def test_feature_pass_covers_only_the_photos_with_vectors():
+    """find_pairs(feature_positions=...): neighbours among those photos, at their positions."""
+    import numpy as np
+
+    from imgfinder.core.dupes import pairs as pairs_mod
+    from imgfinder.core.dupes import signature
+    from imgfinder.core.index import ExactIndex
+
+    rng = np.random.default_rng(0)
+    n = 7
+    ids = np.arange(10, 10 + n, dtype=np.int64)
+    vec = rng.standard_normal((n, 16)).astype(np.float32)
+    vec[5] = vec[2] + 0.05 * rng.standard_normal(16)
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    have = np.array([0, 2, 3, 5], np.int64)
+    index = ExactIndex(16, model_id="test")
+    index.add(ids[have], vec[have])
+    index.build()
+    pl = sigindex.drive(
+        pairs_mod.find_pairs(
+            index,
+            ids,
+            [f"/p{i}.jpg" for i in range(n)],
+            [f"{i:032x}" for i in range(n)],
+            np.zeros((n, signature.SIG_DIM), np.float32),
+            feature_positions=have,
+        )
+    )
+    got = set(zip(pl.a.tolist(), pl.b.tolist()))
+    assert (2, 5) in got
+    assert all(a in have and b in have for a, b in got)
+    assert np.all(np.isfinite(pl.similar))
