@@ -28,7 +28,6 @@ class LSHSearch:
     _PROBE_CHUNK = 32  # queries per vectorised probe-key block
     _GATHER_ENTRIES = 1 << 17  # candidate entries per ragged gather
     _RERANK_ELEMS = 1 << 23  # float16 elements per re-rank gather
-    _STAMP_ELEMS = 1 << 22  # (query, row) de-duplication slots per block (16 MB, transient)
     _SKETCH_ELEMS = 1 << 21  # sketch bytes per batched sketch gather
 
     def _probe_keys(self, projs: np.ndarray, qcodes: np.ndarray, n_probes: int):
@@ -199,19 +198,12 @@ class LSHSearch:
         w = self._sketch_query(qs)
         sel = np.full((nq, depth), -1, np.int64)
         todo, p = np.arange(nq), self._probes
-        seen = None
         while len(todo):
             last = p >= self._max_probes
             per_probe = max(1.0, self._live / (1 << self._b))
             step = max(1, int(self._GATHER_ENTRIES // max(1.0, p * per_probe)))
             step = min(step, self._PROBE_CHUNK, len(todo))
-            step = min(step, max(1, self._STAMP_ELEMS // max(1, self._n_rows)))
-            # one stamp slot per (query of a block, row): transient for batches, so the
-            # index keeps only its per-thread single-query stamp between calls
-            if step == 1:
-                seen = self._scratch.get("seen", (self._n_rows,), np.int32)
-            elif seen is None or len(seen) < step * self._n_rows:
-                seen = np.empty(step * self._n_rows, np.int32)
+            seen = self._scratch.get("seen", (self._n_rows,), np.int32)
             again = []
             for lo in range(0, len(todo), step):
                 js = todo[lo : lo + step]
@@ -247,13 +239,19 @@ class LSHSearch:
             flat, qid = np.concatenate([flat, xr])[order], qid[order]
         if len(flat) == 0:
             return flat.astype(np.int32), qid
-        # O(E): stamp each (query, row) slot with its entry's position and keep the entries
-        # that still hold their own stamp. Never cleared: a stale value is always
-        # overwritten before it is read.
-        key = qid.astype(np.int64) * self._n_rows + flat
+        # O(E): stamp each row with its entry's (global) position and keep the entries that
+        # still hold their own stamp, one query at a time: one n-row stamp array stays in
+        # cache, where a (query, row) array for the whole block would not (measured: 1.3-1.8x
+        # slower at 100k rows). Never cleared: a stale value is older than the query that
+        # reads it, so it never equals one of that query's positions.
         pos = self._scratch.arange(len(flat))
-        seen[key] = pos
-        keep = seen[key] == pos
+        keep = np.empty(len(flat), bool)
+        bounds = np.searchsorted(qid, np.arange(nq + 1))
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if b > a:
+                f, p = flat[a:b], pos[a:b]
+                seen[f] = p
+                np.equal(seen[f], p, out=keep[a:b])
         if self._live != self._n_rows:
             keep &= self._alive.view[flat]
         if exclude is not None:

@@ -16,9 +16,13 @@ Pipeline for one query (numpy only, vectorised, no Python loop over candidates):
    |margin| / sigma) may be flipped; every (table, flip set) pair is scored by the sum of
    squared normalised margins and the `probes` best pairs over all tables are visited (home
    buckets score 0 and come first).
-5. Candidates are de-duplicated with a per-thread stamp array (O(C), no sort), ranked by
-   Hamming distance over all B bits, and only the top R are re-ranked by exact cosine against
-   the stored float16 vectors (owned or an external `source=`, see base.py).
+5. Candidates are de-duplicated with a stamp array (O(C), no sort; one slot per (query, row)
+   for a block of queries), the `prefilter` nearest by Hamming distance over all B bits are
+   ranked by an int8 principal-coordinate sketch, and only the top R are re-ranked by exact
+   cosine against the stored float16 vectors (owned or an external `source=`, see base.py).
+   The query engine (`_lsh_search.py`) does every step for a block of queries at once, with
+   no Python loop per query: `query_batch` is one pass per block, `query` a block of one,
+   and both return the same rows (ties are broken by position in the query's own list).
 
 Parameter rule (`build()`; every value can be forced by a keyword):
 
