@@ -241,7 +241,10 @@ def main() -> int:
             )
     load = os.getloadavg()[0]
     print(f"load average now {load:.1f} on {os.cpu_count()} cores (other jobs share them)")
-    print("goal: scan of 100k in <= 120 s on CPU (wall):", "met" if t_scan <= 120 else "MISSED")
+    print(
+        f"goal: scan of 100k in <= 30 s (wall {t_scan:.1f} s, CPU {cpu_scan:.1f} s):",
+        "met" if t_scan <= 30 else "MISSED" + (" (CPU time meets it)" if cpu_scan <= 30 else ""),
+    )
     return 0
 
 

@@ -649,3 +649,49 @@ def test_status_shows_measured_index_recall(tmp_path, weights_file, capsys):
     assert main([*args, "status"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("index:")][0]
     assert "recall@10 1.000" in line and "4 held-out photos" in line
+
+
+def test_lsh_batch_equals_single_with_ties_pending_rows_and_removals(small_data):
+    """The vectorised block engine and a batch of one agree row for row, also where rows
+    tie exactly (identical copies), rows are pending (added after build, not yet bucketed),
+    rows are tombstoned, and for k beyond the re-rank depth."""
+    ids, base, queries = small_data
+    idx = built("lsh", small_data)
+    copies = base[:50]  # identical vectors under new ids: exact ties everywhere
+    idx.add(np.arange(50) + 10_000, copies)
+    idx.remove(ids[100:400])
+    assert idx._n_rows > idx._n_tabled  # the copies are pending, scanned by every query
+    qs = np.concatenate([queries, base[:20]])
+    for k in (1, 10, 60):
+        bi, bs = idx.query_batch(qs, k)
+        for j in range(len(qs)):
+            i, s = idx.query(qs[j], k)
+            np.testing.assert_array_equal(i, bi[j][: len(i)])
+            np.testing.assert_array_equal(s, bs[j][: len(s)])
+            assert not np.isin(i, ids[100:400]).any()
+    i, _ = idx.query(base[3], 2)  # a row and its identical copy are both found
+    assert set(i.tolist()) == {ids[3], 10_003}
+
+
+def test_index_modules_keep_their_boundaries():
+    """Calibration sees an LSH index only through its Tunable view; the file module knows
+    nothing of the index classes (no import cycle with base)."""
+    import ast
+
+    import imgfinder.core.index._lsh_tune as tune_mod
+    import imgfinder.core.index._persist as persist_mod
+
+    tree = ast.parse(Path(tune_mod.__file__).read_text())
+    private = {
+        n.attr
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and isinstance(n.value, ast.Name)
+        and n.value.id == "index"
+        and n.attr.startswith("_")
+    }
+    assert not private, f"_lsh_tune reads index privates: {sorted(private)}"
+    src = Path(persist_mod.__file__).read_text()
+    assert "from .base" not in src and "import base" not in src
+    for mod in Path(tune_mod.__file__).parent.glob("*.py"):
+        assert len(mod.read_text().splitlines()) <= 600, mod.name

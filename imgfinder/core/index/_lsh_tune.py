@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from .lsh import LSHIndex
+    from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,50 @@ SHAPE_K = 64  # principal directions that shape the planes
 FIXED_ROWS = 100_000  # fixed arrays are charged to the RAM budget as if over this many rows
 
 
-def pca_basis(index: LSHIndex, rng: np.random.Generator, k: int):
+class Tunable(Protocol):
+    """What calibration needs of an index (LSHIndex.tuning() provides it): sizes and
+    parameters, sample rows with their exact neighbours, the table layout, and the query
+    stages (encode, probe and de-duplicate, sketch scores, the full search)."""
+
+    params: dict[str, Any]
+    seed: int
+    n_rows: int  # stored rows, dead ones included
+    live: int
+    dim: int
+    words: int  # 64-bit words per code
+    sketch_dims: int
+    owns_vectors: bool
+    table_bits: int
+    tables: int
+    max_probes: int
+    mean: np.ndarray
+    state_key: tuple  # changes whenever rows are added, removed or renumbered
+    truth_cache: Any  # calibration's ground truth, kept by the index between tunings
+
+    def unit_rows(self, rows: np.ndarray) -> np.ndarray: ...
+    def live_rows(self) -> np.ndarray: ...
+    def exact_knn(self, qs: np.ndarray, k: int, exclude: np.ndarray): ...
+    def relayout(self, b: int) -> None: ...
+    def encode(self, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def entries(self, projs: np.ndarray, codes: np.ndarray, probes: int) -> float: ...
+    def candidate_sets(
+        self, projs: np.ndarray, codes: np.ndarray, probes: int, exclude: np.ndarray
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]: ...
+    def sketch_weights(self, qs: np.ndarray) -> np.ndarray: ...
+    def sketch_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray: ...
+    def search(
+        self, qs, projs, codes, k: int, exclude: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+
+def pca_basis(index: Tunable, rng: np.random.Generator, k: int):
     """Top-k principal directions of the centred unit rows (randomized SVD of a sample,
     one power iteration). Returns (vt (k, d) float32, variances (k,), residual variance per
     remaining direction, sample coordinates (n_s, k))."""
-    n, d = index._n_rows, index._dim
+    n, d = index.n_rows, index.dim
     n_pca = min(n, max(2048, min(8192, (1 << 25) // d)))
     rows = np.sort(rng.choice(n, n_pca, replace=False))
-    xs = index._unit_rows(rows) - index._mean
+    xs = index.unit_rows(rows) - index.mean
     k = max(1, min(k, d, n_pca - 1))
     omega = rng.standard_normal((d, min(d, k + 16)), dtype=np.float32)
     q = _orthonormal(xs @ omega)
@@ -100,31 +136,31 @@ def quantise(coords: np.ndarray, step: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(coords / step), -127, 127).astype(np.int8)
 
 
-def ram_per_row(index: LSHIndex, b: int, L: int, m: int | None = None) -> float:
+def ram_per_row(index: Tunable, b: int, L: int, m: int | None = None) -> float:
     """Index RAM per row for a layout: ids + alive + id map + codes + tables (rows and
     offsets) + sketch + de-duplication stamp (+ stored 1/norm when vectors are owned), plus
     the fixed arrays (planes, sketch basis: 6 MB at 4096 dims) spread over the rows as if
     there were at least FIXED_ROWS of them (in a small library they are a few MB in all)."""
-    n, d, words = max(index._n_rows, 1), index._dim, index._W
-    m = index._sk_m if m is None else m
+    n, d, words = max(index.n_rows, 1), index.dim, index.words
+    m = index.sketch_dims if m is None else m
     offs = 4 * L * ((1 << b) + 1) / n
     fixed = 4 * d * (64 * words + m) / max(n, FIXED_ROWS)
-    owned = 4 if index._store is not None else 0
+    owned = 4 if index.owns_vectors else 0
     return 8 + 1 + 12 + 8 * words + 4 * L + offs + m + 4 + owned + fixed
 
 
-def _layout_grid(index: LSHIndex) -> list[tuple[int, int]]:
+def _layout_grid(index: Tunable) -> list[tuple[int, int]]:
     """(bits per table, tables) candidates: the size rule and up to three coarser ones."""
     p = index.params
     if p["table_bits"]:
         bs = [int(p["table_bits"])]
     else:
-        b0 = int(np.clip(round(math.log2(max(index._n_rows, 2))), 6, 21))
+        b0 = int(np.clip(round(math.log2(max(index.n_rows, 2))), 6, 21))
         bs = [b for b in (b0, b0 - 2, b0 - 4, b0 - 6) if b >= 6] or [b0]
-    return [(b, p["tables"] or (64 // b) * index._W) for b in bs]
+    return [(b, p["tables"] or (64 // b) * index.words) for b in bs]
 
 
-def fit_sketch_dims(index: LSHIndex, m_max: int) -> int:
+def fit_sketch_dims(index: Tunable, m_max: int) -> int:
     """Largest sketch width (steps of 16, at least 16) for which some layout fits the RAM
     budget (ram_budget bytes per row); m_max when none would fit anyway."""
     grid = _layout_grid(index)
@@ -136,38 +172,37 @@ def fit_sketch_dims(index: LSHIndex, m_max: int) -> int:
     return max(min(m_max, 16), 1)
 
 
-def _layouts(index: LSHIndex) -> list[int]:
+def _layouts(index: Tunable) -> list[int]:
     """Bits-per-table values to calibrate: those of the grid that fit the RAM budget."""
     grid = _layout_grid(index)
     out = [b for b, L in grid if ram_per_row(index, b, L) <= index.params["ram_budget"]]
     return out or [min(grid, key=lambda bl: ram_per_row(index, *bl))[0]]
 
 
-def calibrate(index: LSHIndex, target: float) -> tuple[int, int, int]:
+def calibrate(index: Tunable, target: float) -> tuple[int, int, int]:
     """Return (probes, re-rank depth per 10 results, Hamming prefilter depth per 10 results
     or 0 for none) for a built `index`; may re-bucket the tables with another bits-per-table
-    value (index._b) when that is cheaper."""
+    value (index.table_bits) when that is cheaper."""
     p = index.params
     fixed_pre = p["prefilter"]
     if p["probes"] is not None and p["rerank"] is not None:
         return int(p["probes"]), int(p["rerank"]), int(fixed_pre or 0)
-    live = index._live
+    live = index.live
     if live <= 4 * CALIB_K:  # tiny: probe the home buckets, re-rank whatever they hold
-        return int(p["probes"] or index._L), int(p["rerank"] or max(4 * CALIB_K, live)), 0
+        return int(p["probes"] or index.tables), int(p["rerank"] or max(4 * CALIB_K, live)), 0
     sample, qs, truth = _ground_truth(index, "calib")
-    projs = index._project(qs)
-    codes = index._pack(projs)
-    w = index._sketch_query(qs)
-    stamp = np.zeros(index._n_rows, dtype=np.int32)
-    row_cost = _COST_ROW + _COST_ELEM * index._dim
-    sk_cost = _COST_SK_ROW + _COST_SK_ELEM * index._sk_m
+    projs, codes = index.encode(qs)
+    w = index.sketch_weights(qs)
+    stamp = np.zeros(index.n_rows, dtype=np.int32)
+    row_cost = _COST_ROW + _COST_ELEM * index.dim
+    sk_cost = _COST_SK_ROW + _COST_SK_ELEM * index.sketch_dims
     best = None  # (cost, b, probes, r, prefilter)
     widest = None  # (b, probes, deepest finite position)
     for b in _layouts(index):
-        if b != index._b:
-            index._relayout(b)
-        grid = [int(p["probes"])] if p["probes"] else _doubling(index._L, index._max_probes)
-        per_bucket = live / (1 << index._b)
+        if b != index.table_bits:
+            index.relayout(b)
+        grid = [int(p["probes"])] if p["probes"] else _doubling(index.tables, index.max_probes)
+        per_bucket = live / (1 << index.table_bits)
         for n_probes in grid:
             floor = _COST_PROBE * n_probes + _COST_ENTRY * n_probes * per_bucket * 0.5
             if best is not None and floor > best[0]:
@@ -202,48 +237,48 @@ def calibrate(index: LSHIndex, target: float) -> tuple[int, int, int]:
         b, n_probes, deepest = widest
         r = int(p["rerank"] or max(4 * CALIB_K, math.ceil(deepest)))
         best = (0.0, b, n_probes, r, 0)
-    if best[1] != index._b:
-        index._relayout(best[1])
+    if best[1] != index.table_bits:
+        index.relayout(best[1])
     return best[2], best[3], best[4]
 
 
-def _ground_truth(index: LSHIndex, which: str = "calib"):
+def _ground_truth(index: Tunable, which: str = "calib"):
     """(rows, unit vectors, exact 10-NN with self excluded) of the calibration sample or of
     the held-out verification sample (other rows where the library is large enough). Both
     samples share one exact pass, the dominant build cost (n_q x n x dim multiply-adds); it
     is cached until the index next changes, so `tune()` for another target is quick."""
-    live = index._live
+    live = index.live
     n_c = min(int(index.params["calib_queries"]), live)
     n_v = min(int(index.params["verify_queries"]), live)
-    key = (index._n_rows, live, n_c, n_v, index._mutations)
-    cached = index.__dict__.get("_truth_cache")
+    key = (index.state_key, n_c, n_v)
+    cached = index.truth_cache
     if cached is None or cached[0] != key:
         rng = np.random.default_rng(index.seed + 1)
-        pool = np.flatnonzero(index._alive.view)
+        pool = index.live_rows()
         calib = np.sort(rng.choice(pool, n_c, replace=False))
         if live - n_c >= n_v:
             pool = np.setdiff1d(pool, calib)
         verify = np.sort(rng.choice(pool, n_v, replace=False))
         both = np.concatenate([calib, verify])
-        qs = index._unit_rows(both)
-        truth, _ = index._exact_rows(qs, CALIB_K, exclude=both)
+        qs = index.unit_rows(both)
+        truth, _ = index.exact_knn(qs, CALIB_K, exclude=both)
         sets = {
             "calib": (calib, qs[:n_c], truth[:n_c]),
             "verify": (verify, qs[n_c:], truth[n_c:]),
         }
-        index._truth_cache = cached = (key, sets)
+        index.truth_cache = cached = (key, sets)
     return cached[1][which]
 
 
-def verify_recall(index: LSHIndex) -> dict[str, float]:
+def verify_recall(index: Tunable) -> dict[str, float]:
     """Recall@10 of the real query path on held-out stored rows (not the calibration rows,
     where the library is large enough), each excluded from its own results, against exact
     search."""
-    if index._live < 2:
+    if index.live < 2:
         return {"recall_at_10": 1.0, "queries": 0}
     sample, qs, truth = _ground_truth(index, "verify")
-    projs = index._project(qs)
-    got = index._search_many(qs, projs, index._pack(projs), CALIB_K, exclude=sample)
+    projs, codes = index.encode(qs)
+    got = index.search(qs, projs, codes, CALIB_K, sample)
     hits = []
     for (rows, _), t in zip(got, truth, strict=True):
         t = t[t >= 0]
@@ -259,12 +294,12 @@ def _sketch_positions(index, projs, codes, w, truth, sample, n_probes, stamp, pr
     n_q = len(projs)
     pos = [np.full(truth.shape, np.inf) for _ in prefilters]
     n_uni = np.zeros(n_q)
-    n_ent = index._n_entries(projs, codes, n_probes)
-    for j, c, h in index._candidate_sets(projs, codes, n_probes, 0, sample):
+    n_ent = index.entries(projs, codes, n_probes)
+    for j, c, h in index.candidate_sets(projs, codes, n_probes, sample):
         n_uni[j] = len(c)
         if len(c) == 0:
             continue
-        s = index._sketch_scores(c, w[j])
+        s = index.sketch_scores(c, w[j])
         t = truth[j]
         ok = np.flatnonzero(t >= 0)
         stamp[c] = np.arange(len(c), dtype=np.int32)

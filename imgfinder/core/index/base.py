@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from ...errors import IndexStateError
+from ...errors import IndexFormatError, IndexStateError
 from . import _persist
 from ._kernels import brute_force_knn, f16_bad_rows, f16_to_f32, pad_results
 from ._store import GrowArray, IdMap, RowStore
@@ -44,6 +44,12 @@ class BaseIndex:
     """Common state and behaviour; subclasses add codes/trees and implement the search."""
 
     backend: ClassVar[str] = ""
+    _registry: ClassVar[dict[str, type[BaseIndex]]] = {}  # backend name -> class (for load)
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.backend:
+            BaseIndex._registry[cls.backend] = cls
 
     def __init__(
         self,
@@ -392,7 +398,24 @@ class BaseIndex:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the index to one file atomically (vectors included unless using a source)."""
-        _persist.save(self, path)
+        state, sections = self._state()
+        header = {
+            "backend": self.backend,
+            "dim": self._dim,
+            "model_id": self._model_id,
+            "count": self._live,
+            "rows": self._n_rows,
+            "seed": self.seed,
+            "built": self._built,
+            "params": self.params,
+            "state": state,
+            "has_vectors": self._store is not None,
+        }
+        all_sections = {"row_ids": self._row_ids.view, "alive": self._alive.view, **sections}
+        if self._store is not None:
+            all_sections["vectors"] = self._store.chunks() or np.empty((0, self._dim), np.float16)
+            all_sections["inv_norm"] = self._store.inv_norm
+        _persist.write(path, header, all_sections)
 
     @classmethod
     def load(
@@ -408,7 +431,45 @@ class BaseIndex:
         memory-mapped; `verify_vectors=False` skips their checksum (faster start on big files).
         Called on BaseIndex it returns whichever backend wrote the file.
         """
-        return _persist.load(cls, path, model_id, source, verify_vectors)
+        header, sections = _persist.read(
+            path, cls.backend, model_id, source is not None, verify_vectors
+        )
+        target = cls
+        if not cls.backend:
+            target = BaseIndex._registry.get(str(header.get("backend")))
+            if target is None:
+                raise IndexFormatError(path, f"unknown index backend {header.get('backend')!r}")
+        try:
+            obj = target._from_saved(header, sections, source)
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            raise IndexFormatError(path, f"inconsistent index contents: {e!r}") from e
+        obj._after_load(path, verify_vectors)
+        return obj
+
+    @classmethod
+    def _from_saved(cls, header, sections, source):
+        """Rebuild an index from a file's header and sections (see `load`)."""
+        obj = cls.__new__(cls)
+        BaseIndex.__init__(
+            obj, int(header["dim"]), header["model_id"], int(header["seed"]), source=source
+        )
+        obj.params = dict(header["params"])
+        n = int(header["rows"])
+        row_ids, alive = sections["row_ids"], sections["alive"]
+        if row_ids.shape != (n,) or alive.shape != (n,) or int(alive.sum()) != header["count"]:
+            raise ValueError("row tables disagree with the header")
+        obj._row_ids = GrowArray(np.int64, data=row_ids)
+        obj._alive = GrowArray(np.bool_, data=alive.astype(bool))
+        obj._live = int(header["count"])
+        if source is None:
+            vec = sections["vectors"]
+            if vec.shape != (n, obj._dim):
+                raise ValueError(f"vector section has shape {vec.shape}, expected {(n, obj._dim)}")
+            obj._store = RowStore(obj._dim, base=vec, inv_norm=sections["inv_norm"])
+        obj._idmap.rebuild(obj._row_ids.view, obj._alive.view)
+        obj._built = bool(header["built"])
+        obj._restore(header["state"], sections)
+        return obj
 
     def _after_load(self, path: str | os.PathLike, verify: bool) -> None:
         """Hook for backends with data outside the container (Annoy's forest file)."""

@@ -16,9 +16,13 @@ Pipeline for one query (numpy only, vectorised, no Python loop over candidates):
    |margin| / sigma) may be flipped; every (table, flip set) pair is scored by the sum of
    squared normalised margins and the `probes` best pairs over all tables are visited (home
    buckets score 0 and come first).
-5. Candidates are de-duplicated with a per-thread stamp array (O(C), no sort), ranked by
-   Hamming distance over all B bits, and only the top R are re-ranked by exact cosine against
-   the stored float16 vectors (owned or an external `source=`, see base.py).
+5. Candidates are de-duplicated with a stamp array (O(C), no sort; one slot per (query, row)
+   for a block of queries), the `prefilter` nearest by Hamming distance over all B bits are
+   ranked by an int8 principal-coordinate sketch, and only the top R are re-ranked by exact
+   cosine against the stored float16 vectors (owned or an external `source=`, see base.py).
+   The query engine (`_lsh_search.py`) does every step for a block of queries at once, with
+   no Python loop per query: `query_batch` is one pass per block, `query` a block of one,
+   and both return the same rows (ties are broken by position in the query's own list).
 
 Parameter rule (`build()`; every value can be forced by a keyword):
 
@@ -69,14 +73,12 @@ from ...errors import IndexStateError
 from ._kernels import (
     F16_SCALE,
     Scratch,
-    hamming_many,
-    hamming_rows,
     matvec,
     popcount_bits,
     widen_f16,
 )
+from ._lsh_search import LSHSearch
 from ._lsh_tune import (
-    CALIB_K,
     SHAPE_K,
     calibrate,
     fit_sketch_dims,
@@ -111,7 +113,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-class LSHIndex(BaseIndex):
+class LSHIndex(LSHSearch, BaseIndex):
     """Cosine LSH index; see the module docstring for the algorithm and the tuning rule."""
 
     backend = "lsh"
@@ -203,9 +205,9 @@ class LSHIndex(BaseIndex):
         self._planes = rng.standard_normal((self._B, d), dtype=np.float32)
         self._mean = mean
         m = min(int(self.params["sketch_dims"]), d)
-        m = fit_sketch_dims(self, m)
+        m = fit_sketch_dims(self.tuning(), m)
         if n > 2:
-            vt, lam, lam_res, coords = pca_basis(self, rng, max(SHAPE_K, m))
+            vt, lam, lam_res, coords = pca_basis(self.tuning(), rng, max(SHAPE_K, m))
             if self.params["planes"] == "shaped":
                 self._planes = shaped_planes(self._planes, vt, lam, lam_res)
             m = min(m, len(vt))
@@ -368,221 +370,6 @@ class LSHIndex(BaseIndex):
         lo, hi = sorted((self._live, self._n_at_build))
         return hi >= 1000 and hi > 2 * max(lo, 1)
 
-    # ---- search -----------------------------------------------------------------------
-    # One engine serves single and batched queries (a single query is a batch of one), so
-    # both return the same rows in the same order. Per batch: one projection (GEMM), probe
-    # keys and bucket offsets for every query at once, one ragged gather of all candidate
-    # rows; per query only the de-duplication and the sketch top-R selection (a handful of
-    # numpy calls); then one gather + widen + dot for the re-rank of every query's R rows.
-    # Block sizes: small enough for the gathered codes to stay in cache (measured CPU ms per
-    # query, broad clusters 20k x 512: 0.53 with 2M-entry gathers, 0.40 with 128k).
-    _PROBE_CHUNK = 32  # queries per vectorised probe-key block
-    _GATHER_ENTRIES = 1 << 17  # candidate entries per ragged gather
-    _RERANK_ELEMS = 1 << 23  # float16 elements per re-rank gather
-
-    def _probe_keys(self, projs: np.ndarray, qcodes: np.ndarray, n_probes: int):
-        """(Q, P) table numbers and keys of the n_probes best (table, flip set) pairs per query,
-        scored by the sum of squared normalised margins of the flipped bits."""
-        m = min(int(self.params["flip_bits"]), self._b)
-        nq = len(projs)
-        home = (qcodes[:, self._key_word] >> self._key_shift) & self._mask  # (Q, L)
-        z2 = np.square(projs * self._inv_sigma)[:, self._key_bits]  # (Q, L, b)
-        if m < self._b:
-            sel = np.argpartition(z2, m - 1, axis=2)[:, :, :m]
-        else:
-            sel = np.broadcast_to(np.arange(self._b), z2.shape)
-        s = np.take_along_axis(z2, sel, axis=2)
-        subsets = _subsets(m)
-        scores = (s @ subsets.T).reshape(nq, -1)  # (Q, L * 2**m)
-        # Sum of distinct powers of two == OR; float64 is exact below 2**53 and uses BLAS.
-        flips = (np.ldexp(1.0, sel) @ subsets.T.astype(np.float64)).reshape(nq, -1)
-        n_probes = min(n_probes, scores.shape[1])
-        if n_probes < scores.shape[1]:
-            pick = np.argpartition(scores, n_probes - 1, axis=1)[:, :n_probes]
-        else:
-            pick = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-        tab = pick // subsets.shape[0]
-        keys = np.take_along_axis(home, tab, axis=1).astype(np.int64)
-        keys ^= np.take_along_axis(flips, pick, axis=1).astype(np.int64)
-        return tab, keys
-
-    def _gather(self, projs, qcodes, n_probes: int):
-        """Candidate entries (with repeats) of every query: flat rows (int32), their Hamming
-        distance to the query's code (uint16, one vectorised pass), and the end of each
-        query's entries."""
-        nq = len(projs)
-        rows_out, ham_out, ends_out, base = [], [], [], 0
-        for lo in range(0, nq, self._PROBE_CHUNK):
-            hi = min(nq, lo + self._PROBE_CHUNK)
-            tab, keys = self._probe_keys(projs[lo:hi], qcodes[lo:hi], n_probes)
-            slot = tab * self._offs_stride + keys
-            starts = self._offs_flat[slot].astype(np.int64)
-            lens = (self._offs_flat[slot + 1] - starts).ravel()
-            shift = (starts + tab * self._rows_stride).ravel()
-            ends = np.cumsum(lens)
-            total = int(ends[-1]) if len(ends) else 0
-            q_ends = ends.reshape(hi - lo, -1)[:, -1]
-            if total:
-                idx = np.repeat(shift - (ends - lens), lens)
-                idx += np.arange(total, dtype=np.int64)
-                rows = self._rows_flat[idx]
-                per_q = np.diff(q_ends, prepend=0)
-                rows_out.append(rows)
-                ham_out.append(hamming_many(self._codes.view, rows, qcodes[lo:hi], per_q))
-            ends_out.append(q_ends + base)
-            base += total
-        if not rows_out:
-            return np.zeros(0, np.int32), np.zeros(0, np.uint16), np.concatenate(ends_out)
-        return np.concatenate(rows_out), np.concatenate(ham_out), np.concatenate(ends_out)
-
-    def _dedup(self, cand: np.ndarray, ham: np.ndarray, qcode, exclude: int):
-        """Unique live rows (and their Hamming distances) of one query's entries plus the
-        pending (un-bucketed) rows."""
-        pending = self._n_rows - self._n_tabled
-        if pending:
-            extra = np.arange(self._n_tabled, self._n_rows, dtype=np.int32)
-            cand = np.concatenate([cand, extra])
-            ham = np.concatenate([ham, hamming_rows(self._codes.view, extra, qcode)])
-        if len(cand) == 0:
-            return cand.astype(np.int32), ham
-        # De-duplicate in O(C): stamp each row with its last position; keep positions that
-        # still hold their own stamp. The stamp array is never cleared (stale values are
-        # always overwritten before being read).
-        seen = self._scratch.get("seen", (self._n_rows,), np.int32)
-        pos = self._scratch.arange(len(cand))
-        seen[cand] = pos
-        keep = seen[cand] == pos
-        if self._live != self._n_rows:
-            keep &= self._alive.view[cand]
-        if exclude >= 0:
-            keep &= cand != exclude
-        return cand[keep], ham[keep]
-
-    def _candidate_sets(self, projs, qcodes, n_probes: int, need: int, exclude=None):
-        """Yield (j, unique candidate rows, their Hamming distances) per query. A query whose
-        buckets hold fewer than `need` rows is re-probed alone with doubled budgets."""
-        nq = len(projs)
-        per_probe = max(1.0, self._live / (1 << self._b))
-        step = max(1, int(self._GATHER_ENTRIES // max(1.0, n_probes * per_probe)))
-        for lo in range(0, nq, step):
-            hi = min(nq, lo + step)
-            flat, ham, ends = self._gather(projs[lo:hi], qcodes[lo:hi], n_probes)
-            start = 0
-            for j in range(lo, hi):
-                end = int(ends[j - lo])
-                ex = -1 if exclude is None else int(exclude[j])
-                c, h = self._dedup(flat[start:end], ham[start:end], qcodes[j], ex)
-                start = end
-                p = n_probes
-                while len(c) < need and len(c) < self._live - (ex >= 0):
-                    if p >= self._max_probes:
-                        break
-                    p = min(2 * p, self._max_probes)
-                    f1, h1, _ = self._gather(projs[j : j + 1], qcodes[j : j + 1], p)
-                    c, h = self._dedup(f1, h1, qcodes[j], ex)
-                yield j, c, h
-
-    def candidates(self, vector) -> np.ndarray:
-        """Ids a query would rank (diagnostics: bucket quality, tests)."""
-        self._check_ready()
-        q = self._as_query(vector)
-        proj = self._project(q)[None, :]
-        _, c, _ = next(self._candidate_sets(proj, self._pack(proj), self._probes, 0))
-        return self._row_ids.view[c]
-
-    def _n_entries(self, projs, qcodes, n_probes: int) -> float:
-        """Mean candidate entries (with repeats) per query at a probe budget (cheap: offsets)."""
-        tot = 0
-        for lo in range(0, len(projs), self._PROBE_CHUNK):
-            tab, keys = self._probe_keys(
-                projs[lo : lo + self._PROBE_CHUNK], qcodes[lo : lo + self._PROBE_CHUNK], n_probes
-            )
-            slot = tab * self._offs_stride + keys
-            tot += int((self._offs_flat[slot + 1] - self._offs_flat[slot]).sum())
-        return tot / max(len(projs), 1)
-
-    def _pre_depth(self, k: int) -> int:
-        """Rows kept by the Hamming prefilter for k results (0: no prefilter)."""
-        if not self._prefilter:
-            return 0
-        return max(self._depth(k), math.ceil(self._prefilter * max(k, CALIB_K) / CALIB_K))
-
-    def _depth(self, k: int) -> int:
-        return max(k, math.ceil(self._rerank * max(k, CALIB_K) / CALIB_K))
-
-    def _sketch_query(self, qs: np.ndarray) -> np.ndarray:
-        """Per-query weights w with sketch_row . w ~ (row - mean) . q (float32, (Q, m))."""
-        if len(qs) == 1:
-            return (matvec(self._sk_basis, qs[0]) * self._sk_step)[None, :]
-        return (qs @ self._sk_basis.T) * self._sk_step
-
-    def _sketch_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-        g8 = self._scratch.get("sk8", (len(rows), self._sk_m), np.int8)
-        np.take(self._sketch.view, rows, axis=0, out=g8)
-        g = self._scratch.get("sk32", (len(rows), self._sk_m), np.float32)
-        np.copyto(g, g8, casting="unsafe")
-        return matvec(g, w)
-
-    def _query_rows(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return next(self._query_rows_batch(q[None, :], k))
-
-    def _query_rows_batch(self, qs: np.ndarray, k: int, exclude=None):
-        projs = self._project(qs[0])[None, :] if len(qs) == 1 else self._project(qs)
-        yield from self._search_many(qs, projs, self._pack(projs), k, exclude)
-
-    def _search_many(self, qs, projs, qcodes, k: int, exclude=None):
-        """Yield (rows, exact cosine) best first for every query (rows exclude `exclude[j]`)."""
-        depth = self._depth(k)
-        w = self._sketch_query(qs)
-        sel = np.full((len(qs), depth), -1, np.int64)
-        pre = self._pre_depth(k)
-        for j, c, h in self._candidate_sets(projs, qcodes, self._probes, 2 * depth, exclude):
-            if len(c) < min(k, self._live):  # large k: rank every row by its sketch
-                c = np.flatnonzero(self._alive.view).astype(np.int32)
-                if exclude is not None and exclude[j] >= 0:
-                    c = c[c != exclude[j]]
-            elif pre and len(c) > pre:
-                c = c[np.argpartition(h, pre - 1)[:pre]]
-            if len(c) > depth:
-                s = self._sketch_scores(c, w[j])
-                c = c[np.argpartition(-s, depth - 1)[:depth]]
-            sel[j, : len(c)] = c
-        yield from self._rerank_many(sel, qs, k)
-
-    def _rerank_many(self, sel: np.ndarray, qs: np.ndarray, k: int):
-        """Exact cosine of every query's selected rows (-1 = padding); top k, best first."""
-        nq, depth = sel.shape
-        step = max(1, self._RERANK_ELEMS // max(1, depth * self._dim))
-        for lo in range(0, nq, step):
-            hi = min(nq, lo + step)
-            rows = sel[lo:hi]
-            ok = rows >= 0
-            safe = np.where(ok, rows, 0)
-            scores = self._exact_scores(safe, qs[lo:hi])
-            scores[~ok] = -np.inf
-            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-            top_s = np.take_along_axis(scores, order, axis=1)
-            top_r = np.take_along_axis(rows, order, axis=1)
-            for r, s in zip(top_r, top_s, strict=True):
-                fin = np.isfinite(s)
-                yield r[fin], s[fin]
-
-    def _exact_scores(self, rows: np.ndarray, qs: np.ndarray) -> np.ndarray:
-        """Cosine between qs[j] and stored rows[j, :] ((Qc, R) float32)."""
-        qc, r = rows.shape
-        flat = rows.ravel()
-        if self._store is not None:
-            g = self._scratch.get("g16", (len(flat), self._dim), np.float16)
-            self._store.take(flat, out=g)
-            wide = widen_f16(g, self._scratch.get("w32", (len(flat), self._dim), np.int32))
-            s = np.vecdot(wide.reshape(qc, r, self._dim), (qs * F16_SCALE)[:, None, :])
-            return s * self._store.inv_norm[flat].reshape(qc, r)
-        got = self._fetch_rows(flat)
-        x = got.astype(np.float32) if got.dtype != np.float16 else widen_f16(got) * F16_SCALE
-        norms = np.linalg.norm(x, axis=1)
-        norms[norms == 0] = 1.0
-        return np.vecdot(x.reshape(qc, r, self._dim), qs[:, None, :]) / norms.reshape(qc, r)
-
     # ---- calibration ------------------------------------------------------------------
     def tune(self, target_recall: float | None = None, **overrides: Any) -> tuple[int, int]:
         """Re-choose probes/re-rank depth for a new target (no re-hashing; the table layout
@@ -606,8 +393,8 @@ class LSHIndex(BaseIndex):
         target = float(self.params["target_recall"])
         goal = target
         for attempt in range(4):
-            self._probes, self._rerank, self._prefilter = calibrate(self, goal)
-            self._recall = verify_recall(self)
+            self._probes, self._rerank, self._prefilter = calibrate(self.tuning(), goal)
+            self._recall = verify_recall(self.tuning())
             got = self._recall["recall_at_10"]
             log.info(
                 "lsh recall check %d: %.4f on %d held-out rows (target %.3f, calibrated for "
@@ -632,6 +419,10 @@ class LSHIndex(BaseIndex):
                 self._recall["recall_at_10"],
                 target,
             )
+
+    def tuning(self) -> _Tuning:
+        """The view of this index that calibration works on (`_lsh_tune.Tunable`)."""
+        return _Tuning(self)
 
     def _fixed_params(self) -> bool:
         return self.params["probes"] is not None and self.params["rerank"] is not None
@@ -729,13 +520,62 @@ class LSHIndex(BaseIndex):
         self._recall = {k: float(v) for k, v in dict(state.get("recall") or {}).items()}
 
 
-def _subsets(m: int) -> np.ndarray:
-    """All 2**m subsets of m items as a 0/1 float32 matrix, the empty set first."""
-    cache = _SUBSETS.get(m)
-    if cache is None:
-        cache = ((np.arange(1 << m)[:, None] >> np.arange(m)) & 1).astype(np.float32)
-        _SUBSETS[m] = cache
-    return cache
+class _Tuning:
+    """An LSHIndex as calibration sees it (implements `_lsh_tune.Tunable`): the only way
+    `_lsh_tune` reads or changes an index."""
 
+    def __init__(self, index: LSHIndex):
+        self._ix = index
 
-_SUBSETS: dict[int, np.ndarray] = {}
+    params = property(lambda self: self._ix.params)
+    seed = property(lambda self: self._ix.seed)
+    n_rows = property(lambda self: self._ix._n_rows)
+    live = property(lambda self: self._ix._live)
+    dim = property(lambda self: self._ix._dim)
+    words = property(lambda self: self._ix._W)
+    sketch_dims = property(lambda self: self._ix._sk_m)
+    owns_vectors = property(lambda self: self._ix._store is not None)
+    table_bits = property(lambda self: self._ix._b)
+    tables = property(lambda self: self._ix._L)
+    max_probes = property(lambda self: self._ix._max_probes)
+    mean = property(lambda self: self._ix._mean)
+    state_key = property(lambda self: (self._ix._n_rows, self._ix._live, self._ix._mutations))
+
+    @property
+    def truth_cache(self):
+        return self._ix.__dict__.get("_truth_cache")
+
+    @truth_cache.setter
+    def truth_cache(self, value) -> None:
+        self._ix._truth_cache = value
+
+    def unit_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self._ix._unit_rows(rows)
+
+    def live_rows(self) -> np.ndarray:
+        return np.flatnonzero(self._ix._alive.view)
+
+    def exact_knn(self, qs: np.ndarray, k: int, exclude: np.ndarray):
+        return self._ix._exact_rows(qs, k, exclude=exclude)
+
+    def relayout(self, b: int) -> None:
+        self._ix._relayout(b)
+
+    def encode(self, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        projs = self._ix._project(qs)
+        return projs, self._ix._pack(projs)
+
+    def entries(self, projs: np.ndarray, codes: np.ndarray, probes: int) -> float:
+        return self._ix._n_entries(projs, codes, probes)
+
+    def candidate_sets(self, projs, codes, probes: int, exclude: np.ndarray):
+        return self._ix._candidate_sets(projs, codes, probes, 0, exclude)
+
+    def sketch_weights(self, qs: np.ndarray) -> np.ndarray:
+        return self._ix._sketch_query(qs)
+
+    def sketch_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return self._ix._sketch_scores(rows, w)
+
+    def search(self, qs, projs, codes, k: int, exclude: np.ndarray):
+        return self._ix._search_many(qs, projs, codes, k, exclude)

@@ -1,0 +1,366 @@
+"""The LSH index's query engine (a mixin of LSHIndex, split from lsh.py by concern): probe
+keys, bucket gathers, de-duplication, the Hamming prefilter, the sketch ranking and the exact
+re-rank, for one query or many. It reads the structures `LSHIndex.build` makes (codes, hash
+tables, sketch, planes) and changes none of them; the algorithm is described in lsh.py.
+
+One engine serves single and batched queries (a single query is a batch of one), so both
+return the same rows in the same order. Per block of queries: one projection (GEMM), probe
+keys and bucket offsets for every query at once, one ragged gather of all candidate rows,
+one de-duplication, row-wise selections over a padded (queries x candidates) matrix for the
+prefilter and the sketch top-R, then one gather + widen + dot for the exact re-rank.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._kernels import F16_SCALE, hamming_many, hamming_rows, matvec, widen_f16
+from ._lsh_tune import CALIB_K
+
+
+class LSHSearch:
+    """Query methods of LSHIndex (see the module docstring)."""
+
+    # Block sizes: small enough for the gathered codes to stay in cache (measured CPU ms per
+    # query, broad clusters 20k x 512: 0.53 with 2M-entry gathers, 0.40 with 128k).
+    _PROBE_CHUNK = 32  # queries per vectorised probe-key block
+    _GATHER_ENTRIES = 1 << 17  # candidate entries per ragged gather
+    _RERANK_ELEMS = 1 << 23  # float16 elements per re-rank gather
+    _SKETCH_ELEMS = 1 << 21  # sketch bytes per batched sketch gather
+
+    def _probe_keys(self, projs: np.ndarray, qcodes: np.ndarray, n_probes: int):
+        """(Q, P) table numbers and keys of the n_probes best (table, flip set) pairs per query,
+        scored by the sum of squared normalised margins of the flipped bits."""
+        m = min(int(self.params["flip_bits"]), self._b)
+        nq = len(projs)
+        home = (qcodes[:, self._key_word] >> self._key_shift) & self._mask  # (Q, L)
+        z2 = np.square(projs * self._inv_sigma)[:, self._key_bits]  # (Q, L, b)
+        if m < self._b:
+            sel = np.argpartition(z2, m - 1, axis=2)[:, :, :m]
+        else:
+            sel = np.broadcast_to(np.arange(self._b), z2.shape)
+        s = np.take_along_axis(z2, sel, axis=2)
+        subsets = _subsets(m)
+        scores = (s @ subsets.T).reshape(nq, -1)  # (Q, L * 2**m)
+        # Sum of distinct powers of two == OR; float64 is exact below 2**53 and uses BLAS.
+        flips = (np.ldexp(1.0, sel) @ subsets.T.astype(np.float64)).reshape(nq, -1)
+        n_probes = min(n_probes, scores.shape[1])
+        if n_probes < scores.shape[1]:
+            pick = np.argpartition(scores, n_probes - 1, axis=1)[:, :n_probes]
+        else:
+            pick = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        tab = pick // subsets.shape[0]
+        keys = np.take_along_axis(home, tab, axis=1).astype(np.int64)
+        keys ^= np.take_along_axis(flips, pick, axis=1).astype(np.int64)
+        return tab, keys
+
+    def _gather(self, projs, qcodes, n_probes: int, with_ham: bool = True):
+        """Candidate entries (with repeats) of every query: flat rows (int32), their Hamming
+        distance to the query's code (uint16, one vectorised pass; None unless `with_ham`),
+        and the end of each query's entries."""
+        nq = len(projs)
+        rows_out, ham_out, ends_out, base = [], [], [], 0
+        for lo in range(0, nq, self._PROBE_CHUNK):
+            hi = min(nq, lo + self._PROBE_CHUNK)
+            tab, keys = self._probe_keys(projs[lo:hi], qcodes[lo:hi], n_probes)
+            slot = tab * self._offs_stride + keys
+            starts = self._offs_flat[slot].astype(np.int64)
+            lens = (self._offs_flat[slot + 1] - starts).ravel()
+            shift = (starts + tab * self._rows_stride).ravel()
+            ends = np.cumsum(lens)
+            total = int(ends[-1]) if len(ends) else 0
+            q_ends = ends.reshape(hi - lo, -1)[:, -1]
+            if total:
+                idx = np.repeat(shift - (ends - lens), lens)
+                idx += np.arange(total, dtype=np.int64)
+                rows = self._rows_flat[idx]
+                per_q = np.diff(q_ends, prepend=0)
+                rows_out.append(rows)
+                if with_ham:
+                    ham_out.append(hamming_many(self._codes.view, rows, qcodes[lo:hi], per_q))
+            ends_out.append(q_ends + base)
+            base += total
+        ends = np.concatenate(ends_out)
+        if not rows_out:
+            return np.zeros(0, np.int32), np.zeros(0, np.uint16) if with_ham else None, ends
+        ham = np.concatenate(ham_out) if with_ham else None
+        return np.concatenate(rows_out), ham, ends
+
+    def _dedup(self, cand: np.ndarray, ham: np.ndarray, qcode, exclude: int):
+        """Unique live rows (and their Hamming distances) of one query's entries plus the
+        pending (un-bucketed) rows."""
+        pending = self._n_rows - self._n_tabled
+        if pending:
+            extra = np.arange(self._n_tabled, self._n_rows, dtype=np.int32)
+            cand = np.concatenate([cand, extra])
+            ham = np.concatenate([ham, hamming_rows(self._codes.view, extra, qcode)])
+        if len(cand) == 0:
+            return cand.astype(np.int32), ham
+        # De-duplicate in O(C): stamp each row with its last position; keep positions that
+        # still hold their own stamp. The stamp array is never cleared (stale values are
+        # always overwritten before being read).
+        seen = self._scratch.get("seen", (self._n_rows,), np.int32)
+        pos = self._scratch.arange(len(cand))
+        seen[cand] = pos
+        keep = seen[cand] == pos
+        if self._live != self._n_rows:
+            keep &= self._alive.view[cand]
+        if exclude >= 0:
+            keep &= cand != exclude
+        return cand[keep], ham[keep]
+
+    def _candidate_sets(self, projs, qcodes, n_probes: int, need: int, exclude=None):
+        """Yield (j, unique candidate rows, their Hamming distances) per query. A query whose
+        buckets hold fewer than `need` rows is re-probed alone with doubled budgets."""
+        nq = len(projs)
+        per_probe = max(1.0, self._live / (1 << self._b))
+        step = max(1, int(self._GATHER_ENTRIES // max(1.0, n_probes * per_probe)))
+        for lo in range(0, nq, step):
+            hi = min(nq, lo + step)
+            flat, ham, ends = self._gather(projs[lo:hi], qcodes[lo:hi], n_probes)
+            start = 0
+            for j in range(lo, hi):
+                end = int(ends[j - lo])
+                ex = -1 if exclude is None else int(exclude[j])
+                c, h = self._dedup(flat[start:end], ham[start:end], qcodes[j], ex)
+                start = end
+                p = n_probes
+                while len(c) < need and len(c) < self._live - (ex >= 0):
+                    if p >= self._max_probes:
+                        break
+                    p = min(2 * p, self._max_probes)
+                    f1, h1, _ = self._gather(projs[j : j + 1], qcodes[j : j + 1], p)
+                    c, h = self._dedup(f1, h1, qcodes[j], ex)
+                yield j, c, h
+
+    def candidates(self, vector) -> np.ndarray:
+        """Ids a query would rank (diagnostics: bucket quality, tests)."""
+        self._check_ready()
+        q = self._as_query(vector)
+        proj = self._project(q)[None, :]
+        _, c, _ = next(self._candidate_sets(proj, self._pack(proj), self._probes, 0))
+        return self._row_ids.view[c]
+
+    def _n_entries(self, projs, qcodes, n_probes: int) -> float:
+        """Mean candidate entries (with repeats) per query at a probe budget (cheap: offsets)."""
+        tot = 0
+        for lo in range(0, len(projs), self._PROBE_CHUNK):
+            tab, keys = self._probe_keys(
+                projs[lo : lo + self._PROBE_CHUNK], qcodes[lo : lo + self._PROBE_CHUNK], n_probes
+            )
+            slot = tab * self._offs_stride + keys
+            tot += int((self._offs_flat[slot + 1] - self._offs_flat[slot]).sum())
+        return tot / max(len(projs), 1)
+
+    def _pre_depth(self, k: int) -> int:
+        """Rows kept by the Hamming prefilter for k results (0: no prefilter)."""
+        if not self._prefilter:
+            return 0
+        return max(self._depth(k), math.ceil(self._prefilter * max(k, CALIB_K) / CALIB_K))
+
+    def _depth(self, k: int) -> int:
+        return max(k, math.ceil(self._rerank * max(k, CALIB_K) / CALIB_K))
+
+    def _sketch_query(self, qs: np.ndarray) -> np.ndarray:
+        """Per-query weights w with sketch_row . w ~ (row - mean) . q (float32, (Q, m))."""
+        if len(qs) == 1:
+            return (matvec(self._sk_basis, qs[0]) * self._sk_step)[None, :]
+        return (qs @ self._sk_basis.T) * self._sk_step
+
+    def _sketch_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        g8 = self._scratch.get("sk8", (len(rows), self._sk_m), np.int8)
+        np.take(self._sketch.view, rows, axis=0, out=g8)
+        g = self._scratch.get("sk32", (len(rows), self._sk_m), np.float32)
+        np.copyto(g, g8, casting="unsafe")
+        return matvec(g, w)
+
+    def _query_rows(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return next(self._query_rows_batch(q[None, :], k))
+
+    def _query_rows_batch(self, qs: np.ndarray, k: int, exclude=None):
+        projs = self._project(qs[0])[None, :] if len(qs) == 1 else self._project(qs)
+        yield from self._search_many(qs, projs, self._pack(projs), k, exclude)
+
+    def _search_many(self, qs, projs, qcodes, k: int, exclude=None):
+        """Yield (rows, exact cosine) best first for every query (rows exclude `exclude[j]`).
+
+        Vectorised over blocks of queries, with no Python loop per query: one ragged gather,
+        one de-duplication per block, then the Hamming prefilter and the sketch top-R as
+        row-wise selections over a padded (queries x candidates) matrix. Ties are broken by
+        a candidate's position in its own query's list, so a query gets the same rows alone
+        or in any batch. Queries whose buckets hold fewer than twice the re-rank depth are
+        probed again, together, with doubled budgets; a query left with fewer than k
+        candidates at the widest budget ranks every row by its sketch (`_select_all`)."""
+        nq = len(qs)
+        depth = self._depth(k)
+        w = self._sketch_query(qs)
+        sel = np.full((nq, depth), -1, np.int64)
+        todo, p = np.arange(nq), self._probes
+        while len(todo):
+            last = p >= self._max_probes
+            per_probe = max(1.0, self._live / (1 << self._b))
+            step = max(1, int(self._GATHER_ENTRIES // max(1.0, p * per_probe)))
+            step = min(step, self._PROBE_CHUNK, len(todo))
+            seen = self._scratch.get("seen", (self._n_rows,), np.int32)
+            again = []
+            for lo in range(0, len(todo), step):
+                js = todo[lo : lo + step]
+                ex = None if exclude is None else np.asarray(exclude, np.int64)[js]
+                flat, _, ends = self._gather(projs[js], qcodes[js], p, False)
+                rows, qid = self._dedup_block(flat, ends, ex, seen)
+                counts = np.bincount(qid, minlength=len(js))
+                avail = self._live - (0 if ex is None else (ex >= 0))
+                short = (counts < 2 * depth) & (counts < avail)
+                block = self._select_block(rows, qid, counts, qcodes[js], w[js], k)
+                sel[js] = -1
+                sel[js, : block.shape[1]] = block
+                if not last:
+                    again.append(js[short])
+                else:
+                    for j in js[counts < np.minimum(k, avail)]:
+                        sel[j] = self._select_all(w, int(j), k, exclude)
+            todo = np.concatenate(again) if again else todo[:0]
+            p = min(2 * p, self._max_probes)
+        yield from self._rerank_many(sel, qs, k)
+
+    def _dedup_block(self, flat, ends, exclude, seen):
+        """Unique live (query, row) entries of a block of queries, pending rows included:
+        (rows int32, query number int32), grouped by query, each query's in the order of
+        its entries (of repeated entries the last is kept)."""
+        nq = len(ends)
+        qid = np.repeat(np.arange(nq, dtype=np.int32), np.diff(ends, prepend=0))
+        pending = self._n_rows - self._n_tabled
+        if pending:
+            xr = np.tile(np.arange(self._n_tabled, self._n_rows, dtype=np.int32), nq)
+            qid = np.concatenate([qid, np.repeat(np.arange(nq, dtype=np.int32), pending)])
+            order = np.argsort(qid.astype(np.uint16), kind="stable")  # radix sort
+            flat, qid = np.concatenate([flat, xr])[order], qid[order]
+        if len(flat) == 0:
+            return flat.astype(np.int32), qid
+        # O(E): stamp each row with its entry's (global) position and keep the entries that
+        # still hold their own stamp, one query at a time: one n-row stamp array stays in
+        # cache, where a (query, row) array for the whole block would not (measured: 1.3-1.8x
+        # slower at 100k rows). Never cleared: a stale value is older than the query that
+        # reads it, so it never equals one of that query's positions.
+        pos = self._scratch.arange(len(flat))
+        keep = np.empty(len(flat), bool)
+        bounds = np.searchsorted(qid, np.arange(nq + 1))
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if b > a:
+                f, p = flat[a:b], pos[a:b]
+                seen[f] = p
+                np.equal(seen[f], p, out=keep[a:b])
+        if self._live != self._n_rows:
+            keep &= self._alive.view[flat]
+        if exclude is not None:
+            keep &= flat != exclude[qid]
+        return flat[keep], qid[keep]
+
+    def _select_block(self, rows, qid, counts, qcodes, w, k: int) -> np.ndarray:
+        """(Q, <= depth) rows for the exact re-rank (-1: padding): per query the `pre` best
+        by Hamming distance, of those the `depth` best by sketch score."""
+        nq, depth, pre = len(counts), self._depth(k), self._pre_depth(k)
+        width = int(counts.max(initial=0))
+        if width == 0:
+            return np.full((nq, 0), -1, np.int64)
+        pos = np.arange(len(rows), dtype=np.int64) - (np.cumsum(counts) - counts)[qid]
+        slot = qid.astype(np.int64) * width + pos
+        mat = np.full(nq * width, -1, np.int64)
+        mat[slot] = rows
+        mat = mat.reshape(nq, width)
+        cols = None  # column (= position in the query's own list) of every kept entry
+        if pre and width > pre:
+            ham = hamming_many(self._codes.view, rows, qcodes, counts)  # unique rows only
+            key = np.full(nq * width, np.iinfo(np.int64).max, np.int64)
+            key[slot] = (ham.astype(np.int64) << 32) | pos  # unique: no ties
+            cols = np.argpartition(key.reshape(nq, width), pre - 1, axis=1)[:, :pre]
+            mat = np.take_along_axis(mat, cols, axis=1)
+        if mat.shape[1] > depth:
+            if cols is None:
+                cols = np.broadcast_to(np.arange(mat.shape[1]), mat.shape)
+            s = self._sketch_block(mat, w)
+            s[mat < 0] = -np.inf
+            s -= cols * 1e-13  # float64: breaks exact ties only, by position
+            top = np.argpartition(-s, depth - 1, axis=1)[:, :depth]
+            mat = np.take_along_axis(mat, top, axis=1)
+            cols = np.take_along_axis(cols, top, axis=1)
+        if cols is not None:  # canonical order (by position), as the re-rank sort is stable
+            order = np.argsort(cols, axis=1)
+            mat = np.take_along_axis(mat, order, axis=1)
+        return mat
+
+    def _sketch_block(self, mat: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Sketch scores (float64 (Q, C)) of the rows in mat (-1: any value) for weights w."""
+        nq, c = mat.shape
+        out = np.empty((nq, c), np.float64)
+        step = max(1, self._SKETCH_ELEMS // max(1, c * self._sk_m))
+        safe = np.maximum(mat, 0)
+        for lo in range(0, nq, step):
+            hi = min(nq, lo + step)
+            g8 = np.take(self._sketch.view, safe[lo:hi].ravel(), axis=0)
+            g = g8.astype(np.float32).reshape(hi - lo, c, self._sk_m)
+            out[lo:hi] = np.matmul(g, w[lo:hi, :, None])[:, :, 0]
+        return out
+
+    def _select_all(self, w, j: int, k: int, exclude) -> np.ndarray:
+        """Rows to re-rank for a query whose widest probing found fewer than k rows (large k
+        or a tiny index): every live row, the `depth` best by sketch score."""
+        depth = self._depth(k)
+        ex = -1 if exclude is None else int(exclude[j])
+        c = np.flatnonzero(self._alive.view).astype(np.int32)
+        if ex >= 0:
+            c = c[c != ex]
+        if len(c) > depth:
+            s = self._sketch_scores(c, w[j])
+            c = np.sort(c[np.argpartition(-s, depth - 1)[:depth]])
+        out = np.full(depth, -1, np.int64)
+        out[: len(c)] = c
+        return out
+
+    def _rerank_many(self, sel: np.ndarray, qs: np.ndarray, k: int):
+        """Exact cosine of every query's selected rows (-1 = padding); top k, best first."""
+        nq, depth = sel.shape
+        step = max(1, self._RERANK_ELEMS // max(1, depth * self._dim))
+        for lo in range(0, nq, step):
+            hi = min(nq, lo + step)
+            rows = sel[lo:hi]
+            ok = rows >= 0
+            safe = np.where(ok, rows, 0)
+            scores = self._exact_scores(safe, qs[lo:hi])
+            scores[~ok] = -np.inf
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            top_s = np.take_along_axis(scores, order, axis=1)
+            top_r = np.take_along_axis(rows, order, axis=1)
+            for r, s in zip(top_r, top_s, strict=True):
+                fin = np.isfinite(s)
+                yield r[fin], s[fin]
+
+    def _exact_scores(self, rows: np.ndarray, qs: np.ndarray) -> np.ndarray:
+        """Cosine between qs[j] and stored rows[j, :] ((Qc, R) float32)."""
+        qc, r = rows.shape
+        flat = rows.ravel()
+        if self._store is not None:
+            g = self._scratch.get("g16", (len(flat), self._dim), np.float16)
+            self._store.take(flat, out=g)
+            wide = widen_f16(g, self._scratch.get("w32", (len(flat), self._dim), np.int32))
+            s = np.vecdot(wide.reshape(qc, r, self._dim), (qs * F16_SCALE)[:, None, :])
+            return s * self._store.inv_norm[flat].reshape(qc, r)
+        got = self._fetch_rows(flat)
+        x = got.astype(np.float32) if got.dtype != np.float16 else widen_f16(got) * F16_SCALE
+        norms = np.linalg.norm(x, axis=1)
+        norms[norms == 0] = 1.0
+        return np.vecdot(x.reshape(qc, r, self._dim), qs[:, None, :]) / norms.reshape(qc, r)
+
+
+def _subsets(m: int) -> np.ndarray:
+    """All 2**m subsets of m items as a 0/1 float32 matrix, the empty set first."""
+    cache = _SUBSETS.get(m)
+    if cache is None:
+        cache = ((np.arange(1 << m)[:, None] >> np.arange(m)) & 1).astype(np.float32)
+        _SUBSETS[m] = cache
+    return cache
+
+
+_SUBSETS: dict[int, np.ndarray] = {}
