@@ -9,6 +9,7 @@ import sys
 from imgfinder.cli.common import ProgressBar, open_library
 from imgfinder.core import dupes
 from imgfinder.core.catalog import Catalog
+from imgfinder.core.types import run
 from imgfinder.errors import ImgfinderError
 
 TIER_CHOICES = (*dupes.TIERS, "all")
@@ -72,9 +73,7 @@ def _scan_without_model(args: argparse.Namespace):
                 raise ImgfinderError(sigindex.SIMILAR_NEEDS_VECTORS)
             bar = ProgressBar()
             try:
-                pairs = sigindex.drive(
-                    sigindex.scan_signatures(catalog, data, verify=not args.no_verify), bar
-                )
+                pairs = run(sigindex.scan_signatures(catalog, data, verify=not args.no_verify), bar)
             finally:
                 bar.close()
             notes = [sigindex.SIMILAR_NEEDS_VECTORS] if args.tier == "all" else []
@@ -144,8 +143,6 @@ def cmd_dupes(args: argparse.Namespace) -> int:
         finally:
             catalog.close()
     else:
-        from imgfinder.core.library import run  # noqa: PLC0415 (imports torch)
-
         lib = open_library(args)
         try:
             if lib.catalog.counts().get("ok", 0) == 0:

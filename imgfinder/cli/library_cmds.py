@@ -13,7 +13,7 @@ from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
 from imgfinder.cli.rerank_opts import DEFAULT_RERANK, add_rerank_options, rerank_options
 from imgfinder.core import photometa
 from imgfinder.core.modelspec import describe_model_id
-from imgfinder.core.types import library_counts_text, run_summary_text
+from imgfinder.core.types import library_counts_text, run, run_summary_text
 from imgfinder.errors import ImgfinderError, WeightsUnavailableError
 
 
@@ -90,7 +90,7 @@ def _index_signatures(args: argparse.Namespace) -> int:
     data = fast_data_dir(args)
     bar = ProgressBar()
     try:
-        summary = sigindex.drive(sigindex.index_signatures(data, args.paths), bar)
+        summary = run(sigindex.index_signatures(data, args.paths), bar)
     finally:
         bar.close()
     counts = sigindex.library_counts(data)

@@ -17,7 +17,8 @@ from imgfinder import paths
 from imgfinder.cli.common import ProgressBar, model_config, open_library
 from imgfinder.core.extract import Extractor, ModelConfig
 from imgfinder.core.modelspec import DEFAULT_BACKBONE
-from imgfinder.core.train import BATCHNORM_MODES, TRAINABLE, TrainConfig, TrainResult, train
+from imgfinder.core.train import BATCHNORM_MODES, TRAINABLE, TrainConfig, train
+from imgfinder.core.types import run
 from imgfinder.core.whiten import (
     DEFAULT_SUPERVISED_SHRINKAGE,
     LearningCancelled,
@@ -139,15 +140,6 @@ def sigint_cancels(cancel: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def drive(gen, on_progress) -> TrainResult:
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        on_progress(p)
-
-
 def _config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         dataset=args.dataset,
@@ -175,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar = ProgressBar(label=lambda p: "caching views" if p.stage == "cache" else p.message)
     with sigint_cancels(cancel):
         gen = train(cfg, cancel=cancel, resume=args.resume, allow_download=not args.offline)
-        result = drive(gen, bar)
+        result = run(gen, bar)
     bar.close()
     if result.cancelled:
         print(
@@ -226,7 +218,7 @@ def _learn_supervised(lib, args: argparse.Namespace):
     try:
         with sigint_cancels(cancel):
             gen = learn_from_classes(lib, args.classes, args.dim, shrinkage, cancel=cancel)
-            return drive(gen, bar)
+            return run(gen, bar)
     except LearningCancelled:
         print("imgfinder: whitening interrupted; nothing was written", file=sys.stderr)
         return None

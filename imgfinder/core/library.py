@@ -49,7 +49,7 @@ from imgfinder.core.index import BACKENDS
 from imgfinder.core.indexing import IndexRun
 from imgfinder.core.modelspec import describe_model_id
 from imgfinder.core.searchstate import CatalogSource, SearchState
-from imgfinder.core.types import Hit, IndexSummary, Progress
+from imgfinder.core.types import Hit, IndexSummary, Progress, run  # noqa: F401 (run: re-exported)
 from imgfinder.core.vectors import VectorStore
 from imgfinder.core.weights import ProgressFn
 from imgfinder.errors import (
@@ -263,21 +263,7 @@ class Library:
         return sp
 
     def _add_root(self, path: str | os.PathLike) -> str:
-        p = Path(path).expanduser().resolve()
-        if not p.exists():
-            raise ImgfinderError(f"no such folder: {p}")
-        if not p.is_dir():
-            raise ImgfinderError(f"not a folder: {p}")
-        sp = str(p)
-        for _, existing in self.catalog.roots():
-            if sp == existing:
-                return sp
-            if Path(sp).is_relative_to(existing):
-                raise ImgfinderError(f"{sp} is already inside the library folder {existing}")
-        new_id = self.catalog.add_root(sp)
-        # a new parent absorbs roots below it, keeping their images (and vectors)
-        self.catalog.absorb_roots_below(new_id, sp)
-        return sp
+        return self.catalog.add_folder(path)
 
     def remove_root(self, path: str | os.PathLike) -> int:
         with self.writer_lock.hold("changing the library folders", timeout=5):
@@ -518,14 +504,3 @@ class Library:
             pairs = self.catalog.vector_rows(self.model_id)
             bad = set(store.verify(np.asarray([r for _, r in pairs], dtype=np.int64)).tolist())
             return sum(1 for _, r in pairs if r in bad) + self.catalog.awaiting_vectors()
-
-
-def run(gen: Generator[Progress, None, IndexSummary], on_progress=None) -> IndexSummary:
-    """Drive a core generator to the end, passing each Progress to `on_progress`."""
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(p)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -106,3 +110,15 @@ def run_summary_text(summary: IndexSummary, photos: int, skipped: int) -> str:
     else:
         head = ", ".join(done).capitalize() if done else "Nothing new or changed"
     return f"{head} · library: {library_counts_text(photos, skipped)} · {summary.seconds:.1f} s"
+
+
+def run(gen: Generator[Progress, None, T], on_progress=None) -> T:
+    """Drive a core generator (a long job yielding Progress) to its end, passing each
+    Progress to `on_progress`; returns the generator's return value."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(p)

@@ -124,6 +124,4 @@ def test_no_core_module_is_over_600_lines():
         n = len(f.read_text(encoding="utf-8").splitlines())
         if n > 600:
             long[str(f.relative_to(ROOT))] = n
-    # core/index/lsh.py is issue 13's (index internals); it is split there
-    long.pop("imgfinder/core/index/lsh.py", None)
     assert long == {}

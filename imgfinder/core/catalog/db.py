@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -31,7 +32,7 @@ from imgfinder.core.catalog.schema import (
     migrate_photo_meta,
 )
 from imgfinder.core.catalog.text import path_from_db
-from imgfinder.errors import CatalogDamagedError, CatalogError
+from imgfinder.errors import CatalogDamagedError, CatalogError, ImgfinderError
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,24 @@ class Catalog:
             new_id = int(cur.lastrowid)
         self.write_backup()
         return new_id
+
+    def add_folder(self, path: str | os.PathLike) -> str:
+        """Add a library folder by the library's rules and return it resolved: it must exist
+        and be a folder, a folder inside an existing one is refused, and a new parent takes
+        over the folders below it with their images (and vectors)."""
+        p = Path(path).expanduser().resolve()
+        if not p.exists():
+            raise ImgfinderError(f"no such folder: {p}")
+        if not p.is_dir():
+            raise ImgfinderError(f"not a folder: {p}")
+        sp = str(p)
+        for _, existing in self.roots():
+            if sp == existing:
+                return sp
+            if Path(sp).is_relative_to(existing):
+                raise ImgfinderError(f"{sp} is already inside the library folder {existing}")
+        self.absorb_roots_below(self.add_root(sp), sp)
+        return sp
 
     def remove_root(self, path: str) -> list[int]:
         """Forget a root and its images; returns the removed image ids (for the index)."""

@@ -34,7 +34,7 @@ from imgfinder.core import decode, scan
 from imgfinder.core.catalog import SIGNED, Catalog, recover_catalog, restore_missing_catalog
 from imgfinder.core.dupes import signature, store
 from imgfinder.core.types import IndexSummary, Progress
-from imgfinder.errors import CatalogDamagedError, DecodeError, ImgfinderError
+from imgfinder.errors import CatalogDamagedError, DecodeError
 from imgfinder.lock import WriterLock
 
 log = logging.getLogger(__name__)
@@ -69,21 +69,8 @@ def open_catalog(data_dir: Path, lock: WriterLock) -> Catalog:
 
 
 def add_root(catalog: Catalog, path: str | os.PathLike) -> str:
-    """Add a library folder (the rules of Library.add_root: it must exist, and a folder
-    inside an existing one is refused; a parent takes over the folders below it)."""
-    p = Path(path).expanduser().resolve()
-    if not p.exists():
-        raise ImgfinderError(f"no such folder: {p}")
-    if not p.is_dir():
-        raise ImgfinderError(f"not a folder: {p}")
-    sp = str(p)
-    for _, existing in catalog.roots():
-        if sp == existing:
-            return sp
-        if Path(sp).is_relative_to(existing):
-            raise ImgfinderError(f"{sp} is already inside the library folder {existing}")
-    new_id = catalog.add_root(sp)
-    catalog.absorb_roots_below(new_id, sp)
+    """Add a library folder (Catalog.add_folder: the library's rules) and back it up."""
+    sp = catalog.add_folder(path)
     catalog.write_backup()
     return sp
 
@@ -246,15 +233,3 @@ def library_counts(data_dir: str | os.PathLike) -> dict[str, int]:
         return {"ok": 0, "failed": 0, SIGNED: 0} | cat.counts()
     finally:
         cat.close()
-
-
-def drive(gen, on_progress=None):
-    """Run a core generator to its end, passing each Progress on (library.run without the
-    torch import that core.library brings)."""
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(p)
