@@ -370,16 +370,17 @@ def imgfinder_fast_path(photos: Path, data: Path):
     from imgfinder.core import dupes  # noqa: PLC0415
     from imgfinder.core.catalog import Catalog  # noqa: PLC0415
     from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+    from imgfinder.core.types import run  # noqa: PLC0415
 
     t0 = time.perf_counter()
-    sigindex.drive(sigindex.index_signatures(data, [photos]))
+    run(sigindex.index_signatures(data, [photos]))
     t_sign = time.perf_counter() - t0
     cat = Catalog(data / "catalog.sqlite")
     try:
-        pl = sigindex.drive(sigindex.scan_signatures(cat, data))
+        pl = run(sigindex.scan_signatures(cat, data))
         t_total = time.perf_counter() - t0
         t1 = time.perf_counter()
-        again = sigindex.drive(sigindex.scan_signatures(cat, data))
+        again = run(sigindex.scan_signatures(cat, data))
         assert again.stats.get("cached")
         t_again = time.perf_counter() - t1
     finally:

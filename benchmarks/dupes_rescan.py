@@ -55,6 +55,7 @@ def synthetic(n: int, seed: int = 0) -> int:
 
     from imgfinder.core import dupes  # noqa: PLC0415
     from imgfinder.core.dupes import sigindex, signature, store  # noqa: PLC0415
+    from imgfinder.core.types import run  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     tmp = Path(tempfile.mkdtemp(prefix="imgfinder-rescan-"))
@@ -84,7 +85,7 @@ def synthetic(n: int, seed: int = 0) -> int:
 
         def scan():
             t = time.perf_counter()
-            pl = sigindex.drive(sigindex.scan_signatures(cat, data, verify=False))
+            pl = run(sigindex.scan_signatures(cat, data, verify=False))
             groups = dupes.group_all(pl)
             return pl, groups, time.perf_counter() - t
 

@@ -22,7 +22,7 @@ from tests.core.test_dupes_library import build_photos, open_lib, snapshot, stem
 
 
 def sign(data: Path, *paths):
-    return sigindex.drive(sigindex.index_signatures(data, list(paths)))
+    return run(sigindex.index_signatures(data, list(paths)))
 
 
 def catalog(data: Path) -> Catalog:
@@ -58,7 +58,7 @@ def test_dupes_on_signatures_finds_exact_and_same_photo(signed):
     root, photos, _ = signed
     cat = catalog(root / "data")
     try:
-        pairs = sigindex.drive(sigindex.scan_signatures(cat, root / "data"))
+        pairs = run(sigindex.scan_signatures(cat, root / "data"))
         groups = dupes.group_all(pairs)
         exact = [stems(g) for g in groups if g.tier == "exact"]
         copies = [stems(g) for g in groups if g.tier == "copy"]
@@ -66,7 +66,7 @@ def test_dupes_on_signatures_finds_exact_and_same_photo(signed):
         assert any({"s0", "s0_rot", "s0_small"} <= g for g in copies)
         assert not any(g.tier == "similar" for g in groups)
         assert pairs.stats["without_vectors"] == len(photos)
-        again = sigindex.drive(sigindex.scan_signatures(cat, root / "data"))
+        again = run(sigindex.scan_signatures(cat, root / "data"))
         assert again.stats.get("cached") and len(again) == len(pairs)
     finally:
         cat.close()
@@ -207,7 +207,7 @@ def test_feature_pass_covers_only_the_photos_with_vectors():
     index = ExactIndex(16, model_id="test")
     index.add(ids[have], vec[have])
     index.build()
-    pl = sigindex.drive(
+    pl = run(
         pairs_mod.find_pairs(
             index,
             ids,
