@@ -77,6 +77,7 @@ BACKEND_TEXT = {
     "exact": "exact: brute force, best for small libraries",
 }
 LEARN_TEXT = "Learn from library…"
+LEARN_CLASSES_TEXT = "Learn from class folders…"
 
 
 class SettingsDialog(QDialog):
@@ -277,6 +278,8 @@ class SettingsDialog(QDialog):
         )
         self.learn_button = QPushButton(LEARN_TEXT)
         self.learn_button.clicked.connect(lambda: self.start_learning())
+        self.learn_classes_button = QPushButton(LEARN_CLASSES_TEXT)
+        self.learn_classes_button.clicked.connect(self._pick_class_folders)
         self.learn_busy = QProgressBar()
         self.learn_busy.setRange(0, 0)  # busy indicator: the eigendecomposition has no steps
         self.learn_busy.setTextVisible(False)
@@ -288,6 +291,7 @@ class SettingsDialog(QDialog):
         row.addWidget(dim_label)
         row.addWidget(self.learn_dim)
         row.addWidget(self.learn_button)
+        row.addWidget(self.learn_classes_button)
         row.addWidget(self.learn_busy)
         row.addStretch(1)
         return _wrap(row)
@@ -437,6 +441,14 @@ class SettingsDialog(QDialog):
         model_id = self.current_model_id()
         ok = self.can_learn and model_id is not None and model_id == self._library_model_id
         self.learn_button.setEnabled(ok)
+        self.learn_classes_button.setEnabled(ok)
+        self.learn_classes_button.setToolTip(
+            "Learn a supervised whitening from a folder with one sub-folder of photos per "
+            "class (like imgfinder whiten --classes): it damps how photos of one subject "
+            "differ, and helps on other subjects too"
+            if ok
+            else "Learning uses the model in use: choose that model and input size"
+        )
         self.learn_dim.setEnabled(ok)
         self.learn_button.setToolTip(
             "Learn a PCA whitening from the vectors of the indexed photos, in the background "
@@ -458,8 +470,16 @@ class SettingsDialog(QDialog):
             self.learn_dim.setValue(learn_dim_for(n))
             self._initial_learn_dim = self.learn_dim.value()
 
-    def start_learning(self, dim: int | None = None) -> None:
-        """Learn a D'-dim whitening from the library off the GUI thread; saved, then selected.
+    def _pick_class_folders(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Folder with one sub-folder of photos per class", str(Path.home())
+        )
+        if folder:
+            self.start_learning(classes=folder)
+
+    def start_learning(self, dim: int | None = None, classes: str | None = None) -> None:
+        """Learn a D'-dim whitening off the GUI thread; saved, then selected. From the
+        library's vectors, or with `classes` (a folder per class) a supervised whitening.
 
         `dim` None: the D' box's value. The result is dropped if the dialog closed meanwhile.
         """
@@ -470,11 +490,10 @@ class SettingsDialog(QDialog):
             self.whitening_note.setText("Cannot learn a whitening: no library is open.")
             return
         dim = int(dim or self.learn_dim.value())
-        self.learner.start(lib, dim)
+        self.learner.start(lib, dim, classes)
         self._set_learning(True)
-        self.whitening_note.setText(
-            f"Learning a {dim}-dimension whitening from the library's vectors…"
-        )
+        source = f"the photos in {classes}" if classes else "the library's vectors"
+        self.whitening_note.setText(f"Learning a {dim}-dimension whitening from {source}…")
 
     def _learned(self, w: Whitening, path: Path, dim: int) -> None:
         if not shiboken6.isValid(self):
@@ -485,7 +504,12 @@ class SettingsDialog(QDialog):
         self._refresh_whitening()
         if self.whitening.currentData() != str(path):
             return  # another model was chosen meanwhile: the refresh's note says so
-        note = f"Learned {path.name} from {w.samples:,} vectors: {w.dim_in} → {w.dim_out} dims"
+        source = (
+            f"{w.samples:,} photos in {w.classes} classes"
+            if w.kind == "supervised"
+            else f"{w.samples:,} vectors"
+        )
+        note = f"Learned {path.name} from {source}: {w.dim_in} → {w.dim_out} dims"
         if w.dim_out < dim:
             note += f" (asked for {dim}; at most one less than the vectors)"
         note += ". OK uses it (a re-index is offered)."
@@ -504,6 +528,7 @@ class SettingsDialog(QDialog):
         self.learn_busy.setVisible(busy)
         self.learn_button.setText("Learning…" if busy else LEARN_TEXT)
         self.learn_button.setEnabled(not busy)
+        self.learn_classes_button.setEnabled(not busy)
         self.learn_dim.setEnabled(not busy)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not busy)
         if not busy:

@@ -1,4 +1,5 @@
-"""Learning a PCA whitening from the open library, off the GUI thread (Settings ▸ Model).
+"""Learning a whitening off the GUI thread (Settings ▸ Model): PCA from the open library's
+vectors, or supervised from a folder per class embedded with the library's model.
 
 The control flow only: one run at a time, a cancel token per run, the result saved into
 the models folder and handed back by a signal; the settings dialog owns the widgets.
@@ -30,6 +31,12 @@ LEARN_DIM_MIN = 16  # D' offered for a whitening learned in the app (the CLI tak
 
 
 def describe_whitening(path: Path, w: Whitening) -> str:
+    if w.kind == "supervised":
+        return (
+            f"Supervised whitening: {path}\n{w.samples:,} photos in {w.classes} classes, "
+            f"{w.dim_in} → {w.dim_out} dimensions, shrinkage {w.shrinkage:g}, centred on "
+            f"{w.centred_on or 'its training photos'}\nLearned for model {w.model_id}"
+        )
     return (
         f"PCA whitening: {path}\n{w.samples:,} vectors, {w.dim_in} → {w.dim_out} dimensions, "
         f"power {w.power:g}, shrinkage {w.shrinkage:g}\nLearned for model {w.model_id}"
@@ -104,15 +111,20 @@ class WhiteningLearner(QObject):
         if lib is not None:
             self._tasks.run(lib.catalog.model_counts, done)
 
-    def start(self, lib: Library, dim: int) -> None:
-        """Learn a `dim`-dimension whitening from `lib` and save it into the models folder."""
+    def start(self, lib: Library, dim: int, classes: str | None = None) -> None:
+        """Learn a `dim`-dimension whitening and save it into the models folder: PCA from
+        `lib`'s vectors, or with `classes` (a folder per class) a supervised one."""
         models = self.models_dir
         cancel = threading.Event()
 
         def work() -> tuple[Whitening, Path]:  # in a pool thread: no widgets here
             from imgfinder.core import whiten  # noqa: PLC0415 (lazy: torch)
+            from imgfinder.core.types import run  # noqa: PLC0415
 
-            w = whiten.learn_from_library(lib, dim, cancel=cancel)
+            if classes:
+                w = run(whiten.learn_from_classes(lib, classes, dim, cancel=cancel))
+            else:
+                w = whiten.learn_from_library(lib, dim, cancel=cancel)
             if cancel.is_set():
                 raise whiten.LearningCancelled("learning the whitening was cancelled")
             return w, whiten.save_whitening(w, models / w.file_name)

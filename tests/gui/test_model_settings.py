@@ -278,6 +278,37 @@ def test_learning_a_whitening_selects_it_and_ok_applies_it(qtbot, make_window, p
     assert w.model_info.stale == N_PHOTOS and w.reindex_box is not None
 
 
+def test_learning_a_supervised_whitening_from_class_folders(
+    qtbot, make_window, photos, tmp_path, monkeypatch
+):
+    """Learn from class folders…: the folder picked, its photos embedded with the library's
+    model in the background, the supervised whitening saved, selected and described."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from tests.imgutil import make_jpeg
+
+    classes = tmp_path / "classes"
+    for c in range(2):
+        for i in range(3):
+            make_jpeg(classes / f"c{c}" / f"{i}.jpg", (72, 56), seed=40 + 10 * c + i)
+    w = make_window()
+    index_folder(qtbot, w, photos)
+    w.open_settings()
+    dlg = w.settings_dialog
+    assert dlg.learn_classes_button.isEnabled()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(classes))
+    qtbot.mouseClick(dlg.learn_classes_button, Qt.MouseButton.LeftButton)
+    assert dlg.learning and not dlg.learn_classes_button.isEnabled()
+    assert str(classes) in dlg.whitening_note.text()
+    qtbot.waitUntil(lambda: not dlg.learning, timeout=60_000)
+    (path,) = sorted((w.data_dir / "models").glob("whiten-lw*.npz"))
+    learned = load_whitening(path)
+    assert (learned.kind, learned.classes, learned.samples) == ("supervised", 2, 6)
+    assert dlg.whitening.currentData() == str(path)
+    assert "6 photos in 2 classes" in dlg.whitening_note.text(), dlg.whitening_note.text()
+    assert dlg.learn_classes_button.isEnabled() and ok_enabled(dlg)
+
+
 def test_learning_from_an_empty_library_says_why_in_the_dialog(qtbot, make_window):
     w = make_window()
     w.open_settings()
