@@ -177,5 +177,7 @@ def cmd_dupes(args: argparse.Namespace) -> int:
             print(f"  {mark} {m['score']:.3f}  {m['path']}")
         print(f"  {g['reason']}")
     n = sum(len(g["members"]) - 1 for g in out)
-    print(f"{len(out)} groups; {n} photos would move if every group were resolved", file=sys.stderr)
+    groups = "1 group" if len(out) == 1 else f"{len(out)} groups"
+    photos = "1 photo" if n == 1 else f"{n} photos"
+    print(f"{groups}; {photos} would move if every group were resolved", file=sys.stderr)
     return 0
