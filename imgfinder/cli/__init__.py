@@ -82,8 +82,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--backbone",
         default=argparse.SUPPRESS,
         choices=list(BACKBONES),
-        help=f"network that makes the descriptors (default: IMGFINDER_BACKBONE, else "
-        f"{DEFAULT_BACKBONE}; {OFFLINE_BACKBONE} needs no download). "
+        help=f"network that makes the descriptors (default: IMGFINDER_BACKBONE, else the "
+        f"one the library's photos were indexed with, else {DEFAULT_BACKBONE}; "
+        f"{OFFLINE_BACKBONE} needs no download). "
         "A different backbone is a different model: the library is indexed again",
     )
     g.add_argument(
@@ -252,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"imgfinder: cannot use data directory: {exc}", file=sys.stderr)
         return 2
+    if args.backbone is None and args.command != "gui":  # the app keeps its own settings
+        from imgfinder.cli.fast import library_backbone  # noqa: PLC0415
+
+        args.backbone = library_backbone(args)
     try:
         return int(args.func(args) or 0)
     except ImgfinderError as exc:

@@ -24,7 +24,12 @@ from imgfinder import paths
 from imgfinder.atomic import atomic_write_bytes
 from imgfinder.core import scan
 from imgfinder.core.catalog import Catalog
-from imgfinder.core.modelspec import describe_model_id, get_spec
+from imgfinder.core.modelspec import (
+    DEFAULT_BACKBONE,
+    describe_model_id,
+    get_spec,
+    spec_of_model_id,
+)
 from imgfinder.core.types import IndexSummary, Progress
 from imgfinder.core.vectors import VectorStore
 from imgfinder.errors import ImgfinderError
@@ -39,6 +44,36 @@ CACHE_VERSION = 2  # 2: the vectors' dimension is remembered too
 
 def data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir).resolve() if args.data_dir else paths.data_dir()
+
+
+def library_backbone(args: argparse.Namespace) -> str | None:
+    """The backbone of the library's stored vectors when the command names none (no
+    --backbone, IMGFINDER_BACKBONE or --weights): a library indexed with Lite0 is searched,
+    scanned and shown with Lite0, not with the default ResNet50. None: no catalog yet, no
+    vectors, or vectors of more than one backbone (then the default applies)."""
+    if args.backbone or args.weights or os.environ.get("IMGFINDER_BACKBONE"):
+        return None
+    path = data_dir(args) / "catalog.sqlite"
+    if not path.is_file():
+        return None
+    try:
+        catalog = Catalog(path, check=False)
+        try:
+            counts = catalog.model_counts()
+        finally:
+            catalog.close()
+    except Exception as exc:  # noqa: BLE001 - damaged or locked: the command deals with it
+        log.debug("cannot read the library's models from %s: %s", path, exc)
+        return None
+    specs = {spec_of_model_id(m) for m, n in counts.items() if n}
+    specs.discard(None)
+    if len(specs) != 1:
+        return None
+    name = specs.pop().name
+    if name == DEFAULT_BACKBONE:
+        return None  # the default anyway
+    log.info("using the library's backbone %s (its photos were indexed with it)", name)
+    return name
 
 
 def _stat(path: str | None) -> list[int] | None:

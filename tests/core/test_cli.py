@@ -116,3 +116,26 @@ def test_python_dash_m_and_help(tmp_path):
     ).stdout
     for cmd in ("index", "search", "status", "roots", "gui"):
         assert cmd in out
+
+
+def test_commands_without_backbone_use_the_librarys_own(tmp_path, capsys, monkeypatch):
+    """A library indexed with --backbone efficientnet-lite0 is searched and scanned with
+    Lite0 when later commands name no backbone (not with the default ResNet50, whose
+    weights may be missing); --backbone or IMGFINDER_BACKBONE still decide when given."""
+    from imgfinder.core.weights import default_available
+
+    if not default_available("efficientnet-lite0"):
+        pytest.skip("Lite0 weights package missing")
+    photos = tmp_path / "photos"
+    for i in range(4):
+        make_jpeg(photos / f"{i}.jpg", (96, 72), seed=70 + i)
+    base = ["--data-dir", str(tmp_path / "d"), "--device", "cpu", "--input-size", "64"]
+    assert main([*base, "--backbone", "efficientnet-lite0", "index", str(photos)]) == 0
+    capsys.readouterr()
+    assert main([*base, "--offline", "search", str(photos / "2.jpg"), "-k", "1"]) == 0
+    assert capsys.readouterr().out.split()[1] == str(photos / "2.jpg")
+    assert main([*base, "--offline", "status"]) == 0
+    assert "model id: fused-eca-lite0/" in capsys.readouterr().out
+    monkeypatch.setenv("IMGFINDER_BACKBONE", "resnet50")  # an explicit choice still wins
+    assert main([*base, "--offline", "search", str(photos / "2.jpg")]) == 3
+    assert "ResNet50 weights are not available" in capsys.readouterr().err
