@@ -383,6 +383,8 @@ def find_pairs(
         else:
             copy[t] = s
     stats["verified_now"] = len(missing) if verifier is not None else 0
+    if missing:  # photos the check has to describe (decode + SIFT) at least once
+        stats["verify_photos"] = len(np.unique(np.concatenate([a[missing], b[missing]])))
     if verifier is not None and missing:
         missing = [missing[i] for i in _locality_order(a[missing], b[missing])]
         tv = time.perf_counter()
