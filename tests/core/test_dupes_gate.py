@@ -11,7 +11,9 @@ from imgfinder.core.dupes import pairs as P
 from imgfinder.core.index import ExactIndex
 
 
-def _scan(vectors: np.ndarray, sigs: np.ndarray, hashes: list[str] | None = None):
+def _scan(
+    vectors: np.ndarray, sigs: np.ndarray, hashes: list[str] | None = None, score: float = 0.0
+):
     n = len(vectors)
     ids = np.arange(1, n + 1, dtype=np.int64)
     index = ExactIndex(vectors.shape[1], model_id="t")
@@ -21,7 +23,7 @@ def _scan(vectors: np.ndarray, sigs: np.ndarray, hashes: list[str] | None = None
 
     def verifier(i: int, j: int, o: int) -> float:
         calls.append((min(i, j), max(i, j)))
-        return 0.0
+        return score
 
     gen = P.find_pairs(
         index,
@@ -44,7 +46,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_feature_candidates_are_checked_only_among_a_photos_nearest_neighbours():
+def _cluster_library():
     rng = np.random.default_rng(0)
     dim = 64
     # one tight cluster of 8 photos (every pair far above the feature gate once centred) in a
@@ -54,6 +56,11 @@ def test_feature_candidates_are_checked_only_among_a_photos_nearest_neighbours()
     others = 3 * rng.standard_normal((60, dim))
     vectors = _unit(np.concatenate([cluster, others]))
     sigs = _unit(rng.standard_normal((len(vectors), signature.SIG_DIM)))  # unrelated signatures
+    return vectors, sigs
+
+
+def test_feature_candidates_are_checked_only_among_a_photos_nearest_neighbours():
+    vectors, sigs = _cluster_library()
     pl, calls = _scan(vectors, sigs)
     cluster_pairs = {(i, j) for i in range(8) for j in range(i + 1, 8)}
     gated = {
@@ -71,6 +78,18 @@ def test_feature_candidates_are_checked_only_among_a_photos_nearest_neighbours()
     assert calls & cluster_pairs == gated & near
     assert len(calls & cluster_pairs) < len(gated)
     assert pl.stats["feature_gate_pairs"] > pl.stats["verify_candidates"]
+
+
+def test_pairs_left_unchecked_inside_a_family_of_copies_are_checked_when_closing_it():
+    # every check says "copy": the cluster's gated pairs link it into one family, and the
+    # cluster's pairs below the rank gate are then checked too, so grouping can keep it whole
+    vectors, sigs = _cluster_library()
+    pl, calls = _scan(vectors, sigs, score=0.95)
+    cluster = [t for t in range(len(pl)) if pl.b[t] < 8]
+    assert len(cluster) == 28  # every pair of the 8 is a feature neighbour pair or was added
+    assert all(np.isfinite(pl.copy[t]) for t in cluster)
+    assert pl.stats["closing_pairs"] > 0
+    assert len(calls) == len(set(calls))  # no pair checked twice
 
 
 def test_signature_candidates_are_checked_whatever_their_feature_rank():
@@ -134,3 +153,12 @@ def test_locality_order_describes_each_photo_about_once():
     assert _decodes(a, b, order, 16) == 1500
     assert _decodes(a, b, by_position, 16) > 3000
     assert len(P._locality_order(np.zeros(0, np.int64), np.zeros(0, np.int64))) == 0
+
+
+def test_decisions_drop_their_pairs_whatever_the_order_of_hashes():
+    hashes = ["z", "a", "m", "b"]  # first-seen order differs from string order
+    a, b = np.array([0, 0, 1, 2]), np.array([1, 3, 2, 3])
+    drop = P._decided(hashes, a, b, {("a", "z"), ("m", "b")})
+    assert drop.tolist() == [True, False, False, True]
+    drop = P._decided(hashes, a, b, {("z", "a")})  # either order of a stored pair
+    assert drop.tolist() == [True, False, False, False]

@@ -123,9 +123,9 @@ def _decided(hashes: list[str], a: np.ndarray, b: np.ndarray, decided: set) -> n
     codes, uniq = _hash_codes(hashes)
     lookup = {h: i for i, h in enumerate(uniq)}
     n = len(uniq)
-    keys = [
-        lookup[x] * n + lookup[y]
-        for x, y in ({tuple(sorted(p)) for p in decided})
+    keys = [  # codes are in first-seen order, not string order: order each pair by code
+        min(lookup[x], lookup[y]) * n + max(lookup[x], lookup[y])
+        for x, y in decided
         if x in lookup and y in lookup
     ]
     ca, cb = codes[a], codes[b]
@@ -433,17 +433,21 @@ def _close_groups(a, b, exact, similar, sig, orient, copy, sigs, hashes, verifie
     ma, mb = missing_links(a, b, copy, len(sigs), exact)
     if len(ma) == 0:
         return a, b, exact, similar, sig, orient, copy, 0
+    n = max(len(sigs), 1)
+    keys = a * n + b  # ascending: find_pairs keeps its pairs in key order
+    at = np.minimum(np.searchsorted(keys, ma * n + mb), max(len(keys) - 1, 0))
+    listed = (keys[at] == ma * n + mb) if len(keys) else np.zeros(len(ma), bool)
+    copy = copy.copy()
+    for t in np.flatnonzero(listed):  # in the list but never checked (below the rank gate)
+        i = int(at[t])
+        copy[i] = _checked(hashes, verified, verifier, int(a[i]), int(b[i]), int(orient[i]))
+    ma, mb = ma[~listed], mb[~listed]
+    if len(ma) == 0:
+        return a, b, exact, similar, sig, orient, copy, int(listed.sum())
     msig, mor = signature.similarity(sigs[ma], sigs[mb])
     mcopy = np.empty(len(ma), np.float32)
     for t in range(len(ma)):
-        key = _hp(hashes, ma[t], mb[t])
-        s = verified.get(key)
-        if s is None:
-            s = verifier(int(ma[t]), int(mb[t]), int(mor[t]))
-            if np.isfinite(s):
-                verified[key] = float(s)
-        mcopy[t] = s
-    n = max(len(sigs), 1)
+        mcopy[t] = _checked(hashes, verified, verifier, int(ma[t]), int(mb[t]), int(mor[t]))
     order = np.argsort(np.concatenate([a * n + b, ma * n + mb]), kind="stable")
     cat = [
         np.concatenate(x)[order]
@@ -457,7 +461,18 @@ def _close_groups(a, b, exact, similar, sig, orient, copy, sigs, hashes, verifie
             (copy, mcopy),
         )
     ]
-    return (*cat, len(ma))
+    return (*cat, len(ma) + int(listed.sum()))
+
+
+def _checked(hashes, verified, verifier, i: int, j: int, o: int) -> float:
+    """The copy score of one pair: cached by hash pair, else checked (and cached)."""
+    key = _hp(hashes, i, j)
+    s = verified.get(key)
+    if s is None:
+        s = verifier(i, j, o)
+        if np.isfinite(s):
+            verified[key] = float(s)
+    return s
 
 
 def _to_verify(sig: np.ndarray, similar: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray:
