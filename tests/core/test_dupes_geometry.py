@@ -111,6 +111,13 @@ def test_missing_links_are_proposed_inside_components_only():
     b = np.array([1, 2, 4])
     ma, mb = geometry.missing_links(a, b, np.array([0.9, 0.95, 0.2], np.float32), 5)
     assert list(zip(ma.tolist(), mb.tolist())) == [(0, 2)]
+    # a pair in the list that was never checked (NaN) is missing too; an exact pair is not
+    a, b = np.array([0, 0, 1, 3]), np.array([1, 2, 2, 4])
+    copy = np.array([0.9, np.nan, 0.95, np.nan], np.float32)
+    ma, mb = geometry.missing_links(a, b, copy, 5)
+    assert list(zip(ma.tolist(), mb.tolist())) == [(0, 2)]
+    exact = np.array([False, True, False, False])
+    assert len(geometry.missing_links(a, b, copy, 5, exact)[0]) == 0
 
 
 # -- the pair cache ---------------------------------------------------------------------------

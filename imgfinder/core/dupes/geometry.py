@@ -331,12 +331,14 @@ CLOSE_MAX = 40  # components up to this size have their missing pairs checked
 def missing_links(
     a: np.ndarray, b: np.ndarray, copy: np.ndarray, n: int, exact: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs inside a component of verified copy links that were never candidates.
+    """Pairs inside a component of verified copy links that were never checked.
 
-    Candidate search proposes each photo's k nearest neighbours only, so in a family of many
-    copies some pairs are never proposed, and complete-linkage grouping (every two members
-    linked) then splits the family. These pairs are checked like any other, not assumed:
-    A~B and B~C only make A~C worth checking. (a < b positions; returns a < b.)
+    Candidate search proposes each photo's k nearest neighbours only, and the feature gate
+    checks only a photo's nearest (pairs.FEATURE_RANK), so in a family of many copies some
+    pairs are never proposed or never checked (copy NaN), and complete-linkage grouping (every
+    two members linked) then splits the family. These pairs are checked like any other, not
+    assumed: A~B and B~C only make A~C worth checking. (a < b positions; returns a < b, both
+    pairs absent from (a, b) and pairs present there with a NaN copy score.)
     """
     with np.errstate(invalid="ignore"):
         strong = copy >= CLOSE_FROM
@@ -357,7 +359,8 @@ def missing_links(
     members: dict[int, list[int]] = {}
     for x in set(a[strong].tolist()) | set(b[strong].tolist()):
         members.setdefault(find(x), []).append(x)
-    have = set((a * n + b).tolist())
+    checked = np.isfinite(copy) if exact is None else (np.isfinite(copy) | exact)
+    have = set((a[checked] * n + b[checked]).tolist())
     out_a, out_b = [], []
     for m in members.values():
         if not 2 < len(m) <= CLOSE_MAX:

@@ -13,8 +13,15 @@ No N x N matrix is ever formed. Two k-NN passes propose pairs:
   rotated and mirrored copies are proposed even when the features miss them.
 
 Pairs whose best-orientation signature similarity reaches SIG_GATE, or whose centred feature
-cosine reaches FEATURE_GATE, are then checked geometrically (geometry.py: SIFT + RANSAC, aligned
-detail correlation, containment) unless the hash pair's score is cached. Photos sharing a content hash are
+cosine reaches FEATURE_GATE while being among the FEATURE_RANK nearest feature neighbours of
+one of its two photos, are then checked geometrically (geometry.py: SIFT + RANSAC, aligned
+detail correlation, containment) unless the hash pair's score is cached. The rank condition is
+what keeps the check affordable: in a dense collection (a class of flowers, a burst) a photo
+has many neighbours above FEATURE_GATE, but a copy is its original's first or second feature
+neighbour (benchmarks/dupes_copies.py: every verified copy was, while 60% of the pairs that
+only the feature gate proposed and the check then rejected ranked lower). Pairs are checked in
+an order that keeps each photo's described features in the verifier's small cache while its
+pairs are checked (`_locality_order`). Photos sharing a content hash are
 paired directly from the catalog. Pairs the user marked "not duplicates" / "keep both" are
 dropped. What remains (every pair above the loosest setting of any slider) is the PairList
 that `grouping.group` regroups in milliseconds.
@@ -42,6 +49,8 @@ K_SIGNATURES = 16  # signature neighbours per photo (bounds how many copies form
 LOOSE_SIMILAR = 0.40  # lowest "similar" slider value: weaker feature pairs are not kept
 SIG_GATE = 0.85  # signature similarity from which a pair is verified as a possible copy
 FEATURE_GATE = 0.60  # ... or centred feature cosine (crops, borders, tilts the signature misses)
+FEATURE_RANK = 2  # ... when the pair is among one photo's FEATURE_RANK nearest feature neighbours
+NO_RANK = 127  # rank of pairs that are not feature neighbours
 EXACT_SIG_LIMIT = 20000  # up to this many photos the signature index is exact
 # beyond: fixed probing, candidates ranked by Hamming distance alone (no sketch stage);
 # 99.7% of planted copies found (dupes_scan.py)
@@ -114,9 +123,9 @@ def _decided(hashes: list[str], a: np.ndarray, b: np.ndarray, decided: set) -> n
     codes, uniq = _hash_codes(hashes)
     lookup = {h: i for i, h in enumerate(uniq)}
     n = len(uniq)
-    keys = [
-        lookup[x] * n + lookup[y]
-        for x, y in ({tuple(sorted(p)) for p in decided})
+    keys = [  # codes are in first-seen order, not string order: order each pair by code
+        min(lookup[x], lookup[y]) * n + max(lookup[x], lookup[y])
+        for x, y in decided
         if x in lookup and y in lookup
     ]
     ca, cb = codes[a], codes[b]
@@ -125,8 +134,13 @@ def _decided(hashes: list[str], a: np.ndarray, b: np.ndarray, decided: set) -> n
 
 
 def _hash_codes(hashes: list[str]) -> tuple[np.ndarray, list[str]]:
-    uniq, codes = np.unique(np.asarray(hashes, dtype=object).astype(str), return_inverse=True)
-    return codes.astype(np.int64), [str(u) for u in uniq]
+    """(code per photo, distinct hashes): equal hashes get equal codes, in first-seen order
+    (a dict pass: np.unique on 100k Python strings sorts them as objects, far slower)."""
+    lookup: dict[str, int] = {}
+    codes = np.fromiter(
+        (lookup.setdefault(h, len(lookup)) for h in hashes), np.int64, count=len(hashes)
+    )
+    return codes, list(lookup)
 
 
 def centred_cosine(cos: np.ndarray, am_a: np.ndarray, am_b: np.ndarray, mm: float) -> np.ndarray:
@@ -138,7 +152,8 @@ def centred_cosine(cos: np.ndarray, am_a: np.ndarray, am_b: np.ndarray, mm: floa
 def _feature_pairs(
     index, ids: np.ndarray, k: int, cancel: threading.Event, lock
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
-    """(a, b, centred cosine) for every photo's k feature neighbours."""
+    """(a, b, centred cosine, rank) for every photo's k feature neighbours; rank 0 is the
+    querying photo's nearest neighbour other than itself."""
     n = len(ids)
     step = max(1, n // 20000)  # the mean of 20k unit vectors is plenty
     sample = ids[::step]
@@ -149,7 +164,7 @@ def _feature_pairs(
     m = (total / len(sample)).astype(np.float32)
     mm = float(m @ m)
     am = np.empty(n, np.float32)
-    rows, nbrs, scores = [], [], []
+    rows, nbrs, scores, ranks = [], [], [], []
     t0 = time.perf_counter()
     kk = min(k + 1, n)
     for lo in range(0, n, CHUNK):
@@ -163,17 +178,21 @@ def _feature_pairs(
         rows.append(np.repeat(np.arange(lo, lo + len(chunk)), kk))
         nbrs.append(nb.ravel())
         scores.append(sc.ravel())
+        own = np.cumsum(nb == chunk[:, None], axis=1)  # the photo itself does not count
+        ranks.append((np.arange(nb.shape[1])[None, :] - own).ravel())
         done = lo + len(chunk)
         rate = done / max(time.perf_counter() - t0, 1e-9)
         yield Progress("features", done, n, rate, (n - done) / rate, "feature neighbours")
     row = np.concatenate(rows)
     nb = np.concatenate(nbrs)
     sc = np.concatenate(scores).astype(np.float32)
+    rank = np.concatenate(ranks)
     pos = np.searchsorted(ids, nb)
     pos_ok = np.minimum(pos, n - 1)
     ok = (nb >= 0) & (ids[pos_ok] == nb) & (pos_ok != row)
-    row, col, sc = row[ok], pos_ok[ok], sc[ok]
-    return np.minimum(row, col), np.maximum(row, col), centred_cosine(sc, am[row], am[col], mm)
+    row, col, sc, rank = row[ok], pos_ok[ok], sc[ok], rank[ok]
+    cos = centred_cosine(sc, am[row], am[col], mm)
+    return np.minimum(row, col), np.maximum(row, col), cos, np.minimum(rank, NO_RANK)
 
 
 def _signature_pairs(
@@ -289,7 +308,7 @@ def find_pairs(
         raise ValueError("ids must be strictly ascending")
     n = len(ids)
     stats: dict = {"images": n}
-    parts_a, parts_b, parts_sim = [], [], []
+    parts_a, parts_b, parts_sim, parts_rank = [], [], [], []
     tf = time.perf_counter()
     fpos = (
         np.arange(n, dtype=np.int64)
@@ -303,6 +322,7 @@ def find_pairs(
         parts_a.append(fpos[got[0]])  # fpos ascending: a < b stays true
         parts_b.append(fpos[got[1]])
         parts_sim.append(got[2])
+        parts_rank.append(got[3])
         stats["feature_pairs"] = len(got[0])
     stats["features_s"] = round(time.perf_counter() - tf, 3)
     ts = time.perf_counter()
@@ -312,16 +332,19 @@ def find_pairs(
     parts_a.append(got[0])
     parts_b.append(got[1])
     parts_sim.append(np.full(len(got[0]), np.nan, np.float32))
+    parts_rank.append(np.full(len(got[0]), NO_RANK, np.int64))
     stats["signature_pairs"] = len(got[0])
     stats["signatures_s"] = round(time.perf_counter() - ts, 3)
     ea, eb = _exact_pairs(hashes)
     parts_a.append(ea)
     parts_b.append(eb)
     parts_sim.append(np.full(len(ea), np.nan, np.float32))
+    parts_rank.append(np.full(len(ea), NO_RANK, np.int64))
     ca, cb = _companion_parts(companions, n)
     parts_a.append(ca)
     parts_b.append(cb)
     parts_sim.append(np.full(len(ca), np.nan, np.float32))
+    parts_rank.append(np.full(len(ca), NO_RANK, np.int64))
 
     a_all, b_all = np.concatenate(parts_a), np.concatenate(parts_b)
     sim_all = np.concatenate(parts_sim)
@@ -329,6 +352,8 @@ def find_pairs(
     a, b = keys // max(n, 1), keys % max(n, 1)
     similar = np.full(len(keys), np.nan, np.float32)
     np.fmax.at(similar, inv, sim_all)
+    rank = np.full(len(keys), NO_RANK, np.int64)
+    np.minimum.at(rank, inv, np.concatenate(parts_rank))
     sig = np.empty(len(a), np.float32)
     orient = np.empty(len(a), np.int8)
     for lo in range(0, len(a), 65536):  # gather in chunks: 2M pairs x 144 floats is 1 GB
@@ -339,16 +364,17 @@ def find_pairs(
     paired = np.isin(a * max(n, 1) + b, ca * max(n, 1) + cb) if len(ca) else np.zeros(len(a), bool)
     keep = exact | paired | (sig >= SIG_GATE) | (similar >= LOOSE_SIMILAR)
     keep &= ~_decided(hashes, a, b, set(decisions))
-    a, b, exact, similar, sig, orient, paired = (
-        x[keep] for x in (a, b, exact, similar, sig, orient, paired)
+    a, b, exact, similar, sig, orient, paired, rank = (
+        x[keep] for x in (a, b, exact, similar, sig, orient, paired, rank)
     )
     sig = np.where(exact, np.float32(1.0), sig)
     copy = np.where(exact | paired, np.float32(1.0), np.float32(np.nan)).astype(np.float32)
     stats["raw_jpeg_pairs"] = int(paired.sum())
 
     verified = verified if verified is not None else {}
-    todo = np.flatnonzero(~exact & ~paired & _to_verify(sig, similar))
+    todo = np.flatnonzero(~exact & ~paired & _to_verify(sig, similar, rank))
     stats["verify_candidates"] = len(todo)
+    stats["feature_gate_pairs"] = int(np.count_nonzero(~exact & ~paired & _to_verify(sig, similar)))
     missing = []
     for t in todo:
         s = verified.get(_hp(hashes, a[t], b[t]))
@@ -357,8 +383,10 @@ def find_pairs(
         else:
             copy[t] = s
     stats["verified_now"] = len(missing) if verifier is not None else 0
+    if missing:  # photos the check has to describe (decode + SIFT) at least once
+        stats["verify_photos"] = len(np.unique(np.concatenate([a[missing], b[missing]])))
     if verifier is not None and missing:
-        missing.sort(key=lambda t: (a[t], b[t]))
+        missing = [missing[i] for i in _locality_order(a[missing], b[missing])]
         tv = time.perf_counter()
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="dupes-verify") as pool:
             for lo in range(0, len(missing), 128):
@@ -405,17 +433,21 @@ def _close_groups(a, b, exact, similar, sig, orient, copy, sigs, hashes, verifie
     ma, mb = missing_links(a, b, copy, len(sigs), exact)
     if len(ma) == 0:
         return a, b, exact, similar, sig, orient, copy, 0
+    n = max(len(sigs), 1)
+    keys = a * n + b  # ascending: find_pairs keeps its pairs in key order
+    at = np.minimum(np.searchsorted(keys, ma * n + mb), max(len(keys) - 1, 0))
+    listed = (keys[at] == ma * n + mb) if len(keys) else np.zeros(len(ma), bool)
+    copy = copy.copy()
+    for t in np.flatnonzero(listed):  # in the list but never checked (below the rank gate)
+        i = int(at[t])
+        copy[i] = _checked(hashes, verified, verifier, int(a[i]), int(b[i]), int(orient[i]))
+    ma, mb = ma[~listed], mb[~listed]
+    if len(ma) == 0:
+        return a, b, exact, similar, sig, orient, copy, int(listed.sum())
     msig, mor = signature.similarity(sigs[ma], sigs[mb])
     mcopy = np.empty(len(ma), np.float32)
     for t in range(len(ma)):
-        key = _hp(hashes, ma[t], mb[t])
-        s = verified.get(key)
-        if s is None:
-            s = verifier(int(ma[t]), int(mb[t]), int(mor[t]))
-            if np.isfinite(s):
-                verified[key] = float(s)
-        mcopy[t] = s
-    n = max(len(sigs), 1)
+        mcopy[t] = _checked(hashes, verified, verifier, int(ma[t]), int(mb[t]), int(mor[t]))
     order = np.argsort(np.concatenate([a * n + b, ma * n + mb]), kind="stable")
     cat = [
         np.concatenate(x)[order]
@@ -429,13 +461,66 @@ def _close_groups(a, b, exact, similar, sig, orient, copy, sigs, hashes, verifie
             (copy, mcopy),
         )
     ]
-    return (*cat, len(ma))
+    return (*cat, len(ma) + int(listed.sum()))
 
 
-def _to_verify(sig: np.ndarray, similar: np.ndarray) -> np.ndarray:
-    """Pairs checked geometrically: close signatures or close (centred) features."""
+def _checked(hashes, verified, verifier, i: int, j: int, o: int) -> float:
+    """The copy score of one pair: cached by hash pair, else checked (and cached)."""
+    key = _hp(hashes, i, j)
+    s = verified.get(key)
+    if s is None:
+        s = verifier(i, j, o)
+        if np.isfinite(s):
+            verified[key] = float(s)
+    return s
+
+
+def _to_verify(sig: np.ndarray, similar: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray:
+    """Pairs checked geometrically: close signatures, or close (centred) features among one
+    photo's FEATURE_RANK nearest neighbours (`rank` None: the feature gate alone)."""
     with np.errstate(invalid="ignore"):
-        return (sig >= SIG_GATE) | (similar >= FEATURE_GATE)
+        near = similar >= FEATURE_GATE
+    if rank is not None:
+        near &= rank < FEATURE_RANK
+    return (sig >= SIG_GATE) | near
+
+
+def _locality_order(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """An order of the pairs (a[i], b[i]) in which each photo's pairs come close together.
+
+    Photos are numbered breadth-first over the graph of pairs (a photo's partners right after
+    it), and pairs sorted by their later photo: a pair is checked as soon as both photos have
+    been reached, so the few photos in play at any time stay in the verifier's LRU cache,
+    instead of one decode and SIFT per pair as (a, b) order gives on a large library."""
+    if len(a) == 0:
+        return np.zeros(0, np.int64)
+    nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    x, y = inv[: len(a)], inv[len(a) :]
+    m = len(nodes)
+    src = np.concatenate([x, y])
+    dst = np.concatenate([y, x])
+    order = np.argsort(src, kind="stable")
+    dst = dst[order]
+    start = np.searchsorted(src[order], np.arange(m + 1))
+    seen = np.full(m, -1, np.int64)
+    step = 0
+    for root in range(m):
+        if seen[root] >= 0:
+            continue
+        seen[root] = step
+        step += 1
+        queue = [root]
+        while queue:
+            nxt = []
+            for u in queue:
+                for v in dst[start[u] : start[u + 1]].tolist():
+                    if seen[v] < 0:
+                        seen[v] = step
+                        step += 1
+                        nxt.append(v)
+            queue = nxt
+    ox, oy = seen[x], seen[y]
+    return np.lexsort((np.minimum(ox, oy), np.maximum(ox, oy)))
 
 
 def _hp(hashes: list[str], i, j) -> tuple[str, str]:

@@ -254,6 +254,7 @@ def compute_scan(
     result.model_id = inputs.model_id
     result.seconds = time.perf_counter() - t0
     result.stats["signatures_computed"] = len(todo)
+    result.stats["verify_decodes"] = checker.decoded if checker else 0
     result.stats["without_vectors"] = len(ids) - len(inputs.features)
     try:
         pair_cache.save(inputs.cache_path, result, inputs.key)
