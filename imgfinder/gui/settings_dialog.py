@@ -61,6 +61,7 @@ from imgfinder.gui.whitening_learner import (
     default_learn_dim,
     describe_whitening,
     learn_dim_for,
+    learn_tooltips,
     whitening_files,
 )
 
@@ -440,23 +441,14 @@ class SettingsDialog(QDialog):
             return  # busy: _set_learning(False) calls this again
         model_id = self.current_model_id()
         ok = self.can_learn and model_id is not None and model_id == self._library_model_id
-        self.learn_button.setEnabled(ok)
-        self.learn_classes_button.setEnabled(ok)
-        self.learn_classes_button.setToolTip(
-            "Learn a supervised whitening from a folder with one sub-folder of photos per "
-            "class (like imgfinder whiten --classes): it damps how photos of one subject "
-            "differ, and helps on other subjects too"
-            if ok
-            else "Learning uses the model in use: choose that model and input size"
-        )
+        library_tip, classes_tip = learn_tooltips(ok)
+        for widget, tip in (
+            (self.learn_button, library_tip),
+            (self.learn_classes_button, classes_tip),
+        ):
+            widget.setEnabled(ok)
+            widget.setToolTip(tip)
         self.learn_dim.setEnabled(ok)
-        self.learn_button.setToolTip(
-            "Learn a PCA whitening from the vectors of the indexed photos, in the background "
-            "(like imgfinder whiten); OK then uses it and offers a re-index"
-            if ok
-            else "Learning reads the library's vectors of the model in use: choose that model "
-            "and input size (or apply this one and re-index first)"
-        )
 
     def _load_vector_count(self) -> None:
         """Default D' by the core's rule, once the library's photo count is known."""

@@ -70,6 +70,24 @@ def learn_dim_for(n_vectors: int) -> int:
     return max(LEARN_DIM_MIN, default_dim(n_vectors))
 
 
+def learn_tooltips(ok: bool) -> tuple[str, str]:
+    """Tooltips of "Learn from library…" and "Learn from class folders…", offered (`ok`)
+    or not (learning needs the model in use: the library's vectors are of that model)."""
+    if not ok:
+        return (
+            "Learning reads the library's vectors of the model in use: choose that model and "
+            "input size (or apply this one and re-index first)",
+            "Learning uses the model in use: choose that model and input size",
+        )
+    return (
+        "Learn a PCA whitening from the vectors of the indexed photos, in the background "
+        "(like imgfinder whiten); OK then uses it and offers a re-index",
+        "Learn a supervised whitening from a folder with one sub-folder of photos per class "
+        "(like imgfinder whiten --classes): it damps how photos of one subject differ, and "
+        "helps on other subjects too",
+    )
+
+
 class WhiteningLearner(QObject):
     """One learning run at a time in the task pool; `learned` or `failed` ends a run.
 
