@@ -20,6 +20,7 @@ import numpy as np
 from imgfinder.core.dupes import rawpairs
 from imgfinder.core.rerank import Diffusion, Reranker, RerankOptions
 from imgfinder.core.types import Hit
+from imgfinder.errors import ImgfinderError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def library_diffusion(lib) -> Diffusion:
     if held is not None and held[0] == key:
         return held[1]
     if len(ids) < 2:
-        raise ValueError("diffusion needs a library of at least two photos")
+        raise ImgfinderError("diffusion re-ranking needs a library of at least two photos")
     vectors = np.concatenate(
         [lib.index_vectors(ids[lo : lo + 8192]) for lo in range(0, len(ids), 8192)]
     )
