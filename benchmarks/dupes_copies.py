@@ -44,6 +44,7 @@ from benchmarks.common import table  # noqa: E402
 from benchmarks.duplicates import (
     DATA,  # noqa: E402  (IMGFINDER_SHARED_DATA overrides it)
     clean_dataset,  # noqa: E402
+    scene_layout,  # noqa: E402
 )
 
 HARD_TRANSFORMS = (
@@ -202,25 +203,9 @@ def scene_pair(seed: int, size: tuple[int, int]) -> tuple[Image.Image, Image.Ima
     No pixel of the re-take comes from the first frame (a re-take made by cropping and
     tilting the first frame's pixels would be a crop-and-tilt *copy*, which the same-photo
     tier must find: an earlier version of this benchmark did that and mislabelled them)."""
-    from PIL import ImageDraw  # noqa: PLC0415
-
     rng = np.random.default_rng(seed)
     w, h = size
-    top, bottom = rng.integers(40, 220, 3), rng.integers(20, 200, 3)
-    t = np.linspace(0, 1, h)[:, None, None]
-    layout = Image.fromarray(((top * (1 - t) + bottom * t) * np.ones((1, w, 1))).astype(np.uint8))
-    d = ImageDraw.Draw(layout)
-    for _ in range(14):
-        x0, y0 = rng.integers(0, w), rng.integers(0, h)
-        x1, y1 = x0 + rng.integers(20, w // 2), y0 + rng.integers(20, h // 2)
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        kind = rng.integers(3)
-        if kind == 0:
-            d.ellipse((x0, y0, x1, y1), fill=colour)
-        elif kind == 1:
-            d.rectangle((x0, y0, x1, y1), fill=colour)
-        else:
-            d.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(2, 9)))
+    layout = scene_layout(rng, size)
     cw, ch = round(w * 0.88), round(h * 0.88)
     x0, y0 = (w - cw) // 2, (h - ch) // 2
     dx = round(w * rng.uniform(0.05, 0.06)) * int(rng.choice((1, -1)))

@@ -98,9 +98,9 @@ def shot(im: Image.Image, name: str, rng: random.Random) -> Image.Image:
     raise ValueError(name)
 
 
-def scene(seed: int, size: tuple[int, int] = (480, 320)) -> Image.Image:
-    """A generated non-square 'photo': gradient sky, ground, shapes with edges, fine noise."""
-    rng = np.random.default_rng(seed)
+def scene_layout(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """A generated scene without sensor grain: gradient sky and ground, 14 shapes with edges
+    (the draws from `rng` are the same for every caller, so seeds give the same scenes)."""
     w, h = size
     top, bottom = rng.integers(40, 220, 3), rng.integers(20, 200, 3)
     t = np.linspace(0, 1, h)[:, None, None]
@@ -118,7 +118,14 @@ def scene(seed: int, size: tuple[int, int] = (480, 320)) -> Image.Image:
             d.rectangle((x0, y0, x1, y1), fill=colour)
         else:
             d.line((x0, y0, x1, y1), fill=colour, width=int(rng.integers(2, 9)))
-    noise = rng.normal(0, 6, (h, w, 1))
+    return img
+
+
+def scene(seed: int, size: tuple[int, int] = (480, 320)) -> Image.Image:
+    """A generated non-square 'photo': gradient sky, ground, shapes with edges, fine noise."""
+    rng = np.random.default_rng(seed)
+    img = scene_layout(rng, size)
+    noise = rng.normal(0, 6, (size[1], size[0], 1))
     return Image.fromarray(np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8))
 
 
