@@ -154,9 +154,7 @@ def learn_whitening(
         mean = x.mean(dim=0)
         xc = x - mean
         trace = float((xc * xc).sum())
-        evals, u = torch.linalg.eigh(xc @ xc.T)
-        evals, u = evals.flip(0)[:dim].clamp_min(0), u.flip(1)[:, :dim]
-        vecs = (xc.T @ u) / evals.clamp_min(1e-12).sqrt()
+        evals, vecs = _principal_axes(xc, dim)
     else:
         step = max(1, int(chunk))
         shift = torch.from_numpy(np.asarray(v[:step], dtype=np.float64)).mean(dim=0)
@@ -171,12 +169,9 @@ def learn_whitening(
         mean = shift + offset
         trace = float(scatter.diagonal().sum())
         evals, vecs = torch.linalg.eigh(scatter)
-        evals, vecs = evals.flip(0)[:dim].clamp_min(0), vecs.flip(1)[:, :dim]
-    evals = evals / (n - 1)
+        evals, vecs = evals.flip(0)[:dim].clamp_min(0) / (n - 1), vecs.flip(1)[:, :dim]
     mean_eval = trace / (n - 1) / d  # trace of the covariance / D
-    # a deterministic sign per axis (largest component positive), for reproducible files
-    signs = torch.sign(vecs.gather(0, vecs.abs().argmax(dim=0, keepdim=True)))
-    vecs = vecs * torch.where(signs == 0, 1.0, signs)
+    vecs = _fixed_signs(vecs)
     shrunk = (1.0 - shrinkage) * evals + shrinkage * mean_eval
     scale = shrunk.clamp_min(1e-12 * max(mean_eval, 1e-30)) ** -power
     return Whitening(
@@ -192,6 +187,13 @@ def learn_whitening(
 
 DEFAULT_SUPERVISED_SHRINKAGE = 0.5  # chosen on the flowers' class splits (README, training)
 MIN_LIBRARY_CENTRE = 16  # library photos needed to centre on the library (as search does)
+
+
+def _fixed_signs(vecs: torch.Tensor) -> torch.Tensor:
+    """Eigenvectors (D, k) with a deterministic sign per axis (largest component positive),
+    so that learning twice writes the same file."""
+    signs = torch.sign(vecs.gather(0, vecs.abs().argmax(dim=0, keepdim=True)))
+    return vecs * torch.where(signs == 0, 1.0, signs)
 
 
 def _shrunk_inverse_sqrt(a: torch.Tensor, shrinkage: float):
@@ -273,8 +275,7 @@ def learn_supervised_whitening(
     mean = x.mean(dim=0)
     z = inv_sqrt(x - mean)  # the training photos with the within-class scatter whitened
     evals, vecs = _principal_axes(z, dim)
-    signs = torch.sign(vecs.gather(0, vecs.abs().argmax(dim=0, keepdim=True)))
-    vecs = vecs * torch.where(signs == 0, 1.0, signs)
+    vecs = _fixed_signs(vecs)
     projection = inv_sqrt(vecs.T).T  # x -> inv_sqrt(x) @ vecs, inv_sqrt being symmetric
     return Whitening(
         mean=(mean.numpy() if centre is None else np.asarray(centre)).astype(np.float32),
