@@ -25,6 +25,7 @@ from imgfinder.atomic import atomic_write_bytes
 from imgfinder.core import scan
 from imgfinder.core.catalog import Catalog
 from imgfinder.core.modelspec import (
+    BACKBONES,
     DEFAULT_BACKBONE,
     describe_model_id,
     get_spec,
@@ -59,17 +60,15 @@ def library_backbone(args: argparse.Namespace) -> str | None:
     try:
         catalog = Catalog(path, check=False)
         try:
-            counts = catalog.model_counts()
+            present = catalog.model_prefixes_present(s.id_prefix for s in BACKBONES.values())
         finally:
             catalog.close()
     except Exception as exc:  # noqa: BLE001 - damaged or locked: the command deals with it
         log.debug("cannot read the library's models from %s: %s", path, exc)
         return None
-    specs = {spec_of_model_id(m) for m, n in counts.items() if n}
-    specs.discard(None)
-    if len(specs) != 1:
+    if len(present) != 1:
         return None
-    name = specs.pop().name
+    name = spec_of_model_id(present.pop()).name
     if name == DEFAULT_BACKBONE:
         return None  # the default anyway
     log.info("using the library's backbone %s (its photos were indexed with it)", name)

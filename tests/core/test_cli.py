@@ -139,3 +139,23 @@ def test_commands_without_backbone_use_the_librarys_own(tmp_path, capsys, monkey
     monkeypatch.setenv("IMGFINDER_BACKBONE", "resnet50")  # an explicit choice still wins
     assert main([*base, "--offline", "search", str(photos / "2.jpg")]) == 3
     assert "ResNet50 weights are not available" in capsys.readouterr().err
+
+
+def test_model_prefixes_present_probe_whole_prefixes(tmp_path):
+    """The cheap probe behind 'use the library's backbone': a prefix matches whole ids only
+    ("fused-eca-r50" is not "fused-eca-r50x"), and only photos with a vector count."""
+    from imgfinder.core.catalog import Catalog, ImageWrite
+
+    cat = Catalog(tmp_path / "c.sqlite")
+    rid = cat.add_root(str(tmp_path))
+    cat.write_images(
+        rid, "fused-eca-lite0/p/eca0/224/t", [ImageWrite(str(tmp_path / "a"), vec_row=0)]
+    )
+    cat.write_images(
+        rid, "fused-eca-r50x/w/eca0/224/t", [ImageWrite(str(tmp_path / "b"), vec_row=1)]
+    )
+    cat.write_images(
+        rid, "fused-eca-r50/w/eca0/224/t", [ImageWrite(str(tmp_path / "c"), error="bad")]
+    )
+    assert cat.model_prefixes_present(["fused-eca-r50", "fused-eca-lite0"]) == {"fused-eca-lite0"}
+    cat.close()

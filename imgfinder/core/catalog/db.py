@@ -292,6 +292,20 @@ class Catalog:
         )
         return {m: n for m, n in cur}
 
+    def model_prefixes_present(self, prefixes: Iterable[str]) -> set[str]:
+        """Which model-id prefixes ("fused-eca-lite0") have photos with a vector: one
+        range probe of the (model_id, status) index each, not a scan of every image (the
+        CLI asks this before each command)."""
+        found = set()
+        for p in prefixes:
+            row = self.execute(
+                "SELECT 1 FROM images WHERE model_id >= ? AND model_id < ? AND status='ok' LIMIT 1",
+                (p + "/", p + "0"),  # '0' is the character after '/'
+            ).fetchone()
+            if row:
+                found.add(p)
+        return found
+
     def root_counts(self) -> dict[int, tuple[int, int]]:
         """root id -> (ok, failed)."""
         out: dict[int, tuple[int, int]] = {}
