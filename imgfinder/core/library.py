@@ -400,6 +400,13 @@ class Library:
         self.check_model()
         want = 2 * k if raw_pairs_as_one else k  # a pair's second file is dropped
         ids, scores = self.search_state.query(vector, want)
+        return self.hits(ids, scores, k, raw_pairs_as_one=raw_pairs_as_one)
+
+    def hits(
+        self, ids: np.ndarray, scores: np.ndarray, k: int, *, raw_pairs_as_one: bool = False
+    ) -> list[Hit]:
+        """Ranked (ids, scores) -> the first k Hits, each with its catalog row (ids no longer
+        catalogued are dropped); `raw_pairs_as_one` keeps the better file of a RAW+JPEG pair."""
         rows = self.catalog.images(ids.tolist())
         hits = [
             Hit(int(i), rows[int(i)].path, float(s), rows[int(i)])

@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-from imgfinder.core.dupes import rawpairs
 from imgfinder.core.rerank import Diffusion, Reranker, RerankOptions
 from imgfinder.core.types import Hit
 from imgfinder.errors import ImgfinderError
@@ -48,15 +47,7 @@ def reranked_search(
     reranker = _reranker_of(lib, options, path_of)
     want = 2 * k if raw_pairs_as_one else k
     ids, scores = reranker.rank(query, want, query_path=query_path)
-    rows = lib.catalog.images(ids.tolist())
-    hits = [
-        Hit(int(i), rows[int(i)].path, float(s), rows[int(i)])
-        for i, s in zip(ids, scores)
-        if int(i) in rows
-    ]
-    if raw_pairs_as_one:
-        hits = rawpairs.collapse_pairs(hits, lib.raw_companions([h.image_id for h in hits]))
-    return hits[:k]
+    return lib.hits(ids, scores, k, raw_pairs_as_one=raw_pairs_as_one)
 
 
 def _reranker_of(lib, options: RerankOptions, path_of) -> Reranker:
