@@ -42,6 +42,7 @@ from imgfinder.core.catalog import (
     recover_catalog,
     restore_missing_catalog,
 )
+from imgfinder.core.centring import Centre, estimate
 from imgfinder.core.dupes import rawpairs
 from imgfinder.core.extract import Extractor, ModelConfig, device_description
 from imgfinder.core.files import read_query_file, remove_stale_temp_files
@@ -200,18 +201,30 @@ class Library:
         A whitening is learned from these. They exist for photos indexed without whitening,
         also while one is configured but the library has not been re-indexed with it.
         """
+        got = self._with_raw_store(lambda store, rows: store.get(rows))
+        return np.zeros((0, self.extractor.dim), np.float16) if got is None else got
+
+    def raw_centre(self) -> Centre | None:
+        """The mean of those raw vectors, estimated as search's centre is (centring.estimate:
+        an even sample, without loading every vector); None below centring.MIN_VECTORS."""
         raw_id = self.extractor.model_id
-        dim = self.extractor.dim
-        with self.search_state.lock:  # row numbers stay valid: no compaction in between
+        return self._with_raw_store(lambda store, rows: estimate(store.get, rows, raw_id))
+
+    def _with_raw_store(self, use):
+        """use(store, rows) with the raw (unwhitened) vector store of the model and the rows
+        its photos hold, under the search lock (row numbers stay valid: no compaction in
+        between); None when no photo has a raw vector."""
+        raw_id = self.extractor.model_id
+        with self.search_state.lock:
             rows = sorted({r for _, r in self.catalog.vector_rows(raw_id)})
             if not rows:
-                return np.zeros((0, dim), np.float16)
+                return None
             rows = np.asarray(rows, dtype=np.int64)
             if not self.config.whitening:
-                return self.store().get(rows)
-            store = self.search_state.files.open_raw(raw_id, dim)
+                return use(self.store(), rows)
+            store = self.search_state.files.open_raw(raw_id, self.extractor.dim)
             try:
-                return store.get(rows)
+                return use(store, rows)
             finally:
                 store.close()
 

@@ -186,7 +186,6 @@ def learn_whitening(
 
 
 DEFAULT_SUPERVISED_SHRINKAGE = 0.5  # chosen on the flowers' class splits (README, training)
-MIN_LIBRARY_CENTRE = 16  # library photos needed to centre on the library (as search does)
 
 
 def _fixed_signs(vecs: torch.Tensor) -> torch.Tensor:
@@ -302,8 +301,8 @@ def learn_from_classes(
 
     Yields Progress once per batch while the photos are embedded (through the same decode
     and preprocessing as indexing; unreadable ones are logged and skipped). The whitening
-    is centred on the library's mean when the library has at least 16 raw vectors of its
-    model (as search centres on it), else on the training photos' mean.
+    is centred on the library's mean as search estimates it (Library.raw_centre, from at
+    least centring.MIN_VECTORS photos), else on the training photos' mean.
     """
     import time
 
@@ -331,18 +330,17 @@ def learn_from_classes(
         log.warning("%d of %d photos could not be read and were skipped", skipped, done)
     if not vectors:
         raise ImgfinderError(f"no readable photos in {tset.root}")
-    raw = lib.raw_vectors()
-    centre = raw.astype(np.float64).mean(axis=0) if len(raw) >= MIN_LIBRARY_CENTRE else None
+    library = lib.raw_centre()  # None below centring.MIN_VECTORS photos, as search
     w = learn_supervised_whitening(
         np.stack(vectors),
         np.asarray(labels),
         dim or DEFAULT_DIM,
         model_id=ex.model_id,
         shrinkage=shrinkage,
-        centre=centre,
+        centre=None if library is None else library.mean,
     )
-    if centre is not None:
-        w.centred_on = f"the library's mean ({len(raw)} photos)"
+    if library is not None:
+        w.centred_on = f"the library's mean ({library.count} photos)"
     return w
 
 
