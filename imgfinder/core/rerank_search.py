@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -50,9 +51,17 @@ def reranked_search(
     return lib.hits(ids, scores, k, raw_pairs_as_one=raw_pairs_as_one)
 
 
+_STATE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _per_library(lib) -> dict:
+    """This module's state for one Library (its Rerankers, its diffusion), gone with it."""
+    return _STATE.setdefault(lib, {})
+
+
 def _reranker_of(lib, options: RerankOptions, path_of) -> Reranker:
     """One Reranker per Library and options, so verification's feature cache is kept."""
-    cache = lib.__dict__.setdefault("_rerankers", {})
+    cache = _per_library(lib).setdefault("rerankers", {})
     key = (options.methods, options.shortlist, options.verify_k, options.min_inliers)
     diffusion = library_diffusion(lib) if "diffusion" in options.methods else None
     if key not in cache or cache[key].diffusion is not diffusion:
@@ -70,7 +79,7 @@ def library_diffusion(lib) -> Diffusion:
     pairs = lib.catalog.vector_rows(lib.model_id)
     ids = np.asarray(sorted(i for i, _ in pairs), np.int64)
     key = (lib.index_model_id, len(ids), hashlib.sha256(ids.tobytes()).hexdigest())
-    held = lib.__dict__.get("_diffusion")
+    held = _per_library(lib).get("diffusion")
     if held is not None and held[0] == key:
         return held[1]
     if len(ids) < 2:
@@ -81,5 +90,5 @@ def library_diffusion(lib) -> Diffusion:
     t = time.perf_counter()
     diffusion = Diffusion(ids, vectors)
     log.info("diffusion over %d vectors built in %.1f s", len(ids), time.perf_counter() - t)
-    lib.__dict__["_diffusion"] = (key, diffusion)
+    _per_library(lib)["diffusion"] = (key, diffusion)
     return diffusion
