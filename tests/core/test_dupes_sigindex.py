@@ -72,19 +72,12 @@ def test_dupes_on_signatures_finds_exact_and_same_photo(signed):
         cat.close()
 
 
-def test_cli_signatures_only_then_dupes_never_imports_torch(tmp_path):
-    """The whole fast path in a fresh process: no torch, no model, no file touched."""
-    photos = build_photos(tmp_path / "photos")
-    before = snapshot(tmp_path / "photos")
-    data = tmp_path / "data"
+def run_without_torch(commands: str) -> subprocess.CompletedProcess:
+    """Run CLI `commands` (Python lines calling `main`) in a fresh process; it must succeed
+    without ever importing torch."""
     code = (
-        "import json, sys\n"
-        "from imgfinder.cli import main\n"
-        f"a = ['--data-dir', {str(data)!r}]\n"
-        f"assert main([*a, 'index', '--signatures-only', {str(tmp_path / 'photos')!r}]) == 0\n"
-        "assert main([*a, 'dupes', '--json']) == 0\n"
-        "assert main([*a, 'dupes', '--tier', 'similar']) != 0\n"
-        "print('TORCH', 'torch' in sys.modules)\n"
+        "import sys\n"
+        "from imgfinder.cli import main\n" + commands + "print('TORCH', 'torch' in sys.modules)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     out = subprocess.run(
@@ -92,6 +85,20 @@ def test_cli_signatures_only_then_dupes_never_imports_torch(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "TORCH False" in out.stdout
+    return out
+
+
+def test_cli_signatures_only_then_dupes_never_imports_torch(tmp_path):
+    """The whole fast path in a fresh process: no torch, no model, no file touched."""
+    photos = build_photos(tmp_path / "photos")
+    before = snapshot(tmp_path / "photos")
+    data = tmp_path / "data"
+    out = run_without_torch(
+        f"a = ['--data-dir', {str(data)!r}]\n"
+        f"assert main([*a, 'index', '--signatures-only', {str(tmp_path / 'photos')!r}]) == 0\n"
+        "assert main([*a, 'dupes', '--json']) == 0\n"
+        "assert main([*a, 'dupes', '--tier', 'similar']) != 0\n"
+    )
     assert "Signed 11" in out.stdout and "duplicate signatures only" in out.stdout
     body = out.stdout[out.stdout.index("{") : out.stdout.rindex("}") + 1]
     groups = json.loads(body)["groups"]
@@ -121,18 +128,7 @@ def test_later_index_adds_only_vectors_and_dupes_gains_features(signed, weights_
     args = cli_args(root / "data", weights_file)
     assert main([*args, "dupes", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
-    code = (
-        "import sys\n"
-        "from imgfinder.cli import main\n"
-        f"assert main({[*args, 'dupes', '--json']!r}) == 0\n"
-        "print('TORCH', 'torch' in sys.modules)\n"
-    )
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert "TORCH False" in out.stdout
+    out = run_without_torch(f"assert main({[*args, 'dupes', '--json']!r}) == 0\n")
     body = out.stdout[out.stdout.index("{") : out.stdout.rindex("}") + 1]
     assert json.loads(body) == first
 
