@@ -13,7 +13,8 @@ after one "not duplicates" decision (cache invalidated, recomputed).
 `index --signatures-only`: content hash, size, signature; 1% byte-identical pairs, 2% in
 families of near-identical signatures), then the same three scans run through the torch-free
 signatures path (core/dupes/sigindex.py, geometric check off: the files do not exist), plus
-grouping all tiers, which the app and `dupes` do after every scan.
+grouping all tiers, which the app and `dupes` do after every scan, and the exact tier alone
+from the catalog's hashes (`dupes --tier exact`, never cached, needs none).
 """
 
 from __future__ import annotations
@@ -89,7 +90,12 @@ def synthetic(n: int, seed: int = 0) -> int:
             groups = dupes.group_all(pl)
             return pl, groups, time.perf_counter() - t
 
+        t = time.perf_counter()
+        exact = dupes.session.exact_scan(cat)  # what `dupes --tier exact` runs
+        n_exact = len(dupes.group(exact, "exact"))
+        t_exact = time.perf_counter() - t
         first, groups, t_first = scan()
+        assert n_exact == sum(g.tier == "exact" for g in groups)
         reps = []
         for _ in range(3):
             again, g2, t = scan()
@@ -101,6 +107,7 @@ def synthetic(n: int, seed: int = 0) -> int:
         cat.close()
         print(f"{len(first.ids)} photos, {len(first)} pairs, {len(groups)} groups (all tiers)")
         print(f"first scan + grouping (no cache)          {t_first:.2f} s")
+        print(f"exact tier only (`dupes --tier exact`)    {t_exact:.3f} s ({n_exact} groups)")
         print(
             f"repeated scan + grouping, nothing changed {statistics.median(reps):.3f} s (median of 3)"
         )

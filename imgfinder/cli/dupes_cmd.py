@@ -9,7 +9,7 @@ import sys
 from imgfinder.cli.common import ProgressBar, open_library
 from imgfinder.core import dupes
 from imgfinder.core.catalog import Catalog
-from imgfinder.core.types import run
+from imgfinder.core.types import count_text, run
 from imgfinder.errors import ImgfinderError
 
 TIER_CHOICES = (*dupes.TIERS, "all")
@@ -60,11 +60,8 @@ def _scan_without_model(args: argparse.Namespace):
     from imgfinder.core.dupes import session, sigindex  # noqa: PLC0415
 
     data = fast.data_dir(args)
-    if not (data / sigindex.CATALOG_NAME).is_file():
-        return None
-    try:
-        catalog = Catalog(data / sigindex.CATALOG_NAME)
-    except ImgfinderError:  # damaged: the library recovers it, under the writer lock
+    catalog = _open_catalog(data)
+    if catalog is None:
         return None
     try:
         pairs = None
@@ -102,8 +99,8 @@ def _notes(pairs) -> list[str]:
     if not n:
         return []
     return [
-        f"{n:,} photos have duplicate signatures but no CNN vector yet: they are in the exact "
-        "and same-photo tiers only (`imgfinder index` adds the vectors for similar shots)"
+        f"{count_text(n, 'photo')} with duplicate signatures but no CNN vector yet: in the "
+        "exact and same-photo tiers only (`imgfinder index` adds the vectors for similar shots)"
     ]
 
 
@@ -134,8 +131,40 @@ def _groups(args: argparse.Namespace, catalog, pairs) -> list[dict]:
     return out
 
 
+def _exact_without_model(args: argparse.Namespace):
+    """(catalog, pairs, no notes) for `--tier exact`: byte-identical files come from the
+    catalog's content hashes alone, whatever the library holds (no model, no torch)."""
+    from imgfinder.cli import fast  # noqa: PLC0415
+    from imgfinder.core.dupes import session  # noqa: PLC0415
+
+    catalog = _open_catalog(fast.data_dir(args))
+    if catalog is None:
+        return None
+    try:
+        return catalog, session.exact_scan(catalog), []
+    except BaseException:
+        catalog.close()
+        raise
+
+
+def _open_catalog(data) -> Catalog | None:
+    """The data dir's catalog opened for reading, or None: none yet, or damaged (the
+    library recovers it, under the writer lock)."""
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+
+    if not (data / sigindex.CATALOG_NAME).is_file():
+        return None
+    try:
+        return Catalog(data / sigindex.CATALOG_NAME)
+    except ImgfinderError:
+        return None
+
+
 def cmd_dupes(args: argparse.Namespace) -> int:
-    got = _scan_without_model(args)  # signatures-only library, or cached pairs: no torch
+    if args.tier == "exact":
+        got = _exact_without_model(args)
+    else:  # signatures-only library, or cached pairs: no torch
+        got = _scan_without_model(args)
     if got is not None:
         catalog, pairs, notes = got
         try:

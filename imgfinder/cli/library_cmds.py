@@ -13,7 +13,7 @@ from imgfinder.cli.fast import fast_status, remember_model, unchanged_index
 from imgfinder.cli.rerank_opts import DEFAULT_RERANK, add_rerank_options, rerank_options
 from imgfinder.core import photometa
 from imgfinder.core.modelspec import describe_model_id
-from imgfinder.core.types import library_counts_text, run, run_summary_text
+from imgfinder.core.types import count_text, library_counts_text, run, run_summary_text
 from imgfinder.errors import ImgfinderError, WeightsUnavailableError
 
 
@@ -106,7 +106,8 @@ def _index_signatures(args: argparse.Namespace) -> int:
         print(f"  folder not available (entries kept): {root}")
     if counts["signed"]:
         print(
-            f"  {counts['signed']:,} photos have duplicate signatures only: `imgfinder dupes` "
+            f"  {count_text(counts['signed'], 'photo')} with duplicate signatures only: "
+            "`imgfinder dupes` "
             "finds exact copies and the same photo; `imgfinder index` adds the CNN vectors "
             "for search and similar shots"
         )
@@ -246,7 +247,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"device: {info['device']}")
     if info.get("signatures_only"):
         print(
-            f"signatures only: {info['signatures_only']:,} photos (from `index "
+            f"signatures only: {count_text(info['signatures_only'], 'photo')} (from `index "
             "--signatures-only`; in `dupes`, not yet in search: `imgfinder index` adds them)"
         )
     if info.get("stale"):

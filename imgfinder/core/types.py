@@ -80,13 +80,14 @@ def fmt_eta(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-def _n(count: int, word: str) -> str:
+def count_text(count: int, word: str) -> str:
+    """ "1 photo", "2 photos", "1,204 photos"."""
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def library_counts_text(photos: int, skipped: int) -> str:
     """The library's totals in the words every view uses: "964 photos, 4 skipped"."""
-    return f"{_n(photos, 'photo')}, {skipped:,} skipped"
+    return f"{count_text(photos, 'photo')}, {skipped:,} skipped"
 
 
 def run_summary_text(summary: IndexSummary, photos: int, skipped: int) -> str:

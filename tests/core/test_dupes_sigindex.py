@@ -152,11 +152,22 @@ def test_signature_only_folder_joins_an_indexed_library(tmp_path, weights_file, 
         assert {"s2", "s2_again"} in exact
     finally:
         lib.close()
-    assert main([*cli_args(tmp_path / "data", weights_file), "dupes", "--tier", "exact"]) == 0
+    # the exact tier is the catalog's content hashes: no model, no torch, even with vectors
+    out = run_without_torch(
+        f"assert main(['--data-dir', {str(tmp_path / 'data')!r}, 'dupes', '--tier', 'exact', "
+        "'--json']) == 0\n"
+    )
+    body = out.stdout[out.stdout.index("{") : out.stdout.rindex("}") + 1]
+    groups = json.loads(body)["groups"]
+    assert {g["tier"] for g in groups} == {"exact"}
+    members = sorted(sorted(Path(m["path"]).stem for m in g["members"]) for g in groups)
+    assert members == [["s1", "s1"], ["s2", "s2_again"]]  # s1 and backup/s1; the extra copy
+    assert "no CNN vector" not in out.stderr  # the exact tier is complete without vectors
+    assert main([*cli_args(tmp_path / "data", weights_file), "dupes"]) == 0
     err = capsys.readouterr().err
-    assert "1 photos have duplicate signatures but no CNN vector yet" in err
+    assert "1 photo with duplicate signatures but no CNN vector yet" in err
     assert main([*cli_args(tmp_path / "data", weights_file), "status"]) == 0
-    assert "signatures only: 1 photos" in capsys.readouterr().out
+    assert "signatures only: 1 photo (" in capsys.readouterr().out
 
 
 def test_changed_deleted_and_unreadable_files(signed):

@@ -425,6 +425,16 @@ class Catalog:
         )
         return [int(i) for (i,) in cur]
 
+    def hashed_rows(self) -> list[tuple[int, str, str]]:
+        """(id, path, content hash) of every catalogued photo (indexed or signed only), by id:
+        all the exact tier needs."""
+        cur = self.execute(
+            "SELECT id, path, hash FROM images WHERE hash IS NOT NULL AND status IN ('ok', ?) "
+            "ORDER BY id",
+            (SIGNED,),
+        )
+        return [(int(i), path_from_db(p), h) for i, p, h in cur]
+
     def dupe_scan_rows(self, model_id: str | None) -> list[tuple[int, str, str, bool]]:
         """(id, path, hash, has a vector of model_id) of every photo a duplicate scan covers:
         those with a vector of model_id (None: none) and those with a signature only, by id.

@@ -44,7 +44,7 @@ from imgfinder.core.dupes.trash import (
     resolve,
     undo_last,
 )
-from imgfinder.core.types import Progress
+from imgfinder.core.types import Progress, run
 from imgfinder.errors import ImgfinderError
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,26 @@ def scan_inputs(
 def cached_scan(inputs: ScanInputs) -> PairList | None:
     """The last scan's pairs when nothing they depend on changed (no decoding, no model)."""
     return pair_cache.load(inputs.cache_path, inputs.key)
+
+
+def exact_scan(catalog) -> PairList:
+    """Byte-identical files only (the exact tier), from the catalog's content hashes: no
+    model, no decoding, no signature or feature pass; O(N). Decided pairs are left out."""
+    t0 = time.perf_counter()
+    rows = catalog.hashed_rows()
+    if not rows:
+        raise NotIndexedError(
+            "the library has no indexed photos; run `imgfinder index FOLDER` first"
+        )
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    paths, hashes = [r[1] for r in rows], [r[2] for r in rows]
+    sigs = np.zeros((len(rows), signature.SIG_DIM), np.float32)  # no signature pass
+    decisions = list(store.load_decisions(catalog).keys())
+    pairs = run(pairs_mod.find_pairs(None, ids, paths, hashes, sigs, decisions=decisions))
+    pairs = pairs.select(pairs.exact)
+    pairs.seconds = time.perf_counter() - t0
+    pairs.stats["exact_only"] = True
+    return pairs
 
 
 def compute_scan(
