@@ -8,9 +8,11 @@ No N x N matrix is ever formed. Two k-NN passes propose pairs:
   unrelated photos at 0.99); centring spreads them so one slider range works for any weights,
   and it costs O(1) per pair from the index's own score: with unit a, b and mean m,
   (a-m).(b-m) = cos - a.m - b.m + m.m and |a-m|^2 = 1 - 2 a.m + m.m.
-* signatures: the dihedral-invariant form of every photo's DCT signature goes into a small
-  throw-away index (exact up to EXACT_SIG_LIMIT photos, LSH beyond) queried the same way, so
-  rotated and mirrored copies are proposed even when the features miss them.
+* signatures: up to EXACT_SIG_LIMIT photos, the dihedral-invariant form of every photo's DCT
+  signature goes into a small throw-away exact index queried the same way; beyond, one LSH
+  self-join over the signatures in all 8 orientations (sigpairs.py) returns the pairs whose
+  best-orientation similarity reaches SIG_GATE, so rotated and mirrored copies are proposed
+  even when the features miss them.
 
 Pairs whose best-orientation signature similarity reaches SIG_GATE, or whose centred feature
 cosine reaches FEATURE_GATE while being among the FEATURE_RANK nearest feature neighbours of
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from imgfinder.core import imagesig as signature
+from imgfinder.core.dupes import sigpairs
 from imgfinder.core.types import Progress
 
 log = logging.getLogger(__name__)
@@ -51,10 +54,10 @@ SIG_GATE = 0.85  # signature similarity from which a pair is verified as a possi
 FEATURE_GATE = 0.60  # ... or centred feature cosine (crops, borders, tilts the signature misses)
 FEATURE_RANK = 2  # ... when the pair is among one photo's FEATURE_RANK nearest feature neighbours
 NO_RANK = 127  # rank of pairs that are not feature neighbours
-EXACT_SIG_LIMIT = 20000  # up to this many photos the signature index is exact
-# beyond: fixed probing, candidates ranked by Hamming distance alone (no sketch stage);
-# 99.7% of planted copies found (dupes_scan.py)
-SIG_LSH = {"probes": 256, "rerank": 40, "prefilter": 40}
+EXACT_SIG_LIMIT = 20000  # up to this many photos the signature neighbours are exact
+# beyond: a threshold self-join over the oriented signatures (sigpairs.py)
+SEARCH_VERSION = 2  # bump when the candidate search changes (2: signature self-join): in the
+# pair cache's key (cache.py), so a scan cached by an older search is computed afresh
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
 CHUNK = 2048
 
@@ -198,17 +201,20 @@ def _feature_pairs(
 def _signature_pairs(
     sigs: np.ndarray, k: int, cancel: threading.Event
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray] | None]:
-    """(a, b) for every photo's k nearest signatures (dihedral-invariant form)."""
-    from imgfinder.core.index import ExactIndex, LSHIndex  # noqa: PLC0415
+    """(a, b) signature candidate pairs: up to EXACT_SIG_LIMIT photos every photo's k nearest
+    dihedral-invariant signatures (exact); beyond, every pair whose best-orientation
+    similarity reaches SIG_GATE, at most k per photo, by one LSH self-join (sigpairs.py:
+    find_pairs keeps no signature-only pair below SIG_GATE, so nothing else is needed)."""
+    from imgfinder.core.index import ExactIndex  # noqa: PLC0415
 
     valid = np.flatnonzero(np.linalg.norm(sigs, axis=1) > 0)
     if len(valid) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if len(valid) > EXACT_SIG_LIMIT:
+        got = yield from sigpairs.threshold_pairs(sigs, SIG_GATE, k, cancel=cancel)
+        return None if got is None else (got[0], got[1])
     inv = signature.invariant(sigs[valid])
-    if len(valid) <= EXACT_SIG_LIMIT:
-        idx = ExactIndex(inv.shape[1], model_id="dupes-signature")
-    else:  # copies sit far closer than typical neighbours: fixed probing finds them cheaply
-        idx = LSHIndex(inv.shape[1], model_id="dupes-signature", seed=0, **SIG_LSH)
+    idx = ExactIndex(inv.shape[1], model_id="dupes-signature")
     idx.add(valid, inv)
     idx.build()
     kk = min(k + 1, len(valid))
