@@ -153,10 +153,14 @@ def centred_cosine(cos: np.ndarray, am_a: np.ndarray, am_b: np.ndarray, mm: floa
 
 
 def _feature_pairs(
-    index, ids: np.ndarray, k: int, cancel: threading.Event, lock
+    index, ids: np.ndarray, k: int, cancel: threading.Event, lock, threads: int = 1
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """(a, b, centred cosine, rank) for every photo's k feature neighbours; rank 0 is the
-    querying photo's nearest neighbour other than itself."""
+    querying photo's nearest neighbour other than itself.
+
+    Chunks of CHUNK photos are queried `threads` at a time, in parallel (concurrent queries
+    are safe on every index: base.py), holding `lock` for each such wave; progress and the
+    cancel check come once per wave."""
     n = len(ids)
     step = max(1, n // 20000)  # the mean of 20k unit vectors is plenty
     sample = ids[::step]
@@ -170,22 +174,30 @@ def _feature_pairs(
     rows, nbrs, scores, ranks = [], [], [], []
     t0 = time.perf_counter()
     kk = min(k + 1, n)
-    for lo in range(0, n, CHUNK):
-        if cancel.is_set():
-            return None
-        chunk = ids[lo : lo + CHUNK]
-        with lock:
-            q = index.get_vectors(chunk)
-            nb, sc = index.query_batch(q, kk)
-        am[lo : lo + len(chunk)] = q @ m
-        rows.append(np.repeat(np.arange(lo, lo + len(chunk)), kk))
-        nbrs.append(nb.ravel())
-        scores.append(sc.ravel())
-        own = np.cumsum(nb == chunk[:, None], axis=1)  # the photo itself does not count
-        ranks.append((np.arange(nb.shape[1])[None, :] - own).ravel())
-        done = lo + len(chunk)
-        rate = done / max(time.perf_counter() - t0, 1e-9)
-        yield Progress("features", done, n, rate, (n - done) / rate, "feature neighbours")
+    threads = max(1, int(threads))
+
+    def query(lo: int):
+        q = index.get_vectors(ids[lo : lo + CHUNK])
+        return (q, *index.query_batch(q, kk))
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="dupes-knn") as pool:
+        for wave in range(0, n, CHUNK * threads):
+            if cancel.is_set():
+                return None
+            los = range(wave, min(n, wave + CHUNK * threads), CHUNK)
+            with lock:
+                got = list(pool.map(query, los)) if threads > 1 else [query(wave)]
+            for lo, (q, nb, sc) in zip(los, got):
+                chunk = ids[lo : lo + CHUNK]
+                am[lo : lo + len(chunk)] = q @ m
+                rows.append(np.repeat(np.arange(lo, lo + len(chunk)), kk))
+                nbrs.append(nb.ravel())
+                scores.append(sc.ravel())
+                own = np.cumsum(nb == chunk[:, None], axis=1)  # the photo itself does not count
+                ranks.append((np.arange(nb.shape[1])[None, :] - own).ravel())
+            done = min(n, wave + CHUNK * threads)
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            yield Progress("features", done, n, rate, (n - done) / rate, "feature neighbours")
     row = np.concatenate(rows)
     nb = np.concatenate(nbrs)
     sc = np.concatenate(scores).astype(np.float32)
@@ -304,7 +316,8 @@ def find_pairs(
     same shot by construction (RAW+JPEG pairs, rawpairs.py): kept with copy score 1 and never
     verified. `feature_positions`: ascending positions of the photos that have a vector in
     `index` (default all); the others take part through signatures and hashes only (photos
-    from `index --signatures-only`). Returns None when cancelled.
+    from `index --signatures-only`). `workers`: threads for the feature k-NN (chunks queried
+    in parallel) and for the geometric check. Returns None when cancelled.
     """
     t0 = time.perf_counter()
     cancel = cancel or threading.Event()
@@ -315,14 +328,14 @@ def find_pairs(
     n = len(ids)
     stats: dict = {"images": n}
     parts_a, parts_b, parts_sim, parts_rank = [], [], [], []
-    tf = time.perf_counter()
+    tf, cf = time.perf_counter(), time.process_time()
     fpos = (
         np.arange(n, dtype=np.int64)
         if feature_positions is None
         else np.asarray(feature_positions, np.int64)
     )
     if index is not None and len(fpos) > 1 and len(index):
-        got = yield from _feature_pairs(index, ids[fpos], k_features, cancel, lock)
+        got = yield from _feature_pairs(index, ids[fpos], k_features, cancel, lock, workers)
         if got is None:
             return None
         parts_a.append(fpos[got[0]])  # fpos ascending: a < b stays true
@@ -331,7 +344,8 @@ def find_pairs(
         parts_rank.append(got[3])
         stats["feature_pairs"] = len(got[0])
     stats["features_s"] = round(time.perf_counter() - tf, 3)
-    ts = time.perf_counter()
+    stats["features_cpu_s"] = round(time.process_time() - cf, 3)  # all threads of the process
+    ts, cs = time.perf_counter(), time.process_time()
     got = yield from _signature_pairs(sigs, k_signatures, cancel)
     if got is None:
         return None
@@ -341,6 +355,7 @@ def find_pairs(
     parts_rank.append(np.full(len(got[0]), NO_RANK, np.int64))
     stats["signature_pairs"] = len(got[0])
     stats["signatures_s"] = round(time.perf_counter() - ts, 3)
+    stats["signatures_cpu_s"] = round(time.process_time() - cs, 3)
     ea, eb = _exact_pairs(hashes)
     parts_a.append(ea)
     parts_b.append(eb)
