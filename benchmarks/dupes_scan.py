@@ -10,7 +10,7 @@ from the number of candidate pairs (its results are cached by content hash: a re
 checks new pairs).
 
     python benchmarks/dupes_scan.py [--n 100000] [--dim 4096] [--planted 2000]
-        [--workers 2] [--groups-out FILE] [--groups-baseline FILE]
+        [--workers N] [--groups-out FILE] [--groups-baseline FILE]
 
 `--groups-out` writes every tier's groups (member paths) as JSON; `--groups-baseline` compares
 this run's groups with such a file from another build of imgfinder on the same data (same
@@ -116,7 +116,10 @@ def main() -> int:
     ap.add_argument("--k-signatures", type=int, default=None, help="default: the core's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--workers", type=int, default=2, help="threads of the feature k-NN (find_pairs workers)"
+        "--workers",
+        type=int,
+        default=None,
+        help="threads of the feature k-NN (default: the core's)",
     )
     ap.add_argument("--groups-out", default=None, help="write every tier's groups as JSON")
     ap.add_argument("--groups-baseline", default=None, help="compare groups with such a file")
@@ -159,7 +162,7 @@ def main() -> int:
     k_s = args.k_signatures or pairs_mod.K_SIGNATURES
     print(
         f"k: {k_f} feature neighbours, {k_s} signature neighbours per photo; "
-        f"{args.workers} k-NN thread(s)"
+        f"{args.workers or pairs_mod.KNN_THREADS} k-NN thread(s)"
     )
     gen = pairs_mod.find_pairs(
         index,
@@ -170,7 +173,7 @@ def main() -> int:
         verifier=None,
         k_features=k_f,
         k_signatures=k_s,
-        workers=args.workers,
+        knn_threads=args.workers or pairs_mod.KNN_THREADS,
     )
     t0, c0 = time.perf_counter(), time.process_time()
     while True:

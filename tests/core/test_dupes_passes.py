@@ -41,7 +41,7 @@ def _scan(index, ids, sigs, workers, cancel=None, progress=None):
         [f"/p/{i}.jpg" for i in range(n)],
         [f"{i:032x}" for i in range(n)],
         sigs,
-        workers=workers,
+        knn_threads=workers,
         cancel=cancel,
     )
     while True:

@@ -60,6 +60,10 @@ SEARCH_VERSION = 2  # bump when the candidate search changes (2: signature self-
 # pair cache's key (cache.py), so a scan cached by an older search is computed afresh
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
 CHUNK = 2048
+# threads of the feature k-NN: on the shared, loaded 2-core test machine (load 4-5) two threads
+# were slower than one (20k x 4096 LSH: 11 s wall against 8 s), the engine's many small numpy
+# steps contending for the GIL; more may pay on idle cores, unmeasured here
+KNN_THREADS = 1
 
 Verifier = Callable[[int, int, int], float]  # (position a, position b, orientation) -> score
 
@@ -304,6 +308,7 @@ def find_pairs(
     cancel: threading.Event | None = None,
     lock=None,
     workers: int = 2,
+    knn_threads: int = KNN_THREADS,
     companions: tuple[np.ndarray, np.ndarray] | None = None,
     feature_positions: np.ndarray | None = None,
 ) -> Generator[Progress, None, PairList | None]:
@@ -316,8 +321,9 @@ def find_pairs(
     same shot by construction (RAW+JPEG pairs, rawpairs.py): kept with copy score 1 and never
     verified. `feature_positions`: ascending positions of the photos that have a vector in
     `index` (default all); the others take part through signatures and hashes only (photos
-    from `index --signatures-only`). `workers`: threads for the feature k-NN (chunks queried
-    in parallel) and for the geometric check. Returns None when cancelled.
+    from `index --signatures-only`). `workers`: threads of the geometric check;
+    `knn_threads`: of the feature k-NN (chunks queried in parallel). Returns None when
+    cancelled.
     """
     t0 = time.perf_counter()
     cancel = cancel or threading.Event()
@@ -335,7 +341,7 @@ def find_pairs(
         else np.asarray(feature_positions, np.int64)
     )
     if index is not None and len(fpos) > 1 and len(index):
-        got = yield from _feature_pairs(index, ids[fpos], k_features, cancel, lock, workers)
+        got = yield from _feature_pairs(index, ids[fpos], k_features, cancel, lock, knn_threads)
         if got is None:
             return None
         parts_a.append(fpos[got[0]])  # fpos ascending: a < b stays true
