@@ -117,7 +117,7 @@ def test_zero_signatures_take_no_part_and_cancel_stops():
     assert _drain(sigpairs.threshold_pairs(sigs, P.SIG_GATE, 16, cancel=cancel)) is None
     assert _drain(sigpairs.threshold_pairs(sigs[:1], P.SIG_GATE, 16))[0].size == 0
     with pytest.raises(ValueError):
-        _drain(sigpairs.threshold_pairs(sigs, P.SIG_GATE, 16, key_bits=12))
+        _drain(sigpairs.threshold_pairs(sigs, P.SIG_GATE, 16, key_bits=40))
 
 
 def test_find_pairs_uses_the_join_beyond_the_exact_limit(monkeypatch):
@@ -147,3 +147,14 @@ def test_a_new_candidate_search_invalidates_cached_scans(monkeypatch):
     before = cache.fingerprint(*args)
     monkeypatch.setattr(P, "SEARCH_VERSION", P.SEARCH_VERSION + 1)
     assert cache.fingerprint(*args) != before
+
+
+def test_sort_keys_are_the_code_bits_of_each_table():
+    rng = np.random.default_rng(4)
+    x = _photo_like(20, rng)
+    planes = rng.standard_normal((signature.SIG_DIM, 7 * 20)).astype(np.float32)  # 3 words
+    codes = sigpairs._codes(x, planes)
+    bits = (x @ sigpairs.oriented_planes(planes)).reshape(160, 140) > 0
+    for t in range(7):  # fields of 20 bits, two of them across a word boundary
+        want = (bits[:, 20 * t : 20 * t + 20] * (1 << np.arange(20))).sum(axis=1)
+        np.testing.assert_array_equal(sigpairs._key(codes, t, 20), want.astype(np.uint64))

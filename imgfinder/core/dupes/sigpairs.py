@@ -29,9 +29,9 @@ self-join over the whole library:
 
 Deterministic for a given seed. The candidate search is approximate (like any LSH): recall
 against an exact all-pairs scan is checked in tests/core/test_dupes_sigpairs.py, and
-benchmarks/dupes_scan.py reports the planted copies found at 100k. Memory: about 0.9 kB
-per photo while it runs (8 entries of 40 bytes of code and 64 of keys at the defaults, plus
-the sort order).
+benchmarks/dupes_scan.py reports the planted copies found at 100k. Memory while it runs:
+about 0.6 kB per photo at the defaults (8 entries of a 48-byte code, and one table's sort
+order at a time).
 """
 
 from __future__ import annotations
@@ -78,15 +78,12 @@ def oriented_planes(planes: np.ndarray) -> np.ndarray:
     return out.reshape(k * k, -1)
 
 
-def _codes(x: np.ndarray, planes: np.ndarray, key_bytes: int, tables: int):
-    """Codes ((words, 8M) uint64, word-major; entry e = 8 * photo + orientation) and
-    per-table keys ((tables, 8M) uint32, `key_bytes` bytes of the code each) of every
-    orientation of every row of x."""
+def _codes(x: np.ndarray, planes: np.ndarray) -> np.ndarray:
+    """Codes ((words, 8M) uint64, word-major, bit j of the code = sign of plane j; entry
+    e = 8 * photo + orientation) of every orientation of every row of x."""
     m, bits = len(x), planes.shape[1]
     words = (bits + 63) // 64
     codes = np.zeros((words, 8 * m), np.uint64)
-    keys = np.empty((tables, 8 * m), np.uint32)
-    shifts = (np.arange(key_bytes, dtype=np.uint32) * 8)[None, None, :]
     oriented = oriented_planes(planes)
     for lo in range(0, m, BLOCK):
         hi = min(m, lo + BLOCK)
@@ -95,9 +92,18 @@ def _codes(x: np.ndarray, planes: np.ndarray, key_bytes: int, tables: int):
         pad = np.zeros((len(packed), words * 8), np.uint8)
         pad[:, : packed.shape[1]] = packed
         codes[:, 8 * lo : 8 * hi] = pad.view(np.uint64).T
-        kb = packed[:, : tables * key_bytes].reshape(len(packed), tables, key_bytes)
-        keys[:, 8 * lo : 8 * hi] = (kb.astype(np.uint32) << shifts).sum(axis=2, dtype=np.uint32).T
-    return codes, keys
+    return codes
+
+
+def _key(codes: np.ndarray, t: int, key_bits: int) -> np.ndarray:
+    """Table t's sort key of every entry: bits [t * key_bits, (t + 1) * key_bits) of its code
+    (uint64; the code's bits are numbered from bit 0 of word 0)."""
+    lo = t * key_bits
+    w, shift = divmod(lo, 64)
+    key = codes[w] >> np.uint64(shift)
+    if shift + key_bits > 64:
+        key = key | (codes[w + 1] << np.uint64(64 - shift))
+    return key & np.uint64((1 << key_bits) - 1)
 
 
 def threshold_pairs(
@@ -122,15 +128,14 @@ def threshold_pairs(
     m = len(valid)
     if m < 2:
         return empty
-    if key_bits not in (8, 16, 24, 32) or tables < 1 or window < 1:
-        raise ValueError("need tables >= 1, window >= 1 and key_bits one of 8, 16, 24, 32")
+    if not 1 <= key_bits <= 32 or tables < 1 or window < 1:
+        raise ValueError("need tables >= 1, window >= 1 and 1 <= key_bits <= 32")
     t0 = time.perf_counter()
     x = sigs[valid] / np.linalg.norm(sigs[valid], axis=1, keepdims=True)
     rng = np.random.default_rng(seed)
-    key_bytes = key_bits // 8
-    n_bits = tables * key_bytes * 8
+    n_bits = tables * key_bits
     planes = rng.standard_normal((x.shape[1], n_bits)).astype(np.float32)
-    codes, keys = _codes(x, planes, key_bytes, tables)
+    codes = _codes(x, planes)
     yield Progress.since("candidates", 1, tables + 2, t0, "signature hashes")
     # Hamming filter: differing-bit fraction ~ angle / pi, binomial spread over n_bits
     p = math.acos(max(-1.0, min(1.0, threshold))) / math.pi
@@ -143,7 +148,7 @@ def threshold_pairs(
         if cancel.is_set():
             return None
         tie = rng.integers(0, 1 << 32, ents, dtype=np.uint64)
-        order = np.argsort((keys[t].astype(np.uint64) << np.uint64(32)) | tie)
+        order = np.argsort((_key(codes, t, key_bits) << np.uint64(32)) | tie)
         for d in range(1, window + 1):
             e1, e2 = order[:-d], order[d:]
             # first word alone, with a looser bound: drops most pairs at a fifth of the cost
