@@ -1,10 +1,11 @@
 """The last scan's PairList on disk, reused while nothing it depends on has changed.
 
 A scan's result depends only on: which photos are indexed (image ids, paths, content hashes),
-the model and index backend, the scan's settings (k, verification on/off), the signature and
-geometric-check versions and the user's decisions. `fingerprint` hashes all of that; `load`
-returns the cached PairList only when the fingerprint matches, so any change (a photo added,
-removed, re-encoded or moved, a decision, another model) makes the next scan compute afresh.
+the model and index backend, the scan's settings (k, verification on/off), the signature,
+candidate-search and geometric-check versions and the user's decisions. `fingerprint` hashes
+all of that; `load` returns the cached PairList only when the fingerprint matches, so any
+change (a photo added, removed, re-encoded or moved, a decision, another model) makes the
+next scan compute afresh.
 The file is versioned and written atomically (temp + fsync + replace); an unreadable or
 foreign file is ignored, never trusted.
 """
@@ -21,6 +22,7 @@ import numpy as np
 from imgfinder.atomic import atomic_write_npz
 from imgfinder.core import imagesig as signature
 from imgfinder.core.dupes import geometry
+from imgfinder.core.dupes import pairs as pairs_mod
 from imgfinder.core.dupes.pairs import PairList
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ def fingerprint(
         "model": model_id,
         "signature": signature.VERSION,
         "geometry": geometry.VERSION,
+        "search": pairs_mod.SEARCH_VERSION,
         "settings": settings,
     }
     h.update(json.dumps(meta, sort_keys=True).encode())

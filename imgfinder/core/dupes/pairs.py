@@ -8,9 +8,11 @@ No N x N matrix is ever formed. Two k-NN passes propose pairs:
   unrelated photos at 0.99); centring spreads them so one slider range works for any weights,
   and it costs O(1) per pair from the index's own score: with unit a, b and mean m,
   (a-m).(b-m) = cos - a.m - b.m + m.m and |a-m|^2 = 1 - 2 a.m + m.m.
-* signatures: the dihedral-invariant form of every photo's DCT signature goes into a small
-  throw-away index (exact up to EXACT_SIG_LIMIT photos, LSH beyond) queried the same way, so
-  rotated and mirrored copies are proposed even when the features miss them.
+* signatures: up to EXACT_SIG_LIMIT photos, the dihedral-invariant form of every photo's DCT
+  signature goes into a small throw-away exact index queried the same way; beyond, one LSH
+  self-join over the signatures in all 8 orientations (sigpairs.py) returns the pairs whose
+  best-orientation similarity reaches SIG_GATE, so rotated and mirrored copies are proposed
+  even when the features miss them.
 
 Pairs whose best-orientation signature similarity reaches SIG_GATE, or whose centred feature
 cosine reaches FEATURE_GATE while being among the FEATURE_RANK nearest feature neighbours of
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from imgfinder.core import imagesig as signature
+from imgfinder.core.dupes import sigpairs
 from imgfinder.core.types import Progress
 
 log = logging.getLogger(__name__)
@@ -51,12 +54,16 @@ SIG_GATE = 0.85  # signature similarity from which a pair is verified as a possi
 FEATURE_GATE = 0.60  # ... or centred feature cosine (crops, borders, tilts the signature misses)
 FEATURE_RANK = 2  # ... when the pair is among one photo's FEATURE_RANK nearest feature neighbours
 NO_RANK = 127  # rank of pairs that are not feature neighbours
-EXACT_SIG_LIMIT = 20000  # up to this many photos the signature index is exact
-# beyond: fixed probing, candidates ranked by Hamming distance alone (no sketch stage);
-# 99.7% of planted copies found (dupes_scan.py)
-SIG_LSH = {"probes": 256, "rerank": 40, "prefilter": 40}
+EXACT_SIG_LIMIT = 20000  # up to this many photos the signature neighbours are exact
+# beyond: a threshold self-join over the oriented signatures (sigpairs.py)
+SEARCH_VERSION = 2  # bump when the candidate search changes (2: signature self-join): in the
+# pair cache's key (cache.py), so a scan cached by an older search is computed afresh
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
 CHUNK = 2048
+# threads of the feature k-NN: on the shared, loaded 2-core test machine (load 4-5) two threads
+# were slower than one (20k x 4096 LSH: 11 s wall against 8 s), the engine's many small numpy
+# steps contending for the GIL; more may pay on idle cores, unmeasured here
+KNN_THREADS = 1
 
 Verifier = Callable[[int, int, int], float]  # (position a, position b, orientation) -> score
 
@@ -150,10 +157,14 @@ def centred_cosine(cos: np.ndarray, am_a: np.ndarray, am_b: np.ndarray, mm: floa
 
 
 def _feature_pairs(
-    index, ids: np.ndarray, k: int, cancel: threading.Event, lock
+    index, ids: np.ndarray, k: int, cancel: threading.Event, lock, threads: int = 1
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """(a, b, centred cosine, rank) for every photo's k feature neighbours; rank 0 is the
-    querying photo's nearest neighbour other than itself."""
+    querying photo's nearest neighbour other than itself.
+
+    Chunks of CHUNK photos are queried `threads` at a time, in parallel (concurrent queries
+    are safe on every index: base.py), holding `lock` for each such wave; progress and the
+    cancel check come once per wave."""
     n = len(ids)
     step = max(1, n // 20000)  # the mean of 20k unit vectors is plenty
     sample = ids[::step]
@@ -167,22 +178,30 @@ def _feature_pairs(
     rows, nbrs, scores, ranks = [], [], [], []
     t0 = time.perf_counter()
     kk = min(k + 1, n)
-    for lo in range(0, n, CHUNK):
-        if cancel.is_set():
-            return None
-        chunk = ids[lo : lo + CHUNK]
-        with lock:
-            q = index.get_vectors(chunk)
-            nb, sc = index.query_batch(q, kk)
-        am[lo : lo + len(chunk)] = q @ m
-        rows.append(np.repeat(np.arange(lo, lo + len(chunk)), kk))
-        nbrs.append(nb.ravel())
-        scores.append(sc.ravel())
-        own = np.cumsum(nb == chunk[:, None], axis=1)  # the photo itself does not count
-        ranks.append((np.arange(nb.shape[1])[None, :] - own).ravel())
-        done = lo + len(chunk)
-        rate = done / max(time.perf_counter() - t0, 1e-9)
-        yield Progress("features", done, n, rate, (n - done) / rate, "feature neighbours")
+    threads = max(1, int(threads))
+
+    def query(lo: int):
+        q = index.get_vectors(ids[lo : lo + CHUNK])
+        return (q, *index.query_batch(q, kk))
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="dupes-knn") as pool:
+        for wave in range(0, n, CHUNK * threads):
+            if cancel.is_set():
+                return None
+            los = range(wave, min(n, wave + CHUNK * threads), CHUNK)
+            with lock:
+                got = list(pool.map(query, los)) if threads > 1 else [query(wave)]
+            for lo, (q, nb, sc) in zip(los, got):
+                chunk = ids[lo : lo + CHUNK]
+                am[lo : lo + len(chunk)] = q @ m
+                rows.append(np.repeat(np.arange(lo, lo + len(chunk)), kk))
+                nbrs.append(nb.ravel())
+                scores.append(sc.ravel())
+                own = np.cumsum(nb == chunk[:, None], axis=1)  # the photo itself does not count
+                ranks.append((np.arange(nb.shape[1])[None, :] - own).ravel())
+            done = min(n, wave + CHUNK * threads)
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            yield Progress("features", done, n, rate, (n - done) / rate, "feature neighbours")
     row = np.concatenate(rows)
     nb = np.concatenate(nbrs)
     sc = np.concatenate(scores).astype(np.float32)
@@ -198,17 +217,20 @@ def _feature_pairs(
 def _signature_pairs(
     sigs: np.ndarray, k: int, cancel: threading.Event
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray] | None]:
-    """(a, b) for every photo's k nearest signatures (dihedral-invariant form)."""
-    from imgfinder.core.index import ExactIndex, LSHIndex  # noqa: PLC0415
+    """(a, b) signature candidate pairs: up to EXACT_SIG_LIMIT photos every photo's k nearest
+    dihedral-invariant signatures (exact); beyond, every pair whose best-orientation
+    similarity reaches SIG_GATE, at most k per photo, by one LSH self-join (sigpairs.py:
+    find_pairs keeps no signature-only pair below SIG_GATE, so nothing else is needed)."""
+    from imgfinder.core.index import ExactIndex  # noqa: PLC0415
 
     valid = np.flatnonzero(np.linalg.norm(sigs, axis=1) > 0)
     if len(valid) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if len(valid) > EXACT_SIG_LIMIT:
+        got = yield from sigpairs.threshold_pairs(sigs, SIG_GATE, k, cancel=cancel)
+        return None if got is None else (got[0], got[1])
     inv = signature.invariant(sigs[valid])
-    if len(valid) <= EXACT_SIG_LIMIT:
-        idx = ExactIndex(inv.shape[1], model_id="dupes-signature")
-    else:  # copies sit far closer than typical neighbours: fixed probing finds them cheaply
-        idx = LSHIndex(inv.shape[1], model_id="dupes-signature", seed=0, **SIG_LSH)
+    idx = ExactIndex(inv.shape[1], model_id="dupes-signature")
     idx.add(valid, inv)
     idx.build()
     kk = min(k + 1, len(valid))
@@ -286,6 +308,7 @@ def find_pairs(
     cancel: threading.Event | None = None,
     lock=None,
     workers: int = 2,
+    knn_threads: int = KNN_THREADS,
     companions: tuple[np.ndarray, np.ndarray] | None = None,
     feature_positions: np.ndarray | None = None,
 ) -> Generator[Progress, None, PairList | None]:
@@ -298,7 +321,9 @@ def find_pairs(
     same shot by construction (RAW+JPEG pairs, rawpairs.py): kept with copy score 1 and never
     verified. `feature_positions`: ascending positions of the photos that have a vector in
     `index` (default all); the others take part through signatures and hashes only (photos
-    from `index --signatures-only`). Returns None when cancelled.
+    from `index --signatures-only`). `workers`: threads of the geometric check;
+    `knn_threads`: of the feature k-NN (chunks queried in parallel). Returns None when
+    cancelled.
     """
     t0 = time.perf_counter()
     cancel = cancel or threading.Event()
@@ -309,14 +334,14 @@ def find_pairs(
     n = len(ids)
     stats: dict = {"images": n}
     parts_a, parts_b, parts_sim, parts_rank = [], [], [], []
-    tf = time.perf_counter()
+    tf, cf = time.perf_counter(), time.process_time()
     fpos = (
         np.arange(n, dtype=np.int64)
         if feature_positions is None
         else np.asarray(feature_positions, np.int64)
     )
     if index is not None and len(fpos) > 1 and len(index):
-        got = yield from _feature_pairs(index, ids[fpos], k_features, cancel, lock)
+        got = yield from _feature_pairs(index, ids[fpos], k_features, cancel, lock, knn_threads)
         if got is None:
             return None
         parts_a.append(fpos[got[0]])  # fpos ascending: a < b stays true
@@ -325,7 +350,8 @@ def find_pairs(
         parts_rank.append(got[3])
         stats["feature_pairs"] = len(got[0])
     stats["features_s"] = round(time.perf_counter() - tf, 3)
-    ts = time.perf_counter()
+    stats["features_cpu_s"] = round(time.process_time() - cf, 3)  # all threads of the process
+    ts, cs = time.perf_counter(), time.process_time()
     got = yield from _signature_pairs(sigs, k_signatures, cancel)
     if got is None:
         return None
@@ -335,6 +361,7 @@ def find_pairs(
     parts_rank.append(np.full(len(got[0]), NO_RANK, np.int64))
     stats["signature_pairs"] = len(got[0])
     stats["signatures_s"] = round(time.perf_counter() - ts, 3)
+    stats["signatures_cpu_s"] = round(time.process_time() - cs, 3)
     ea, eb = _exact_pairs(hashes)
     parts_a.append(ea)
     parts_b.append(eb)
