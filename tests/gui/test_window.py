@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl  # noqa: E402
+from PySide6.QtCore import QCoreApplication, QMimeData, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QAction, QGuiApplication, QImage  # noqa: E402
 from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter  # noqa: E402
 
@@ -173,6 +173,8 @@ def test_pause_resume_cancel(qtbot, make_window, tmp_path, monkeypatch, shared_e
     assert w.index_ctl.state == "paused"
     assert w.index_progress.pause_button.text() == "Resume"
     qtbot.waitUntil(lambda: w.index_ctl.parked, timeout=INDEX_TIMEOUT_MS)  # the batch ended
+    # the worker posts its last batch's progress before it parks: deliver that one first
+    QCoreApplication.processEvents()
     n = len(progress)
     qtbot.wait(600)  # the one fixed wait: a stretch of time in which nothing may happen
     assert len(progress) == n  # nothing is pulled from the generator while paused
