@@ -31,7 +31,8 @@ def read(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Header and sections of an index file, after checking (from the header alone) that it
     is a `backend` index ("" = any), built by `model_id` (None = any), and that it holds its
-    vectors unless the caller supplies a source. The vector section is memory-mapped."""
+    vectors unless the caller supplies a source. The vector section and the LSH refine codes
+    (a compressed copy of the vectors) are memory-mapped."""
     header = _format.read_header(path)
     stored_backend = header.get("backend")
     if backend and stored_backend != backend:
@@ -48,5 +49,8 @@ def read(
         raise IndexStateError(f"{os.fspath(path)} was saved without vectors; load it with source=")
     skip = ("vectors", "inv_norm") if with_source else ()
     return _format.read_container(
-        path, mmap_sections=("vectors",), skip_sections=skip, verify_mmapped=verify_vectors
+        path,
+        mmap_sections=("vectors", "refine_codes"),
+        skip_sections=skip,
+        verify_mmapped=verify_vectors,
     )
