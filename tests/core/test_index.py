@@ -571,16 +571,21 @@ def test_lsh_refine_stage_passes_few_rows_to_the_exact_rerank():
 
 
 def test_lsh_refine_codes_are_mapped_and_extend_after_load(tmp_path):
-    """Refine codes are saved, memory-mapped on load (not counted as RAM), and rows added
-    after loading get codes in RAM without copying the mapped block."""
+    """Refine codes are saved and then memory-mapped, by the saving index and on load (not
+    counted as RAM), and rows added after that get codes in RAM without copying the mapped
+    block."""
     base, queries, _ = _heavy_tail(3000, 20)
     idx = LSHIndex(192, seed=2)
     idx.add(np.arange(2900), base[:2900])
     idx.build()
+    assert idx.memory_bytes()["refine"] == 2900 * idx._rf_m > 0  # in RAM until saved
+    before = idx.query_batch(queries, 10)
     idx.save(tmp_path / "i")
+    assert idx.memory_bytes()["refine"] == 0  # then served from the file it was saved to
+    np.testing.assert_array_equal(idx.query_batch(queries, 10)[0], before[0])
     loaded = LSHIndex.load(tmp_path / "i")
     assert isinstance(loaded._refine_codes._base, np.memmap)
-    assert loaded.memory_bytes()["refine"] == 0 < idx.memory_bytes()["refine"]
+    assert loaded.memory_bytes()["refine"] == 0
     np.testing.assert_array_equal(
         loaded.query_batch(queries, 10)[0], idx.query_batch(queries, 10)[0]
     )

@@ -54,3 +54,18 @@ def read(
         skip_sections=skip,
         verify_mmapped=verify_vectors,
     )
+
+
+def map_section(path: str | os.PathLike, name: str) -> np.ndarray:
+    """Memory-map one section of a (just written) index file read-only, after checking its
+    crc32, so a saved index can serve that section from the file instead of from RAM."""
+    header, out = _format.read_container(
+        path,
+        mmap_sections=(name,),
+        skip_sections=tuple(
+            s["name"] for s in _format.read_header(path)["sections"] if s["name"] != name
+        ),
+    )
+    if name not in out:
+        raise IndexFormatError(path, f"no section {name}")
+    return out[name]
