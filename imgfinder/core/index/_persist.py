@@ -16,6 +16,13 @@ from . import _format
 log = logging.getLogger(__name__)
 
 
+# The LSH refine codes are mapped from the index file, except on Windows: there a mapped file
+# cannot be replaced, and in the app (vectors in the external store) the index file is
+# otherwise never mapped, so mapping it would make the next atomic save fail while any
+# process has it loaded. There the codes are read into RAM (256 B/photo over the budget).
+MAPPED_EXTRA = ("refine_codes",) if os.name != "nt" else ()
+
+
 def write(path: str | os.PathLike, header: dict[str, Any], sections: dict[str, np.ndarray]):
     """Write one index file atomically (header + sections)."""
     _format.write_container(path, header, sections)
@@ -50,7 +57,7 @@ def read(
     skip = ("vectors", "inv_norm") if with_source else ()
     return _format.read_container(
         path,
-        mmap_sections=("vectors", "refine_codes"),
+        mmap_sections=("vectors", *MAPPED_EXTRA),
         skip_sections=skip,
         verify_mmapped=verify_vectors,
     )

@@ -459,7 +459,8 @@ class LSHIndex(LSHSearch, BaseIndex):
 
     def save(self, path) -> None:
         super().save(path)
-        if self._built and self._rf_m and len(self._refine_codes):  # serve them from the file
+        mapped = self._built and self._rf_m and len(self._refine_codes) and _persist.MAPPED_EXTRA
+        if mapped:  # serve the refine codes from the file from now on
             base = _persist.map_section(path, "refine_codes")
             self._refine_codes = MappedRows(np.int8, self._rf_m, base=base)
 
