@@ -334,7 +334,7 @@ def run_one(name, make, n, dim, args, workdir: Path, anchors: bool) -> dict:
         build_s,
         ram / n,
         f"b={lsh._b} L={lsh._L} probes={lsh._probes} pre/10={lsh._prefilter} "
-        f"rerank/10={lsh._rerank}; stored recall {stored.get('recall_at_10', float('nan')):.3f}; "
+        f"rerank/10={lsh._rerank} refine/10={lsh._refine}; stored recall {stored.get('recall_at_10', float('nan')):.3f}; "
         f"batch==single {same}",
     )
     rows.append(lsh_row)

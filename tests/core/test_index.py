@@ -530,6 +530,120 @@ def test_lsh_recall_on_broad_distributions(broad_data):
             np.testing.assert_array_equal(s, bs[j])
 
 
+def _heavy_tail(n=6000, nq=150):
+    model = synthetic.BroadClusters(192, seed=11, rank=128, n_clusters=400, size_sigma=1.5)
+    base, queries = model.sample(n, 12), model.sample(nq, 13).astype(np.float32)
+    ex = ExactIndex(192)
+    ex.add(np.arange(n), base)
+    ex.build()
+    return base, queries, ex.query_batch(queries, 10)[0]
+
+
+def test_lsh_refine_stage_passes_few_rows_to_the_exact_rerank():
+    """The int8 refine codes re-order the sketch's top rows so that only a few reach the
+    exact float16 re-rank; recall holds (measured at build and on new queries), batched and
+    single queries agree, and without refine codes the exact re-rank needs more rows."""
+    base, queries, truth = _heavy_tail()
+    idx = LSHIndex(192, seed=2)
+    idx.add(np.arange(len(base)), base)
+    idx.build()
+    assert idx._rf_m == 192 and idx._refine > 0, idx._summary()
+    assert idx._refine_depth(10) < idx._depth(10)
+    assert idx.measured_recall["recall_at_10"] >= 0.95
+    got, _ = idx.query_batch(queries, 10)
+    assert recall_at_k(got, truth) >= 0.93
+    for k in (10, 40):
+        bi, bs = idx.query_batch(queries[:30], k)
+        for j in range(30):
+            i, s = idx.query(queries[j], k)
+            np.testing.assert_array_equal(i, bi[j])
+            np.testing.assert_array_equal(s, bs[j])
+    plain = LSHIndex(192, seed=2, refine_dims=0)
+    plain.add(np.arange(len(base)), base)
+    plain.build()
+    assert plain._refine == 0 and plain._refine_codes.width == 0
+    assert plain.measured_recall["recall_at_10"] >= 0.95
+    assert idx._refine_depth(10) < plain._depth(10)
+    # A forced refine depth is honoured and the stored recall measures that pipeline.
+    idx.tune(refine=10)
+    assert idx._refine == 10 and idx._refine_depth(10) == 10
+    assert 0 < idx.measured_recall["recall_at_10"] <= 1
+
+
+def test_lsh_refine_codes_are_mapped_and_extend_after_load(tmp_path):
+    """Refine codes are saved and then memory-mapped, by the saving index and on load (not
+    counted as RAM), and rows added after that get codes in RAM without copying the mapped
+    block."""
+    base, queries, _ = _heavy_tail(3000, 20)
+    idx = LSHIndex(192, seed=2)
+    idx.add(np.arange(2900), base[:2900])
+    idx.build()
+    assert idx.memory_bytes()["refine"] == 2900 * idx._rf_m > 0  # in RAM until saved
+    before = idx.query_batch(queries, 10)
+    idx.save(tmp_path / "i")
+    assert idx.memory_bytes()["refine"] == 0  # then served from the file it was saved to
+    np.testing.assert_array_equal(idx.query_batch(queries, 10)[0], before[0])
+    loaded = LSHIndex.load(tmp_path / "i")
+    assert isinstance(loaded._refine_codes._base, np.memmap)
+    assert loaded.memory_bytes()["refine"] == 0
+    np.testing.assert_array_equal(
+        loaded.query_batch(queries, 10)[0], idx.query_batch(queries, 10)[0]
+    )
+    loaded.add(np.arange(2900, 3000), base[2900:])
+    idx.add(np.arange(2900, 3000), base[2900:])
+    assert isinstance(loaded._refine_codes._base, np.memmap)
+    assert loaded.memory_bytes()["refine"] == 100 * loaded._rf_m
+    np.testing.assert_array_equal(
+        loaded._refine_codes.take(np.arange(3000)), idx._refine_codes.take(np.arange(3000))
+    )
+    for q in base[2950:2960]:  # the new rows are found (exactly: they are stored rows)
+        i, s = loaded.query(q, 1)
+        np.testing.assert_allclose(s[0], 1.0, atol=1e-3)
+
+
+def test_format_2_lsh_file_loads_with_refine_off(small_data, tmp_path, monkeypatch):
+    """A file of format 2 (no refine codes) loads as it was calibrated: same results, same
+    stored recall; the next build adds the refine stage."""
+    from imgfinder.core.index import _format
+
+    ids, base, queries = small_data
+    idx = built("lsh", small_data, refine_dims=0)
+    state, sections = idx._state()
+    sections.pop("refine_codes")
+    state = {k: v for k, v in state.items() if k not in ("refine_dims", "refine")}
+    params = {k: v for k, v in idx.params.items() if k not in ("refine_dims", "refine")}
+    header = {
+        "backend": "lsh",
+        "dim": 64,
+        "model_id": "model-a",
+        "count": len(idx),
+        "rows": idx._n_rows,
+        "seed": idx.seed,
+        "built": True,
+        "params": params,
+        "state": state,
+        "has_vectors": True,
+    }
+    sections = {
+        "row_ids": idx._row_ids.view,
+        "alive": idx._alive.view,
+        **sections,
+        "vectors": idx._store.chunks(),
+        "inv_norm": idx._store.inv_norm,
+    }
+    monkeypatch.setattr(_format, "FORMAT_VERSION", 2)
+    _format.write_container(tmp_path / "old", header, sections)
+    monkeypatch.undo()
+    assert struct.unpack_from("<I", (tmp_path / "old").read_bytes(), 8)[0] == 2
+    old = LSHIndex.load(tmp_path / "old", model_id="model-a")
+    assert old._refine == 0 and old.measured_recall == idx.measured_recall
+    np.testing.assert_array_equal(old.query_batch(queries, 10)[0], idx.query_batch(queries, 10)[0])
+    old.add([10**6], queries[:1])
+    assert old.query(queries[0], 1)[0][0] == 10**6
+    old.build()
+    assert old._rf_m == 64 and old.measured_recall["recall_at_10"] >= 0.95
+
+
 def test_neighbour_statistics_rank_difficulty():
     """The generators' statistics: the old one is easier than broad clusters (higher mean
     cosine and relative contrast, lower intrinsic dimension), as measured on real photos."""

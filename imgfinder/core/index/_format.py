@@ -3,8 +3,9 @@
 Layout (little-endian)::
 
     0   8   magic  b"IMGFIDX\\0"
-    8   4   format version (uint32), currently 2 (1 is still read: same layout; an LSH
-            index of format 1 has no sketch/recall sections and is rebuilt on load)
+    8   4   format version (uint32), currently 3 (1 and 2 are still read: same layout; an
+            LSH index of format 1 has no sketch/recall sections and is rebuilt on load, one
+            of format 2 has no refine codes and loads with its refine stage off)
     12  4   header length H (uint32)
     16  4   crc32 of the header bytes
     20  12  reserved (zero)
@@ -38,8 +39,8 @@ from ...errors import IndexFormatError
 log = logging.getLogger(__name__)
 
 MAGIC = b"IMGFIDX\x00"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 _PREFIX = struct.Struct("<8sIII12x")  # magic, version, header length, header crc32
 _ALIGN = 64
 _CRC_BLOCK = 1 << 24

@@ -115,7 +115,7 @@ def hamming_many(
     """Hamming distances (uint16) of codes[rows] to their queries' codes, for the entries
     of many queries at once: the first per_query[0] rows belong to qcodes[0], and so on."""
     x = np.take(codes, rows, axis=0)
-    x ^= np.repeat(qcodes, per_query, axis=0)
+    x ^= qcodes if len(qcodes) == 1 else np.repeat(qcodes, per_query, axis=0)
     if not HAS_BITWISE_COUNT:
         return _POPCOUNT8[x.view(np.uint8)].sum(axis=1, dtype=np.uint16)
     c = np.bitwise_count(x).astype(np.uint16)

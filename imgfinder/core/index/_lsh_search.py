@@ -7,7 +7,8 @@ One engine serves single and batched queries (a single query is a batch of one),
 return the same rows in the same order. Per block of queries: one projection (GEMM), probe
 keys and bucket offsets for every query at once, one ragged gather of all candidate rows,
 one de-duplication, row-wise selections over a padded (queries x candidates) matrix for the
-prefilter and the sketch top-R, then one gather + widen + dot for the exact re-rank.
+prefilter and the sketch top-R, the refine top-R2 from the memory-mapped int8 refine codes,
+then one gather + widen + dot for the exact re-rank of those R2 rows.
 """
 
 from __future__ import annotations
@@ -163,11 +164,47 @@ class LSHSearch:
     def _depth(self, k: int) -> int:
         return max(k, math.ceil(self._rerank * max(k, CALIB_K) / CALIB_K))
 
-    def _sketch_query(self, qs: np.ndarray) -> np.ndarray:
-        """Per-query weights w with sketch_row . w ~ (row - mean) . q (float32, (Q, m))."""
+    def _refine_depth(self, k: int) -> int:
+        """Rows the refine codes pass on to the exact re-rank (0: no refine stage)."""
+        if not (self._refine and self._rf_m):
+            return 0
+        return min(self._depth(k), max(k, math.ceil(self._refine * max(k, CALIB_K) / CALIB_K)))
+
+    def _sketch_query(self, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-query weights with code . w ~ (row - mean) . q for the sketch ((Q, m)) and for
+        the refine codes ((Q, m_r)), from one product with the shared basis (float32)."""
         if len(qs) == 1:
-            return (matvec(self._sk_basis, qs[0]) * self._sk_step)[None, :]
-        return (qs @ self._sk_basis.T) * self._sk_step
+            c = (matvec(self._sk_basis, qs[0]) * self._sk_step)[None, :]
+        else:
+            c = (qs @ self._sk_basis.T) * self._sk_step
+        return np.ascontiguousarray(c[:, : self._sk_m]), np.ascontiguousarray(c[:, : self._rf_m])
+
+    def _refine_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Refine-code scores (float32) of `rows` for one query's refine weights."""
+        g = self._refine_codes.take(rows).astype(np.float32)
+        return np.vecdot(g, w[None, :]) if len(rows) else np.zeros(0, np.float32)
+
+    def _refine_select(self, sel: np.ndarray, wr: np.ndarray, k: int) -> np.ndarray:
+        """(Q, R2) of each query's selected rows (-1: padding), the R2 best by refine-code
+        score, in their order in `sel` (ties broken by that position, as in the sketch)."""
+        nq, c = sel.shape
+        r2 = self._refine_depth(k)
+        if not r2 or c <= r2:
+            return sel
+        out = np.empty((nq, r2), np.int64)
+        step = max(1, self._SKETCH_ELEMS // max(1, c * self._rf_m))
+        ties = np.arange(c) * 1e-13
+        for lo in range(0, nq, step):
+            hi = min(nq, lo + step)
+            rows = sel[lo:hi]
+            g = self._refine_codes.take(np.maximum(rows, 0).ravel()).astype(np.float32)
+            s = np.vecdot(g.reshape(hi - lo, c, self._rf_m), wr[lo:hi, None, :])
+            s = s.astype(np.float64)
+            s[rows < 0] = -np.inf
+            s -= ties
+            top = np.sort(np.argpartition(-s, r2 - 1, axis=1)[:, :r2], axis=1)
+            out[lo:hi] = np.take_along_axis(rows, top, axis=1)
+        return out
 
     def _sketch_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
         g8 = self._scratch.get("sk8", (len(rows), self._sk_m), np.int8)
@@ -195,7 +232,7 @@ class LSHSearch:
         candidates at the widest budget ranks every row by its sketch (`_select_all`)."""
         nq = len(qs)
         depth = self._depth(k)
-        w = self._sketch_query(qs)
+        w, wr = self._sketch_query(qs)
         sel = np.full((nq, depth), -1, np.int64)
         todo, p = np.arange(nq), self._probes
         while len(todo):
@@ -223,7 +260,7 @@ class LSHSearch:
                         sel[j] = self._select_all(w, int(j), k, exclude)
             todo = np.concatenate(again) if again else todo[:0]
             p = min(2 * p, self._max_probes)
-        yield from self._rerank_many(sel, qs, k)
+        yield from self._rerank_many(self._refine_select(sel, wr, k), qs, k)
 
     def _dedup_block(self, flat, ends, exclude, seen):
         """Unique live (query, row) entries of a block of queries, pending rows included:

@@ -5,14 +5,20 @@ Calibration: stored rows serve as queries against the exact 10-NN of the rest. F
 table layout in a short grid (bits per table b, re-bucketed from the stored codes, no
 re-hashing) and every probe budget in a doubling grid, the rank of every true neighbour in
 the sketch order of the candidates is recorded; recall as a function of the exact re-rank
-depth R then follows without re-running queries. Among the (b, probes, R) that reach the
-target (less three standard errors of the per-query mean) and fit the RAM budget, the one
-with the lowest modelled cost is chosen. Cost model constants (seconds) were measured on the
-2-core reference box with numpy 2.x; only their ratios matter.
+depth R then follows without re-running queries. With refine codes (int8 principal
+coordinates, wider than the sketch, memory-mapped after load) a second stage re-orders the
+sketch's top R and passes only the top R2 to the exact re-rank; for a grid of R the rank of
+every true neighbour in refine order among the sketch's top R is recorded too, giving recall
+as a function of (R, R2). Among the (b, probes, R, R2) that reach the target (less three
+standard errors of the per-query mean) and fit the RAM budget, the one with the lowest
+modelled cost is chosen. Cost model constants (seconds) were measured per
+stage on the 2-core reference box with numpy 2.x (100k x 4096, memory-mapped vectors);
+only their ratios matter.
 
 Verification: `verify_recall` then runs the real query path for other held-out rows and
 measures recall@10 against exact search; the index re-calibrates with a stricter goal until
-the measured recall meets the target (see LSHIndex._calibrate).
+the measured recall, less one standard error of its per-query mean, meets the target (see
+LSHIndex._calibrate), so that new queries see the target too, not only the sample.
 """
 
 from __future__ import annotations
@@ -28,14 +34,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_COST_PROBE = 30e-9  # per probed bucket (offset lookups, ragged gather set-up)
-_COST_ENTRY = 12e-9  # per candidate entry (gather, Hamming distance over B bits)
-_COST_UNIQUE = 8e-9  # per unique candidate (de-duplication)
+_COST_PROBE = 60e-9  # per probed bucket (offset lookups, ragged gather set-up)
+_COST_ENTRY = 20e-9  # per candidate entry (ragged gather, de-duplication)
+_COST_UNIQUE = 30e-9  # per unique candidate (Hamming distance over B bits, prefilter select)
 _COST_SK_ROW = 20e-9  # per sketch-ranked candidate: a random memory access
 _COST_SK_ELEM = 0.6e-9  # per sketch byte of a ranked candidate (gather, widen, dot)
 _PREFILTERS = (0, 4096, 2048, 1024, 512, 256, 128, 64)  # Hamming prefilter depths tried
-_COST_ROW = 0.4e-6  # per re-ranked row: a random memory access before any arithmetic
-_COST_ELEM = 0.35e-9  # per re-ranked float16 element (gather + widen + dot)
+_COST_ROW = 1.5e-6  # per re-ranked row: random accesses to (mapped) pages before arithmetic
+_COST_ELEM = 0.9e-9  # per re-ranked float16 element (gather + widen + dot)
+_COST_RF_ROW = 40e-9  # per refine-scored row: a random access to a memory-mapped page
+_COST_RF_ELEM = 0.6e-9  # per refine byte (gather, widen, dot)
+# Sketch depths R tried with a refine stage (the rows its int8 codes re-order).
+_REFINE_GRID = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 CALIB_K = 10
 SHAPE_K = 64  # principal directions that shape the planes
 FIXED_ROWS = 100_000  # fixed arrays are charged to the RAM budget as if over this many rows
@@ -53,6 +63,7 @@ class Tunable(Protocol):
     dim: int
     words: int  # 64-bit words per code
     sketch_dims: int
+    refine_dims: int  # width of the refine codes (0: no refine stage)
     owns_vectors: bool
     table_bits: int
     tables: int
@@ -70,8 +81,9 @@ class Tunable(Protocol):
     def candidate_sets(
         self, projs: np.ndarray, codes: np.ndarray, probes: int, exclude: np.ndarray
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]: ...
-    def sketch_weights(self, qs: np.ndarray) -> np.ndarray: ...
+    def sketch_weights(self, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
     def sketch_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray: ...
+    def refine_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray: ...
     def search(
         self, qs, projs, codes, k: int, exclude: np.ndarray
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
@@ -139,12 +151,13 @@ def quantise(coords: np.ndarray, step: np.ndarray) -> np.ndarray:
 def ram_per_row(index: Tunable, b: int, L: int, m: int | None = None) -> float:
     """Index RAM per row for a layout: ids + alive + id map + codes + tables (rows and
     offsets) + sketch + de-duplication stamp (+ stored 1/norm when vectors are owned), plus
-    the fixed arrays (planes, sketch basis: 6 MB at 4096 dims) spread over the rows as if
-    there were at least FIXED_ROWS of them (in a small library they are a few MB in all)."""
+    the fixed arrays (planes, the sketch/refine basis: 8 MB at 4096 dims) spread over the
+    rows as if there were at least FIXED_ROWS of them (in a small library they are a few MB
+    in all). The refine codes are memory-mapped like the vectors and not counted here."""
     n, d, words = max(index.n_rows, 1), index.dim, index.words
     m = index.sketch_dims if m is None else m
     offs = 4 * L * ((1 << b) + 1) / n
-    fixed = 4 * d * (64 * words + m) / max(n, FIXED_ROWS)
+    fixed = 4 * d * (64 * words + max(m, index.refine_dims)) / max(n, FIXED_ROWS)
     owned = 4 if index.owns_vectors else 0
     return 8 + 1 + 12 + 8 * words + 4 * L + offs + m + 4 + owned + fixed
 
@@ -179,24 +192,27 @@ def _layouts(index: Tunable) -> list[int]:
     return out or [min(grid, key=lambda bl: ram_per_row(index, *bl))[0]]
 
 
-def calibrate(index: Tunable, target: float) -> tuple[int, int, int]:
-    """Return (probes, re-rank depth per 10 results, Hamming prefilter depth per 10 results
-    or 0 for none) for a built `index`; may re-bucket the tables with another bits-per-table
-    value (index.table_bits) when that is cheaper."""
+def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int]:
+    """Return (probes, sketch depth per 10 results, Hamming prefilter depth per 10 results
+    or 0 for none, refine depth per 10 results or 0 for no refine stage) for a built
+    `index`; may re-bucket the tables with another bits-per-table value (index.table_bits)
+    when that is cheaper. Without a refine stage the sketch depth rows are re-ranked exactly."""
     p = index.params
-    fixed_pre = p["prefilter"]
+    fixed_pre, fixed_rf = p["prefilter"], p["refine"]
     if p["probes"] is not None and p["rerank"] is not None:
-        return int(p["probes"]), int(p["rerank"]), int(fixed_pre or 0)
+        return int(p["probes"]), int(p["rerank"]), int(fixed_pre or 0), int(fixed_rf or 0)
     live = index.live
     if live <= 4 * CALIB_K:  # tiny: probe the home buckets, re-rank whatever they hold
-        return int(p["probes"] or index.tables), int(p["rerank"] or max(4 * CALIB_K, live)), 0
+        return int(p["probes"] or index.tables), int(p["rerank"] or max(4 * CALIB_K, live)), 0, 0
     sample, qs, truth = _ground_truth(index, "calib")
     projs, codes = index.encode(qs)
-    w = index.sketch_weights(qs)
+    w, wr = index.sketch_weights(qs)
     stamp = np.zeros(index.n_rows, dtype=np.int32)
     row_cost = _COST_ROW + _COST_ELEM * index.dim
     sk_cost = _COST_SK_ROW + _COST_SK_ELEM * index.sketch_dims
-    best = None  # (cost, b, probes, r, prefilter)
+    rf_cost = _COST_RF_ROW + _COST_RF_ELEM * index.refine_dims
+    grid_r = _refine_grid(index, p)
+    best = None  # (cost, b, probes, r, prefilter, refine)
     widest = None  # (b, probes, deepest finite position)
     for b in _layouts(index):
         if b != index.table_bits:
@@ -208,38 +224,57 @@ def calibrate(index: Tunable, target: float) -> tuple[int, int, int]:
             if best is not None and floor > best[0]:
                 break  # more probes (or coarser tables) only cost more from here on
             pres = [int(fixed_pre)] if fixed_pre is not None else list(_PREFILTERS)
-            pos, n_ent, n_uni = _sketch_positions(
-                index, projs, codes, w, truth, sample, n_probes, stamp, pres
+            pos, pos2, n_ent, n_uni = _sketch_positions(
+                index, projs, codes, (w, wr), truth, sample, n_probes, stamp, pres, grid_r
             )
             finite = pos[0][np.isfinite(pos[0])]
             widest = (b, n_probes, float(finite.max()) + 1 if finite.size else 0.0)
             gather = _COST_PROBE * n_probes + _COST_ENTRY * n_ent + _COST_UNIQUE * n_uni
             if best is not None and gather > best[0]:
                 break
-            for pre, pp in zip(pres, pos, strict=True):
+            for pre, pp, pp2 in zip(pres, pos, pos2, strict=True):
+                ranked = min(n_uni, pre) if pre else n_uni
                 r_need = _depth_for_recall(pp, target)
+                if fixed_rf:  # a forced refine depth: only refined choices below
+                    r_need = math.inf
                 if p["rerank"]:
                     r = int(p["rerank"])
-                    if r_need > r:
-                        continue
-                elif np.isfinite(r_need):
-                    r = max(CALIB_K, int(math.ceil(r_need)))
+                    ok = r_need <= r
                 else:
-                    continue  # too many neighbours unreachable with this many probes
-                if pre and pre < r:
-                    continue
-                ranked = min(n_uni, pre) if pre else n_uni
-                cost = gather + sk_cost * ranked + row_cost * r
-                if best is None or cost < best[0]:
-                    best = (cost, b, n_probes, r, pre)
+                    r = max(CALIB_K, int(math.ceil(r_need))) if np.isfinite(r_need) else 0
+                    ok = r > 0  # else too many neighbours unreachable with this many probes
+                if ok and not (pre and pre < r):
+                    cost = gather + sk_cost * ranked + row_cost * r
+                    if best is None or cost < best[0]:
+                        best = (cost, b, n_probes, r, pre, 0)
+                for r, p2 in zip(grid_r, pp2, strict=True):  # sketch top r, refine top r2
+                    if pre and pre < r:
+                        continue
+                    r2 = _depth_for_recall(p2, target)
+                    if not np.isfinite(r2) or (fixed_rf and r2 > fixed_rf):
+                        continue
+                    r2 = min(r, int(fixed_rf or max(CALIB_K, math.ceil(r2))))
+                    sketch = sk_cost * ranked if ranked > r else 0.0
+                    cost = gather + sketch + rf_cost * min(r, ranked) + row_cost * r2
+                    if best is None or cost < best[0]:
+                        best = (cost, b, n_probes, r, pre, r2)
     if best is None:  # target out of reach: probe widest, re-rank everything it finds
         log.warning("lsh calibration could not reach recall %.3f; probing widest", target)
         b, n_probes, deepest = widest
         r = int(p["rerank"] or max(4 * CALIB_K, math.ceil(deepest)))
-        best = (0.0, b, n_probes, r, 0)
+        best = (0.0, b, n_probes, r, 0, 0)
     if best[1] != index.table_bits:
         index.relayout(best[1])
-    return best[2], best[3], best[4]
+    return best[2], best[3], best[4], best[5]
+
+
+def _refine_grid(index: Tunable, p: dict) -> tuple[int, ...]:
+    """Sketch depths to try with the refine stage (none without refine codes)."""
+    if not index.refine_dims or p["refine"] == 0:
+        return ()
+    if p["rerank"]:
+        return (int(p["rerank"]),)
+    return _REFINE_GRID
 
 
 def _ground_truth(index: Tunable, which: str = "calib"):
@@ -275,7 +310,7 @@ def verify_recall(index: Tunable) -> dict[str, float]:
     where the library is large enough), each excluded from its own results, against exact
     search."""
     if index.live < 2:
-        return {"recall_at_10": 1.0, "queries": 0}
+        return {"recall_at_10": 1.0, "queries": 0, "stderr": 0.0}
     sample, qs, truth = _ground_truth(index, "verify")
     projs, codes = index.encode(qs)
     got = index.search(qs, projs, codes, CALIB_K, sample)
@@ -284,15 +319,23 @@ def verify_recall(index: Tunable) -> dict[str, float]:
         t = t[t >= 0]
         if len(t):
             hits.append(len(np.intersect1d(rows, t)) / len(t))
-    return {"recall_at_10": float(np.mean(hits)) if hits else 1.0, "queries": len(hits)}
+    if not hits:
+        return {"recall_at_10": 1.0, "queries": 0, "stderr": 0.0}
+    se = float(np.std(hits) / math.sqrt(len(hits)))
+    return {"recall_at_10": float(np.mean(hits)), "queries": len(hits), "stderr": se}
 
 
-def _sketch_positions(index, projs, codes, w, truth, sample, n_probes, stamp, prefilters):
+def _sketch_positions(index, projs, codes, ws, truth, sample, n_probes, stamp, prefilters, grid):
     """For each prefilter depth (0: none), the (n_q, 10) sketch-order ranks of each true
-    neighbour among the candidates the prefilter keeps (inf: not kept), plus the mean number
-    of candidate entries and of unique candidates per query."""
+    neighbour among the candidates the prefilter keeps (inf: not kept); for each prefilter
+    and each sketch depth r in `grid`, its refine-order rank among the sketch's top r (inf:
+    not among them); and the mean number of candidate entries and of unique candidates per
+    query."""
     n_q = len(projs)
+    w, wr = ws
     pos = [np.full(truth.shape, np.inf) for _ in prefilters]
+    pos2 = [[np.full(truth.shape, np.inf) for _ in grid] for _ in prefilters]
+    r_max = max(grid, default=0)
     n_uni = np.zeros(n_q)
     n_ent = index.entries(projs, codes, n_probes)
     for j, c, h in index.candidate_sets(projs, codes, n_probes, sample):
@@ -310,6 +353,7 @@ def _sketch_positions(index, projs, codes, w, truth, sample, n_probes, stamp, pr
         if len(at) == 0:
             continue
         above = s[None, :] > s[at][:, None]  # (hits, C)
+        f = np.full(len(c), np.nan, np.float32) if grid else None  # refine scores, lazily
         for i, pre in enumerate(prefilters):
             if pre and len(c) > pre:
                 keep = np.zeros(len(c), bool)
@@ -317,8 +361,37 @@ def _sketch_positions(index, projs, codes, w, truth, sample, n_probes, stamp, pr
                 inside = keep[at]
                 pos[i][j, cols[inside]] = (above[inside] & keep).sum(axis=1)
             else:
+                keep, inside = None, np.ones(len(at), bool)
                 pos[i][j, cols] = above.sum(axis=1)
-    return pos, float(n_ent), float(n_uni.mean()) if n_q else 0.0
+            if grid and inside.any():
+                ranks = _refine_ranks(index, c, s, f, wr[j], keep, at[inside], grid, r_max)
+                for g, rank in enumerate(ranks):
+                    pos2[i][g][j, cols[inside]] = rank
+    return pos, pos2, float(n_ent), float(n_uni.mean()) if n_q else 0.0
+
+
+def _refine_ranks(index, c, s, f, wr, keep, at, grid, r_max) -> list[np.ndarray]:
+    """Refine-order ranks of the hits `at` among the sketch's top r of the kept candidates
+    (`keep`: mask, None = all), one array per r in grid (inf where a hit is not in that
+    top r). `f` caches refine scores of c (nan: not yet computed)."""
+    kept = np.flatnonzero(keep) if keep is not None else np.arange(len(c))
+    if len(kept) > r_max:  # the sketch's top r_max only (O(C), not a full sort)
+        kept = kept[np.argpartition(-s[kept], r_max - 1)[:r_max]]
+    order = kept[np.argsort(-s[kept], kind="stable")]
+    need = np.concatenate([order, at])
+    need = need[np.isnan(f[need])]
+    if len(need):
+        f[need] = index.refine_scores(c[need], wr)
+    sk_rank = np.full(len(c), np.iinfo(np.int64).max)
+    sk_rank[order] = np.arange(len(order))
+    cum = np.cumsum(f[order][None, :] > f[at][:, None], axis=1)  # (hits, len(order))
+    out = []
+    for r in grid:
+        got = np.full(len(at), np.inf)
+        sel = sk_rank[at] < r
+        got[sel] = cum[sel, min(r, len(order)) - 1]
+        out.append(got)
+    return out
 
 
 def _depth_for_recall(pos: np.ndarray, target: float) -> float:

@@ -183,3 +183,47 @@ class IdMap:
 
     def nbytes(self) -> int:
         return int(self._keys.nbytes + self._rows.nbytes) + 100 * len(self._recent)
+
+
+class MappedRows:
+    """Fixed-width rows kept beside an index (the LSH refine codes): a read-only base block,
+    memory-mapped after loading, plus an in-RAM tail for rows added since, so adding to a
+    loaded index never copies the mapped part into RAM (the `RowStore` layout, any dtype)."""
+
+    def __init__(self, dtype: np.dtype | type, width: int, base: np.ndarray | None = None):
+        self.width = int(width)
+        self._base = base if base is not None else np.empty((0, self.width), dtype=dtype)
+        if self._base.ndim != 2 or self._base.shape[1] != self.width:
+            raise ValueError("row block does not match its width")
+        self._tail = GrowArray(self._base.dtype, self.width)
+
+    def __len__(self) -> int:
+        return len(self._base) + len(self._tail)
+
+    def append(self, rows: np.ndarray) -> None:
+        self._tail.append(rows)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (any order) as a (len(rows), width) array."""
+        nb = len(self._base)
+        if len(self._tail) == 0:
+            return np.take(self._base, rows, axis=0)
+        if nb == 0:
+            return np.take(self._tail.view, rows, axis=0)
+        out = np.empty((len(rows), self.width), dtype=self._base.dtype)
+        in_base = rows < nb
+        out[in_base] = self._base[rows[in_base]]
+        out[~in_base] = self._tail.view[rows[~in_base] - nb]
+        return out
+
+    def chunks(self) -> list[np.ndarray]:
+        parts = [a for a in (self._base, self._tail.view) if len(a)]
+        return parts or [self._base]
+
+    def compacted(self, keep: np.ndarray) -> MappedRows:
+        """A new block holding only rows `keep` (in order), in RAM."""
+        return MappedRows(self._base.dtype, self.width, base=self.take(keep))
+
+    def ram_bytes(self) -> int:
+        base = 0 if isinstance(self._base, np.memmap) else int(self._base.nbytes)
+        return base + self._tail.nbytes()
