@@ -86,6 +86,35 @@ def test_hard_copies_pass_the_geometric_check():
     assert score(im, _copies(im)["mirrored"]).mirrored
 
 
+def test_orb_settles_hard_copies_and_sift_is_not_computed_for_them():
+    im = photo()
+    fa = geometry.features_of(im)
+    for name, copy in _copies(im).items():
+        fb = geometry.features_of(jpeg(copy))
+        assert geometry.match(fa, fb).score >= T, name
+        assert not any(det == "sift" for det, _ in fb._kp), name  # ORB's fit was enough
+    assert not any(det == "sift" for det, _ in fa._kp)
+
+
+def test_a_pair_without_any_orb_fit_is_rejected_without_sift():
+    fa, fb = geometry.features_of(photo(3)), geometry.features_of(photo(4))
+    assert geometry.match(fa, fb).score < 0.5
+    assert not any(det == "sift" for det, _ in (*fa._kp, *fb._kp))
+    assert fa.xy.shape[1] == 2 and fa.desc.shape[1] == 128  # SIFT on demand (rerank reads it)
+
+
+def test_a_copy_scores_higher_with_its_original_than_with_a_re_exposed_shot_containing_it():
+    src = photo(5, (560, 420))
+    orig = src.crop((40, 30, 520, 390))
+    shot = ImageEnhance.Brightness(src.crop((60, 30, 540, 390))).enhance(1.25)
+    copy = orig.crop((60, 40, 420, 320))  # a crop of the original, inside the shot's frame too
+    m_orig, m_shot = score(orig, copy), score(shot, copy)
+    assert abs(m_orig.gain - 1) < 0.03 and abs(m_shot.gain - 1 / 1.25) < 0.05
+    assert m_orig.score >= T and m_orig.score > m_shot.score + 0.05
+    brighter = ImageEnhance.Brightness(copy).enhance(1.2)  # an edited copy stays a copy
+    assert score(orig, brighter).score >= T
+
+
 def test_a_moved_frame_is_not_the_same_photo_and_different_photos_do_not_match():
     src = photo(5, (560, 420))
     w, h = src.size
