@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from imgfinder.core import imagesig
 from imgfinder.core.imageborder import (  # noqa: F401 (border_box: part of this module's API)
     BORDER_DIFF,
     BORDER_MAX,
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 VERSION = 4  # bump when any constant below changes (1 was verify.py): cached scores are redone
 EARLY_SCORE = 0.9  # a fit this good in the orientation tried first ends the check (3: new)
 MIRRORING = (1, 2, 4, 7)  # signature.ORIENTATIONS that include a mirror (determinant -1)
+SURE_SIGNATURE = 0.85  # a signature this close (pairs.SIG_GATE) ...
+SURE_MARGIN = 0.1  # ... this much closer with than without a mirror (or the reverse) decides
+# the handedness: when no fit is found that way, the other is not tried (4: new)
 WORK_SIDE = 384  # photos are compared with their longest side at this many pixels
 N_FEATURES = 1000  # SIFT keypoints per photo
 DETECTORS = ("orb", "sift")  # tried in turn until a fit scores EARLY_SCORE (4: ORB first)
@@ -73,7 +77,10 @@ DETAIL_SIGMA = 2.5  # detail = blur(DETAIL_FINE) - blur(DETAIL_SIGMA), in pixels
 DETAIL_FINE = 1.0
 TEXTURE_STD = 2.0
 TEXTURE_SIGMA = 1.0
-SUBPIXEL = [(dx, dy) for dx in (-0.5, 0.0, 0.5) for dy in (-0.5, 0.0, 0.5)]
+SUBPIXEL = sorted(
+    ((dx, dy) for dx in (-0.5, 0.0, 0.5) for dy in (-0.5, 0.0, 0.5)), key=lambda d: d != (0, 0)
+)
+SUBPIXEL_ENOUGH = 0.98  # a correlation this high is not searched over sub-pixel shifts (4)
 EDGE_PX = 4  # frames are compared give or take this many pixels  # local grey std above which a pixel counts as content, not flat fill
 FILL_TOL = 8.0  # grey levels: fill outside the other photo's frame is one colour
 CONTAIN_FULL = 0.985  # textured share of one photo inside the other from which it is a copy
@@ -206,7 +213,7 @@ class Match:
     mirrored: bool
     rotation_deg: float
     scale: float
-    gain: float = 1.0  # contrast of b over a's where they overlap (exposure, tone edits)
+    gain: float = 1.0  # grey-level ratio of the two over their overlap (exposure, tone edits)
 
 
 NO_MATCH = Match(0.0, 0, 0.0, 0.0, False, 0.0, 1.0)
@@ -273,7 +280,9 @@ def _contained(grey: np.ndarray, near: np.ndarray) -> float:
 
 def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, float, float]:
     """(detail correlation over the overlap, containment, tone gain) of a pair aligned by m
-    (b -> a); the gain is the ratio of the two photos' grey contrast over the overlap."""
+    (b -> a). The gain is the median ratio of the two photos' grey levels over the overlap
+    (either way round). Containment is measured first: when neither photo lies inside the
+    other the pair scores 0 whatever its correlation, which is then not computed (0)."""
     cv2 = _cv2()
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     if scale > 1:  # b is the coarser photo: compare in b's frame
@@ -281,7 +290,15 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
     ha, wa = fa.grey.shape
     hb, wb = fb.grey.shape
     inside_b = _inside(m, (hb, wb), (wa, ha))
-    overlap = cv2.erode(inside_b.astype(np.uint8), np.ones((2 * EDGE_PX + 1,) * 2, np.uint8)) > 0
+    # how much of one photo lies inside the other's frame (flat fill outside it is allowed)
+    grow = np.ones((2 * EDGE_PX + 1,) * 2, np.uint8)
+    a_in_b = _contained(fa.grey, cv2.dilate(inside_b.astype(np.uint8), grow) > 0)
+    inside_a = _inside(cv2.invertAffineTransform(m), (ha, wa), (wb, hb))
+    b_in_a = _contained(fb.grey, cv2.dilate(inside_a.astype(np.uint8), grow) > 0)
+    contain = max(a_in_b, b_in_a)
+    if contain < CONTAIN_ZERO:
+        return 0.0, contain, 1.0
+    overlap = cv2.erode(inside_b.astype(np.uint8), grow) > 0
     both = overlap & fa.textured
     if both.sum() < 0.02 * ha * wa:
         return 0.0, 0.0, 1.0
@@ -291,8 +308,11 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
     src = fb.grey if scale >= 0.95 else _blur(fb.grey, 0.5 / scale)
     det_src = _band(src, 1.0 / scale)
     corr = -1.0
-    # keypoint fits are off by up to about half a pixel, enough to pull fine detail apart
+    # keypoint fits are off by up to about half a pixel, enough to pull fine detail apart;
+    # the unshifted fit comes first and one this good is not searched further
     for dx, dy in SUBPIXEL:
+        if corr >= SUBPIXEL_ENOUGH:
+            break
         mm = m.copy()
         mm[0, 2] += dx
         mm[1, 2] += dy
@@ -300,20 +320,17 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
         y = det_b[both]
         y = y - y.mean()
         corr = max(corr, float(x @ y / max(nx * np.sqrt(y @ y), 1e-6)))
-    # how much of one photo lies inside the other's frame (flat fill outside it is allowed)
-    grow = np.ones((2 * EDGE_PX + 1,) * 2, np.uint8)
-    a_in_b = _contained(fa.grey, cv2.dilate(inside_b.astype(np.uint8), grow) > 0)
-    inside_a = _inside(cv2.invertAffineTransform(m), (ha, wa), (wb, hb))
-    b_in_a = _contained(fb.grey, cv2.dilate(inside_a.astype(np.uint8), grow) > 0)
     grey_b = cv2.warpAffine(src, m, (wa, ha), flags=cv2.INTER_LINEAR, borderValue=0)[both]
     grey_a = fa.grey[both]
     mid = (grey_a >= TONE_RANGE[0]) & (grey_a <= TONE_RANGE[1]) & (grey_b >= TONE_RANGE[0])
     mid &= grey_b <= TONE_RANGE[1]  # unclipped in both: a brightened copy clips its highlights
     gain = float(np.median(grey_b[mid] / grey_a[mid])) if mid.sum() >= 64 else 1.0
-    return max(corr, 0.0), max(a_in_b, b_in_a), gain
+    return max(corr, 0.0), contain, gain
 
 
-def match(fa: PhotoFeatures, fb: PhotoFeatures, mirrored_first: bool = False) -> Match:
+def match(
+    fa: PhotoFeatures, fb: PhotoFeatures, mirrored_first: bool = False, both_ways: bool = True
+) -> Match:
     """Best geometric match of b onto a, straight or mirrored; NO_MATCH when none fits.
 
     Keypoints of DETECTORS in turn, cheapest first: a fit scoring EARLY_SCORE or more ends
@@ -321,12 +338,13 @@ def match(fa: PhotoFeatures, fb: PhotoFeatures, mirrored_first: bool = False) ->
     next detector is tried and the best of all fits kept, so SIFT still decides every pair
     ORB does not settle (soft, recompressed or tilted copies where ORB's corners thin out).
     Within a detector, the orientation tried first (`mirrored_first`: the signature's guess)
-    is enough when it scores EARLY_SCORE or more; otherwise the other one is tried too."""
+    is enough when it scores EARLY_SCORE or more; otherwise the other one is tried too,
+    unless `both_ways` is False (the signature is sure of the handedness)."""
     best = NO_MATCH
     for n, detector in enumerate(DETECTORS):
         if n and best.score < SIFT_FROM:  # ORB found no fit, or one far from a copy's
             return best
-        for mirrored in (mirrored_first, not mirrored_first):
+        for mirrored in (mirrored_first, not mirrored_first)[: 2 if both_ways else 1]:
             if best.score >= EARLY_SCORE or _settled(best):
                 return best
             cand = _match_one(fa, fb, mirrored, detector)
@@ -336,9 +354,12 @@ def match(fa: PhotoFeatures, fb: PhotoFeatures, mirrored_first: bool = False) ->
 
 
 def _settled(m: Match) -> bool:
-    """A fit this well supported whose detail lines up is the pair's alignment: a low score
-    then comes from containment (a moved frame), which no other fit changes."""
-    return m.inliers >= SETTLED_INLIERS and m.correlation >= SETTLED_CORRELATION
+    """A fit this well supported whose detail lines up, or whose frames do not contain each
+    other, is the pair's alignment: a low score then comes from containment (a moved frame),
+    which no other orientation or detector changes."""
+    if m.inliers < SETTLED_INLIERS:
+        return False
+    return m.correlation >= SETTLED_CORRELATION or m.containment < CONTAIN_ZERO
 
 
 def _match_one(fa: PhotoFeatures, fb: PhotoFeatures, mirrored: bool, detector: str):
@@ -382,18 +403,29 @@ class GeometricVerifier:
                 self._cache.popitem(last=False)
         return f
 
-    def match(self, path_a: str, path_b: str, mirrored_first: bool = False) -> Match | None:
+    def match(
+        self, path_a: str, path_b: str, mirrored_first: bool = False, both_ways: bool = True
+    ) -> Match | None:
         fa, fb = self.features(path_a), self.features(path_b)
         if fa is None or fb is None:
             return None
-        return match(fa, fb, mirrored_first)
+        return match(fa, fb, mirrored_first, both_ways)
 
-    def __call__(self, path_a: str, path_b: str, orientation: int = 0) -> float:
+    def __call__(self, path_a: str, path_b: str, orientation: int = 0, sure: bool = False) -> float:
         """Copy score in [0, 1]; NaN when either file cannot be decoded. `orientation` (the
         signature's guess, an index into signature.ORIENTATIONS) only decides whether the
-        mirrored fit is tried first: the fit finds rotation and mirroring itself."""
-        got = self.match(path_a, path_b, orientation in MIRRORING)
+        mirrored fit is tried first: the fit finds rotation and mirroring itself; `sure`
+        (handedness_sure): the other handedness is not tried."""
+        got = self.match(path_a, path_b, orientation in MIRRORING, not sure)
         return float("nan") if got is None else got.score
+
+
+def handedness_sure(sig_a: np.ndarray, sig_b: np.ndarray) -> bool:
+    """Whether two duplicate signatures say for certain whether one photo is mirrored: close
+    (SURE_SIGNATURE) and SURE_MARGIN closer in one handedness than in the other. Symmetric
+    photos, and pairs proposed by CNN features alone, are checked both ways."""
+    s, _ = imagesig.similarity(sig_a[None], sig_b[None])
+    return bool(s[0] >= SURE_SIGNATURE) and imagesig.mirror_margin(sig_a, sig_b) >= SURE_MARGIN
 
 
 # -- closing groups of copies ----------------------------------------------------------------

@@ -26,7 +26,7 @@ from imgfinder.core import imagesig as signature
 from imgfinder.core.dupes import cache as pair_cache
 from imgfinder.core.dupes import pairs as pairs_mod
 from imgfinder.core.dupes import rawpairs, store
-from imgfinder.core.dupes.geometry import GeometricVerifier
+from imgfinder.core.dupes.geometry import GeometricVerifier, handedness_sure
 from imgfinder.core.dupes.grouping import DEFAULT_THRESHOLDS, TIERS, DuplicateGroup
 from imgfinder.core.dupes.keeper import (
     FileFacts,
@@ -229,7 +229,7 @@ def compute_scan(
     checker = GeometricVerifier() if verify else None
 
     def verifier(i: int, j: int, o: int) -> float:
-        return checker(paths[i], paths[j], o)
+        return checker(paths[i], paths[j], o, handedness_sure(sigs[i], sigs[j]))
 
     result = yield from pairs_mod.find_pairs(
         index,
