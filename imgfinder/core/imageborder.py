@@ -46,6 +46,10 @@ def border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     if x.ndim == 2:
         x = x[:, :, None]
     h, w = x.shape[:2]
+    rows = x[[0, -1]].astype(np.float32).std(axis=1).max(axis=1)  # outermost lines' spread
+    cols = x[:, [0, -1]].astype(np.float32).std(axis=0).max(axis=1)
+    if (rows > BORDER_STD).all() and (cols > BORDER_STD).all():
+        return 0, 0, w, h  # no edge is flat (most photos): what _uniform_run would find
     top = _uniform_run(x)
     bottom = _uniform_run(x[::-1])
     left = _uniform_run(x.transpose(1, 0, 2))
