@@ -11,6 +11,8 @@ to look at. Pairs confirmed by eye are committed, names only, in
 benchmarks/flowers17_duplicates.txt, which clean_dataset leaves out too.
 
     python benchmarks/dataset_duplicates.py [--min-score 0.5] [--sheet /tmp/dupes_sheet.png]
+    python benchmarks/dataset_duplicates.py --contain-from 0.80 --min-score 0.6   # 2nd pass:
+        # two different crops of one photo each hold a little the other lacks
 """
 
 from __future__ import annotations
@@ -69,7 +71,16 @@ def main() -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATASET))
     ap.add_argument("--min-score", type=float, default=0.5)
     ap.add_argument("--sheet", default="/tmp/dupes_sheet.png")
+    ap.add_argument(
+        "--contain-from",
+        type=float,
+        help="count containment from this share (geometry.CONTAIN_ZERO; default 0.95)",
+    )
     args = ap.parse_args()
+    if args.contain_from is not None:
+        from imgfinder.core.dupes import geometry  # noqa: PLC0415
+
+        geometry.CONTAIN_ZERO, geometry.CONTAIN_FULL = args.contain_from, args.contain_from + 0.01
     data = Path(args.data)
     pairs = find(data, args.min_score)
     for k, (s, a, b) in enumerate(pairs):
