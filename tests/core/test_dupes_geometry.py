@@ -91,14 +91,14 @@ def test_orb_settles_hard_copies_and_sift_is_not_computed_for_them():
     fa = geometry.features_of(im)
     for name, copy in _copies(im).items():
         fb = geometry.features_of(jpeg(copy))
-        assert geometry.match(fa, fb).score >= T, name
+        assert geometry.match(fa, fb, detectors=geometry.FAST_DETECTORS).score >= T, name
         assert not any(det == "sift" for det, _ in fb._kp), name  # ORB's fit was enough
     assert not any(det == "sift" for det, _ in fa._kp)
 
 
 def test_a_pair_without_any_orb_fit_is_rejected_without_sift():
     fa, fb = geometry.features_of(photo(3)), geometry.features_of(photo(4))
-    assert geometry.match(fa, fb).score < 0.5
+    assert geometry.match(fa, fb, detectors=geometry.FAST_DETECTORS).score < 0.5
     assert not any(det == "sift" for det, _ in (*fa._kp, *fb._kp))
     assert fa.xy.shape[1] == 2 and fa.desc.shape[1] == 128  # SIFT on demand (rerank reads it)
 
@@ -207,3 +207,24 @@ def test_cache_round_trip_and_damaged_file(tmp_path):
     assert cache.load(path, "k2") is None  # anything changed: not reused
     path.write_bytes(b"garbage")
     assert cache.load(path, "k1") is None
+
+
+def test_the_scan_without_the_cnn_checks_orb_first_and_caches_its_scores_apart(tmp_path):
+    from imgfinder.core.catalog import Catalog
+    from imgfinder.core.dupes import sigindex, store
+    from imgfinder.core.types import run
+
+    im = photo()
+    (tmp_path / "photos").mkdir()
+    im.save(tmp_path / "photos" / "a.jpg", quality=95)
+    im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "photos" / "b.jpg", quality=80)
+    data = tmp_path / "data"
+    run(sigindex.index_signatures(data, [tmp_path / "photos"]))
+    cat = Catalog(data / "catalog.sqlite")
+    try:
+        pl = run(sigindex.scan_signatures(cat, data))
+        assert np.nanmax(pl.copy) >= T
+        assert store.load_verified(cat, geometry.FAST_VERSION)  # the ORB-first scores ...
+        assert not store.load_verified(cat)  # ... are not those a CNN scan would reuse
+    finally:
+        cat.close()

@@ -18,7 +18,13 @@ pair is then checked in that alignment:
   where a copy lies inside both its original and a re-exposed shot made from the same frame,
   it is grouped with the original (complete linkage takes the stronger link first).
 
-ORB first, SIFT for near misses: ORB (FAST corners with a small border and threshold, so
+SIFT in the full scan; ORB first, SIFT for near misses, in the scan without the CNN
+(FAST_DETECTORS, scores cached apart under FAST_VERSION), where speed beside the hash tools is
+the point. ORB's fits are a little less exact: on benchmarks/duplicates.py (7 copies and 4
+shot-like variants of each original, grouped by complete linkage) the same-photo recall at
+the default is 0.940 with ORB first against 0.987 with SIFT, as slightly different scores
+change which of two mutually incompatible crops joins a family first. ORB (FAST corners with
+a small border and threshold, so
 small soft photos keep enough of them) costs about a tenth of SIFT per photo (OpenCV's SIFT
 doubles the image first). On the benchmarks' 348 hard copies (crops of 10-25%, borders,
 letterbox/pillarbox, tilts of 3-10°, 90° steps, mirrors, 50% resizes, JPEG q60; flower photos
@@ -61,7 +67,9 @@ SURE_MARGIN = 0.1  # ... this much closer with than without a mirror (or the rev
 # the handedness: when no fit is found that way, the other is not tried (4: new)
 WORK_SIDE = 384  # photos are compared with their longest side at this many pixels
 N_FEATURES = 1000  # SIFT keypoints per photo
-DETECTORS = ("orb", "sift")  # tried in turn until a fit scores EARLY_SCORE (4: ORB first)
+DETECTORS = ("sift",)  # keypoints tried in turn until a fit scores EARLY_SCORE (the CNN scan)
+FAST_DETECTORS = ("orb", "sift")  # ... in the scan without the CNN: ORB first (4: new)
+FAST_VERSION = 1000 + VERSION  # its scores are cached apart (store.load_verified)
 SIFT_FROM = 0.5  # SIFT is tried only when ORB's best fit scores this much (a near miss)
 ORB_FEATURES = 500  # ORB keypoints per photo (brute-force matching is most of a pair's cost)
 ORB_EDGE = 19  # ORB patch and border (default 31): keypoints nearer the edge of small photos
@@ -329,19 +337,22 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
 
 
 def match(
-    fa: PhotoFeatures, fb: PhotoFeatures, mirrored_first: bool = False, both_ways: bool = True
+    fa: PhotoFeatures,
+    fb: PhotoFeatures,
+    mirrored_first: bool = False,
+    both_ways: bool = True,
+    detectors: tuple[str, ...] | None = None,
 ) -> Match:
     """Best geometric match of b onto a, straight or mirrored; NO_MATCH when none fits.
 
-    Keypoints of DETECTORS in turn, cheapest first: a fit scoring EARLY_SCORE or more ends
-    the check (most copies are settled by ORB, ~10x cheaper than SIFT on a photo), else the
-    next detector is tried and the best of all fits kept, so SIFT still decides every pair
-    ORB does not settle (soft, recompressed or tilted copies where ORB's corners thin out).
+    Keypoints of `detectors` (default DETECTORS) in turn: a fit scoring EARLY_SCORE or more
+    ends the check, else the next detector is tried (only after a near miss, SIFT_FROM) and
+    the best of all fits kept.
     Within a detector, the orientation tried first (`mirrored_first`: the signature's guess)
     is enough when it scores EARLY_SCORE or more; otherwise the other one is tried too,
     unless `both_ways` is False (the signature is sure of the handedness)."""
     best = NO_MATCH
-    for n, detector in enumerate(DETECTORS):
+    for n, detector in enumerate(detectors or DETECTORS):
         if n and best.score < SIFT_FROM:  # ORB found no fit, or one far from a copy's
             return best
         for mirrored in (mirrored_first, not mirrored_first)[: 2 if both_ways else 1]:
@@ -380,8 +391,9 @@ def _match_one(fa: PhotoFeatures, fb: PhotoFeatures, mirrored: bool, detector: s
 class GeometricVerifier:
     """Scores pairs of files; described photos are kept in a small LRU shared by threads."""
 
-    def __init__(self, cache_items: int = 256):
+    def __init__(self, cache_items: int = 256, detectors: tuple[str, ...] | None = None):
         self.cache_items = cache_items
+        self.detectors = detectors or DETECTORS
         self._cache: OrderedDict[str, PhotoFeatures | None] = OrderedDict()
         self._lock = threading.Lock()
         self.decoded = 0
@@ -409,7 +421,7 @@ class GeometricVerifier:
         fa, fb = self.features(path_a), self.features(path_b)
         if fa is None or fb is None:
             return None
-        return match(fa, fb, mirrored_first, both_ways)
+        return match(fa, fb, mirrored_first, both_ways, self.detectors)
 
     def __call__(self, path_a: str, path_b: str, orientation: int = 0, sure: bool = False) -> float:
         """Copy score in [0, 1]; NaN when either file cannot be decoded. `orientation` (the
