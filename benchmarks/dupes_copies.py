@@ -393,7 +393,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.issue_size:
         args.per_class, args.negatives, args.shot_every = 17, -1, 1
-        args.scenes, args.scene_shots = 2000, 150
+        args.scenes, args.scene_shots = 2200, 150
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="imgfinder-copies-"))
     try:

@@ -170,8 +170,28 @@ def pr(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, int, int]:
 
 
 # --------------------------------------------------------------------------- dataset
+KNOWN_DUPLICATES = Path(__file__).with_name("flowers17_duplicates.txt")
+
+
+def known_duplicates(files: list[Path]) -> list[tuple[Path, Path]]:
+    """Pairs of `files` listed in KNOWN_DUPLICATES (the flower dataset's own crops/zooms,
+    found with benchmarks/dataset_duplicates.py and checked by eye), matched by class/name."""
+    if not KNOWN_DUPLICATES.is_file():
+        return []
+    by_name = {f"{f.parent.name}/{f.name}": f for f in files}
+    out = []
+    for line in KNOWN_DUPLICATES.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and not line.startswith("#"):
+            a, b = by_name.get(parts[1]), by_name.get(parts[2])
+            if a is not None and b is not None:
+                out.append((a, b))
+    return out
+
+
 def clean_dataset(files: list[Path]) -> tuple[set[Path], list[tuple[str, str]]]:
-    """Dataset images that are the same photo as another dataset image (to leave out)."""
+    """Dataset images that are the same photo as another dataset image (to leave out): near-
+    identical ones by signature or pHash, and the verified crops/zooms of KNOWN_DUPLICATES."""
     from imgfinder.core.dupes import signature  # noqa: PLC0415
 
     ims = [Image.open(f).convert("RGB") for f in files]
@@ -188,6 +208,10 @@ def clean_dataset(files: list[Path]) -> tuple[set[Path], list[tuple[str, str]]]:
     for i, j in zip(a[bad], b[bad]):
         drop |= {files[i], files[j]}
         listed.append((files[i].parent.name + "/" + files[i].name, files[j].name))
+    for x, y in known_duplicates(files):
+        if not {x, y} <= drop:
+            listed.append((x.parent.name + "/" + x.name, y.name))
+        drop |= {x, y}
     return drop, listed
 
 

@@ -113,20 +113,36 @@ def similarity(
     scores = np.empty(n, np.float32)
     which = np.empty(n, np.int8)
     for lo in range(0, n, chunk):
-        aa, bb = a[lo : lo + chunk], b[lo : lo + chunk]
-        straight = _parity_sums(aa, bb)  # (p, 2, 2)
-        swapped = _parity_sums(aa, bb.transpose(0, 2, 1))
-        cand = np.concatenate(
-            [
-                np.einsum("pij,sij->ps", straight, _SIGNS),
-                np.einsum("pij,sij->ps", swapped, _SIGNS),
-            ],
-            axis=1,
-        )  # (p, 8)
+        cand = _orientation_scores(a[lo : lo + chunk], b[lo : lo + chunk])
         best = cand.argmax(axis=1)
         scores[lo : lo + chunk] = cand[np.arange(len(cand)), best]
         which[lo : lo + chunk] = best
     return scores, which
+
+
+def _orientation_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P, 8) cosine of a with b in each of ORIENTATIONS; a, b: (P, COEFFS, COEFFS)."""
+    straight = _parity_sums(a, b)  # (p, 2, 2)
+    swapped = _parity_sums(a, b.transpose(0, 2, 1))
+    return np.concatenate(
+        [np.einsum("pij,sij->ps", straight, _SIGNS), np.einsum("pij,sij->ps", swapped, _SIGNS)],
+        axis=1,
+    )
+
+
+MIRRORING = (1, 2, 4, 7)  # ORIENTATIONS that include a mirror (determinant -1)
+
+
+def mirror_margin(a: np.ndarray, b: np.ndarray) -> float:
+    """How much better one pair's best orientation scores than the best one of the other
+    handedness (mirrored vs not): large when the signature is sure whether b is mirrored."""
+    cand = _orientation_scores(
+        np.asarray(a, np.float32).reshape(1, COEFFS, COEFFS),
+        np.asarray(b, np.float32).reshape(1, COEFFS, COEFFS),
+    )[0]
+    mirrored = cand[list(MIRRORING)].max()
+    straight = cand[[o for o in range(8) if o not in MIRRORING]].max()
+    return float(abs(mirrored - straight))
 
 
 def invariant(sigs: np.ndarray) -> np.ndarray:

@@ -86,13 +86,60 @@ def test_hard_copies_pass_the_geometric_check():
     assert score(im, _copies(im)["mirrored"]).mirrored
 
 
+def test_orb_settles_hard_copies_and_sift_is_not_computed_for_them():
+    im = photo()
+    fa = geometry.features_of(im)
+    for name, copy in _copies(im).items():
+        fb = geometry.features_of(jpeg(copy))
+        assert geometry.match(fa, fb, detectors=geometry.FAST_DETECTORS).score >= T, name
+        assert not any(det == "sift" for det, _ in fb._kp), name  # ORB's fit was enough
+    assert not any(det == "sift" for det, _ in fa._kp)
+
+
+def test_a_pair_without_any_orb_fit_is_rejected_without_sift():
+    fa, fb = geometry.features_of(photo(3)), geometry.features_of(photo(4))
+    assert geometry.match(fa, fb, detectors=geometry.FAST_DETECTORS).score < 0.5
+    assert not any(det == "sift" for det, _ in (*fa._kp, *fb._kp))
+    assert fa.xy.shape[1] == 2 and fa.desc.shape[1] == 128  # SIFT on demand (rerank reads it)
+
+
+def test_a_copy_scores_higher_with_its_original_than_with_a_re_exposed_shot_containing_it():
+    src = photo(5, (560, 420))
+    orig = src.crop((40, 30, 520, 390))
+    shot = ImageEnhance.Brightness(src.crop((60, 30, 540, 390))).enhance(1.25)
+    copy = orig.crop((60, 40, 420, 320))  # a crop of the original, inside the shot's frame too
+    m_orig, m_shot = score(orig, copy), score(shot, copy)
+    assert abs(m_orig.gain - 1) < 0.03 and abs(m_shot.gain - 1 / 1.25) < 0.05
+    assert m_orig.score >= T and m_orig.score > m_shot.score + 0.05
+    brighter = ImageEnhance.Brightness(copy).enhance(1.2)  # an edited copy stays a copy
+    assert score(orig, brighter).score >= T
+
+
+def test_handedness_is_sure_for_a_mirror_copy_and_not_for_a_symmetric_photo():
+    im = photo()
+    sig = signature.signature_of(im)
+    mirrored = signature.signature_of(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert geometry.handedness_sure(sig, mirrored)
+    _, o = signature.similarity(sig[None], mirrored[None])
+    assert int(o[0]) in geometry.MIRRORING
+    fa, fb = geometry.features_of(im), geometry.features_of(jpeg(_copies(im)["mirrored"]))
+    assert geometry.match(fa, fb, mirrored_first=True, both_ways=False).score >= T
+    left = im.crop((0, 0, im.width // 2, im.height))
+    sym = Image.new("RGB", (2 * left.width, left.height))
+    sym.paste(left, (0, 0))
+    sym.paste(left.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (left.width, 0))
+    s = signature.signature_of(sym)
+    assert not geometry.handedness_sure(s, s)  # a mirror of it is itself: try both ways
+
+
 def test_a_moved_frame_is_not_the_same_photo_and_different_photos_do_not_match():
     src = photo(5, (560, 420))
     w, h = src.size
     a = src.crop((40, 30, 40 + 480, 30 + 360))
     b = ImageEnhance.Brightness(src.crop((70, 30, 70 + 480, 30 + 360))).enhance(1.25)
     m = score(a, b)
-    assert m.inliers >= geometry.MIN_INLIERS and m.correlation > 0.8  # it does line up ...
+    assert m.inliers >= geometry.MIN_INLIERS  # it does line up ...
+    assert m.containment < geometry.CONTAIN_ZERO
     assert m.score < 0.5, m  # ... but each frame holds content the other lacks
     assert score(photo(3), photo(4)).score < 0.5
 
@@ -160,3 +207,24 @@ def test_cache_round_trip_and_damaged_file(tmp_path):
     assert cache.load(path, "k2") is None  # anything changed: not reused
     path.write_bytes(b"garbage")
     assert cache.load(path, "k1") is None
+
+
+def test_the_scan_without_the_cnn_checks_orb_first_and_caches_its_scores_apart(tmp_path):
+    from imgfinder.core.catalog import Catalog
+    from imgfinder.core.dupes import sigindex, store
+    from imgfinder.core.types import run
+
+    im = photo()
+    (tmp_path / "photos").mkdir()
+    im.save(tmp_path / "photos" / "a.jpg", quality=95)
+    im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "photos" / "b.jpg", quality=80)
+    data = tmp_path / "data"
+    run(sigindex.index_signatures(data, [tmp_path / "photos"]))
+    cat = Catalog(data / "catalog.sqlite")
+    try:
+        pl = run(sigindex.scan_signatures(cat, data))
+        assert np.nanmax(pl.copy) >= T
+        assert store.load_verified(cat, geometry.FAST_VERSION)  # the ORB-first scores ...
+        assert not store.load_verified(cat)  # ... are not those a CNN scan would reuse
+    finally:
+        cat.close()

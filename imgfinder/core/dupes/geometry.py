@@ -3,34 +3,52 @@
 Why: the DCT signature and the old pixel check compare squashed whole frames, so a copy with a
 letterbox, a border, a 25% crop or a 3-10° tilt no longer lines up with its original. Here
 each photo is decoded once at WORK_SIDE px (longest side), its uniform border (any colour) is
-trimmed, and SIFT keypoints are taken from it and from its mirror image. A pair is matched
-(ratio test), a similarity transform (rotation, uniform scale, shift) is fitted with RANSAC,
-and the pair is then checked twice in that alignment:
+trimmed, and keypoints are taken from it and from its mirror image. A pair is matched (ratio
+test), a similarity transform (rotation, uniform scale, shift) is fitted with RANSAC, and the
+pair is then checked in that alignment:
 
 * detail correlation: grey minus a Gaussian blur, correlated over the overlap. A copy keeps
   the texture at the same place; a re-take of the scene (subject moved, other noise) does not;
 * containment: a copy is a crop of the original, or the original plus a border/fill, so the
   textured pixels of one of the two lie (almost) all inside the other's frame. A shot taken a
-  moment later with the camera moved has textured content on each side that the other lacks.
+  moment later with the camera moved has textured content on each side that the other lacks;
+* tone: the median ratio of the two photos' grey levels over the overlap. A copy keeps its
+  tones; a shot of the same scene at another exposure does not. It only lowers the score a
+  little (TONE_WEIGHT at a x1.25 / x0.8 exposure change), so an edited copy stays a copy, but
+  where a copy lies inside both its original and a re-exposed shot made from the same frame,
+  it is grouped with the original (complete linkage takes the stronger link first).
 
-SIFT rather than ORB: measured on the benchmark's copies (see benchmarks/duplicates.py), SIFT
-keeps enough RANSAC inliers on 50% downscales, JPEG q60 and ±10° rotations where ORB's FAST
-corners thin out on soft flower photos; descriptors are computed once per photo (cached), so
-its extra cost is per photo, not per pair. Neither descriptor is mirror-invariant, hence the
-mirrored set. Scores are in [0, 1] (NaN: a file could not be decoded); no Qt, no torch.
+SIFT in the full scan; ORB first, SIFT for near misses, in the scan without the CNN
+(FAST_DETECTORS, scores cached apart under FAST_VERSION), where speed beside the hash tools is
+the point. ORB's fits are a little less exact: on benchmarks/duplicates.py (7 copies and 4
+shot-like variants of each original, grouped by complete linkage) the same-photo recall at
+the default is 0.940 with ORB first against 0.987 with SIFT, as slightly different scores
+change which of two mutually incompatible crops joins a family first. ORB (FAST corners with
+a small border and threshold, so
+small soft photos keep enough of them) costs about a tenth of SIFT per photo (OpenCV's SIFT
+doubles the image first). On the benchmarks' 348 hard copies (crops of 10-25%, borders,
+letterbox/pillarbox, tilts of 3-10°, 90° steps, mirrors, 50% resizes, JPEG q60; flower photos
+of 197 px and generated 384 px scenes, benchmarks/dupes_copies.py) an ORB fit alone scored
+every copy >= 0.8, so SIFT is tried only when ORB's best fit is a near miss (SIFT_FROM up to
+EARLY_SCORE and not settled); a pair where ORB finds no fit at all is not a copy. A fit with
+SETTLED_INLIERS inliers whose detail lines up is the alignment, so a moved frame is rejected
+without trying the other orientation or detector. Keypoints and the comparison layers are
+computed per photo when first needed and cached with it. Neither descriptor is
+mirror-invariant, hence the mirrored sets. Scores are in [0, 1] (NaN: a file could not be
+decoded); no Qt, no torch.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
+from imgfinder.core import imagesig
 from imgfinder.core.imageborder import (  # noqa: F401 (border_box: part of this module's API)
     BORDER_DIFF,
     BORDER_MAX,
@@ -41,25 +59,43 @@ from imgfinder.core.imageborder import (  # noqa: F401 (border_box: part of this
 
 log = logging.getLogger(__name__)
 
-VERSION = 3  # bump when any constant below changes (1 was verify.py): cached scores are redone
+VERSION = 4  # bump when any constant below changes (1 was verify.py): cached scores are redone
 EARLY_SCORE = 0.9  # a fit this good in the orientation tried first ends the check (3: new)
 MIRRORING = (1, 2, 4, 7)  # signature.ORIENTATIONS that include a mirror (determinant -1)
+SURE_SIGNATURE = 0.85  # a signature this close (pairs.SIG_GATE) ...
+SURE_MARGIN = 0.1  # ... this much closer with than without a mirror (or the reverse) decides
+# the handedness: when no fit is found that way, the other is not tried (4: new)
 WORK_SIDE = 384  # photos are compared with their longest side at this many pixels
-N_FEATURES = 1000
+N_FEATURES = 1000  # SIFT keypoints per photo
+DETECTORS = ("sift",)  # keypoints tried in turn until a fit scores EARLY_SCORE (the CNN scan)
+FAST_DETECTORS = ("orb", "sift")  # ... in the scan without the CNN: ORB first (4: new)
+FAST_VERSION = 1000 + VERSION  # its scores are cached apart (store.load_verified)
+SIFT_FROM = 0.5  # SIFT is tried only when ORB's best fit scores this much (a near miss)
+ORB_FEATURES = 500  # ORB keypoints per photo (brute-force matching is most of a pair's cost)
+ORB_EDGE = 19  # ORB patch and border (default 31): keypoints nearer the edge of small photos
+ORB_FAST = 10  # FAST corner threshold (default 20): corners on soft photos too
 CONTRAST = 0.02  # SIFT contrast threshold (OpenCV default 0.04): keypoints on soft photos too
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PX = 4.0  # reprojection tolerance at WORK_SIDE
 MIN_INLIERS = 10
+SETTLED_INLIERS = 40  # a fit with this many inliers ...
+SETTLED_CORRELATION = 0.8  # ... and detail correlation is the alignment: its score stands (4)
 SCALE_RANGE = (0.25, 4.0)  # a copy is not scaled beyond this relative to its original
 DETAIL_SIGMA = 2.5  # detail = blur(DETAIL_FINE) - blur(DETAIL_SIGMA), in pixels
 DETAIL_FINE = 1.0
 TEXTURE_STD = 2.0
 TEXTURE_SIGMA = 1.0
-SUBPIXEL = [(dx, dy) for dx in (-0.5, 0.0, 0.5) for dy in (-0.5, 0.0, 0.5)]
+SUBPIXEL = sorted(
+    ((dx, dy) for dx in (-0.5, 0.0, 0.5) for dy in (-0.5, 0.0, 0.5)), key=lambda d: d != (0, 0)
+)
+SUBPIXEL_ENOUGH = 0.98  # a correlation this high is not searched over sub-pixel shifts (4)
 EDGE_PX = 4  # frames are compared give or take this many pixels  # local grey std above which a pixel counts as content, not flat fill
 FILL_TOL = 8.0  # grey levels: fill outside the other photo's frame is one colour
 CONTAIN_FULL = 0.985  # textured share of one photo inside the other from which it is a copy
 CONTAIN_ZERO = 0.95  # ... and below which it is not (score scaled linearly in between)
+TONE_WEIGHT = 0.1  # score x (1 - TONE_WEIGHT) at a grey-level gain of TONE_FULL or 1/TONE_FULL
+TONE_FULL = 1.25  # (4: new)
+TONE_RANGE = (16.0, 200.0)  # grey levels where the gain is measured (x1.25 still unclipped)
 
 
 def _cv2():
@@ -71,21 +107,50 @@ def _cv2():
 # -- per-photo features ----------------------------------------------------------------------
 @dataclass
 class PhotoFeatures:
-    grey: np.ndarray  # (h, w) float32, border trimmed, longest side <= WORK_SIDE
-    detail: np.ndarray  # grey minus its blur
-    textured: np.ndarray  # bool (h, w): content rather than flat fill
-    xy: np.ndarray  # (n, 2) float32 keypoint positions
-    desc: np.ndarray | None  # (n, 128) float32 SIFT descriptors
-    g8: np.ndarray  # (h, w) uint8 grey, for the mirror image's keypoints
-    _mirror: tuple[np.ndarray, np.ndarray | None] | None = None
+    g8: np.ndarray  # (h, w) uint8 grey, border trimmed, longest side <= WORK_SIDE
+    _kp: dict = field(default_factory=dict)  # (detector, mirrored) -> (xy, desc)
+    _maps: tuple | None = None  # (grey, detail, textured), made when a fit is checked
 
-    def mirrored(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Keypoints of the mirror image, in mirrored coordinates (computed on first use:
-        most pairs fit without them, and SIFT is most of a photo's cost)."""
-        got = self._mirror
-        if got is None:  # two threads may both compute it: same result, no harm
-            got = self._mirror = _keypoints(np.ascontiguousarray(self.g8[:, ::-1]))
+    def _layers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        got = self._maps
+        if got is None:  # most candidate photos never get a fit: these are made on demand
+            grey = self.g8.astype(np.float32)
+            mean = _blur(grey, TEXTURE_SIGMA)
+            var = np.maximum(_blur(grey * grey, TEXTURE_SIGMA) - mean * mean, 0)
+            got = self._maps = (grey, _band(grey, 1.0), np.sqrt(var) > TEXTURE_STD)
         return got
+
+    @property
+    def grey(self) -> np.ndarray:  # (h, w) float32
+        return self._layers()[0]
+
+    @property
+    def detail(self) -> np.ndarray:  # band-pass detail of grey
+        return self._layers()[1]
+
+    @property
+    def textured(self) -> np.ndarray:  # bool (h, w): content rather than flat fill
+        return self._layers()[2]
+
+    def keypoints(self, detector: str = "sift", mirrored: bool = False):
+        """(xy (n, 2) float32, descriptors or None) of one detector, of the photo or of its
+        mirror image (in mirrored coordinates); computed on first use and kept: most pairs
+        are decided by ORB, and SIFT is most of a photo's cost. Two threads may both compute
+        one: same result, no harm."""
+        key = (detector, mirrored)
+        got = self._kp.get(key)
+        if got is None:
+            g = np.ascontiguousarray(self.g8[:, ::-1]) if mirrored else self.g8
+            got = self._kp[key] = _keypoints(g, detector)
+        return got
+
+    @property
+    def xy(self) -> np.ndarray:  # SIFT keypoints (rerank.LocalVerifier reads these)
+        return self.keypoints()[0]
+
+    @property
+    def desc(self) -> np.ndarray | None:
+        return self.keypoints()[1]
 
 
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -98,30 +163,37 @@ def _band(grey: np.ndarray, unit: float) -> np.ndarray:
     return _blur(grey, DETAIL_FINE * unit) - _blur(grey, DETAIL_SIGMA * unit)
 
 
-def _keypoints(grey_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    sift = _sift()
-    kps, desc = sift.detectAndCompute(grey_u8, None)
+def _keypoints(grey_u8: np.ndarray, detector: str = "sift") -> tuple[np.ndarray, np.ndarray | None]:
+    kps, desc = _detector(detector).detectAndCompute(grey_u8, None)
     xy = np.asarray([k.pt for k in kps], np.float32).reshape(-1, 2)
     return xy, desc
-
-
-@functools.lru_cache(maxsize=1)
-def _sift_factory():
-    return _cv2().SIFT_create
 
 
 _tls = threading.local()
 
 
-def _sift():
-    s = getattr(_tls, "sift", None)
-    if s is None:  # one detector per thread: OpenCV objects are not shared across threads
-        s = _tls.sift = _sift_factory()(nfeatures=N_FEATURES, contrastThreshold=CONTRAST)
-    return s
+def _detector(name: str):
+    """One detector of each kind per thread: OpenCV objects are not shared across threads."""
+    d = getattr(_tls, name, None)
+    if d is None:
+        cv2 = _cv2()
+        if name == "sift":
+            d = cv2.SIFT_create(nfeatures=N_FEATURES, contrastThreshold=CONTRAST)
+        elif name == "orb":
+            d = cv2.ORB_create(
+                nfeatures=ORB_FEATURES,
+                edgeThreshold=ORB_EDGE,
+                patchSize=ORB_EDGE,
+                fastThreshold=ORB_FAST,
+            )
+        else:
+            raise ValueError(f"unknown detector {name!r}")
+        setattr(_tls, name, d)
+    return d
 
 
 def features_of(img: Image.Image) -> PhotoFeatures:
-    """Trim, shrink to WORK_SIDE and describe one photo (both orientations of its mirror)."""
+    """Trim and shrink one photo to WORK_SIDE; its keypoints are taken when first needed."""
     rgb = img.convert("RGB")
     scale = WORK_SIDE / max(rgb.size)
     if scale < 1:
@@ -129,15 +201,7 @@ def features_of(img: Image.Image) -> PhotoFeatures:
             (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
             Image.Resampling.BOX,
         )
-    rgb = trim_border(rgb)
-    g8 = np.asarray(rgb.convert("L"))
-    grey = g8.astype(np.float32)
-    detail = _band(grey, 1.0)
-    mean = _blur(grey, TEXTURE_SIGMA)
-    var = np.maximum(_blur(grey * grey, TEXTURE_SIGMA) - mean * mean, 0)
-    textured = np.sqrt(var) > TEXTURE_STD
-    xy, desc = _keypoints(g8)
-    return PhotoFeatures(grey, detail, textured, xy, desc, g8)
+    return PhotoFeatures(np.asarray(trim_border(rgb).convert("L")))
 
 
 def load_features(path: str) -> PhotoFeatures:
@@ -150,28 +214,32 @@ def load_features(path: str) -> PhotoFeatures:
 # -- one pair ----------------------------------------------------------------------------------
 @dataclass
 class Match:
-    score: float  # detail correlation x containment factor, in [0, 1]
+    score: float  # detail correlation x containment factor x tone factor, in [0, 1]
     inliers: int
     correlation: float
     containment: float
     mirrored: bool
     rotation_deg: float
     scale: float
+    gain: float = 1.0  # grey-level ratio of the two over their overlap (exposure, tone edits)
 
 
 NO_MATCH = Match(0.0, 0, 0.0, 0.0, False, 0.0, 1.0)
 
 
-def _fit(fa: PhotoFeatures, xy_b: np.ndarray, desc_b, w_b: int, mirrored: bool):
+def _fit(fa: PhotoFeatures, fb: PhotoFeatures, mirrored: bool, detector: str):
+    """(matrix mapping b onto a, inliers) of one detector's keypoints, or None."""
     cv2 = _cv2()
-    if fa.desc is None or desc_b is None or len(fa.desc) < 2 or len(desc_b) < 2:
+    xy_a, desc_a = fa.keypoints(detector)
+    xy_b, desc_b = fb.keypoints(detector, mirrored)
+    if desc_a is None or desc_b is None or len(desc_a) < 2 or len(desc_b) < 2:
         return None
-    pairs = _matcher().knnMatch(desc_b, fa.desc, k=2)
+    pairs = _matcher(detector).knnMatch(desc_b, desc_a, k=2)
     good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
     if len(good) < MIN_INLIERS:
         return None
     src = xy_b[[m.queryIdx for m in good]]  # mirrored photo's coordinates when mirrored
-    dst = fa.xy[[m.trainIdx for m in good]]
+    dst = xy_a[[m.trainIdx for m in good]]
     m, inl = cv2.estimateAffinePartial2D(
         src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, maxIters=2000
     )
@@ -181,20 +249,19 @@ def _fit(fa: PhotoFeatures, xy_b: np.ndarray, desc_b, w_b: int, mirrored: bool):
     if n_in < MIN_INLIERS:
         return None
     if mirrored:  # x_b_mirrored = w-1-x_b: compose so the matrix maps unmirrored b onto a
+        w_b = fb.g8.shape[1]
         flip = np.array([[-1, 0, w_b - 1], [0, 1, 0], [0, 0, 1]], np.float64)
         m = (np.vstack([m, [0, 0, 1]]) @ flip)[:2]
     return m, n_in
 
 
-@functools.lru_cache(maxsize=1)
-def _matcher_factory():
-    return _cv2().BFMatcher
-
-
-def _matcher():
-    mt = getattr(_tls, "matcher", None)
+def _matcher(detector: str):
+    key = "matcher_" + detector
+    mt = getattr(_tls, key, None)
     if mt is None:
-        mt = _tls.matcher = _matcher_factory()(_cv2().NORM_L2)
+        cv2 = _cv2()
+        mt = cv2.BFMatcher(cv2.NORM_HAMMING if detector == "orb" else cv2.NORM_L2)
+        setattr(_tls, key, mt)
     return mt
 
 
@@ -219,8 +286,11 @@ def _contained(grey: np.ndarray, near: np.ndarray) -> float:
     return 1.0 - n_out / grey.size
 
 
-def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, float]:
-    """(detail correlation over the overlap, containment) of a pair aligned by m (b -> a)."""
+def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, float, float]:
+    """(detail correlation over the overlap, containment, tone gain) of a pair aligned by m
+    (b -> a). The gain is the median ratio of the two photos' grey levels over the overlap
+    (either way round). Containment is measured first: when neither photo lies inside the
+    other the pair scores 0 whatever its correlation, which is then not computed (0)."""
     cv2 = _cv2()
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     if scale > 1:  # b is the coarser photo: compare in b's frame
@@ -228,18 +298,29 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
     ha, wa = fa.grey.shape
     hb, wb = fb.grey.shape
     inside_b = _inside(m, (hb, wb), (wa, ha))
-    overlap = cv2.erode(inside_b.astype(np.uint8), np.ones((2 * EDGE_PX + 1,) * 2, np.uint8)) > 0
+    # how much of one photo lies inside the other's frame (flat fill outside it is allowed)
+    grow = np.ones((2 * EDGE_PX + 1,) * 2, np.uint8)
+    a_in_b = _contained(fa.grey, cv2.dilate(inside_b.astype(np.uint8), grow) > 0)
+    inside_a = _inside(cv2.invertAffineTransform(m), (ha, wa), (wb, hb))
+    b_in_a = _contained(fb.grey, cv2.dilate(inside_a.astype(np.uint8), grow) > 0)
+    contain = max(a_in_b, b_in_a)
+    if contain < CONTAIN_ZERO:
+        return 0.0, contain, 1.0
+    overlap = cv2.erode(inside_b.astype(np.uint8), grow) > 0
     both = overlap & fa.textured
     if both.sum() < 0.02 * ha * wa:
-        return 0.0, 0.0
+        return 0.0, 0.0, 1.0
     x = fa.detail[both]
     x = x - x.mean()
     nx = float(np.sqrt(x @ x))
     src = fb.grey if scale >= 0.95 else _blur(fb.grey, 0.5 / scale)
     det_src = _band(src, 1.0 / scale)
     corr = -1.0
-    # keypoint fits are off by up to about half a pixel, enough to pull fine detail apart
+    # keypoint fits are off by up to about half a pixel, enough to pull fine detail apart;
+    # the unshifted fit comes first and one this good is not searched further
     for dx, dy in SUBPIXEL:
+        if corr >= SUBPIXEL_ENOUGH:
+            break
         mm = m.copy()
         mm[0, 2] += dx
         mm[1, 2] += dy
@@ -247,47 +328,72 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
         y = det_b[both]
         y = y - y.mean()
         corr = max(corr, float(x @ y / max(nx * np.sqrt(y @ y), 1e-6)))
-    # how much of one photo lies inside the other's frame (flat fill outside it is allowed)
-    grow = np.ones((2 * EDGE_PX + 1,) * 2, np.uint8)
-    a_in_b = _contained(fa.grey, cv2.dilate(inside_b.astype(np.uint8), grow) > 0)
-    inside_a = _inside(cv2.invertAffineTransform(m), (ha, wa), (wb, hb))
-    b_in_a = _contained(fb.grey, cv2.dilate(inside_a.astype(np.uint8), grow) > 0)
-    return max(corr, 0.0), max(a_in_b, b_in_a)
+    grey_b = cv2.warpAffine(src, m, (wa, ha), flags=cv2.INTER_LINEAR, borderValue=0)[both]
+    grey_a = fa.grey[both]
+    mid = (grey_a >= TONE_RANGE[0]) & (grey_a <= TONE_RANGE[1]) & (grey_b >= TONE_RANGE[0])
+    mid &= grey_b <= TONE_RANGE[1]  # unclipped in both: a brightened copy clips its highlights
+    gain = float(np.median(grey_b[mid] / grey_a[mid])) if mid.sum() >= 64 else 1.0
+    return max(corr, 0.0), contain, gain
 
 
-def match(fa: PhotoFeatures, fb: PhotoFeatures, mirrored_first: bool = False) -> Match:
+def match(
+    fa: PhotoFeatures,
+    fb: PhotoFeatures,
+    mirrored_first: bool = False,
+    both_ways: bool = True,
+    detectors: tuple[str, ...] | None = None,
+) -> Match:
     """Best geometric match of b onto a, straight or mirrored; NO_MATCH when none fits.
 
-    The orientation tried first (`mirrored_first`: the signature's guess) is enough when it
-    scores EARLY_SCORE or more; otherwise the other one is tried too and the better kept."""
-    wb = fb.grey.shape[1]
+    Keypoints of `detectors` (default DETECTORS) in turn: a fit scoring EARLY_SCORE or more
+    ends the check, else the next detector is tried (only after a near miss, SIFT_FROM) and
+    the best of all fits kept.
+    Within a detector, the orientation tried first (`mirrored_first`: the signature's guess)
+    is enough when it scores EARLY_SCORE or more; otherwise the other one is tried too,
+    unless `both_ways` is False (the signature is sure of the handedness)."""
     best = NO_MATCH
-    for mirrored in (mirrored_first, not mirrored_first):
-        if best.score >= EARLY_SCORE:
-            break
-        xy, desc = fb.mirrored() if mirrored else (fb.xy, fb.desc)
-        fit = _fit(fa, xy, desc, wb, mirrored)
-        if fit is None:
-            continue
-        m, n_in = fit
-        lin = m[:, :2]
-        scale = float(np.sqrt(abs(np.linalg.det(lin))))
-        if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
-            continue
-        corr, contain = _check(fa, fb, m)
-        factor = float(np.clip((contain - CONTAIN_ZERO) / (CONTAIN_FULL - CONTAIN_ZERO), 0, 1))
-        rot = float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
-        cand = Match(corr * factor, n_in, corr, contain, mirrored, rot, scale)
-        if (cand.score, cand.inliers) > (best.score, best.inliers):
-            best = cand
+    for n, detector in enumerate(detectors or DETECTORS):
+        if n and best.score < SIFT_FROM:  # ORB found no fit, or one far from a copy's
+            return best
+        for mirrored in (mirrored_first, not mirrored_first)[: 2 if both_ways else 1]:
+            if best.score >= EARLY_SCORE or _settled(best):
+                return best
+            cand = _match_one(fa, fb, mirrored, detector)
+            if cand is not None and (cand.score, cand.inliers) > (best.score, best.inliers):
+                best = cand
     return best
+
+
+def _settled(m: Match) -> bool:
+    """A fit this well supported whose detail lines up, or whose frames do not contain each
+    other, is the pair's alignment: a low score then comes from containment (a moved frame),
+    which no other orientation or detector changes."""
+    if m.inliers < SETTLED_INLIERS:
+        return False
+    return m.correlation >= SETTLED_CORRELATION or m.containment < CONTAIN_ZERO
+
+
+def _match_one(fa: PhotoFeatures, fb: PhotoFeatures, mirrored: bool, detector: str):
+    fit = _fit(fa, fb, mirrored, detector)
+    if fit is None:
+        return None
+    m, n_in = fit
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+        return None
+    corr, contain, gain = _check(fa, fb, m)
+    factor = float(np.clip((contain - CONTAIN_ZERO) / (CONTAIN_FULL - CONTAIN_ZERO), 0, 1))
+    rot = float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
+    tone = 1.0 - TONE_WEIGHT * min(1.0, abs(np.log(max(gain, 1e-3))) / np.log(TONE_FULL))
+    return Match(corr * factor * tone, n_in, corr, contain, mirrored, rot, scale, gain)
 
 
 class GeometricVerifier:
     """Scores pairs of files; described photos are kept in a small LRU shared by threads."""
 
-    def __init__(self, cache_items: int = 256):
+    def __init__(self, cache_items: int = 256, detectors: tuple[str, ...] | None = None):
         self.cache_items = cache_items
+        self.detectors = detectors or DETECTORS
         self._cache: OrderedDict[str, PhotoFeatures | None] = OrderedDict()
         self._lock = threading.Lock()
         self.decoded = 0
@@ -309,18 +415,29 @@ class GeometricVerifier:
                 self._cache.popitem(last=False)
         return f
 
-    def match(self, path_a: str, path_b: str, mirrored_first: bool = False) -> Match | None:
+    def match(
+        self, path_a: str, path_b: str, mirrored_first: bool = False, both_ways: bool = True
+    ) -> Match | None:
         fa, fb = self.features(path_a), self.features(path_b)
         if fa is None or fb is None:
             return None
-        return match(fa, fb, mirrored_first)
+        return match(fa, fb, mirrored_first, both_ways, self.detectors)
 
-    def __call__(self, path_a: str, path_b: str, orientation: int = 0) -> float:
+    def __call__(self, path_a: str, path_b: str, orientation: int = 0, sure: bool = False) -> float:
         """Copy score in [0, 1]; NaN when either file cannot be decoded. `orientation` (the
         signature's guess, an index into signature.ORIENTATIONS) only decides whether the
-        mirrored fit is tried first: the fit finds rotation and mirroring itself."""
-        got = self.match(path_a, path_b, orientation in MIRRORING)
+        mirrored fit is tried first: the fit finds rotation and mirroring itself; `sure`
+        (handedness_sure): the other handedness is not tried."""
+        got = self.match(path_a, path_b, orientation in MIRRORING, not sure)
         return float("nan") if got is None else got.score
+
+
+def handedness_sure(sig_a: np.ndarray, sig_b: np.ndarray) -> bool:
+    """Whether two duplicate signatures say for certain whether one photo is mirrored: close
+    (SURE_SIGNATURE) and SURE_MARGIN closer in one handedness than in the other. Symmetric
+    photos, and pairs proposed by CNN features alone, are checked both ways."""
+    s, _ = imagesig.similarity(sig_a[None], sig_b[None])
+    return bool(s[0] >= SURE_SIGNATURE) and imagesig.mirror_margin(sig_a, sig_b) >= SURE_MARGIN
 
 
 # -- closing groups of copies ----------------------------------------------------------------

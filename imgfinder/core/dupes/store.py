@@ -51,13 +51,17 @@ def save_signatures(catalog: Catalog, sigs: dict[str, np.ndarray]) -> None:
 
 
 # -- verified pairs ------------------------------------------------------------------------
-def load_verified(catalog: Catalog) -> dict[tuple[str, str], float]:
-    return catalog.dupes.verified_scores(geometry.VERSION)
+def load_verified(catalog: Catalog, version: int | None = None) -> dict[tuple[str, str], float]:
+    """Cached copy scores of the check `version` (geometry.VERSION, or FAST_VERSION for the
+    ORB-first scan without the CNN: its scores are not reused by the full scan)."""
+    return catalog.dupes.verified_scores(geometry.VERSION if version is None else version)
 
 
-def save_verified(catalog: Catalog, scores: dict[tuple[str, str], float]) -> None:
+def save_verified(
+    catalog: Catalog, scores: dict[tuple[str, str], float], version: int | None = None
+) -> None:
     rows = [(a, b, s) for (a, b), s in scores.items() if np.isfinite(s)]
-    catalog.dupes.save_verified_scores(geometry.VERSION, rows)
+    catalog.dupes.save_verified_scores(geometry.VERSION if version is None else version, rows)
 
 
 # -- decisions (the catalog's own `decisions` table) ---------------------------------------
