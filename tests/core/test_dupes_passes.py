@@ -10,6 +10,7 @@ import numpy as np
 from imgfinder.core import imagesig as signature
 from imgfinder.core.dupes import pairs as P
 from imgfinder.core.index import ExactIndex, LSHIndex
+from imgfinder.core.types import run
 
 
 def _library(n: int = 400, dim: int = 48, seed: int = 0):
@@ -44,13 +45,7 @@ def _scan(index, ids, sigs, workers, cancel=None, progress=None):
         knn_threads=workers,
         cancel=cancel,
     )
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(step)
+    return run(gen, progress)
 
 
 def test_parallel_chunks_give_the_same_pairs(monkeypatch):

@@ -78,7 +78,7 @@ def test_trained_head_state_round_trips_and_names_itself():
     assert "gem.p" in state and any(k.startswith("mlp.") for k in state)
     b = FusedECA("efficientnet-lite0", attention="cbam", pooling="gem")
     b.load_head(state)
-    assert float(b.gem.p) == 4.5
+    assert float(b.gem.p.detach()) == 4.5
     assert head_tag(state).startswith("cbam-") and head_tag(state).endswith("-gem")
     with pytest.raises(RuntimeError, match="GeM"):
         FusedECA("efficientnet-lite0", attention="cbam").load_head(state)
@@ -140,4 +140,4 @@ def test_arcface_trainer_trains_cbam_and_gem(tmp_path, weights_file):
     ex = Extractor(ModelConfig(weights=str(weights_file), head=str(result.output), device="cpu",
                                input_size=64))  # fmt: skip
     assert ex.model_id.split("/")[2] == head_tag(head) and "cbam-" in ex.model_id
-    assert float(ex.model.gem.p) == pytest.approx(float(head["gem.p"]))
+    assert float(ex.model.gem.p.detach()) == pytest.approx(float(head["gem.p"]))

@@ -601,17 +601,11 @@ def test_lsh_refine_codes_are_mapped_and_extend_after_load(tmp_path):
         np.testing.assert_allclose(s[0], 1.0, atol=1e-3)
 
 
-def test_format_2_lsh_file_loads_with_refine_off(small_data, tmp_path, monkeypatch):
-    """A file of format 2 (no refine codes) loads as it was calibrated: same results, same
-    stored recall; the next build adds the refine stage."""
+def write_old_lsh(path, idx, params, state, sections, version, monkeypatch):
+    """Save the LSH index `idx` (of model "model-a", 64-d) as a file of an older format
+    `version`, with that format's params, state and sections."""
     from imgfinder.core.index import _format
 
-    ids, base, queries = small_data
-    idx = built("lsh", small_data, refine_dims=0)
-    state, sections = idx._state()
-    sections.pop("refine_codes")
-    state = {k: v for k, v in state.items() if k not in ("refine_dims", "refine")}
-    params = {k: v for k, v in idx.params.items() if k not in ("refine_dims", "refine")}
     header = {
         "backend": "lsh",
         "dim": 64,
@@ -631,10 +625,23 @@ def test_format_2_lsh_file_loads_with_refine_off(small_data, tmp_path, monkeypat
         "vectors": idx._store.chunks(),
         "inv_norm": idx._store.inv_norm,
     }
-    monkeypatch.setattr(_format, "FORMAT_VERSION", 2)
-    _format.write_container(tmp_path / "old", header, sections)
+    monkeypatch.setattr(_format, "FORMAT_VERSION", version)
+    _format.write_container(path, header, sections)
     monkeypatch.undo()
-    assert struct.unpack_from("<I", (tmp_path / "old").read_bytes(), 8)[0] == 2
+    assert struct.unpack_from("<I", path.read_bytes(), 8)[0] == version
+
+
+def test_format_2_lsh_file_loads_with_refine_off(small_data, tmp_path, monkeypatch):
+    """A file of format 2 (no refine codes) loads as it was calibrated: same results, same
+    stored recall; the next build adds the refine stage."""
+
+    ids, base, queries = small_data
+    idx = built("lsh", small_data, refine_dims=0)
+    state, sections = idx._state()
+    sections.pop("refine_codes")
+    state = {k: v for k, v in state.items() if k not in ("refine_dims", "refine")}
+    params = {k: v for k, v in idx.params.items() if k not in ("refine_dims", "refine")}
+    write_old_lsh(tmp_path / "old", idx, params, state, sections, 2, monkeypatch)
     old = LSHIndex.load(tmp_path / "old", model_id="model-a")
     assert old._refine == 0 and old.measured_recall == idx.measured_recall
     np.testing.assert_array_equal(old.query_batch(queries, 10)[0], idx.query_batch(queries, 10)[0])
@@ -709,7 +716,6 @@ def test_stored_recall_survives_save_and_load(small_data, tmp_path):
 def test_format_1_lsh_file_is_rebuilt_on_load(small_data, tmp_path, monkeypatch, caplog):
     """Files of the previous format (no sketch, no stored recall) still load: the LSH index
     is rebuilt from its vectors, with a log line, and answers as a fresh build would."""
-    from imgfinder.core.index import _format
 
     ids, base, queries = small_data
     idx = built("lsh", small_data)
@@ -717,29 +723,8 @@ def test_format_1_lsh_file_is_rebuilt_on_load(small_data, tmp_path, monkeypatch,
     for name in ("sketch", "sk_basis", "sk_step"):
         sections.pop(name)
     state = {k: v for k, v in state.items() if k not in ("recall", "sketch_dims", "prefilter")}
-    header = {
-        "backend": "lsh",
-        "dim": 64,
-        "model_id": "model-a",
-        "count": len(idx),
-        "rows": idx._n_rows,
-        "seed": idx.seed,
-        "built": True,
-        "params": {k: v for k, v in idx.params.items() if k in ("target_recall", "bits")},
-        "state": state,
-        "has_vectors": True,
-    }
-    sections = {
-        "row_ids": idx._row_ids.view,
-        "alive": idx._alive.view,
-        **sections,
-        "vectors": idx._store.chunks(),
-        "inv_norm": idx._store.inv_norm,
-    }
-    monkeypatch.setattr(_format, "FORMAT_VERSION", 1)
-    _format.write_container(tmp_path / "old", header, sections)
-    monkeypatch.undo()
-    assert struct.unpack_from("<I", (tmp_path / "old").read_bytes(), 8)[0] == 1
+    params = {k: v for k, v in idx.params.items() if k in ("target_recall", "bits")}
+    write_old_lsh(tmp_path / "old", idx, params, state, sections, 1, monkeypatch)
     with caplog.at_level("INFO", logger="imgfinder.core.index.lsh"):
         old = LSHIndex.load(tmp_path / "old", model_id="model-a")
     assert "format 1" in caplog.text and "rebuilding" in caplog.text
