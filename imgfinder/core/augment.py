@@ -16,7 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2
+
+from imgfinder.core import tvimport
+
+tvimport.torchvision()  # without torch._dynamo (see tvimport); then the subpackage:
+from torchvision.transforms import v2  # noqa: E402
 
 log = logging.getLogger(__name__)
 
