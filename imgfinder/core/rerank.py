@@ -255,9 +255,10 @@ class LocalVerifier:
     """RANSAC inliers between two photos' SIFT keypoints: the duplicate finder's features
     (core/dupes/geometry.py: decoded at 384 px, border trimmed, 1000 SIFT keypoints,
     cached per photo), matched with Lowe's ratio test, then a homography (a flat object
-    or a far scene seen from elsewhere) fitted with RANSAC. SIFT rather than ORB for the
-    reasons measured there (ORB's corners thin out on soft photos); OpenCV
-    (opencv-python-headless) is already an app dependency."""
+    or a far scene seen from elsewhere) fitted with RANSAC. SIFT, as in the duplicate
+    finder's scan with CNN features: its fits are more exact than ORB's (geometry.py's
+    docstring has the measurement); OpenCV (opencv-python-headless) is already an app
+    dependency."""
 
     def __init__(self, cache_items: int = 1024, ransac_px: float = 6.0, ratio: float = 0.8):
         from imgfinder.core.dupes.geometry import GeometricVerifier  # noqa: PLC0415
