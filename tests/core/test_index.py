@@ -448,6 +448,9 @@ def test_misuse_raises_index_state_error(backend):
             call()
     assert len(idx) == 3  # failed adds changed nothing
     assert idx.query(np.eye(4)[2], 1)[0][0] == 3
+    # finite float32 rows whose squares overflow are valid: normalised, not zeroed
+    huge = np.array([[3e30, 4e30, 0, 0]], np.float32)
+    np.testing.assert_allclose(idx._as_unit(huge, 1), [[0.6, 0.8, 0, 0]], rtol=1e-6)
 
 
 def test_factory_and_constructor_errors():

@@ -163,12 +163,16 @@ class BaseIndex:
             raise IndexStateError(f"{what} must be numeric, got {x.dtype}")
         work = np.float64 if x.dtype == np.float64 else np.float32
         x = np.asarray(x, dtype=work)
-        if not np.isfinite(x).all():
-            raise IndexStateError(f"{what} contain NaN or infinite values")
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        with np.errstate(over="ignore"):  # huge finite entries are handled below
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+        if not np.isfinite(norms).all():  # a NaN/inf entry, or squares that overflow float32
+            if not np.isfinite(x).all():
+                raise IndexStateError(f"{what} contain NaN or infinite values")
+            norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
         if (norms == 0).any():
             raise IndexStateError(f"{what} contain all-zero rows (cosine is undefined)")
-        return (x / norms).astype(np.float32)
+        out = x / norms  # one pass less than checking every entry first, and no extra copy
+        return out if out.dtype == np.float32 else out.astype(np.float32)
 
     def _as_query(self, vector) -> np.ndarray:
         x = np.asarray(vector)
@@ -326,12 +330,15 @@ class BaseIndex:
 
     def _unit_rows(self, rows: np.ndarray) -> np.ndarray:
         got = self._fetch_rows(rows)
-        x = f16_to_f32(got) if got.dtype == np.float16 else np.asarray(got, np.float32)
+        # a new array either way (np.array copies), so it is scaled in place below
+        x = f16_to_f32(got) if got.dtype == np.float16 else np.array(got, dtype=np.float32)
         if self._store is not None:
-            return x * self._store.inv_norm[rows][:, None]
+            x *= self._store.inv_norm[rows][:, None]
+            return x
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return x / norms
+        x /= norms
+        return x
 
     def get_vectors(self, ids) -> np.ndarray:
         """Stored unit vectors (float32, len(ids) x dim) for live ids."""
