@@ -55,6 +55,11 @@ SIG_BATCH = 256
 class NotIndexedError(ImgfinderError):
     """The library has no indexed photos yet."""
 
+    def __init__(
+        self, message: str = "the library has no indexed photos; run `imgfinder index FOLDER` first"
+    ):
+        super().__init__(message)
+
 
 def _workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
@@ -169,9 +174,7 @@ def scan_inputs(
     a signature only (`index --signatures-only`); NotIndexedError when there are none."""
     rows = catalog.dupe_scan_rows(model_id if features and model_id else None)
     if not rows:
-        raise NotIndexedError(
-            "the library has no indexed photos; run `imgfinder index FOLDER` first"
-        )
+        raise NotIndexedError()
     ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     paths = [r[1] for r in rows]
     hashes = [r[2] for r in rows]
@@ -200,9 +203,7 @@ def exact_scan(catalog) -> PairList:
     t0 = time.perf_counter()
     rows = catalog.hashed_rows()
     if not rows:
-        raise NotIndexedError(
-            "the library has no indexed photos; run `imgfinder index FOLDER` first"
-        )
+        raise NotIndexedError()
     ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     paths, hashes = [r[1] for r in rows], [r[2] for r in rows]
     sigs = np.zeros((len(rows), signature.SIG_DIM), np.float32)  # no signature pass
