@@ -511,6 +511,16 @@ def broad_data(request):
     return request.param, base, queries, ex.query_batch(queries, 10)[0]
 
 
+def assert_single_equals_batch(idx, queries, ks) -> None:
+    """`query` and `query_batch` return the same ids and scores, exactly, for every k."""
+    for k in ks:
+        bi, bs = idx.query_batch(queries, k)
+        for j, q in enumerate(queries):
+            i, s = idx.query(q, k)
+            np.testing.assert_array_equal(i, bi[j])
+            np.testing.assert_array_equal(s, bs[j])
+
+
 def test_lsh_recall_on_broad_distributions(broad_data):
     name, base, queries, truth = broad_data
     idx = LSHIndex(192, seed=2)
@@ -525,12 +535,7 @@ def test_lsh_recall_on_broad_distributions(broad_data):
     # Far fewer rows are scored exactly than an exact scan would.
     assert idx._depth(10) < 0.05 * len(base)
     # Batched and single queries return the same ids and scores, also for larger k.
-    for k in (10, 25):
-        bi, bs = idx.query_batch(queries[:40], k)
-        for j in range(40):
-            i, s = idx.query(queries[j], k)
-            np.testing.assert_array_equal(i, bi[j])
-            np.testing.assert_array_equal(s, bs[j])
+    assert_single_equals_batch(idx, queries[:40], (10, 25))
 
 
 def _heavy_tail(n=6000, nq=150):
@@ -555,12 +560,7 @@ def test_lsh_refine_stage_passes_few_rows_to_the_exact_rerank():
     assert idx.measured_recall["recall_at_10"] >= 0.95
     got, _ = idx.query_batch(queries, 10)
     assert recall_at_k(got, truth) >= 0.93
-    for k in (10, 40):
-        bi, bs = idx.query_batch(queries[:30], k)
-        for j in range(30):
-            i, s = idx.query(queries[j], k)
-            np.testing.assert_array_equal(i, bi[j])
-            np.testing.assert_array_equal(s, bs[j])
+    assert_single_equals_batch(idx, queries[:30], (10, 40))
     plain = LSHIndex(192, seed=2, refine_dims=0)
     plain.add(np.arange(len(base)), base)
     plain.build()
