@@ -28,7 +28,8 @@ class LSHSearch:
     # query, broad clusters 20k x 512: 0.53 with 2M-entry gathers, 0.40 with 128k).
     _PROBE_CHUNK = 32  # queries per vectorised probe-key block
     _GATHER_ENTRIES = 1 << 17  # candidate entries per ragged gather
-    _RERANK_ELEMS = 1 << 23  # float16 elements per re-rank gather
+    _RERANK_ELEMS = 1 << 23  # float16 elements per re-rank block (one sort)
+    _WIDEN_ELEMS = 1 << 17  # ... of which gathered and widened at a time (L2-sized)
     _SKETCH_ELEMS = 1 << 21  # sketch bytes per batched sketch gather
 
     def _probe_keys(self, projs: np.ndarray, qcodes: np.ndarray, n_probes: int):
@@ -379,10 +380,21 @@ class LSHSearch:
         qc, r = rows.shape
         flat = rows.ravel()
         if self._store is not None:
-            g = self._scratch.get("g16", (len(flat), self._dim), np.float16)
-            self._store.take(flat, out=g)
-            wide = widen_f16(g, self._scratch.get("w32", (len(flat), self._dim), np.int32))
-            s = np.vecdot(wide.reshape(qc, r, self._dim), (qs * F16_SCALE)[:, None, :])
+            # Gather, widen and dot a few queries' rows at a time, so the float16 rows and
+            # their widened copy stay in the core's L2 cache (measured: 25% less CPU per
+            # query than one 48 MB gather per block, the widen passes going to memory).
+            per = max(1, self._WIDEN_ELEMS // max(1, r * self._dim))
+            s = np.empty((qc, r), np.float32)
+            n = min(qc, per) * r
+            g = self._scratch.get("g16", (n, self._dim), np.float16)
+            w32 = self._scratch.get("w32", (n, self._dim), np.int32)
+            qsc = qs * F16_SCALE
+            for lo in range(0, qc, per):
+                hi = min(qc, lo + per)
+                m = (hi - lo) * r
+                self._store.take(flat[lo * r : hi * r], out=g[:m])
+                wide = widen_f16(g[:m], w32[:m])
+                s[lo:hi] = np.vecdot(wide.reshape(hi - lo, r, self._dim), qsc[lo:hi, None, :])
             return s * self._store.inv_norm[flat].reshape(qc, r)
         got = self._fetch_rows(flat)
         x = got.astype(np.float32) if got.dtype != np.float16 else widen_f16(got) * F16_SCALE
