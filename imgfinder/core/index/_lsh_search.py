@@ -209,7 +209,7 @@ class LSHSearch:
 
     def _sketch_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
         g8 = self._scratch.get("sk8", (len(rows), self._sk_m), np.int8)
-        np.take(self._sketch.view, rows, axis=0, out=g8)
+        np.take(self._sketch.view, rows, axis=0, out=g8, mode="clip")  # rows are live rows
         g = self._scratch.get("sk32", (len(rows), self._sk_m), np.float32)
         np.copyto(g, g8, casting="unsafe")
         return matvec(g, w)
@@ -310,7 +310,8 @@ class LSHSearch:
         mat = mat.reshape(nq, width)
         cols = None  # column (= position in the query's own list) of every kept entry
         if pre and width > pre:
-            ham = hamming_many(self._codes.view, rows, qcodes, counts)  # unique rows only
+            buf = self._scratch.get("ham", (len(rows), self._W), np.uint64)
+            ham = hamming_many(self._codes.view, rows, qcodes, counts, buf)  # unique rows only
             key = np.full(nq * width, np.iinfo(np.int64).max, np.int64)
             key[slot] = (ham.astype(np.int64) << 32) | pos  # unique: no ties
             cols = np.argpartition(key.reshape(nq, width), pre - 1, axis=1)[:, :pre]

@@ -90,10 +90,14 @@ class RowStore:
         nb = len(self._base)
         if out is None:
             out = np.empty((len(rows), self.dim), dtype=np.float16)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row out of range 0..{len(self) - 1}")
+        # mode="clip" (the range is checked above): with an `out` and the default mode,
+        # np.take gathers into a temporary and copies it over (measured 2x slower)
         if len(self._tail) == 0:
-            np.take(self._base, rows, axis=0, out=out)
+            np.take(self._base, rows, axis=0, out=out, mode="clip")
         elif nb == 0:
-            np.take(self._tail.view, rows, axis=0, out=out)
+            np.take(self._tail.view, rows, axis=0, out=out, mode="clip")
         else:
             in_base = rows < nb
             out[in_base] = self._base[rows[in_base]]
