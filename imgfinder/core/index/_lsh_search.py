@@ -303,19 +303,29 @@ class LSHSearch:
         width = int(counts.max(initial=0))
         if width == 0:
             return np.full((nq, 0), -1, np.int64)
-        pos = np.arange(len(rows), dtype=np.int64) - (np.cumsum(counts) - counts)[qid]
-        slot = qid.astype(np.int64) * width + pos
-        mat = np.full(nq * width, -1, np.int64)
-        mat[slot] = rows
-        mat = mat.reshape(nq, width)
+        starts = np.cumsum(counts) - counts
+        entry = np.arange(len(rows), dtype=np.int64)
+        slot = entry + (np.arange(nq, dtype=np.int64) * width - starts)[qid]  # (query, pos)
         cols = None  # column (= position in the query's own list) of every kept entry
         if pre and width > pre:
             buf = self._scratch.get("ham", (len(rows), self._W), np.uint64)
             ham = hamming_many(self._codes.view, rows, qcodes, counts, buf)  # unique rows only
-            key = np.full(nq * width, np.iinfo(np.int64).max, np.int64)
-            key[slot] = (ham.astype(np.int64) << 32) | pos  # unique: no ties
-            cols = np.argpartition(key.reshape(nq, width), pre - 1, axis=1)[:, :pre]
-            mat = np.take_along_axis(mat, cols, axis=1)
+            # Key: Hamming distance, then the entry number (in position order within a
+            # query, so ties go by position); the `pre` smallest per query are kept and
+            # their rows read back through the entry number (no padded row matrix).
+            pad = np.iinfo(np.int64).max
+            key = np.full(nq * width, pad, np.int64)
+            entry |= ham.astype(np.int64) << 32
+            key[slot] = entry
+            kept = np.partition(key.reshape(nq, width), pre - 1, axis=1)[:, :pre]
+            real = kept != pad
+            at = np.where(real, kept & 0xFFFFFFFF, 0)
+            mat = np.where(real, rows[at], -1).astype(np.int64)
+            cols = np.where(real, at - starts[:, None], width)  # padding last
+        else:
+            mat = np.full(nq * width, -1, np.int64)
+            mat[slot] = rows
+            mat = mat.reshape(nq, width)
         if mat.shape[1] > depth:
             if cols is None:
                 cols = np.broadcast_to(np.arange(mat.shape[1]), mat.shape)
