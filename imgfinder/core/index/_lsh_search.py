@@ -75,9 +75,12 @@ class LSHSearch:
             total = int(ends[-1]) if len(ends) else 0
             q_ends = ends.reshape(hi - lo, -1)[:, -1]
             if total:
-                idx = np.repeat(shift - (ends - lens), lens)
-                idx += np.arange(total, dtype=np.int64)
-                rows = self._rows_flat[idx]
+                # int32 offsets where the tables allow (half the traffic of int64)
+                small = self._rows_flat.size < 2**31
+                dt = np.int32 if small else np.int64
+                idx = np.repeat((shift - (ends - lens)).astype(dt), lens)
+                idx += self._scratch.arange(total) if small else np.arange(total, dtype=dt)
+                rows = np.take(self._rows_flat, idx)
                 per_q = np.diff(q_ends, prepend=0)
                 rows_out.append(rows)
                 if with_ham:
@@ -87,6 +90,8 @@ class LSHSearch:
         ends = np.concatenate(ends_out)
         if not rows_out:
             return np.zeros(0, np.int32), np.zeros(0, np.uint16) if with_ham else None, ends
+        if len(rows_out) == 1:  # one probe chunk (the block engine's case): no copy
+            return rows_out[0], ham_out[0] if with_ham else None, ends
         ham = np.concatenate(ham_out) if with_ham else None
         return np.concatenate(rows_out), ham, ends
 
@@ -284,7 +289,10 @@ class LSHSearch:
         # reads it, so it never equals one of that query's positions.
         pos = self._scratch.arange(len(flat))
         keep = np.empty(len(flat), bool)
-        bounds = np.searchsorted(qid, np.arange(nq + 1))
+        if pending:
+            bounds = np.searchsorted(qid, np.arange(nq + 1))
+        else:
+            bounds = np.concatenate([[0], ends])
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             if b > a:
                 f, p = flat[a:b], pos[a:b]
