@@ -11,11 +11,16 @@ from the number of candidate pairs (its results are cached by content hash: a re
 checks new pairs).
 
     python benchmarks/dupes_scan.py [--n 100000] [--dim 4096] [--planted 2000]
-        [--workers N] [--groups-out FILE] [--groups-baseline FILE]
+        [--workers N] [--groups-out FILE] [--groups-baseline FILE] [--pair-recall FILE]
 
 `--groups-out` writes every tier's groups (member paths) as JSON; `--groups-baseline` compares
 this run's groups with such a file from another build of imgfinder on the same data (same
 --n/--dim/--seed), e.g. the previous commit run from a checkout of it at the same time.
+`--pair-recall FILE` also runs the feature pass with an exact index (every photo's exact
+k+1 nearest neighbours; kept in FILE, .npz, and reused by later runs on the same data) and
+prints the pair recall of the LSH pass against it: of the exact k-NN pairs, the share the
+scan's feature pass found, all of them and those at or above the loosest similar setting
+(minutes at 30k x 4096; the exact pass is O(N^2)).
 """
 
 from __future__ import annotations
@@ -107,6 +112,60 @@ def verify_ms_per_pair(pairs: int = 40) -> float:
         return (time.perf_counter() - t) / pairs * 1000
 
 
+def _knn_pairs(index, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, centred cosine) of the scan's feature pass (pairs._feature_pairs) on `index`."""
+    import threading  # noqa: PLC0415
+    from contextlib import nullcontext  # noqa: PLC0415
+
+    from imgfinder.core.dupes import pairs as pairs_mod  # noqa: PLC0415
+
+    gen = pairs_mod._feature_pairs(index, ids, k, threading.Event(), nullcontext())
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            a, b, cos, _ = stop.value
+            return a, b, cos
+
+
+def pair_recall(path: str, index, ids: np.ndarray, vectors: np.ndarray, k: int, args) -> None:
+    """Print the LSH feature pass's pair recall against the same pass on an exact index."""
+    from imgfinder.core.dupes import pairs as pairs_mod  # noqa: PLC0415
+    from imgfinder.core.index import ExactIndex  # noqa: PLC0415
+
+    n = len(ids)
+    meta = np.array([n, args.dim, args.seed, args.planted, args.exact, k], np.int64)
+    got = None
+    if Path(path).is_file():
+        with np.load(path) as z:
+            if np.array_equal(z["meta"], meta):
+                got = z["a"], z["b"], z["cos"]
+    if got is None:
+        t0, c0 = time.perf_counter(), time.process_time()
+        exact = ExactIndex(args.dim, model_id="synthetic")
+        for lo in range(0, n, 8192):
+            exact.add(ids[lo : lo + 8192], vectors[lo : lo + 8192])
+        exact.build()
+        got = _knn_pairs(exact, ids, k)
+        np.savez(path, meta=meta, a=got[0], b=got[1], cos=got[2])
+        print(
+            f"exact feature pass: {time.perf_counter() - t0:.0f} s wall, "
+            f"{time.process_time() - c0:.0f} s CPU (saved to {path})"
+        )
+    ea, eb, ecos = got
+    la, lb, lcos = _knn_pairs(index, ids, k)
+    exact_keys = np.unique(ea * n + eb)
+    lsh_keys = np.unique(la * n + lb)
+    loose = np.unique((ea * n + eb)[ecos >= pairs_mod.LOOSE_SIMILAR])
+    found = np.isin(exact_keys, lsh_keys).mean() if len(exact_keys) else float("nan")
+    found_loose = np.isin(loose, lsh_keys).mean() if len(loose) else float("nan")
+    print(
+        f"pair recall of the LSH feature pass vs exact {k}-NN: {found:.4f} of "
+        f"{len(exact_keys)} pairs; {found_loose:.4f} of the {len(loose)} pairs with centred "
+        f"cosine >= {pairs_mod.LOOSE_SIMILAR}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000, help="library size (incl. planted copies)")
@@ -124,6 +183,9 @@ def main() -> int:
     )
     ap.add_argument("--groups-out", default=None, help="write every tier's groups as JSON")
     ap.add_argument("--groups-baseline", default=None, help="compare groups with such a file")
+    ap.add_argument(
+        "--pair-recall", default=None, help="exact feature pairs (.npz, made if missing)"
+    )
     args = ap.parse_args()
 
     from imgfinder.core import dupes  # noqa: PLC0415
@@ -263,6 +325,8 @@ def main() -> int:
                 f"{len(mine & theirs)} identical, {len(mine - theirs)} only now, "
                 f"{len(theirs - mine)} only in the baseline"
             )
+    if args.pair_recall:
+        pair_recall(args.pair_recall, index, ids, vectors, k_f, args)
     load = os.getloadavg()[0]
     print(f"load average now {load:.1f} on {os.cpu_count()} cores (other jobs share them)")
     print(
