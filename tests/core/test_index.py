@@ -797,3 +797,56 @@ def test_index_modules_keep_their_boundaries():
     assert "from .base" not in src and "import base" not in src
     for mod in Path(tune_mod.__file__).parent.glob("*.py"):
         assert len(mod.read_text().splitlines()) <= 600, mod.name
+
+
+def test_hamming_kernels_agree_with_a_bit_count():
+    """hamming_rows / hamming_many (with and without a scratch buffer) are exact popcounts of
+    code XOR query code, for odd and even word counts and at the extremes (0 and all bits)."""
+    from imgfinder.core.index._kernels import hamming_many, hamming_rows
+
+    rng = np.random.default_rng(4)
+    for words in (1, 3, 4):
+        codes = rng.integers(0, 2**63, (300, words), dtype=np.int64).view(np.uint64).copy()
+        codes[0] = 0
+        codes[1] = np.uint64(2**64 - 1)
+        qcodes = rng.integers(0, 2**63, (3, words), dtype=np.int64).view(np.uint64).copy()
+        qcodes[0] = 0
+        per = np.array([7, 0, 11])
+        rows = np.concatenate([[0, 1], rng.integers(0, 300, per.sum() - 2)]).astype(np.int32)
+        owner = np.repeat(np.arange(3), per)
+        bits = np.unpackbits((codes[rows] ^ qcodes[owner]).view(np.uint8), axis=1)
+        want = bits.sum(axis=1)
+        assert want[1] == 64 * words  # all bits differ
+        scratch = np.full((64, words), 7, np.uint64)  # stale contents must not matter
+        for got in (
+            hamming_many(codes, rows, qcodes, per),
+            hamming_many(codes, rows, qcodes, per, scratch),
+        ):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(hamming_rows(codes, rows[:7], qcodes[0]), want[:7])
+
+
+def test_lsh_rerank_block_sizes_give_the_same_rows(small_data):
+    """The exact re-rank gathers a few queries' rows at a time (L2-sized); any size of those
+    gathers, one query each or the whole block at once, returns the same ids and scores."""
+    ids, base, queries = small_data
+    idx = built("lsh", small_data)
+    qs = np.concatenate([queries, base[:25]])
+    want = idx.query_batch(qs, 15)
+    for elems in (1, 3 * 64 * 40, 1 << 30):
+        idx._WIDEN_ELEMS = elems
+        got = idx.query_batch(qs, 15)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_row_store_take_checks_the_row_range():
+    from imgfinder.core.index._store import RowStore
+
+    store = RowStore(8)
+    store.append(np.eye(8, dtype=np.float32)[:5])
+    out = np.empty((2, 8), np.float16)
+    np.testing.assert_array_equal(store.take(np.array([4, 0]), out=out)[0], np.eye(8)[4])
+    for bad in ([5], [-1]):
+        with pytest.raises(IndexError):
+            store.take(np.array(bad), out=out[:1])
