@@ -60,6 +60,7 @@ SEARCH_VERSION = 2  # bump when the candidate search changes (2: signature self-
 # pair cache's key (cache.py), so a scan cached by an older search is computed afresh
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
 CHUNK = 2048
+SIG_CHUNK = 8192  # pairs per signature-similarity gather
 # threads of the feature k-NN: on the shared, loaded 2-core test machine (load 4-5) two threads
 # were slower than one (20k x 4096 LSH: 11 s wall against 8 s), the engine's many small numpy
 # steps contending for the GIL; more may pay on idle cores, unmeasured here
@@ -383,8 +384,10 @@ def find_pairs(
     np.minimum.at(rank, inv, np.concatenate(parts_rank))
     sig = np.empty(len(a), np.float32)
     orient = np.empty(len(a), np.int8)
-    for lo in range(0, len(a), 65536):  # gather in chunks: 2M pairs x 144 floats is 1 GB
-        sl = slice(lo, lo + 65536)
+    # in chunks: 2M pairs x 144 floats is 1 GB; 8192 pairs (2 x 4.7 MB) stay in cache
+    # (measured 15% less CPU than 65536 per chunk, same scores)
+    for lo in range(0, len(a), SIG_CHUNK):
+        sl = slice(lo, lo + SIG_CHUNK)
         sig[sl], orient[sl] = signature.similarity(sigs[a[sl]], sigs[b[sl]])
     codes, _ = _hash_codes(hashes)
     exact = codes[a] == codes[b]
