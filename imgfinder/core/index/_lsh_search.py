@@ -316,7 +316,7 @@ class LSHSearch:
             return np.full((nq, 0), -1, np.int64)
         starts = np.cumsum(counts) - counts
         entry = np.arange(len(rows), dtype=np.int64)
-        slot = entry + (np.arange(nq, dtype=np.int64) * width - starts)[qid]  # (query, pos)
+        slot = entry + np.repeat(np.arange(nq, dtype=np.int64) * width - starts, counts)
         cols = None  # column (= position in the query's own list) of every kept entry
         if pre and width > pre:
             buf = self._scratch.get("ham", (len(rows), self._W), np.uint64)
