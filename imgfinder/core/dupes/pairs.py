@@ -402,14 +402,19 @@ def find_pairs(
     todo = np.flatnonzero(~exact & ~paired & _to_verify(sig, similar, rank))
     stats["verify_candidates"] = len(todo)
     stats["feature_gate_pairs"] = int(np.count_nonzero(~exact & ~paired & _to_verify(sig, similar)))
-    missing = []
+    # pairs of the same two contents (a byte-identical file's pairs) are checked once
+    unchecked: dict[tuple[str, str], list[int]] = {}
     for t in todo:
-        s = verified.get(_hp(hashes, a[t], b[t]))
+        key = _hp(hashes, a[t], b[t])
+        s = verified.get(key)
         if s is None:
-            missing.append(t)
+            unchecked.setdefault(key, []).append(int(t))
         else:
             copy[t] = s
+    missing = [ts[0] for ts in unchecked.values()]
+    twins = {ts[0]: ts[1:] for ts in unchecked.values() if len(ts) > 1}
     stats["verified_now"] = len(missing) if verifier is not None else 0
+    stats["verify_same_contents"] = sum(len(ts) for ts in twins.values())
     if missing:  # photos the check has to describe (decode + SIFT) at least once
         stats["verify_photos"] = len(np.unique(np.concatenate([a[missing], b[missing]])))
     if verifier is not None and missing:
@@ -425,6 +430,7 @@ def find_pairs(
                 )
                 for t, s in zip(chunk, got_scores):
                     copy[t] = s
+                    copy[twins.get(t, [])] = s
                     if np.isfinite(s):
                         verified[_hp(hashes, a[t], b[t])] = float(s)
                 done = lo + len(chunk)
