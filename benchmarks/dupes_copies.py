@@ -441,6 +441,7 @@ def main() -> int:
             preds[name] = truth.pairs_of(g)
             rows.append(truth.row(name, preds[name], t, cpu=cpu))
         data = tmp / "data"
+        shutil.rmtree(data, ignore_errors=True)  # --keep DIR again: a fresh library, not cached
         c0 = time.process_time()
         fg, fpl, t_sign, t_fast, t_again, cpu_fast = imgfinder_fast_path(tmp / "photos", data)
         preds["imgfinder signatures only"] = truth.pairs_of(fg)
