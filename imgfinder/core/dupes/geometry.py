@@ -207,10 +207,15 @@ def features_of(img: Image.Image) -> PhotoFeatures:
 
 
 def load_features(path: str) -> PhotoFeatures:
-    """Decode a file (upright, sRGB, shrunk while decoding) and describe it; raises DecodeError."""
-    from imgfinder.core import decode  # noqa: PLC0415
+    """Decode a file (upright, sRGB, shrunk while decoding) and describe it; raises DecodeError.
+    Plain JPEGs are decoded by jpegfast (the same pixels, without holding the Python lock)."""
+    from imgfinder.core import decode, jpegfast  # noqa: PLC0415
 
-    return features_of(decode.open_image(path, min_size=WORK_SIDE // 2))
+    data = decode.read_file(path)
+    got = jpegfast.small_jpeg(data, WORK_SIDE // 2)
+    if got is None:
+        return features_of(decode.open_image(data, min_size=WORK_SIDE // 2, path_hint=path))
+    return features_of(got[0])
 
 
 # -- one pair ----------------------------------------------------------------------------------

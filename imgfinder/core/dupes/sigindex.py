@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgfinder.core import decode, scan
+from imgfinder.core import decode, jpegfast, scan
 from imgfinder.core.catalog import SIGNED, Catalog, recover_catalog, restore_missing_catalog
 from imgfinder.core.dupes import signature, store
 from imgfinder.core.types import IndexSummary, Progress
@@ -83,9 +83,13 @@ def sign_file(path: str) -> tuple[tuple, np.ndarray | None]:
         size, mtime_ns = st.st_size, st.st_mtime_ns
         data = decode.read_file(path)
         h = decode.content_hash(data)
-        got = decode.decode(data, min_size=signature.GRID, path_hint=path)
-        sig = signature.signature_of(got.image)
-        return (path, size, mtime_ns, h, got.width, got.height, SIGNED, None), sig
+        got = jpegfast.small_jpeg(data, signature.GRID)
+        if got is None:  # not a plain JPEG: the decoder of every format
+            d = decode.decode(data, min_size=signature.GRID, path_hint=path)
+            got = (d.image, d.width, d.height)
+        img, width, height = got
+        sig = signature.signature_of(img)
+        return (path, size, mtime_ns, h, width, height, SIGNED, None), sig
     except DecodeError as exc:
         reason = exc.reason
     except OSError as exc:  # deleted mid-run and the like
