@@ -75,5 +75,5 @@ def border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
 
 def trim_border(img: Image.Image) -> Image.Image:
     """The picture without its uniform border (the image itself when it has none)."""
-    box = border_box(np.asarray(img.convert("RGB")))
+    box = border_box(np.asarray(img if img.mode == "RGB" else img.convert("RGB")))
     return img if box == (0, 0, img.width, img.height) else img.crop(box)

@@ -196,7 +196,7 @@ def _detector(name: str):
 
 def features_of(img: Image.Image) -> PhotoFeatures:
     """Trim and shrink one photo to WORK_SIDE; its keypoints are taken when first needed."""
-    rgb = img.convert("RGB")
+    rgb = img if img.mode == "RGB" else img.convert("RGB")  # never changed in place
     scale = WORK_SIDE / max(rgb.size)
     if scale < 1:
         rgb = rgb.resize(
