@@ -125,10 +125,11 @@ def small_jpeg(data: bytes, min_size: int) -> tuple[Image.Image, int, int] | Non
     limit = Image.MAX_IMAGE_PIXELS or math.inf
     if out_w * out_h > min(limit, decode.BIG_DECODE_PIXELS):
         return None  # decode.py's bomb refusal and one-at-a-time rule decide these
-    bgr = _cv2().imdecode(np.frombuffer(data, np.uint8), _flags(scale))
+    cv2 = _cv2()
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _flags(scale))
     if bgr is None or bgr.shape != (out_h, out_w, 3):
         return None
-    img = Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
+    img = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     factor = min(out_w // min_size, out_h // min_size)
     if factor >= 2:
         img = img.reduce(factor)
