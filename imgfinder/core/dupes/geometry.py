@@ -24,12 +24,13 @@ the point. ORB's fits are a little less exact: on benchmarks/duplicates.py (7 co
 shot-like variants of each original, grouped by complete linkage) the same-photo recall at
 the default is 0.940 with ORB first against 0.987 with SIFT, as slightly different scores
 change which of two mutually incompatible crops joins a family first. ORB (FAST corners with
-a small border, so small photos keep enough of them) costs about a tenth of SIFT per photo
-(OpenCV's SIFT doubles the image first). On the benchmarks' 348 hard copies (crops of 10-25%, borders,
+a small border and threshold, so
+small soft photos keep enough of them) costs about a tenth of SIFT per photo (OpenCV's SIFT
+doubles the image first). On the benchmarks' 348 hard copies (crops of 10-25%, borders,
 letterbox/pillarbox, tilts of 3-10°, 90° steps, mirrors, 50% resizes, JPEG q60; flower photos
-of 197 px and generated 384 px scenes, benchmarks/dupes_copies.py) an ORB fit alone (500
-keypoints, FAST threshold 10: FAST_REVISION 1) scored every copy >= 0.8, so SIFT is tried
-only when ORB's best fit is a near miss (SIFT_FROM up to EARLY_SCORE and not settled); a pair where ORB finds no fit at all is not a copy. A fit with
+of 197 px and generated 384 px scenes, benchmarks/dupes_copies.py) an ORB fit alone scored
+every copy >= 0.8, so SIFT is tried only when ORB's best fit is a near miss (SIFT_FROM up to
+EARLY_SCORE and not settled); a pair where ORB finds no fit at all is not a copy. A fit with
 SETTLED_INLIERS inliers whose detail lines up is the alignment, so a moved frame is rejected
 without trying the other orientation or detector. Keypoints and the comparison layers are
 computed per photo when first needed and cached with it. Neither descriptor is
@@ -68,16 +69,13 @@ WORK_SIDE = 384  # photos are compared with their longest side at this many pixe
 N_FEATURES = 1000  # SIFT keypoints per photo
 DETECTORS = ("sift",)  # keypoints tried in turn until a fit scores EARLY_SCORE (the CNN scan)
 FAST_DETECTORS = ("orb", "sift")  # ... in the scan without the CNN: ORB first (4: new)
-FAST_REVISION = 3  # bump when a constant only the ORB-first check uses changes (2: ORB_FEATURES,
-# 3: ORB_FAST)
+FAST_REVISION = 2  # bump when a constant only the ORB-first check uses changes (2: ORB_FEATURES)
 FAST_VERSION = 1000 * FAST_REVISION + VERSION  # its scores are cached apart (load_verified)
 SIFT_FROM = 0.5  # SIFT is tried only when ORB's best fit scores this much (a near miss)
 ORB_FEATURES = 200  # ORB keypoints per photo (matching costs their square; 500 before FAST_REVISION
 # 2 cost 1.5x the check's CPU at the issue's 3.5k files and found the same copies)
 ORB_EDGE = 19  # ORB patch and border (default 31): keypoints nearer the edge of small photos
-ORB_FAST = 20  # FAST corner threshold (OpenCV's default; 10 before FAST_REVISION 3, for
-# corners on soft photos: at 20 the same copies were found on both dupes_copies corpora and
-# ORB's detection cost 27% less, the grain of photos giving it many weak corners)
+ORB_FAST = 10  # FAST corner threshold (default 20): corners on soft photos too
 CONTRAST = 0.02  # SIFT contrast threshold (OpenCV default 0.04): keypoints on soft photos too
 RATIO = 0.8  # Lowe's ratio test
 RANSAC_PX = 4.0  # reprojection tolerance at WORK_SIDE
