@@ -415,7 +415,8 @@ def find_pairs(
     stats["verified_now"] = len(missing) if verifier is not None else 0
     stats["verify_same_contents"] = sum(len(ts) for ts in twins.values())
     if missing:  # photos the check has to describe (decode + SIFT) at least once
-        stats["verify_photos"] = len(np.unique(np.concatenate([a[missing], b[missing]])))
+        # a set, not np.unique: numpy 2's plain unique imports numpy.ma (0.05 s at start-up)
+        stats["verify_photos"] = len(set(a[missing].tolist()) | set(b[missing].tolist()))
     if verifier is not None and missing:
         missing = [missing[i] for i in _locality_order(a[missing], b[missing])]
         tv = time.perf_counter()
