@@ -1,10 +1,12 @@
-"""Small grey decodes of plain JPEGs by OpenCV, for the duplicate signature and the ORB check.
+"""Small decodes of plain JPEGs by OpenCV, for the duplicate signature and the ORB check.
 
-The signature (imagesig.py) and the ORB-first check without the CNN (dupes/geometry.py) only
-look at grey pixels, and most photos are baseline JPEGs. For those, `grey_jpeg` has libjpeg
-decode the luma alone, DCT-scaled as decode.decode would scale it (the same scale and integer
-box-reduce, then the EXIF rotation), in one C call that holds no Python lock: about 0.2 ms a
-file less than decode.decode plus a grey conversion, and two threads really decode at once.
+Signing (imagesig.py, through dupes/sigindex.py) and the ORB-first check without the CNN
+(dupes/geometry.py) only need a small picture, and most photos are baseline JPEGs. For
+those, `small_jpeg` has libjpeg decode the photo DCT-scaled as decode.decode would scale it
+(the same scale and integer box-reduce, then the EXIF rotation), in one C call that holds no
+Python lock: cheaper than decode.decode, and two threads really decode at once. It decodes
+colour (RGB), not the luma alone: the border trim (imageborder.py) looks at colour, and a
+grey-only trim cuts more off smooth pictures, which would change their signatures.
 
 It only takes files where nothing is lost by skipping decode.decode: a baseline/extended
 sequential 8-bit JPEG with 1 or 3 components that ends with its EOI marker, without an ICC
@@ -12,7 +14,6 @@ profile (decode.decode converts to sRGB first), an MPF preview (decode.decode de
 smaller picture instead), an Adobe marker (CMYK, or RGB coded), or a decode large enough for
 decode.py's bomb and memory rules. Anything else, and any surprise in the markers, returns
 None, and the caller uses decode.decode, so every failure still gets decode.py's reasons.
-Grey here is libjpeg's luma, which matches Pillow's RGB->L within a grey level or two.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _exif_orientation(tiff: bytes) -> int | None:
 
 
 def small_jpeg(data: bytes, min_size: int) -> tuple[Image.Image, int, int] | None:
-    """(upright grey 'L' image with both sides >= min_size when the photo has them, the
+    """(upright RGB image with both sides >= min_size when the photo has them, the
     photo's upright width, height) by decode.decode's scaling rules, or None: not a JPEG this
     route takes (use decode.decode)."""
     head = jpeg_header(data)
