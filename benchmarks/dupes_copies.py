@@ -28,6 +28,7 @@ default threshold.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sys
@@ -249,7 +250,9 @@ class Truth:
             pred[np.isin(key, np.asarray(want, np.int64))] = True
         return pred
 
-    def row(self, name: str, pred: np.ndarray, seconds: float, note: str = "") -> dict:
+    def row(
+        self, name: str, pred: np.ndarray, seconds: float, note: str = "", cpu: float | None = None
+    ) -> dict:
         c = self.counted
         tp = int((pred & self.truth & c).sum())
         fp = int((pred & ~self.truth & c).sum())
@@ -261,7 +264,8 @@ class Truth:
             "TP": tp,
             "FP": fp,
             "shots called same": int((pred & self.shot_pairs).sum()),
-            "wall s": f"{seconds:.1f}",
+            "wall s": f"{seconds:.2f}",
+            "cpu s": "" if cpu is None else f"{cpu:.2f}",
             "note": note,
         }
 
@@ -364,6 +368,7 @@ def imgfinder_fast_path(photos: Path, data: Path):
     try:
         pl = run(sigindex.scan_signatures(cat, data))
         t_total = time.perf_counter() - t0
+        cpu = time.process_time()  # the caller subtracts its start
         t1 = time.perf_counter()
         again = run(sigindex.scan_signatures(cat, data))
         assert again.stats.get("cached")
@@ -371,7 +376,7 @@ def imgfinder_fast_path(photos: Path, data: Path):
     finally:
         cat.close()
     groups = [g.paths for g in dupes.group(pl, "copy")]
-    return groups, pl, t_sign, t_total, t_again
+    return groups, pl, t_sign, t_total, t_again, cpu
 
 
 def main() -> int:
@@ -426,25 +431,37 @@ def main() -> int:
             ("imagededup PHash default", lambda: peer_imagededup(tmp / "photos")),
             ("ImageHash pHash <= 10", lambda: peer_imagehash(paths)),
         ):
+            c0 = time.process_time()  # every thread of this process: the peers run in it
             try:
                 g, t = peer()
             except ImportError as exc:
                 print(f"{name}: not installed ({exc}; pip install -e .[bench])")
                 continue
+            cpu = time.process_time() - c0
             preds[name] = truth.pairs_of(g)
-            rows.append(truth.row(name, preds[name], t))
+            rows.append(truth.row(name, preds[name], t, cpu=cpu))
         data = tmp / "data"
-        fg, fpl, t_sign, t_fast, t_again = imgfinder_fast_path(tmp / "photos", data)
+        shutil.rmtree(data, ignore_errors=True)  # --keep DIR again: a fresh library, not cached
+        c0 = time.process_time()
+        fg, fpl, t_sign, t_fast, t_again, cpu_fast = imgfinder_fast_path(tmp / "photos", data)
         preds["imgfinder signatures only"] = truth.pairs_of(fg)
         rows.append(
             truth.row(
                 "imgfinder index --signatures-only + dupes (no CNN)",
                 preds["imgfinder signatures only"],
                 t_fast,
-                f"signatures {t_sign:.1f} s + scan {t_fast - t_sign:.1f} s; repeat {t_again:.2f} s",
+                f"signatures {t_sign:.2f} s + scan {t_fast - t_sign:.2f} s; repeat {t_again:.2f} s",
+                cpu=cpu_fast - c0,
             )
         )
         print(f"fast-path scan stats: {fpl.stats}")
+        cz = next((r for r in rows if r["tool"] == "czkawka default"), None)
+        if cz is not None:
+            print(
+                f"no-CNN path / czkawka, same run: wall {t_fast / float(cz['wall s']):.2f}x, "
+                f"CPU {(cpu_fast - c0) / max(float(cz['cpu s']), 1e-9):.2f}x; "
+                f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
+            )
         if not args.no_cnn:
             rows.append(cnn_row(truth, preds, data, tmp / "photos"))
         print(table(rows, list(rows[0])))

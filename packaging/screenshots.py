@@ -7,9 +7,11 @@ rotated or re-saved, so the duplicates view has groups) in a temporary data dire
 the window at 1280x800 on the X server (QT_QPA_PLATFORM=xcb), and saves one PNG per view:
 search.png, attention.png, match.png, duplicates.png, settings.png, train.png.
 
-Weights: IMGFINDER_WEIGHTS if set, else a seeded random-init ResNet50 (ImageNet weights
-cannot be downloaded here), so the heatmaps show the layout, not a trained model's focus;
-the script prints which one it used. `--photos DIR` uses your own photos instead.
+Model: `--weights FILE` / IMGFINDER_WEIGHTS (a ResNet50 state dict) if given; else
+EfficientNet-Lite0 with the ImageNet weights of its installed package, so scores and heatmaps
+are a trained network's; else (package missing) a seeded random-init ResNet50, whose
+heatmaps show only the layout. The script prints which one it used. `--photos DIR` uses your
+own photos instead.
 """
 
 from __future__ import annotations
@@ -64,17 +66,22 @@ def make_photos(folder: Path, n: int = 40) -> None:
             im.transpose(Image.Transpose.ROTATE_90).save(backup / f"{src.stem}_rotated.png")
 
 
-def weights(tmp: Path) -> tuple[str, str]:
-    env = os.environ.get("IMGFINDER_WEIGHTS")
-    if env:
-        return env, f"local weights {env}"
+def pick_model(tmp: Path, given: str | None) -> tuple[str | None, str | None, str]:
+    """(backbone, weights file, description) for the app; see the module docstring."""
+    given = given or os.environ.get("IMGFINDER_WEIGHTS")
+    if given:
+        return None, given, f"local weights {given}"
+    from imgfinder.core import weights
+
+    if weights.default_available("efficientnet-lite0"):
+        return "efficientnet-lite0", None, "EfficientNet-Lite0, ImageNet weights (its package)"
     import torch
     from torchvision.models import resnet50
 
     torch.manual_seed(0)
     path = tmp / "resnet50-seed0.pth"
     torch.save(resnet50(weights=None).state_dict(), path)
-    return str(path), "seeded random-init ResNet50 (no ImageNet weights here)"
+    return None, str(path), "seeded random-init ResNet50 (no pretrained weights installed)"
 
 
 def save_small(pixmap, path: Path) -> None:
@@ -94,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=Path, help="your own photo folder instead of generated ones")
     ap.add_argument("--only", nargs="*", choices=VIEWS, help="take only these views")
     ap.add_argument("--input-size", type=int, default=224, help="model input size (tests: 64)")
-    ap.add_argument("--weights", help="weights file (default: IMGFINDER_WEIGHTS or seeded)")
+    ap.add_argument(
+        "--weights", help="ResNet50 weights file (default: IMGFINDER_WEIGHTS, else Lite0)"
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="imgfinder-shots-"))
@@ -121,12 +130,16 @@ def _take(args, tmp: Path) -> int:
     if photos is None:
         photos = tmp / "Pictures"
         make_photos(photos)
-    wfile, wdesc = (args.weights, f"weights {args.weights}") if args.weights else weights(tmp)
+    backbone, wfile, wdesc = pick_model(tmp, args.weights)
     print(f"model: {wdesc}; photos: {'generated' if args.photos is None else photos}")
     app = QApplication([sys.argv[0]])
     apply_system_palette(app)
     opts = LaunchOptions(
-        weights=wfile, device="cpu", input_size=args.input_size, index_backend="exact"
+        backbone=backbone,
+        weights=wfile,
+        device="cpu",
+        input_size=args.input_size,
+        index_backend="exact",
     )
     w = MainWindow(opts, icon=app_icon())
     w.resize(*WINDOW)

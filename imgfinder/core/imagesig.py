@@ -75,17 +75,14 @@ def signature_of_path(path: str, decode_size: int = GRID) -> np.ndarray:
     return signature_of(decode.open_image(path, min_size=decode_size))
 
 
-def _parity_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(P, 2, 2) sums of a*b over coefficients grouped by (vertical, horizontal) parity."""
-    p = a.shape[0]
-    prod = (a * b).reshape(p, COEFFS // 2, 2, COEFFS // 2, 2)
-    return prod.sum(axis=(1, 3))
-
-
 # sign of parity class (p, q) under each of the four mirror combinations
 _SIGNS = np.array(
     [[[1, 1], [1, 1]], [[1, -1], [1, -1]], [[1, 1], [-1, -1]], [[1, -1], [-1, 1]]],
     dtype=np.float32,
+)
+# (SIG_DIM, 4): the sign of coefficient (u, v) under each of the four mirror combinations
+_ORIENTATION_SIGNS = np.ascontiguousarray(
+    _SIGNS[:, np.arange(COEFFS)[:, None] % 2, np.arange(COEFFS)[None, :] % 2].reshape(4, -1).T
 )
 ORIENTATIONS = (
     "same",
@@ -121,13 +118,14 @@ def similarity(
 
 
 def _orientation_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(P, 8) cosine of a with b in each of ORIENTATIONS; a, b: (P, COEFFS, COEFFS)."""
-    straight = _parity_sums(a, b)  # (p, 2, 2)
-    swapped = _parity_sums(a, b.transpose(0, 2, 1))
-    return np.concatenate(
-        [np.einsum("pij,sij->ps", straight, _SIGNS), np.einsum("pij,sij->ps", swapped, _SIGNS)],
-        axis=1,
-    )
+    """(P, 8) cosine of a with b in each of ORIENTATIONS; a, b: (P, COEFFS, COEFFS).
+
+    Each orientation's cosine is a signed sum of the coefficient products, the sign set by
+    the coefficient's parity class: one matrix product per axis order (_ORIENTATION_SIGNS)."""
+    p = a.shape[0]
+    straight = (a * b).reshape(p, SIG_DIM) @ _ORIENTATION_SIGNS
+    swapped = (a * b.transpose(0, 2, 1)).reshape(p, SIG_DIM) @ _ORIENTATION_SIGNS
+    return np.concatenate([straight, swapped], axis=1)
 
 
 MIRRORING = (1, 2, 4, 7)  # ORIENTATIONS that include a mirror (determinant -1)

@@ -260,8 +260,14 @@ class Library:
         return self.search_state.index_model_id
 
     def search_mean(self) -> np.ndarray | None:
-        """The library mean the index centres on (None: raw cosine, or not loaded yet)."""
-        centre = self.search_state.centre
+        """The library mean the index centres on (None: search scores are the raw cosine).
+        Loads the index when it is not in memory (never used yet, or dropped because the
+        catalog changed), so an explanation decomposes the score search shows, not another."""
+        st = self.search_state
+        with st.lock:
+            if st.source is None:
+                st.load_index()
+            centre = st.centre
         return None if centre is None else centre.mean
 
     def index_space(self, vectors: np.ndarray) -> np.ndarray:

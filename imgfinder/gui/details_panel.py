@@ -67,6 +67,9 @@ def _breakable(text: str) -> str:
     return text.replace(os.sep, os.sep + "\u200b").replace("_", "_\u200b")
 
 
+NO_ITEM_TEXT = "Select a result to see its details."
+
+
 class DetailsPanel(QScrollArea):
     """Facts about one result; `add_section()` lets other views (e.g. heatmaps) add widgets."""
 
@@ -83,7 +86,7 @@ class DetailsPanel(QScrollArea):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
         self.body_layout = QVBoxLayout(body)
-        self.preview = QLabel("Select a result to see its details.")
+        self.preview = QLabel(NO_ITEM_TEXT)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumHeight(200)
         self.preview.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -140,7 +143,8 @@ class DetailsPanel(QScrollArea):
         self.sections.addWidget(box)
         return box
 
-    def set_item(self, item: ResultItem | None) -> None:
+    def set_item(self, item: ResultItem | None, hint: str = NO_ITEM_TEXT) -> None:
+        """Show one search result's facts; None: none, with `hint` in place of the preview."""
         self.item = item
         enabled = item is not None
         for b in (self.open_button, self.show_button, self.copy_button, self.similar_button):
@@ -148,7 +152,7 @@ class DetailsPanel(QScrollArea):
         if item is None:
             self._key = ""
             self.preview.setPixmap(QPixmap())
-            self.preview.setText("Select a result to see its details.")
+            self.preview.setText(hint)
             for lbl in self.fields.values():
                 lbl.setText("–")
             return

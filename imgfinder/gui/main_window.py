@@ -234,6 +234,9 @@ class MainWindow(QMainWindow):
         sp.folder_dropped.connect(self.add_folder)
         sp.settings_changed.connect(lambda: self._save_timer.start())
         sp.export_ready_changed.connect(self.export_action.setEnabled)
+        self.views.currentChanged.connect(
+            lambda _i: sp.set_current_view(self.views.currentWidget() is sp)
+        )
         self.search_ctl.history_changed.connect(self._update_history_actions)
         se = self.session
         se.opened.connect(self._library_opened)

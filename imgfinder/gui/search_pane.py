@@ -43,6 +43,7 @@ IMAGE_FILTER = (
 OPEN_AT_ONCE = 20  # "Open"/"Show in folder" on a big selection opens this many windows at most
 PREFETCH_RESULTS = 8  # match maps of the top results are computed before they are clicked
 NO_MATCH_TEXT = "Select a result to see where it matches the query."
+OTHER_VIEW_TEXT = "Details show the Search tab's results; a duplicate's facts are on its card."
 
 
 def incoming_from_arg(arg: str) -> Incoming | None:
@@ -376,6 +377,15 @@ class SearchPane(QWidget):
             self.match_summary.setText("Computing match maps…")
             self.explain_pane.setCurrentWidget(mv)
         self._update_export_action()
+
+    def set_current_view(self, shown: bool) -> None:
+        """The Search tab was shown (True) or another main view was (False). The details panel
+        describes search results only, so elsewhere it shows none rather than a stale one."""
+        if shown:
+            self.details.set_item(self.results_view.current_item())
+        else:
+            self.details.set_item(None, hint=OTHER_VIEW_TEXT)
+        self.match_section.setVisible(shown)
 
     def _match_explained(self, e: MatchExplanation) -> None:
         self.match_summary.setText(match_summary(e))

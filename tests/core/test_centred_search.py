@@ -47,7 +47,12 @@ def test_scores_are_centred_cosines_around_the_saved_mean(tmp_path, model_config
     # a reader opening the library uses the saved mean and index as they are
     again = Library(tmp_path / "data", model_config, index_backend=backend)
     try:
+        # the mean an explanation decomposes with: there before any search, and again after
+        # the in-memory index was dropped (another process changed the catalog)
+        np.testing.assert_array_equal(again.search_mean(), centre.mean)
         assert again.search_vector(q, k=1)[0].path == str(files[3])
+        again.search_state.drop()
+        np.testing.assert_array_equal(again.search_mean(), centre.mean)
         assert again.index_model_id == f"{again.model_id}/{centre.tag}"
     finally:
         again.close()

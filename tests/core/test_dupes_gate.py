@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -162,3 +163,49 @@ def test_decisions_drop_their_pairs_whatever_the_order_of_hashes():
     assert drop.tolist() == [True, False, False, True]
     drop = P._decided(hashes, a, b, {("z", "a")})  # either order of a stored pair
     assert drop.tolist() == [True, False, False, False]
+
+
+def test_pairs_of_the_same_two_contents_are_checked_once():
+    # photos 0 and 1 are byte-identical (one hash); 2 is a copy of both: (0, 2) and (1, 2)
+    # are the same check, done once, and both pairs get its score
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal(signature.SIG_DIM)
+    sigs = _unit(np.stack([base, base, base + 0.1 * rng.standard_normal(signature.SIG_DIM)]))
+    others = _unit(rng.standard_normal((20, signature.SIG_DIM)))
+    sigs = np.concatenate([sigs, others])
+    vectors = _unit(rng.standard_normal((len(sigs), 16)))
+    hashes = ["a" * 32, "a" * 32] + [f"{i:032x}" for i in range(2, len(sigs))]
+    pl, calls = _scan(vectors, sigs, hashes, score=0.93)
+    assert len(calls & {(0, 2), (1, 2)}) == 1
+    copy = {(int(a), int(b)): float(c) for a, b, c in zip(pl.a, pl.b, pl.copy)}
+    assert copy[(0, 2)] == copy[(1, 2)] == np.float32(0.93)
+    assert copy[(0, 1)] == 1.0  # identical files: never checked
+    assert pl.stats["verify_same_contents"] == 1
+
+
+def test_signature_neighbours_are_each_photos_exact_nearest_in_bounded_blocks(monkeypatch):
+    rng = np.random.default_rng(4)
+    sigs = _unit(rng.standard_normal((150, signature.SIG_DIM)))
+    sigs[7] = 0  # a flat photo: no signature, no neighbours
+    monkeypatch.setattr(P, "SIG_SCORES_ELEMS", 64 * 150)  # 64-row score blocks: 3 of them
+    gen = P._signature_pairs(sigs, 5, threading.Event())
+    steps = 0
+    while True:
+        try:
+            next(gen)
+            steps += 1
+        except StopIteration as stop:
+            a, b = stop.value
+            break
+    assert steps == 3
+    valid = [i for i in range(150) if i != 7]
+    inv = signature.invariant(sigs[valid])
+    inv /= np.linalg.norm(inv, axis=1, keepdims=True)
+    cos = inv @ inv.T
+    np.fill_diagonal(cos, -np.inf)
+    want = set()
+    for r, row in enumerate(cos):
+        for c in np.argsort(-row)[:5]:
+            x, y = valid[r], valid[int(c)]
+            want.add((min(x, y), max(x, y)))
+    assert set(zip(a.tolist(), b.tolist())) == want

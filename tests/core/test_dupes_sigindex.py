@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from imgfinder.core.library import run
 from imgfinder.errors import ImgfinderError
 from tests.common import cli_args
 from tests.core.test_dupes_library import build_photos, open_lib, snapshot, stems
+from tests.imgutil import make_jpeg
 
 
 def sign(data: Path, *paths):
@@ -228,3 +230,32 @@ def test_feature_pass_covers_only_the_photos_with_vectors():
     assert (2, 5) in got
     assert all(a in have and b in have for a, b in got)
     assert np.all(np.isfinite(pl.similar))
+
+
+def test_cancel_writes_the_batch_in_flight_and_reads_no_more(tmp_path, monkeypatch):
+    # batches are signed one ahead of the one written: a cancel after the first batch keeps
+    # both the first and the one already read, and starts no third
+    for i in range(12):
+        make_jpeg(tmp_path / "photos" / f"p{i:02d}.jpg", size=(80, 60), seed=i)
+    monkeypatch.setattr(sigindex, "BATCH", 4)
+    read: list[str] = []
+    sign_file = sigindex.sign_file
+    monkeypatch.setattr(sigindex, "sign_file", lambda p: (read.append(p), sign_file(p))[1])
+    cancel = threading.Event()
+    gen = sigindex.index_signatures(tmp_path / "data", [tmp_path / "photos"], cancel=cancel)
+    while True:
+        try:
+            prog = next(gen)
+        except StopIteration as stop:
+            summary = stop.value
+            break
+        if prog.stage == "signatures" and prog.done == 4:
+            cancel.set()
+    assert summary.cancelled and summary.indexed == 8 and len(read) == 8
+    cat = catalog(tmp_path / "data")
+    try:
+        assert cat.counts().get(SIGNED) == 8
+    finally:
+        cat.close()
+    again = sign(tmp_path / "data")  # the rest on the next run, nothing read twice
+    assert again.indexed == 4 and again.unchanged == 8

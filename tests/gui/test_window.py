@@ -390,6 +390,14 @@ def test_keyboard_zoom_details_and_harmless_delete(qtbot, make_window, photos, m
         lambda: w.details.preview.pixmap() is not None and not w.details.preview.pixmap().isNull()
     )
 
+    # the panel describes search results: on the Duplicates tab it shows none (not a stale
+    # one beside the groups), and the selected result again back on Search
+    w.views.setCurrentWidget(w.dupes_view)
+    assert w.details.item is None and not w.details.copy_button.isEnabled()
+    assert "Search tab" in w.details.preview.text() and w.search.match_section.isHidden()
+    w.views.setCurrentWidget(w.search)
+    assert w.details.item.path == str(query) and not w.search.match_section.isHidden()
+
 
 def test_startup_rescan_catches_changes_made_while_closed(qtbot, make_window, photos):
     w = make_window()

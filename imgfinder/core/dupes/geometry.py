@@ -69,9 +69,11 @@ WORK_SIDE = 384  # photos are compared with their longest side at this many pixe
 N_FEATURES = 1000  # SIFT keypoints per photo
 DETECTORS = ("sift",)  # keypoints tried in turn until a fit scores EARLY_SCORE (the CNN scan)
 FAST_DETECTORS = ("orb", "sift")  # ... in the scan without the CNN: ORB first (4: new)
-FAST_VERSION = 1000 + VERSION  # its scores are cached apart (store.load_verified)
+FAST_REVISION = 2  # bump when a constant only the ORB-first check uses changes (2: ORB_FEATURES)
+FAST_VERSION = 1000 * FAST_REVISION + VERSION  # its scores are cached apart (load_verified)
 SIFT_FROM = 0.5  # SIFT is tried only when ORB's best fit scores this much (a near miss)
-ORB_FEATURES = 500  # ORB keypoints per photo (brute-force matching is most of a pair's cost)
+ORB_FEATURES = 200  # ORB keypoints per photo (matching costs their square; 500 before FAST_REVISION
+# 2 cost 1.5x the check's CPU at the issue's 3.5k files and found the same copies)
 ORB_EDGE = 19  # ORB patch and border (default 31): keypoints nearer the edge of small photos
 ORB_FAST = 10  # FAST corner threshold (default 20): corners on soft photos too
 CONTRAST = 0.02  # SIFT contrast threshold (OpenCV default 0.04): keypoints on soft photos too
@@ -194,7 +196,7 @@ def _detector(name: str):
 
 def features_of(img: Image.Image) -> PhotoFeatures:
     """Trim and shrink one photo to WORK_SIDE; its keypoints are taken when first needed."""
-    rgb = img.convert("RGB")
+    rgb = img if img.mode == "RGB" else img.convert("RGB")  # never changed in place
     scale = WORK_SIDE / max(rgb.size)
     if scale < 1:
         rgb = rgb.resize(
@@ -205,10 +207,15 @@ def features_of(img: Image.Image) -> PhotoFeatures:
 
 
 def load_features(path: str) -> PhotoFeatures:
-    """Decode a file (upright, sRGB, shrunk while decoding) and describe it; raises DecodeError."""
-    from imgfinder.core import decode  # noqa: PLC0415
+    """Decode a file (upright, sRGB, shrunk while decoding) and describe it; raises DecodeError.
+    Plain JPEGs are decoded by jpegfast (the same pixels, without holding the Python lock)."""
+    from imgfinder.core import decode, jpegfast  # noqa: PLC0415
 
-    return features_of(decode.open_image(path, min_size=WORK_SIDE // 2))
+    data = decode.read_file(path)
+    got = jpegfast.small_jpeg(data, WORK_SIDE // 2)
+    if got is None:
+        return features_of(decode.open_image(data, min_size=WORK_SIDE // 2, path_hint=path))
+    return features_of(got[0])
 
 
 # -- one pair ----------------------------------------------------------------------------------

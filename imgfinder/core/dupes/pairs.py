@@ -56,11 +56,13 @@ FEATURE_RANK = 2  # ... when the pair is among one photo's FEATURE_RANK nearest 
 NO_RANK = 127  # rank of pairs that are not feature neighbours
 EXACT_SIG_LIMIT = 20000  # up to this many photos the signature neighbours are exact
 # beyond: a threshold self-join over the oriented signatures (sigpairs.py)
-SEARCH_VERSION = 2  # bump when the candidate search changes (2: signature self-join): in the
+SEARCH_VERSION = 3  # bump when the candidate search changes (2: signature self-join; 3: exact
+# signature neighbours from float32 invariants, not an ExactIndex of float16 rows): in the
 # pair cache's key (cache.py), so a scan cached by an older search is computed afresh
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
 CHUNK = 2048
 SIG_CHUNK = 8192  # pairs per signature-similarity gather
+SIG_SCORES_ELEMS = 1 << 23  # signature neighbours: score block of at most 32 MB (float32)
 # threads of the feature k-NN: on the shared, loaded 2-core test machine (load 4-5) two threads
 # were slower than one (20k x 4096 LSH: 11 s wall against 8 s), the engine's many small numpy
 # steps contending for the GIL; more may pay on idle cores, unmeasured here
@@ -222,8 +224,6 @@ def _signature_pairs(
     dihedral-invariant signatures (exact); beyond, every pair whose best-orientation
     similarity reaches SIG_GATE, at most k per photo, by one LSH self-join (sigpairs.py:
     find_pairs keeps no signature-only pair below SIG_GATE, so nothing else is needed)."""
-    from imgfinder.core.index import ExactIndex  # noqa: PLC0415
-
     valid = np.flatnonzero(np.linalg.norm(sigs, axis=1) > 0)
     if len(valid) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -231,19 +231,18 @@ def _signature_pairs(
         got = yield from sigpairs.threshold_pairs(sigs, SIG_GATE, k, cancel=cancel)
         return None if got is None else (got[0], got[1])
     inv = signature.invariant(sigs[valid])
-    idx = ExactIndex(inv.shape[1], model_id="dupes-signature")
-    idx.add(valid, inv)
-    idx.build()
+    inv /= np.maximum(np.linalg.norm(inv, axis=1, keepdims=True), 1e-12)
     kk = min(k + 1, len(valid))
     rows, nbrs = [], []
     t0 = time.perf_counter()
-    for lo in range(0, len(valid), CHUNK):
+    step = max(64, min(CHUNK, SIG_SCORES_ELEMS // len(valid)))  # bounded (step, N) scores
+    for lo in range(0, len(valid), step):
         if cancel.is_set():
             return None
-        chunk = valid[lo : lo + CHUNK]
-        nb, _ = idx.query_batch(inv[lo : lo + CHUNK], kk)
+        chunk = valid[lo : lo + step]
         rows.append(np.repeat(chunk, kk))
-        nbrs.append(nb.ravel())
+        scores = inv[lo : lo + step] @ inv.T  # (step, photos): the exact cosines
+        nbrs.append(valid[np.argpartition(-scores, kk - 1, axis=1)[:, :kk]].ravel())
         done = lo + len(chunk)
         rate = done / max(time.perf_counter() - t0, 1e-9)
         yield Progress(
@@ -405,16 +404,22 @@ def find_pairs(
     todo = np.flatnonzero(~exact & ~paired & _to_verify(sig, similar, rank))
     stats["verify_candidates"] = len(todo)
     stats["feature_gate_pairs"] = int(np.count_nonzero(~exact & ~paired & _to_verify(sig, similar)))
-    missing = []
+    # pairs of the same two contents (a byte-identical file's pairs) are checked once
+    unchecked: dict[tuple[str, str], list[int]] = {}
     for t in todo:
-        s = verified.get(_hp(hashes, a[t], b[t]))
+        key = _hp(hashes, a[t], b[t])
+        s = verified.get(key)
         if s is None:
-            missing.append(t)
+            unchecked.setdefault(key, []).append(int(t))
         else:
             copy[t] = s
+    missing = [ts[0] for ts in unchecked.values()]
+    twins = {ts[0]: ts[1:] for ts in unchecked.values() if len(ts) > 1}
     stats["verified_now"] = len(missing) if verifier is not None else 0
+    stats["verify_same_contents"] = sum(len(ts) for ts in twins.values())
     if missing:  # photos the check has to describe (decode + SIFT) at least once
-        stats["verify_photos"] = len(np.unique(np.concatenate([a[missing], b[missing]])))
+        # a set, not np.unique: numpy 2's plain unique imports numpy.ma (0.05 s at start-up)
+        stats["verify_photos"] = len(set(a[missing].tolist()) | set(b[missing].tolist()))
     if verifier is not None and missing:
         missing = [missing[i] for i in _locality_order(a[missing], b[missing])]
         tv = time.perf_counter()
@@ -428,6 +433,7 @@ def find_pairs(
                 )
                 for t, s in zip(chunk, got_scores):
                     copy[t] = s
+                    copy[twins.get(t, [])] = s
                     if np.isfinite(s):
                         verified[_hp(hashes, a[t], b[t])] = float(s)
                 done = lo + len(chunk)

@@ -292,6 +292,8 @@ def compute_scan(
 
 def raw_jpeg_companions(catalog, ids: np.ndarray, paths: list[str]):
     """(a, b) positions of RAW+JPEG pairs among the scanned photos (rawpairs.py)."""
+    if not any(map(rawpairs.is_raw, paths)):  # every pair has a RAW: no metadata to read
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     meta_by_id = catalog.photo_meta(ids.tolist())
     where = {int(i): p for p, i in enumerate(ids.tolist())}
     metas = {where[i]: m for i, m in meta_by_id.items() if i in where}

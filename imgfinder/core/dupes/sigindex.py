@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgfinder.core import decode, scan
+from imgfinder.core import decode, jpegfast, scan
 from imgfinder.core.catalog import SIGNED, Catalog, recover_catalog, restore_missing_catalog
 from imgfinder.core.dupes import signature, store
 from imgfinder.core.types import IndexSummary, Progress
@@ -83,9 +83,13 @@ def sign_file(path: str) -> tuple[tuple, np.ndarray | None]:
         size, mtime_ns = st.st_size, st.st_mtime_ns
         data = decode.read_file(path)
         h = decode.content_hash(data)
-        got = decode.decode(data, min_size=signature.GRID, path_hint=path)
-        sig = signature.signature_of(got.image)
-        return (path, size, mtime_ns, h, got.width, got.height, SIGNED, None), sig
+        got = jpegfast.small_jpeg(data, signature.GRID)
+        if got is None:  # not a plain JPEG: the decoder of every format
+            d = decode.decode(data, min_size=signature.GRID, path_hint=path)
+            got = (d.image, d.width, d.height)
+        img, width, height = got
+        sig = signature.signature_of(img)
+        return (path, size, mtime_ns, h, width, height, SIGNED, None), sig
     except DecodeError as exc:
         reason = exc.reason
     except OSError as exc:  # deleted mid-run and the like
@@ -142,28 +146,38 @@ def _index_locked(catalog, add_paths, cancel, workers) -> Generator[Progress, No
             todo, sign_only = _changed(found, existing, catalog)
             summary.unchanged += len(found) - len(todo)
             started = time.perf_counter()
-            for lo in range(0, len(todo), BATCH):
-                if cancel.is_set():
-                    break
-                batch = todo[lo : lo + BATCH]
-                got = list(pool.map(sign_file, batch))
-                fresh = [r for (r, _), p in zip(got, batch) if p not in sign_only]
-                catalog.write_signed(rid, fresh)
-                sigs = {r[3]: s for r, s in got if s is not None and r[3]}
-                store.save_signatures(catalog, sigs)
-                for r, _ in got:
-                    if r[6] == "failed":
-                        summary.skipped[r[0]] = r[7]
-                    elif r[0] not in sign_only:
-                        summary.indexed += 1
-                yield Progress.since(
-                    "signatures",
-                    lo + len(batch),
-                    len(todo),
-                    started,
-                    root,
-                    already=len(found) - len(todo),
-                )
+            batches = [todo[lo : lo + BATCH] for lo in range(0, len(todo), BATCH)]
+            # the next batch is read and signed while this one is written (no idle workers)
+            ahead = [pool.submit(sign_file, p) for p in batches[0]] if batches else []
+            done = 0
+            try:
+                for k, batch in enumerate(batches):
+                    got = [f.result() for f in ahead]
+                    more = k + 1 < len(batches) and not cancel.is_set()
+                    ahead = [pool.submit(sign_file, p) for p in batches[k + 1]] if more else []
+                    fresh = [r for (r, _), p in zip(got, batch) if p not in sign_only]
+                    catalog.write_signed(rid, fresh)
+                    sigs = {r[3]: s for r, s in got if s is not None and r[3]}
+                    store.save_signatures(catalog, sigs)
+                    for r, _ in got:
+                        if r[6] == "failed":
+                            summary.skipped[r[0]] = r[7]
+                        elif r[0] not in sign_only:
+                            summary.indexed += 1
+                    done += len(batch)
+                    yield Progress.since(
+                        "signatures",
+                        done,
+                        len(todo),
+                        started,
+                        root,
+                        already=len(found) - len(todo),
+                    )
+                    if not more:
+                        break
+            finally:
+                for f in ahead:  # closed or failed mid-run: drop what was not started
+                    f.cancel()
             if cancel.is_set():
                 break
             gone = sorted(set(existing) - set(found))
