@@ -3,7 +3,7 @@ the table layout, probes and re-rank depth (calibration), and the held-out recal
 
 Calibration: stored rows serve as queries against the exact 10-NN of the rest. For every
 table layout in a short grid (bits per table b, re-bucketed from the stored codes, no
-re-hashing) and every probe budget in a doubling grid, the rank of every true neighbour in
+re-hashing) and every probe budget in a grid of sqrt(2) steps, the rank of every true neighbour in
 the sketch order of the candidates is recorded; recall as a function of the exact re-rank
 depth R then follows without re-running queries. With refine codes (int8 principal
 coordinates, wider than the sketch, memory-mapped after load) a second stage re-orders the
