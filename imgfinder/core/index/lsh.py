@@ -44,10 +44,10 @@ Parameter rule (`build()`; every value can be forced by a keyword):
   (`_lsh_tune.shaped_planes`); this cut the re-rank depth for recall 0.95 from ~75 to ~45
   rows and the query time at 1M x 512 from 0.81 to 0.60 ms. "gaussian" is plain SimHash.
 * ``probes``, ``prefilter``, ``rerank`` (R) and ``refine`` (R2) are calibrated on the data
-  (`_lsh_tune`): stored rows are used as queries against their exact 10-NN; for a doubling
-  grid of probe budgets the sketch rank of every true neighbour among the candidates (and
+  (`_lsh_tune`): stored rows are used as queries against their exact 10-NN; for a grid of
+  probe budgets (steps of sqrt 2) the sketch rank of every true neighbour among the candidates (and
   its refine rank among the sketch's top R) gives recall as a function of the depths, and
-  the cheapest choice under a measured cost model whose recall, less three standard errors
+  the cheapest choice under a measured cost model whose recall, less 1.5 standard errors
   of the per-query mean, reaches ``target_recall`` (default 0.95) is chosen. R is per
   10 results and scales with k; probes double at query time while they yield fewer than 2R
   candidates. `tune(target)` re-calibrates without re-hashing.
