@@ -16,6 +16,10 @@ checks new pairs).
 `--groups-out` writes every tier's groups (member paths) as JSON; `--groups-baseline` compares
 this run's groups with such a file from another build of imgfinder on the same data (same
 --n/--dim/--seed), e.g. the previous commit run from a checkout of it at the same time.
+`--app-store` builds the index as the app holds it (vectors in a memory-mapped VectorStore
+file, the index in the library's centred space, re-rank rows read through a CatalogSource)
+instead of an index owning its float16 rows; its groups are not comparable with a run
+without it (another search space).
 `--pair-recall FILE` also runs the feature pass with an exact index (every photo's exact
 k+1 nearest neighbours; kept in FILE, .npz, and reused by later runs on the same data) and
 prints the pair recall of the LSH pass against it: of the exact k-NN pairs, the share the
@@ -166,6 +170,34 @@ def pair_recall(path: str, index, ids: np.ndarray, vectors: np.ndarray, k: int, 
     )
 
 
+def app_index(args, ids: np.ndarray, vectors: np.ndarray):
+    """The index as the app holds it (searchstate.py): vectors in a memory-mapped VectorStore
+    file, the index in the library's centred space, reading its re-rank rows through a
+    CatalogSource (no copy of the vectors in the index)."""
+    import tempfile  # noqa: PLC0415
+
+    from imgfinder.core.centring import Centre  # noqa: PLC0415
+    from imgfinder.core.index import LSHIndex  # noqa: PLC0415
+    from imgfinder.core.searchstate import CatalogSource  # noqa: PLC0415
+    from imgfinder.core.vectors import VectorStore  # noqa: PLC0415
+
+    folder = tempfile.mkdtemp(prefix="imgfinder-scan-store-")
+    store = VectorStore(os.path.join(folder, "vectors.f16"), args.dim, "synthetic")
+    rows, total = [], np.zeros(args.dim, np.float64)
+    for lo in range(0, len(ids), 8192):
+        x = vectors[lo : lo + 8192].astype(np.float32)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        total += x.sum(axis=0)
+        rows.append(store.append(x))
+    centre = Centre((total / len(ids)).astype(np.float32), len(ids), "synthetic")
+    source = CatalogSource(store, zip(ids.tolist(), np.concatenate(rows).tolist()), centre)
+    index = LSHIndex(args.dim, model_id="synthetic", seed=0, source=source)
+    for lo in range(0, len(ids), 8192):
+        index.add(ids[lo : lo + 8192], source.get(ids[lo : lo + 8192]))
+    print(f"app store: {store.path} ({store.path.stat().st_size / 1e6:.0f} MB), centred index")
+    return index
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000, help="library size (incl. planted copies)")
@@ -180,6 +212,11 @@ def main() -> int:
         type=int,
         default=None,
         help="threads of the feature k-NN (default: the core's)",
+    )
+    ap.add_argument(
+        "--app-store",
+        action="store_true",
+        help="the index as the app holds it: VectorStore file + CatalogSource, centred",
     )
     ap.add_argument("--groups-out", default=None, help="write every tier's groups as JSON")
     ap.add_argument("--groups-baseline", default=None, help="compare groups with such a file")
@@ -213,9 +250,12 @@ def main() -> int:
     )
 
     t0 = time.perf_counter()
-    index = LSHIndex(args.dim, model_id="synthetic", seed=0)
-    for lo in range(0, n, 8192):
-        index.add(ids[lo : lo + 8192], vectors[lo : lo + 8192])
+    if args.app_store:
+        index = app_index(args, ids, vectors)
+    else:
+        index = LSHIndex(args.dim, model_id="synthetic", seed=0)
+        for lo in range(0, n, 8192):
+            index.add(ids[lo : lo + 8192], vectors[lo : lo + 8192])
     index.build()
     t_build = time.perf_counter() - t0
     print(f"LSH index built in {t_build:.1f} s (not part of the scan: the library keeps it)")

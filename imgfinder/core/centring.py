@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from imgfinder.atomic import atomic_write_npz
+from imgfinder.core.index._kernels import f16_to_f32
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,22 @@ class Centre:
         h = hashlib.sha256(np.ascontiguousarray(self.mean, np.float32).tobytes())
         return f"c-{h.hexdigest()[:10]}"
 
+    def offset(self, vectors: np.ndarray) -> np.ndarray:
+        """(N, D) unit vectors (float16 or float32) -> vectors minus the mean, float32, not
+        normalised: the direction search uses, for callers that normalise anyway (the index's
+        exact re-rank)."""
+        x = np.atleast_2d(vectors)
+        if x.dtype == np.float16:  # the store's rows: numpy's own float16 cast is ~5x slower
+            y = f16_to_f32(x)
+            return np.subtract(y, self.mean, out=y)
+        return np.subtract(x, self.mean, dtype=np.float32)
+
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """(N, D) or (D,) unit vectors -> centred unit vectors, float32."""
-        x = np.asarray(vectors, dtype=np.float32)
-        single = x.ndim == 1
-        y = np.atleast_2d(x) - self.mean
-        y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        single = np.ndim(vectors) == 1
+        y = self.offset(vectors)
+        norms = np.sqrt(np.einsum("ij,ij->i", y, y))
+        y /= np.maximum(norms, 1e-12)[:, None]
         return y[0] if single else y
 
     def stale(self, count: int) -> bool:

@@ -27,6 +27,27 @@ def test_apply_gives_the_centred_cosine():
     assert np.std(x @ x[0]) < 0.5 * np.std(y @ y[0])
 
 
+def test_offset_float16_rows_and_the_catalog_source(tmp_path):
+    """The index's source gives centred directions, not unit rows (the index normalises):
+    float16 store rows are widened exactly, and their direction is apply's."""
+    from imgfinder.core.searchstate import CatalogSource
+    from imgfinder.core.vectors import VectorStore
+
+    rng = np.random.default_rng(1)
+    x16 = unit(rng, 50, 64).astype(np.float16)
+    c = Centre(x16.astype(np.float32).mean(axis=0), 50, "m")
+    off = c.offset(x16)
+    assert off.dtype == np.float32
+    np.testing.assert_array_equal(off, x16.astype(np.float32) - c.mean)
+    unit_off = off / np.linalg.norm(off, axis=1, keepdims=True)
+    np.testing.assert_allclose(unit_off, c.apply(x16), atol=1e-6)
+    store = VectorStore(tmp_path / "v.f16", 64, "m")
+    rows = store.append(x16)
+    src = CatalogSource(store, zip(range(100, 150), rows.tolist()), c)
+    ids = np.array([120, 100, 149])
+    np.testing.assert_array_equal(src.get(ids), off[ids - 100])
+
+
 def test_too_few_vectors_and_the_sample():
     rng = np.random.default_rng(1)
     x = unit(rng, MIN_VECTORS - 1, 8)

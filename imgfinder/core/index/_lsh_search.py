@@ -418,9 +418,12 @@ class LSHSearch:
                 wide = widen_f16(g[:m], w32[:m])
                 s[lo:hi] = np.vecdot(wide.reshape(hi - lo, r, self._dim), qsc[lo:hi, None, :])
             return s * self._store.inv_norm[flat].reshape(qc, r)
-        got = self._fetch_rows(flat)
-        x = got.astype(np.float32) if got.dtype != np.float16 else widen_f16(got) * F16_SCALE
-        norms = np.linalg.norm(x, axis=1)
+        got = self._fetch_rows(flat)  # a source's rows (the app's: centred float32)
+        if got.dtype == np.float16:
+            x = widen_f16(got) * F16_SCALE
+        else:
+            x = got.astype(np.float32, copy=False)  # no copy of float32 rows
+        norms = np.sqrt(np.vecdot(x, x))
         norms[norms == 0] = 1.0
         return np.vecdot(x.reshape(qc, r, self._dim), qs[:, None, :]) / norms.reshape(qc, r)
 
