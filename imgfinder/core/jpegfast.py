@@ -139,3 +139,15 @@ def small_jpeg(data: bytes, min_size: int) -> tuple[Image.Image, int, int] | Non
         img = img.transpose(op)
     full_w, full_h = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     return img, full_w, full_h
+
+
+def open_small(
+    data: bytes, min_size: int, path_hint: str | None = None
+) -> tuple[Image.Image, int, int]:
+    """(upright image, the photo's upright width, height): small_jpeg when it takes the file,
+    else decode.decode with the same min_size (every format; raises DecodeError)."""
+    got = small_jpeg(data, min_size)
+    if got is not None:
+        return got
+    d = decode.decode(data, min_size=min_size, path_hint=path_hint)
+    return d.image, d.width, d.height

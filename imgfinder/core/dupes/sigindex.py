@@ -83,11 +83,7 @@ def sign_file(path: str) -> tuple[tuple, np.ndarray | None]:
         size, mtime_ns = st.st_size, st.st_mtime_ns
         data = decode.read_file(path)
         h = decode.content_hash(data)
-        got = jpegfast.small_jpeg(data, signature.GRID)
-        if got is None:  # not a plain JPEG: the decoder of every format
-            d = decode.decode(data, min_size=signature.GRID, path_hint=path)
-            got = (d.image, d.width, d.height)
-        img, width, height = got
+        img, width, height = jpegfast.open_small(data, signature.GRID, path_hint=path)
         sig = signature.signature_of(img)
         return (path, size, mtime_ns, h, width, height, SIGNED, None), sig
     except DecodeError as exc:
