@@ -131,16 +131,17 @@ def _orientation_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 MIRRORING = (1, 2, 4, 7)  # ORIENTATIONS that include a mirror (determinant -1)
 
 
-def mirror_margin(a: np.ndarray, b: np.ndarray) -> float:
-    """How much better one pair's best orientation scores than the best one of the other
-    handedness (mirrored vs not): large when the signature is sure whether b is mirrored."""
+def handedness(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(best-orientation similarity, mirror margin) of one pair of signatures: the margin is
+    how much better the best orientation scores than the best one of the other handedness
+    (mirrored vs not), large when the signature is sure whether b is mirrored."""
     cand = _orientation_scores(
         np.asarray(a, np.float32).reshape(1, COEFFS, COEFFS),
         np.asarray(b, np.float32).reshape(1, COEFFS, COEFFS),
     )[0]
     mirrored = cand[list(MIRRORING)].max()
     straight = cand[[o for o in range(8) if o not in MIRRORING]].max()
-    return float(abs(mirrored - straight))
+    return float(max(mirrored, straight)), float(abs(mirrored - straight))
 
 
 def invariant(sigs: np.ndarray) -> np.ndarray:

@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 VERSION = 4  # bump when any constant below changes (1 was verify.py): cached scores are redone
 EARLY_SCORE = 0.9  # a fit this good in the orientation tried first ends the check (3: new)
-MIRRORING = (1, 2, 4, 7)  # signature.ORIENTATIONS that include a mirror (determinant -1)
+MIRRORING = imagesig.MIRRORING  # signature.ORIENTATIONS that include a mirror
 SURE_SIGNATURE = 0.85  # a signature this close (pairs.SIG_GATE) ...
 SURE_MARGIN = 0.1  # ... this much closer with than without a mirror (or the reverse) decides
 # the handedness: when no fit is found that way, the other is not tried (4: new)
@@ -212,10 +212,7 @@ def load_features(path: str) -> PhotoFeatures:
     from imgfinder.core import decode, jpegfast  # noqa: PLC0415
 
     data = decode.read_file(path)
-    got = jpegfast.small_jpeg(data, WORK_SIDE // 2)
-    if got is None:
-        return features_of(decode.open_image(data, min_size=WORK_SIDE // 2, path_hint=path))
-    return features_of(got[0])
+    return features_of(jpegfast.open_small(data, WORK_SIDE // 2, path_hint=path)[0])
 
 
 # -- one pair ----------------------------------------------------------------------------------
@@ -443,8 +440,8 @@ def handedness_sure(sig_a: np.ndarray, sig_b: np.ndarray) -> bool:
     """Whether two duplicate signatures say for certain whether one photo is mirrored: close
     (SURE_SIGNATURE) and SURE_MARGIN closer in one handedness than in the other. Symmetric
     photos, and pairs proposed by CNN features alone, are checked both ways."""
-    s, _ = imagesig.similarity(sig_a[None], sig_b[None])
-    return bool(s[0] >= SURE_SIGNATURE) and imagesig.mirror_margin(sig_a, sig_b) >= SURE_MARGIN
+    best, margin = imagesig.handedness(sig_a, sig_b)
+    return best >= SURE_SIGNATURE and margin >= SURE_MARGIN
 
 
 # -- closing groups of copies ----------------------------------------------------------------
