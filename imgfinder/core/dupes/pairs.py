@@ -8,8 +8,8 @@ No N x N matrix is ever formed. Two k-NN passes propose pairs:
   unrelated photos at 0.99); centring spreads them so one slider range works for any weights,
   and it costs O(1) per pair from the index's own score: with unit a, b and mean m,
   (a-m).(b-m) = cos - a.m - b.m + m.m and |a-m|^2 = 1 - 2 a.m + m.m.
-* signatures: up to EXACT_SIG_LIMIT photos, the dihedral-invariant form of every photo's DCT
-  signature goes into a small throw-away exact index queried the same way; beyond, one LSH
+* signatures: up to EXACT_SIG_LIMIT photos, every photo's nearest DCT signatures by the exact
+  cosine of their dihedral-invariant forms, in bounded blocks (no index is built); beyond, one LSH
   self-join over the signatures in all 8 orientations (sigpairs.py) returns the pairs whose
   best-orientation similarity reaches SIG_GATE, so rotated and mirrored copies are proposed
   even when the features miss them.
