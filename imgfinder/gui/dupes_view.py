@@ -447,7 +447,7 @@ class DuplicatesView(QWidget):
             name
             for name, get in (
                 ("folder", lambda f: f.folder),
-                ("dims", lambda f: f.pixels),
+                ("dims", lambda f: (f.pixels, f.picture_pixels)),
                 ("format", lambda f: f.format),
                 ("size", lambda f: f.size),
                 ("date", lambda f: int(f.date)),

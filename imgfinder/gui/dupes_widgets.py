@@ -111,7 +111,7 @@ class MemberCard(QFrame):
         lines = [
             f"<b>{esc(Path(facts.path).name)}</b>",
             field("folder", esc(facts.folder)),
-            field("dims", facts.dims_text()) + " · " + field("format", facts.format or "?"),
+            field("dims", facts.picture_text()) + " · " + field("format", facts.format or "?"),
             field("size", _size(facts.size)) + " · " + field("date", facts.date_text()),
             f"{facts.date_source}; similarity to keeper {score:.3f}",
         ]

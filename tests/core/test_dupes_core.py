@@ -173,6 +173,68 @@ def test_keeper_prefers_resolution(tmp_path):
     assert choice.reason == "kept: highest resolution (200×150 vs 100×75)"
 
 
+def _framed(im: Image.Image, pad: tuple[int, int], colour) -> Image.Image:
+    out = Image.new("RGB", (im.width + 2 * pad[0], im.height + 2 * pad[1]), colour)
+    out.paste(im, pad)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("pad", "colour"),
+    [((40, 40), "white"), ((0, 135), "black"), ((60, 10), (90, 30, 120))],
+    ids=["mat", "letterbox", "canvas"],
+)
+def test_keeper_counts_the_picture_not_the_frame(tmp_path, pad, colour):
+    """A framed copy has more pixels than its original and no more of the photo: the original
+    is kept, and the reason says why (before, "highest resolution" kept the frame)."""
+    im = scene(4, (480, 320))
+    orig = _jpeg(tmp_path / "orig.jpg", im, quality=90)
+    framed = _jpeg(tmp_path / "framed.jpg", _framed(im, pad, colour), quality=95)
+    facts = _facts(framed, orig)
+    assert facts[0].pixels > facts[1].pixels
+    choice = dupes.choose_keeper(facts)
+    assert choice.keeper == 1 and choice.decided_by == "resolution", choice.reason
+    assert facts[0].framed and not facts[1].framed
+    # the picture measured inside the frame is the original's size (within ASPECT_MATCH):
+    # the same photo, so the file without the frame keeps it
+    assert facts[0].picture == (480, 320)
+    framed_text = f"{facts[0].dims_text()} framed, 480×320 of picture"
+    assert choice.reason == f"kept: no frame (480×320 vs {framed_text})"
+    # header facts only, as before: the canvas wins (what measure=False is for)
+    assert dupes.choose_keeper(_facts(framed, orig), measure=False).keeper == 0
+
+
+def test_keeper_framed_copy_at_higher_resolution_still_wins(tmp_path):
+    """A border does not cost a copy with more picture: a 2x copy on a mat beats the original."""
+    im = scene(5, (240, 160))
+    orig = _jpeg(tmp_path / "orig.jpg", im, quality=90)
+    big = _jpeg(tmp_path / "big.jpg", _framed(im.resize((480, 320)), (30, 30), "white"))
+    choice = dupes.choose_keeper(_facts(orig, big))
+    assert choice.keeper == 1 and choice.reason.startswith("kept: highest resolution (540×380 ")
+    assert "framed" in choice.reason
+
+
+def test_keeper_ignores_a_flat_sky(tmp_path):
+    """A flat band at an edge of both files (sky, studio wall) is not a frame: it passes the
+    border test, but the picture inside has neither member's shape, so pixels decide."""
+    im = scene(7, (300, 200))
+    im.paste((135, 180, 230), (0, 0, 300, 50))  # a clear sky along the top
+    big = _jpeg(tmp_path / "big.jpg", im, quality=90)
+    small = _jpeg(tmp_path / "small.jpg", im.resize((270, 180)), quality=90)
+    facts = _facts(small, big)
+    choice = dupes.choose_keeper(facts)
+    assert choice.keeper == 1 and not facts[0].framed and not facts[1].framed
+    assert choice.reason == "kept: highest resolution (300×200 vs 270×180)"
+
+
+def test_keeper_reads_no_pixels_unless_resolution_decides(tmp_path, monkeypatch):
+    im = scene(6, (200, 150))
+    a = _jpeg(tmp_path / "a.jpg", im, quality=60)
+    b = _jpeg(tmp_path / "b.jpg", im, quality=95)  # same size: "largest file" decides
+    monkeypatch.setattr(dupes.keeper, "measure_picture", lambda f: pytest.fail("decoded " + f.path))
+    assert dupes.choose_keeper(_facts(a, b)).decided_by == "size"
+
+
 def test_keeper_prefers_format_then_editable_order(tmp_path):
     im = scene(2, (120, 90))
     jpg = _jpeg(tmp_path / "a.jpg", im, quality=95)

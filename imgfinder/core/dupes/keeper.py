@@ -2,10 +2,17 @@
 
 The rule compares files criterion by criterion, in order (editable), the first difference
 deciding: camera RAW (a RAW+JPEG pair keeps the RAW, whatever the JPEG's size), resolution
-(more pixels), format (earlier in the preference list), file size
+(more pixels of picture), format (earlier in the preference list), file size
 (larger: less compressed), capture date (earlier: the original; EXIF DateTimeOriginal, else
 the file's modification time) and preferred folders (earlier in the list). Facts come from file
-headers only (no full decode), so a group of camera files is described in milliseconds.
+headers (no full decode), so a group of camera files is described in milliseconds.
+
+Resolution counts the picture, not the canvas: a copy framed with a border, letterboxed or put
+on a larger canvas has more pixels than its original and no more of the photo. So when
+resolution would decide, each member is decoded small (PICTURE_SIDE px, JPEG DCT-scaled) and
+its uniform border (imageborder.border_box, the test the duplicate signature trims with) is
+taken off its pixel count before the files are ranked again. A group decided by anything else
+reads no pixels.
 """
 
 from __future__ import annotations
@@ -16,7 +23,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from imgfinder.core import decode
+import numpy as np
+from PIL import Image
+
+from imgfinder.core import decode, jpegfast
+from imgfinder.core.imageborder import border_box
 from imgfinder.errors import DecodeError
 
 log = logging.getLogger(__name__)
@@ -28,6 +39,9 @@ RAW_EXTENSIONS = frozenset(
     ".erf .kdc .dcr .mrw .raw .rwl".split()
 )
 _FORMAT_ALIASES = {"MPO": "JPEG", "JPEG2000": "JPEG2000", "HEIF": "HEIC", "AVIF": "AVIF"}
+PICTURE_SIDE = 256  # borders are measured at this longest side (one scale for every member, so
+# the same picture loses the same share to a flat sky whatever its resolution)
+ASPECT_MATCH = 0.03  # a framed picture has another member's shape within this (relative)
 
 
 @dataclass
@@ -98,10 +112,21 @@ class FileFacts:
     mtime: float = 0.0
     taken: float | None = None  # EXIF DateTimeOriginal as a local timestamp
     error: str | None = None
+    picture: tuple[int, int] | None = None  # (w, h) inside a uniform border (measure_picture)
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def picture_pixels(self) -> int:
+        """Pixels of the photo inside its border when measured, else of the whole frame."""
+        return self.picture[0] * self.picture[1] if self.picture else self.pixels
+
+    @property
+    def framed(self) -> bool:
+        """Whether a border was measured around the picture."""
+        return self.picture is not None and self.picture != (self.width, self.height)
 
     @property
     def date(self) -> float:
@@ -123,6 +148,12 @@ class FileFacts:
 
     def dims_text(self) -> str:
         return f"{self.width}×{self.height}" if self.pixels else "?"
+
+    def picture_text(self) -> str:
+        """dims_text, and the picture's size inside a measured frame."""
+        if not self.framed:
+            return self.dims_text()
+        return f"{self.dims_text()} framed, {self.picture[0]}×{self.picture[1]} of picture"
 
 
 def file_facts(path: str) -> FileFacts:
@@ -153,11 +184,36 @@ def file_facts(path: str) -> FileFacts:
     return facts
 
 
+def measure_picture(facts: FileFacts) -> None:
+    """Set `facts.picture`: the frame less its uniform border (letterbox, mat, canvas), in the
+    file's pixels, from a small decode. Left None when the file cannot be decoded."""
+    if not facts.exists or not facts.pixels:
+        return
+    try:
+        data = decode.read_file(facts.path)
+        img, w, h = jpegfast.open_small(data, PICTURE_SIDE // 2, path_hint=facts.path)
+    except DecodeError as exc:
+        log.info("no border measured for %s: %s", facts.path, exc.reason)
+        return
+    if (w, h) != (facts.width, facts.height):  # the header and the decode disagree: no guess
+        return
+    if max(img.size) > PICTURE_SIDE:
+        scale = PICTURE_SIDE / max(img.size)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(size, Image.Resampling.BILINEAR)
+    left, top, right, bottom = border_box(np.asarray(img.convert("RGB")))
+    facts.picture = (  # the small image is upright, as the header's width and height
+        min(w, round((right - left) * w / img.width)),
+        min(h, round((bottom - top) * h / img.height)),
+    )
+
+
 @dataclass
 class KeeperChoice:
     keeper: int  # index into the facts list
     reason: str  # "kept: highest resolution (6000×4000 vs 3000×2000)"
     ranking: list[int] = field(default_factory=list)  # best first
+    decided_by: str | None = None  # the criterion that beat the runner-up (None: none did)
 
 
 def _key(f: FileFacts, rule: KeeperRule) -> tuple:
@@ -166,7 +222,7 @@ def _key(f: FileFacts, rule: KeeperRule) -> tuple:
         if c == "raw":
             parts.append(0 if f.format == "RAW" else 1)
         elif c == "resolution":
-            parts.append(-f.pixels)
+            parts.append((-f.picture_pixels, f.framed))  # the same picture: the unframed
         elif c == "format":
             parts.append(_format_rank(f.format, rule))
         elif c == "size":
@@ -208,7 +264,8 @@ def _because(c: str, k: FileFacts, r: FileFacts, rule: KeeperRule) -> str:
     if c == "raw":
         return f"the camera RAW (over the {r.format or 'other'} file)"
     if c == "resolution":
-        return f"highest resolution ({k.dims_text()} vs {r.dims_text()})"
+        what = "highest resolution" if k.picture_pixels != r.picture_pixels else "no frame"
+        return f"{what} ({k.picture_text()} vs {r.picture_text()})"
     if c == "format":
         return f"preferred format ({k.format or '?'} over {r.format or '?'})"
     if c == "size":
@@ -223,11 +280,58 @@ def _because(c: str, k: FileFacts, r: FileFacts, rule: KeeperRule) -> str:
     return f"in a preferred folder ({folder})"
 
 
-def choose_keeper(facts: list[FileFacts], rule: KeeperRule | None = None) -> KeeperChoice:
-    """Rank the files by the rule; the reason names the criterion that beat the runner-up."""
+def choose_keeper(
+    facts: list[FileFacts], rule: KeeperRule | None = None, *, measure: bool = True
+) -> KeeperChoice:
+    """Rank the files by the rule; the reason names the criterion that beat the runner-up.
+
+    When resolution decides (and `measure`), the members' borders are measured first
+    (measure_picture), so a framed copy does not win on the size of its canvas."""
     if not facts:
         raise ValueError("no files to choose from")
     rule = rule or KeeperRule()
+    choice = _choose(facts, rule)
+    if measure and choice.decided_by == "resolution" and not any(f.picture for f in facts):
+        for f in facts:
+            measure_picture(f)
+        _keep_credible_frames(facts)
+        if any(f.framed for f in facts):
+            choice = _choose(facts, rule)
+    return choice
+
+
+def _aspect(w: int, h: int) -> float:
+    return w / h if w >= h else h / w  # a 90° turn keeps the shape of a frame
+
+
+def _keep_credible_frames(facts: list[FileFacts]) -> None:
+    """Forget a measured border unless the picture inside it has the shape of another
+    member's whole frame (ASPECT_MATCH): that is what a framed copy is. A flat band of sky or
+    studio wall at an edge passes the border test too, and would shrink an original. A
+    picture within ASPECT_MATCH of that frame's size is taken to be that size: the same photo,
+    which the member without a frame then keeps."""
+    for f in facts:
+        if not f.framed:
+            continue
+        inner = _aspect(*f.picture)
+        like = [
+            g
+            for g in facts
+            if g is not f
+            and g.pixels
+            and abs(inner - _aspect(g.width, g.height)) <= ASPECT_MATCH * _aspect(g.width, g.height)
+        ]
+        if not like:
+            f.picture = None
+            continue
+        for g in like:
+            if abs(f.picture_pixels - g.pixels) <= 2 * ASPECT_MATCH * g.pixels:
+                turned = (f.picture[0] >= f.picture[1]) != (g.width >= g.height)
+                f.picture = (g.height, g.width) if turned else (g.width, g.height)
+                break
+
+
+def _choose(facts: list[FileFacts], rule: KeeperRule) -> KeeperChoice:
     ranking = sorted(range(len(facts)), key=lambda i: (_key(facts[i], rule), facts[i].path))
     k = ranking[0]
     if len(facts) == 1:
@@ -239,5 +343,5 @@ def choose_keeper(facts: list[FileFacts], rule: KeeperRule | None = None) -> Kee
     kk, rk = _key(keeper, rule), _key(runner, rule)
     for c, a, b in zip(rule.criteria, kk[1:], rk[1:]):
         if a != b:
-            return KeeperChoice(k, "kept: " + _because(c, keeper, runner, rule), ranking)
+            return KeeperChoice(k, "kept: " + _because(c, keeper, runner, rule), ranking, c)
     return KeeperChoice(k, "kept: all criteria tie; first by path", ranking)
