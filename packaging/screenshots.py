@@ -56,7 +56,7 @@ def make_photos(folder: Path, n: int = 40) -> None:
         scene(1000 + i).save(sub / f"IMG_{2100 + i}.jpg", quality=90)
     backup = folder / "Backup"
     backup.mkdir(parents=True, exist_ok=True)
-    for i in (0, 3, 7):  # exact copies, a half-size version, a rotated PNG
+    for i in (0, 3, 7):  # exact copies, a half-size version, a rotated PNG (and a framed one)
         src = folder / trips[i % 3] / f"IMG_{2100 + i}.jpg"
         shutil.copy2(src, backup / src.name)
         with Image.open(src) as im:
@@ -64,6 +64,10 @@ def make_photos(folder: Path, n: int = 40) -> None:
                 backup / f"small_{src.name}", quality=85
             )
             im.transpose(Image.Transpose.ROTATE_90).save(backup / f"{src.stem}_rotated.png")
+            if i == 0:  # on a white mat: the keeper rule keeps the original, "no frame"
+                mat = Image.new("RGB", (im.width + 60, im.height + 60), "white")
+                mat.paste(im, (30, 30))
+                mat.save(backup / f"framed_{src.name}", quality=92)
 
 
 def pick_model(tmp: Path, given: str | None) -> tuple[str | None, str | None, str]:
