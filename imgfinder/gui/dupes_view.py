@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from imgfinder.core import dupes
+from imgfinder.core.types import count_text
 from imgfinder.gui.dupes_flow import (
     DuplicateScan,
     qt_trash,
@@ -305,7 +306,14 @@ class DuplicatesView(QWidget):
         if pairs is not None:
             self.pairs = pairs
             self.regroup()
-            self._say(f"{len(self.groups)} groups found in {pairs.seconds:.1f} s")
+            text = f"{len(self.groups)} groups found in {pairs.seconds:.1f} s"
+            missing = int(pairs.stats.get("without_vectors", 0) or 0)
+            if missing:  # signed by `index --signatures-only`, no CNN vector yet
+                text += (
+                    f". {count_text(missing, 'photo')} without CNN vectors yet: exact copies "
+                    "and the same photo only; similar shots come once they are indexed"
+                )
+            self._say(text)
         self.scan_finished.emit(len(self.groups))
 
     # -- grouping (instant, from the cached pairs) --------------------------------------------

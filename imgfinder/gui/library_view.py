@@ -13,6 +13,7 @@ import logging
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QToolButton
 
+from imgfinder.core.catalog import SIGNED
 from imgfinder.gui.library_panel import LibraryPanel
 from imgfinder.gui.library_session import LibrarySession
 from imgfinder.gui.skipped_view import SkippedPanel
@@ -20,6 +21,14 @@ from imgfinder.gui.watcher import FolderWatcher
 from imgfinder.gui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
+
+
+def size_text(counts: dict[str, int]) -> str:
+    """The status bar's library size from catalog.counts(): photos with a vector, and those
+    catalogued by `index --signatures-only` (in the duplicates, not yet in searches)."""
+    ok, signed = counts.get("ok", 0), counts.get(SIGNED, 0)
+    text = f"{ok:,} photo{'s' if ok != 1 else ''} in the library"
+    return text + (f" (+{signed:,} not indexed for search yet)" if signed else "")
 
 
 class LibraryView(QObject):
@@ -76,7 +85,7 @@ class LibraryView(QObject):
         self.panel.set_roots(roots, self.watcher.states, self.watcher.rescan_minutes)
         self.watcher.set_roots([(r.path, r.available) for r in roots])
         ok = counts.get("ok", 0)
-        self.size_label.setText(f"{ok:,} photo{'s' if ok != 1 else ''} in the library")
+        self.size_label.setText(size_text(counts))
         self.counts = (len(roots), ok)
         self.counts_changed.emit(len(roots), ok)
         back = [r.path for r in roots if r.available and self._available.get(r.path) is False]

@@ -74,6 +74,22 @@ def test_dupes_on_signatures_finds_exact_and_same_photo(signed):
         cat.close()
 
 
+def test_library_scan_of_a_signatures_only_library_needs_no_model(signed, tmp_path):
+    """`dupes.scan(lib)` (the app's Find duplicates) on a library of signatures only: the
+    same pairs as `imgfinder dupes`, with a weights file that does not exist (before, it
+    failed asking for the ResNet50 weights)."""
+    root, photos, _ = signed
+    lib = open_lib(root / "data", tmp_path / "no-such-weights.pth")
+    try:
+        pairs = run(dupes.scan(lib))
+        assert lib._extractor is None  # the model was never loaded
+        copies = [stems(g) for g in dupes.group_all(pairs) if g.tier == "copy"]
+        assert any({"s0", "s0_rot", "s0_small"} <= g for g in copies)
+        assert pairs.stats["without_vectors"] == len(photos)
+    finally:
+        lib.close()
+
+
 def run_without_torch(commands: str) -> subprocess.CompletedProcess:
     """Run CLI `commands` (Python lines calling `main`) in a fresh process; it must succeed
     without ever importing torch."""

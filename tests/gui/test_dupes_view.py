@@ -271,3 +271,26 @@ def test_sliders_have_a_track_and_scanning_does_not_widen_the_view(qtbot, view):
     view._say("Moved 12 file(s); “Undo last resolution” brings them back. " * 3)
     assert view.minimumSizeHint().width() <= before
     assert view.group_list.minimumWidth() >= dupes_view.GROUP_LIST_MIN_WIDTH
+
+
+def test_signatures_only_library_scans_without_the_model(qtbot, tmp_path):
+    """A library catalogued by `index --signatures-only`, with no model weights: Find
+    duplicates lists its copies and says what the similar-shot tier is missing."""
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+    from imgfinder.core.library import run  # noqa: PLC0415
+    from tests.core.test_dupes_library import build_photos, open_lib  # noqa: PLC0415
+
+    photos = build_photos(tmp_path / "photos")
+    run(sigindex.index_signatures(tmp_path / "data", [tmp_path / "photos"]))
+    lib = open_lib(tmp_path / "data", tmp_path / "missing.pth")
+    v = DuplicatesView(lambda: lib, own_compare=False)
+    qtbot.addWidget(v)
+    try:
+        scanned(qtbot, v)
+        assert any(g.tier == "copy" for g in v.groups)
+        text = v.status_label.text()
+        assert f"{len(photos)} photos without CNN vectors yet" in text, text
+    finally:
+        v.shutdown()
+        v.loader.shutdown()
+        lib.close()

@@ -255,3 +255,13 @@ def test_qt_is_imported_only_by_the_gui_package():
         if "gui" not in p.relative_to(root).parts and "PySide6" in p.read_text(encoding="utf-8")
     ]
     assert offenders == []
+
+
+def test_library_size_counts_photos_signed_but_not_indexed():
+    from imgfinder.gui.library_view import size_text  # noqa: PLC0415
+
+    assert size_text({"ok": 1, "failed": 2}) == "1 photo in the library"
+    assert (
+        size_text({"ok": 0, "signed": 50})
+        == "0 photos in the library (+50 not indexed for search yet)"
+    )

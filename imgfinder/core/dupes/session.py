@@ -113,7 +113,18 @@ def scan(
     """Find candidate duplicate pairs in an indexed library (see pairs.py for how).
 
     Photos catalogued by `index --signatures-only` and not yet given a vector take part
-    through their hashes and signatures (exact and same-photo tiers), not their features."""
+    through their hashes and signatures (exact and same-photo tiers), not their features.
+    A library that has such photos and no vector at all is scanned without the model
+    (sigindex.scan_signatures: no weights, no torch), as `imgfinder dupes` does; its
+    `stats["without_vectors"]` says how many photos the similar-shot tier is missing."""
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415 (sigindex imports this module)
+
+    if not sigindex.has_vectors(lib.catalog) and lib.catalog.signed_rows():
+        return (
+            yield from sigindex.scan_signatures(
+                lib.catalog, lib.data_dir, verify=verify, cancel=cancel, workers=workers
+            )
+        )
     t0 = time.perf_counter()
     lib.check_model()
     inputs = scan_inputs(
