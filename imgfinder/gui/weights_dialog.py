@@ -119,13 +119,16 @@ class WeightsDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.choose_button)
         row.addWidget(self.download_button)
-        row.addWidget(self.alternative_button)
         row.addStretch(1)
         row.addWidget(self.cancel_button)
         row.addWidget(self.close_button)
+        alt_row = QHBoxLayout()  # its own row: beside four buttons its label was cut off
+        alt_row.addWidget(self.alternative_button)
+        alt_row.addStretch(1)
         lay = QVBoxLayout(self)
         lay.addWidget(self.message)
         lay.addWidget(self.progress)
+        lay.addLayout(alt_row)
         lay.addLayout(row)
         self.state = ""
 
@@ -165,6 +168,7 @@ class WeightsDialog(QDialog):
         self.download_button.setText("Try &download again")
         self.choose_button.setEnabled(True)
         self.alternative_button.setVisible(self.alternative is not None)
+        self.adjustSize()  # the text is longer than while downloading: it was cut off
 
     def _choose(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

@@ -383,3 +383,24 @@ def test_offline_without_resnet_weights_offers_the_installed_lite0(qtbot, make_w
     qtbot.waitUntil(lambda: w.reindex_box is not None, timeout=10_000)
     assert w.model_info.stale == N_PHOTOS  # the old vectors are kept until the user says yes
     assert w.lib.catalog.model_counts() == {old_id: N_PHOTOS}
+
+
+def test_weights_dialog_shows_all_of_its_text_after_a_failed_download(qtbot):
+    """The dialog opens while downloading (one line), then the download fails and the long
+    help replaces it: the dialog grows to show all of it, and no button is cut off (the
+    offline first launch showed neither "Choose weights file…" advice nor the Lite0 offer)."""
+    from imgfinder.core.weights import offline_message  # noqa: PLC0415
+    from imgfinder.gui.weights_dialog import WeightsDialog  # noqa: PLC0415
+
+    dlg = WeightsDialog()
+    qtbot.addWidget(dlg)
+    dlg.show_downloading()
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    dlg.show_missing(offline_message("download failed: network unreachable", "resnet50"))
+    qtbot.wait(50)
+    label = dlg.message
+    assert label.height() >= label.heightForWidth(label.width()), label.text()
+    if dlg.alternative is not None:
+        button = dlg.alternative_button
+        assert button.isVisible() and button.width() >= button.sizeHint().width()
