@@ -1,8 +1,10 @@
 """Which copy the keeper rule suggests keeping, original against its copies, and what it costs.
 
-For each of N flower photos (Oxford Flowers-17, beside the repository; never copied into it)
+For each of N flower photos (Oxford Flowers-17, beside the repository; never copied into it;
+cropped to 3:2, the shape of camera photos, except in the first case, which keeps them square)
 the original and a copy are compared by `dupes.choose_keeper` with the default rule, as the
-duplicates view and `imgfinder dupes` do: copies on a white or black mat, on a grey canvas,
+duplicates view and `imgfinder dupes` do: a square photo on an even mat (its shape unchanged,
+so not measured: a known miss), copies on a white or black mat, on a grey canvas,
 letterboxed/pillarboxed to 16:9, and resized to 2x (the copy should win: more picture) and
 0.5x. Each is counted with the picture measured inside the frame (the rule now) and with
 header facts alone (`measure=False`, the rule before), in the same run. Then the time per
@@ -43,6 +45,7 @@ def to_16_9(im: Image.Image) -> Image.Image:
 
 
 CASES = {  # name: (make the copy, whether the original should be kept)
+    "square photo, even mat": (lambda im: framed(im, (20, 20), "white"), True),
     "mat 40 px white": (lambda im: framed(im, (40, 40), "white"), True),
     "mat 40 px black": (lambda im: framed(im, (40, 40), "black"), True),
     "canvas grey 80x20 px": (lambda im: framed(im, (80, 20), (128, 128, 128)), True),
@@ -66,12 +69,16 @@ def main() -> int:
     right = {k: [0, 0] for k in CASES}  # [now, before]
     ms = {k: 0.0 for k in CASES}
     for i, f in enumerate(files):
-        im = Image.open(f).convert("RGB")
-        orig = tmp / f"o{i}.jpg"
-        im.save(orig, quality=92)
+        square = Image.open(f).convert("RGB")
+        # photos are 3:2 or 4:3, the flowers square: a 3:2 crop of each (all but one case)
+        im = square.crop((0, 0, square.width, round(square.width * 2 / 3)))
+        im.save(tmp / f"o{i}.jpg", quality=92)
+        square.save(tmp / f"q{i}.jpg", quality=92)
         for j, (name, (make, keep_orig)) in enumerate(CASES.items()):
             copy = tmp / f"c{i}_{j}.jpg"
-            make(im).save(copy, quality=92)
+            is_square = name.startswith("square")
+            orig = tmp / (f"q{i}.jpg" if is_square else f"o{i}.jpg")
+            make(square if is_square else im).save(copy, quality=92)
             want = 1 if keep_orig else 0
             t = time.perf_counter()
             now = dupes.choose_keeper([dupes.file_facts(str(copy)), dupes.file_facts(str(orig))])
@@ -82,7 +89,10 @@ def main() -> int:
             right[name][0] += now.keeper == want
             right[name][1] += before.keeper == want
     n = len(files)
-    print(f"{n} flower photos ({im.width}x{im.height} px and similar), default keeper rule")
+    print(
+        f"{n} flower photos cropped to 3:2 ({im.width}x{im.height} px; the first case square, "
+        f"{square.width}x{square.height}), default keeper rule"
+    )
     print(f"{'copy':28s} {'right keeper now':>17s} {'before':>8s} {'ms/group':>9s}")
     for name in CASES:
         print(

@@ -231,8 +231,11 @@ def test_keeper_reads_no_pixels_unless_resolution_decides(tmp_path, monkeypatch)
     im = scene(6, (200, 150))
     a = _jpeg(tmp_path / "a.jpg", im, quality=60)
     b = _jpeg(tmp_path / "b.jpg", im, quality=95)  # same size: "largest file" decides
+    half = _jpeg(tmp_path / "half.jpg", im.resize((101, 75)))  # resolution, same shape
     monkeypatch.setattr(dupes.keeper, "measure_picture", lambda f: pytest.fail("decoded " + f.path))
     assert dupes.choose_keeper(_facts(a, b)).decided_by == "size"
+    choice = dupes.choose_keeper(_facts(half, b))  # 101x75 is 200x150 within rounding
+    assert choice.keeper == 1 and choice.decided_by == "resolution"
 
 
 def test_keeper_prefers_format_then_editable_order(tmp_path):

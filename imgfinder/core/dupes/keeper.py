@@ -9,10 +9,12 @@ headers (no full decode), so a group of camera files is described in millisecond
 
 Resolution counts the picture, not the canvas: a copy framed with a border, letterboxed or put
 on a larger canvas has more pixels than its original and no more of the photo. So when
-resolution would decide, each member is decoded small (PICTURE_SIDE px, JPEG DCT-scaled) and
-its uniform border (imageborder.border_box, the test the duplicate signature trims with) is
-taken off its pixel count before the files are ranked again. A group decided by anything else
-reads no pixels.
+resolution would decide between two frames of different shape, each member is decoded small
+(PICTURE_SIDE px, JPEG DCT-scaled) and its uniform border (imageborder.border_box, the test the
+duplicate signature trims with) is taken off its pixel count before the files are ranked
+again. A group decided by anything else, or by resolution between frames of one shape (a
+resized copy), reads no pixels; so a frame that keeps the shape (an even mat on a square
+photo) is not seen.
 """
 
 from __future__ import annotations
@@ -291,7 +293,12 @@ def choose_keeper(
         raise ValueError("no files to choose from")
     rule = rule or KeeperRule()
     choice = _choose(facts, rule)
-    if measure and choice.decided_by == "resolution" and not any(f.picture for f in facts):
+    if (
+        measure
+        and choice.decided_by == "resolution"
+        and not any(f.picture for f in facts)
+        and _reshaped(facts[choice.ranking[0]], facts[choice.ranking[1]])
+    ):
         for f in facts:
             measure_picture(f)
         _keep_credible_frames(facts)
@@ -302,6 +309,17 @@ def choose_keeper(
 
 def _aspect(w: int, h: int) -> float:
     return w / h if w >= h else h / w  # a 90° turn keeps the shape of a frame
+
+
+def _reshaped(a: FileFacts, b: FileFacts) -> bool:
+    """Whether two files' frames differ in shape by more than rounding a resize to whole
+    pixels explains: then a frame may have been added to one of them (a resized copy keeps
+    the shape, and needs no decode to be ranked)."""
+    if not (a.pixels and b.pixels):
+        return False
+    ra, rb = _aspect(a.width, a.height), _aspect(b.width, b.height)
+    rounding = 1.0 / min(a.width, a.height) + 1.0 / min(b.width, b.height)
+    return abs(ra - rb) > rounding * rb
 
 
 def _keep_credible_frames(facts: list[FileFacts]) -> None:
