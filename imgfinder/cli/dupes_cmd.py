@@ -113,8 +113,7 @@ def _groups(args: argparse.Namespace, catalog, pairs) -> list[dict]:
         groups = dupes.group(pairs, args.tier, th[args.tier], copy_threshold=th["copy"])
     rule = dupes.load_rule(catalog)
     out = []
-    for g in groups:
-        _, choice = dupes.suggest_keeper(g, rule)
+    for g, (_, choice) in zip(groups, dupes.suggest_keepers(catalog, groups, rule)):
         k = choice.keeper
         out.append(
             {

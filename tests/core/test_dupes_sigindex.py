@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from imgfinder.cli import main
 from imgfinder.core import dupes
@@ -88,6 +89,42 @@ def test_library_scan_of_a_signatures_only_library_needs_no_model(signed, tmp_pa
         assert pairs.stats["without_vectors"] == len(photos)
     finally:
         lib.close()
+
+
+def test_keeper_facts_are_cached_by_content_hash(signed, monkeypatch):
+    """`imgfinder dupes` lists every group's keeper: the second listing stats the files and
+    opens none (facts kept by content hash in the catalog); a file that changed is read again."""
+    root, photos, _ = signed
+    s0 = Image.open(photos["s0"]).convert("RGB")
+    mat = Image.new("RGB", (s0.width + 40, s0.height + 60), "white")
+    mat.paste(s0, (20, 30))
+    mat.save(root / "photos" / "s0_framed.jpg", quality=95)
+    sign(root / "data")
+    cat = catalog(root / "data")
+    try:
+        groups = dupes.group_all(run(sigindex.scan_signatures(cat, root / "data")))
+        first = dupes.suggest_keepers(cat, groups)
+        framed = [f for facts, _ in first for f in facts if f.path.endswith("s0_framed.jpg")]
+        assert framed and framed[0].framed  # measured, and kept apart from the original
+        opened = []
+        for name in ("image_info", "read_meta", "read_file"):
+            monkeypatch.setattr(dupes.keeper.decode, name, lambda p, *a, **k: opened.append(p))
+        again = dupes.suggest_keepers(cat, groups)
+        assert opened == []
+        assert [(c.keeper, c.reason) for _, c in again] == [(c.keeper, c.reason) for _, c in first]
+        assert [[f.measured for f in fs] for fs, _ in again] == [
+            [f.measured for f in fs] for fs, _ in first
+        ]
+        monkeypatch.undo()
+        with open(photos["s0_small"], "ab") as fh:  # the same pixels, one byte longer
+            fh.write(b"\0")
+        read = []
+        real = dupes.keeper.decode.image_info
+        monkeypatch.setattr(dupes.keeper.decode, "image_info", lambda p: read.append(p) or real(p))
+        dupes.suggest_keepers(cat, groups)
+        assert read == [str(photos["s0_small"])]
+    finally:
+        cat.close()
 
 
 def run_without_torch(commands: str) -> subprocess.CompletedProcess:

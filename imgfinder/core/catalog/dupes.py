@@ -1,6 +1,6 @@
-"""SQL of the duplicate finder's state: content-hash-keyed signatures and verified-pair
-scores (tables created on first use, `schema.DUPE_TABLES`) and the catalog's own `decisions`
-table. Pure storage: what the blobs mean, versions and rules are core/dupes/store.py's."""
+"""SQL of the duplicate finder's state: content-hash-keyed signatures, verified-pair
+scores and keeper facts (tables created on first use, `schema.DUPE_TABLES`) and the catalog's
+own `decisions` table. Pure storage: what the blobs mean, versions and rules are core/dupes/store.py's."""
 
 from __future__ import annotations
 
@@ -65,6 +65,29 @@ class DupeTables:
                 "INSERT OR REPLACE INTO dupe_verified (hash_a, hash_b, version, score) "
                 "VALUES (?, ?, ?, ?)",
                 rows,
+            )
+
+    # -- keeper facts ----------------------------------------------------------------------
+    def fact_rows(self, version: int, hashes: Iterable[str]) -> dict[str, str]:
+        """content hash -> stored keeper facts (JSON text) of this version, where stored."""
+        want = list(dict.fromkeys(hashes))
+        out: dict[str, str] = {}
+        for i in range(0, len(want), 500):
+            chunk = want[i : i + 500]
+            q = (
+                "SELECT hash, facts FROM dupe_facts WHERE version=? AND hash IN "
+                f"({','.join('?' * len(chunk))})"
+            )
+            out.update(self._catalog.execute(q, [version, *chunk]))
+        return out
+
+    def save_fact_rows(self, version: int, rows: dict[str, str]) -> None:
+        if not rows:
+            return
+        with self._catalog.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO dupe_facts (hash, version, facts) VALUES (?, ?, ?)",
+                [(h, version, f) for h, f in rows.items()],
             )
 
     # -- decisions -----------------------------------------------------------------------

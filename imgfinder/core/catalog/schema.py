@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS dupe_verified (
     score REAL NOT NULL,
     PRIMARY KEY (hash_a, hash_b)
 );
+CREATE TABLE IF NOT EXISTS dupe_facts (
+    hash TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    facts TEXT NOT NULL
+);
 """
 
 

@@ -39,6 +39,7 @@ from imgfinder.core.dupes.session import (
     save_thresholds,
     scan,
     suggest_keeper,
+    suggest_keepers,
     undo,
 )
 from imgfinder.core.dupes.store import DISTINCT, KEEP_BOTH
@@ -76,6 +77,7 @@ __all__ = [
     "UndoResult",
     "choose_keeper",
     "suggest_keeper",
+    "suggest_keepers",
     "file_facts",
     "find_pairs",
     "forget_paths",

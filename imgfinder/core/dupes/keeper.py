@@ -19,6 +19,7 @@ photo) is not seen.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
@@ -114,7 +115,9 @@ class FileFacts:
     mtime: float = 0.0
     taken: float | None = None  # EXIF DateTimeOriginal as a local timestamp
     error: str | None = None
-    picture: tuple[int, int] | None = None  # (w, h) inside a uniform border (measure_picture)
+    measured: tuple[int, int] | None = None  # (w, h) inside a uniform border (measure_picture)
+    picture: tuple[int, int] | None = None  # `measured` where the group finds it credible
+    exif_taken: str = ""  # DateTimeOriginal as read ("YYYY-MM-DDTHH:MM:SS"; "" if none)
 
     @property
     def pixels(self) -> int:
@@ -158,14 +161,19 @@ class FileFacts:
         return f"{self.dims_text()} framed, {self.picture[0]}×{self.picture[1]} of picture"
 
 
-def file_facts(path: str) -> FileFacts:
-    """Header-only facts; a missing or unreadable file says so instead of raising."""
+def file_facts(path: str, cached: str | None = None) -> FileFacts:
+    """Header-only facts; a missing or unreadable file says so instead of raising.
+
+    `cached`: what `to_cache` stored for the file's content hash. Used (the file is not
+    opened, only stat'ed) when the file still has the stored size."""
     facts = FileFacts(path=path)
     try:
         st = os.stat(path)
     except OSError as exc:
         return FileFacts(path=path, exists=False, error=exc.strerror or str(exc))
     facts.size, facts.mtime = st.st_size, st.st_mtime
+    if cached is not None and _from_cache(facts, cached):
+        return facts
     ext = os.path.splitext(path)[1].lower()
     try:
         info = decode.image_info(path)
@@ -177,18 +185,49 @@ def file_facts(path: str) -> FileFacts:
     if ext in RAW_EXTENSIONS:
         facts.format = "RAW"  # Pillow may read a DNG's TIFF preview; it is still the raw file
     # EXIF through the decoder's header reader: RAW files too, and no Pillow bomb warning
-    taken = decode.read_meta(path).taken
-    if taken:
-        try:
-            facts.taken = datetime.strptime(taken[:19], "%Y-%m-%dT%H:%M:%S").timestamp()
-        except (ValueError, OverflowError, OSError):
-            facts.taken = None
+    facts.exif_taken = decode.read_meta(path).taken or ""
+    facts.taken = _timestamp(facts.exif_taken)
     return facts
 
 
+def _timestamp(taken: str) -> float | None:
+    if not taken:
+        return None
+    try:
+        return datetime.strptime(taken[:19], "%Y-%m-%dT%H:%M:%S").timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+FACTS_VERSION = 1  # bump when what file_facts or measure_picture finds changes: re-read
+
+
+def to_cache(facts: FileFacts) -> str | None:
+    """The content-derived facts as JSON for the catalog (keyed by content hash); None for a
+    file that could not be read (asked again next time)."""
+    if not facts.exists or facts.error or not facts.pixels:
+        return None
+    return json.dumps(
+        [facts.size, facts.width, facts.height, facts.format, facts.exif_taken, facts.measured]
+    )
+
+
+def _from_cache(facts: FileFacts, text: str) -> bool:
+    try:
+        size, w, h, fmt, taken, measured = json.loads(text)
+    except (ValueError, TypeError):
+        return False
+    if size != facts.size:  # not the content the hash was stored for
+        return False
+    facts.width, facts.height, facts.format, facts.exif_taken = int(w), int(h), str(fmt), taken
+    facts.taken = _timestamp(taken)
+    facts.measured = tuple(measured) if measured else None
+    return True
+
+
 def measure_picture(facts: FileFacts) -> None:
-    """Set `facts.picture`: the frame less its uniform border (letterbox, mat, canvas), in the
-    file's pixels, from a small decode. Left None when the file cannot be decoded."""
+    """Set `facts.measured`: the frame less its uniform border (letterbox, mat, canvas), in
+    the file's pixels, from a small decode. Left None when the file cannot be decoded."""
     if not facts.exists or not facts.pixels:
         return
     try:
@@ -204,7 +243,7 @@ def measure_picture(facts: FileFacts) -> None:
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
         img = img.resize(size, Image.Resampling.BILINEAR)
     left, top, right, bottom = border_box(np.asarray(img.convert("RGB")))
-    facts.picture = (  # the small image is upright, as the header's width and height
+    facts.measured = (  # the small image is upright, as the header's width and height
         min(w, round((right - left) * w / img.width)),
         min(h, round((bottom - top) * h / img.height)),
     )
@@ -292,15 +331,18 @@ def choose_keeper(
     if not facts:
         raise ValueError("no files to choose from")
     rule = rule or KeeperRule()
+    for f in facts:
+        f.picture = None
     choice = _choose(facts, rule)
     if (
         measure
         and choice.decided_by == "resolution"
-        and not any(f.picture for f in facts)
         and _reshaped(facts[choice.ranking[0]], facts[choice.ranking[1]])
     ):
         for f in facts:
-            measure_picture(f)
+            if f.measured is None:
+                measure_picture(f)
+            f.picture = f.measured
         _keep_credible_frames(facts)
         if any(f.framed for f in facts):
             choice = _choose(facts, rule)

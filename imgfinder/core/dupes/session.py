@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Generator
@@ -29,11 +30,13 @@ from imgfinder.core.dupes import pairs as pairs_mod
 from imgfinder.core.dupes.geometry import GeometricVerifier, handedness_sure
 from imgfinder.core.dupes.grouping import DEFAULT_THRESHOLDS, TIERS, DuplicateGroup
 from imgfinder.core.dupes.keeper import (
+    FACTS_VERSION,
     FileFacts,
     KeeperChoice,
     KeeperRule,
     choose_keeper,
     file_facts,
+    to_cache,
 )
 from imgfinder.core.dupes.pairs import PairList
 from imgfinder.core.dupes.trash import (
@@ -339,6 +342,37 @@ def suggest_keeper(
     """File facts of every member (header reads only) and the suggested keeper with its reason."""
     facts = [file_facts(p) for p in group.paths]
     return facts, choose_keeper(facts, rule)
+
+
+def suggest_keepers(
+    catalog, groups: list[DuplicateGroup], rule: KeeperRule | None = None
+) -> list[tuple[list[FileFacts], KeeperChoice]]:
+    """suggest_keeper for many groups (`imgfinder dupes`), with the file facts kept in the
+    catalog by content hash (keeper.to_cache): a repeated listing stats each file and opens
+    none that is unchanged. New or changed facts are stored in one transaction."""
+    hashes = [m.hash for g in groups for m in g.members if m.hash]
+    try:
+        stored = catalog.dupes.fact_rows(FACTS_VERSION, hashes)
+    except sqlite3.OperationalError:  # a catalog from before the table: add it
+        stored = {}
+        try:
+            catalog.dupes.ensure_tables()
+        except (sqlite3.Error, ImgfinderError) as exc:  # read-only: read the files
+            log.info("keeper facts not cached: %s", exc)
+    out, fresh = [], {}
+    for g in groups:
+        facts = [file_facts(m.path, stored.get(m.hash)) for m in g.members]
+        out.append((facts, choose_keeper(facts, rule)))
+        for m, f in zip(g.members, facts):
+            text = to_cache(f)
+            if m.hash and text is not None and text != stored.get(m.hash):
+                fresh[m.hash] = stored[m.hash] = text
+    if fresh:
+        try:
+            catalog.dupes.save_fact_rows(FACTS_VERSION, fresh)
+        except (sqlite3.Error, ImgfinderError) as exc:  # read-only, busy: still a listing
+            log.warning("could not cache keeper facts: %s", exc)
+    return out
 
 
 def mark(catalog, group: DuplicateGroup, decision: str = store.DISTINCT) -> list[tuple[str, str]]:
