@@ -22,18 +22,22 @@ class DupeTables:
                     c.execute(stmt)
 
     # -- signatures --------------------------------------------------------------------
-    def signature_blobs(self, version: int, hashes: Iterable[str]) -> dict[str, bytes]:
-        """content hash -> stored signature blob of this version, for the hashes that have one."""
+    def _by_hash(self, table: str, column: str, version: int, hashes: Iterable[str]) -> dict:
+        """content hash -> `column` of `table`'s rows of this version, for the hashes it has."""
         want = list(dict.fromkeys(hashes))
-        out: dict[str, bytes] = {}
+        out: dict = {}
         for i in range(0, len(want), 500):
             chunk = want[i : i + 500]
             q = (
-                "SELECT hash, sig FROM dupe_signatures WHERE version=? AND hash IN "
+                f"SELECT hash, {column} FROM {table} WHERE version=? AND hash IN "
                 f"({','.join('?' * len(chunk))})"
             )
             out.update(self._catalog.execute(q, [version, *chunk]))
         return out
+
+    def signature_blobs(self, version: int, hashes: Iterable[str]) -> dict[str, bytes]:
+        """content hash -> stored signature blob of this version, for the hashes that have one."""
+        return self._by_hash("dupe_signatures", "sig", version, hashes)
 
     def save_signature_blobs(self, version: int, blobs: dict[str, bytes]) -> None:
         if not blobs:
@@ -70,16 +74,7 @@ class DupeTables:
     # -- keeper facts ----------------------------------------------------------------------
     def fact_rows(self, version: int, hashes: Iterable[str]) -> dict[str, str]:
         """content hash -> stored keeper facts (JSON text) of this version, where stored."""
-        want = list(dict.fromkeys(hashes))
-        out: dict[str, str] = {}
-        for i in range(0, len(want), 500):
-            chunk = want[i : i + 500]
-            q = (
-                "SELECT hash, facts FROM dupe_facts WHERE version=? AND hash IN "
-                f"({','.join('?' * len(chunk))})"
-            )
-            out.update(self._catalog.execute(q, [version, *chunk]))
-        return out
+        return self._by_hash("dupe_facts", "facts", version, hashes)
 
     def save_fact_rows(self, version: int, rows: dict[str, str]) -> None:
         if not rows:
