@@ -1,0 +1,185 @@
+"""Worker processes for the duplicate finder without the CNN: signing and the geometric check.
+
+Why processes and not threads: most of each job is OpenCV and libjpeg, which release the
+Python lock, but the numpy/PIL steps between them hold it, and threads queue for it. Measured
+on the 2-core test box while it was idle (benchmarks/dupes_copies.py --issue-size corpus,
+3,524 files): signing took 2.25 s wall with one thread and 1.85-1.98 s with two (and 0.5 s
+more CPU: the lock changing hands), against 1.26 s with two processes, their start included;
+two threads of the geometric check were no faster than one (1.9-2.4 s against 1.9 s for the
+440 pairs).
+
+Workers are spawned, never forked (the GUI and the CLI have threads, and a forked child of a
+threaded process can inherit a lock some other thread held), once per process and reused by
+later jobs (`pool()`); each keeps BLAS and OpenCV to one thread, so N workers use N cores.
+A worker costs about 0.25 s to start, so small jobs stay in threads (`use_processes`).
+A worker that dies (a decoder crashing on a hostile file, the OOM killer) breaks the pool:
+callers catch BrokenProcessPool, `reset()` and decide what the lost work means (sigindex
+retries the files one by one and records the one that crashes as failed; the geometric check
+leaves those pairs unverified). Workers only read photos; they write nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BrokenProcessPool", "pool", "reset", "submit", "use_processes", "worker_count"]
+
+ENV = "IMGFINDER_WORKER_PROCESSES"  # "0": threads only (debugging, restricted platforms)
+MIN_SIGN_FILES = 1000  # files to sign from which processes pay for their start
+MIN_VERIFY_PAIRS = 100  # pairs to check geometrically from which they pay
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+
+
+def worker_count() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+def use_processes(items: int, minimum: int, requested: bool | None = None) -> bool:
+    """Whether a job of `items` runs in worker processes: `requested` when given (True/False),
+    else when it has at least `minimum` items, the machine more than one core and the
+    IMGFINDER_WORKER_PROCESSES environment variable is not "0"."""
+    if requested is not None:
+        return requested
+    if os.environ.get(ENV, "").strip() == "0":
+        return False
+    return items >= minimum and (os.cpu_count() or 1) > 1
+
+
+def pool(workers: int | None = None) -> ProcessPoolExecutor:
+    """The shared pool of spawned workers (started on first use, restarted after reset)."""
+    global _pool, _pool_size
+    n = workers or worker_count()
+    with _lock:
+        if _pool is not None and _pool_size != n:
+            _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = None
+        if _pool is None:
+            import multiprocessing  # noqa: PLC0415
+
+            _pool = ProcessPoolExecutor(
+                n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            )
+            _pool_size = n
+        return _pool
+
+
+def reset() -> None:
+    """Drop the shared pool (after a BrokenProcessPool, or to free its processes)."""
+    global _pool
+    with _lock:
+        old, _pool = _pool, None
+    if old is not None:
+        old.shutdown(wait=False, cancel_futures=True)
+
+
+def submit(workers: int | None, fn, *args):
+    """pool(workers).submit(fn, *args), restarting a broken pool once; a pool that cannot
+    take the job gives a future holding the error (the caller treats it as a lost chunk)."""
+    for attempt in (0, 1):
+        try:
+            return pool(workers).submit(fn, *args)
+        except (BrokenProcessPool, RuntimeError) as exc:  # broken, or shut down elsewhere
+            reset()
+            if attempt:
+                fut: Future = Future()
+                fut.set_exception(exc)
+                return fut
+    raise AssertionError("unreachable")
+
+
+def warm(workers: int | None = None) -> None:
+    """Start the workers now (they import while the caller does other work)."""
+    p = pool(workers)
+    for _ in range(workers or worker_count()):
+        p.submit(os.getpid)
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextmanager
+def one_blas_thread():
+    """BLAS (numpy's OpenBLAS) at one thread in this process while the block runs.
+
+    The scan without the CNN multiplies blocks of a few thousand rows, where OpenBLAS's helper
+    thread costs more than it gives: the first such call of a process, measured on the 2-core
+    box while other jobs ran, took 0.9-1.5 s instead of 0.09 s single-threaded (its helper
+    spinning against the caller). The limit is process-wide: overlapping blocks (threads)
+    are counted and the last one out restores the setting."""
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        _blas_users += 1
+        if _blas_users == 1:
+            try:
+                from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+                _blas_limiter = threadpool_limits(1, user_api="blas")
+            except Exception as exc:  # noqa: BLE001 - never fail a scan over a speed setting
+                log.debug("cannot limit BLAS threads: %s", exc)
+                _blas_limiter = None
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limiter is not None:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
+
+
+# -- in the worker -----------------------------------------------------------------------------
+def _init_worker() -> None:
+    single_thread_libraries()
+    from imgfinder.core.dupes import geometry, sigindex  # noqa: F401, PLC0415 (import once, now)
+
+
+def single_thread_libraries() -> None:
+    """One BLAS and one OpenCV thread in this process (each worker is one core's worth)."""
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        pass
+    try:
+        import cv2  # noqa: PLC0415
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
+
+
+def sign_chunk(paths: list[str]) -> list[tuple]:
+    """sigindex.sign_file of each path (in a worker)."""
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+
+    return [sigindex.sign_file(p) for p in paths]
+
+
+_verifiers: dict = {}
+
+
+def verify_chunk(detectors: tuple[str, ...], items: list[tuple[str, str, int, bool]]):
+    """(copy scores, photos decoded) of (path a, path b, orientation, handedness sure) pairs,
+    by this worker's GeometricVerifier (its cache of described photos lives on between
+    chunks)."""
+    from imgfinder.core.dupes.geometry import GeometricVerifier  # noqa: PLC0415
+
+    checker = _verifiers.get(detectors)
+    if checker is None:
+        checker = _verifiers[detectors] = GeometricVerifier(detectors=detectors)
+    before = checker.decoded
+    scores = [checker(a, b, o, sure) for a, b, o, sure in items]
+    return scores, checker.decoded - before
