@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgfinder.core import scan
 from imgfinder.core.catalog import SIGNED, Catalog
 from imgfinder.core.dupes import pairs as pairs_mod
 from imgfinder.core.dupes import sigindex, store
@@ -43,7 +44,12 @@ def two_ways(tmp_path_factory):
     out = {}
     for name, procs in (("threads", False), ("processes", True)):
         data = root / name
-        summary = run(sigindex.index_signatures(data, [root / "photos"], processes=procs))
+        with pytest.MonkeyPatch.context() as mp:  # batches of 4: all but the first in workers
+            mp.setattr(sigindex, "BATCH", 4)
+            mp.setattr(sigindex, "CHUNK", 2)
+            worker_procs.reset(wait=True)
+            summary = run(sigindex.index_signatures(data, [root / "photos"], processes=procs))
+            assert (worker_procs._pool is not None) == procs  # workers started only when told
         cat = Catalog(data / "catalog.sqlite")
         try:
             pl = run(sigindex.scan_signatures(cat, data, processes=procs))
@@ -80,20 +86,23 @@ def test_a_dying_signing_worker_costs_only_the_file_that_kills_it(tmp_path, monk
     """The pool breaks: the batch is read again one file per task; the file whose task breaks
     it again is recorded failed with its size and mtime (not read again until it changes)."""
     photos = build_photos(tmp_path / "photos")
-    bad = str(photos["s3"])
+    found = [str(f) for f in scan.iter_image_files([tmp_path / "photos"])]
+    bad = found[-1]  # the first batch is read in threads while the workers start
+    monkeypatch.setattr(sigindex, "BATCH", 3)
+    monkeypatch.setattr(sigindex, "CHUNK", 2)
 
     class FakePool:  # runs in-process; a task holding `bad` "kills its worker"
-        def submit(self, fn, paths):
+        def submit(self, fn, *args):
             fut: Future = Future()
-            if bad in paths:
+            if args and bad in args[0]:
                 fut.set_exception(worker_procs.BrokenProcessPool("worker died"))
             else:
-                fut.set_result(fn(paths))
+                fut.set_result(fn(*args))
             return fut
 
     resets: list[int] = []
     monkeypatch.setattr(worker_procs, "pool", lambda n=None: FakePool())
-    monkeypatch.setattr(worker_procs, "reset", lambda: resets.append(1))
+    monkeypatch.setattr(worker_procs, "reset", lambda wait=False: resets.append(1))
     summary = run(
         sigindex.index_signatures(tmp_path / "data", [tmp_path / "photos"], processes=True)
     )
@@ -103,7 +112,7 @@ def test_a_dying_signing_worker_costs_only_the_file_that_kills_it(tmp_path, monk
     try:
         row = cat.image_by_path(bad)
         assert row.status == "failed" and row.error == sigindex.CRASHED
-        assert row.size == photos["s3"].stat().st_size
+        assert row.size == Path(bad).stat().st_size
         assert cat.counts().get(SIGNED) == len(photos) - 1
     finally:
         cat.close()

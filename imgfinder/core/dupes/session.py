@@ -264,7 +264,7 @@ def compute_scan(
         return checker(paths[i], paths[j], o, handedness_sure(sigs[i], sigs[j]))
 
     batch = None
-    if checker is not None and fast and processes is not False:
+    if checker is not None and fast and worker_procs.use_processes(1 << 62, 0, processes):
         n_workers = workers or _workers()
 
         def batch(triples: list[tuple[int, int, int]]):

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 256
 CHUNK = 32  # files per task sent to a worker process
+WARM_FROM = 1000  # photos from which a scan starts its check's workers before it has pairs
 CRASHED = "the decoder crashed reading this file (it was read in a separate process)"
 CATALOG_NAME = "catalog.sqlite"
 SIMILAR_NEEDS_VECTORS = (
@@ -134,17 +135,29 @@ def index_signatures(
 class _Signer:
     """Signs batches of files (sign_file) in threads, or in chunks in worker processes.
 
+    The first batch is signed in threads while the workers start (~0.25 s, about what two
+    threads take for a batch), the rest by the workers.
     A worker that dies breaks the pool: the batch is then signed again one file per task in
     a fresh pool, and a file whose task breaks that pool too is recorded as failed (CRASHED),
     so the next run does not read it again until it changes."""
 
+    THREADS = -1  # generation of futures run in threads
+
     def __init__(self, threads: ThreadPoolExecutor, n: int, processes: bool):
         self.threads, self.n, self.processes = threads, n, processes
         self.generation = 0  # bumped at each pool reset: older futures are lost
+        self.started = False
 
     def submit(self, batch: list[str]):
-        if not self.processes:
-            return self.generation, [self.threads.submit(sign_file, p) for p in batch]
+        if not self.processes or not self.started:
+            futures = [self.threads.submit(sign_file, p) for p in batch]
+            if self.processes:
+                self.started = True
+                try:
+                    worker_procs.warm(self.n)
+                except (BrokenProcessPool, RuntimeError):
+                    self._reset()
+            return self.THREADS, futures
         try:
             p = worker_procs.pool(self.n)
             chunks = [batch[i : i + CHUNK] for i in range(0, len(batch), CHUNK)]
@@ -155,7 +168,7 @@ class _Signer:
 
     def results(self, ahead, batch: list[str]) -> list[tuple]:
         generation, futures = ahead
-        if not self.processes:
+        if generation == self.THREADS:
             return [f.result() for f in futures]
         if futures is None or generation != self.generation:
             generation, futures = self.submit(batch)
@@ -309,6 +322,8 @@ def scan_signatures(
     if cached is not None:
         cached.seconds = time.perf_counter() - t0
         return cached
+    if verify and worker_procs.use_processes(len(inputs.ids), WARM_FROM, processes):
+        worker_procs.warm(workers)  # they start while candidates are found (~0.3 s here)
     with worker_procs.one_blas_thread():
         return (
             yield from session.compute_scan(

@@ -8,10 +8,12 @@ more CPU: the lock changing hands), against 1.26 s with two processes, their sta
 two threads of the geometric check were no faster than one (1.9-2.4 s against 1.9 s for the
 440 pairs).
 
-Workers are spawned, never forked (the GUI and the CLI have threads, and a forked child of a
-threaded process can inherit a lock some other thread held), once per process and reused by
-later jobs (`pool()`); each keeps BLAS and OpenCV to one thread, so N workers use N cores.
-A worker costs about 0.25 s to start, so small jobs stay in threads (`use_processes`).
+Workers are never forked from the program itself (the GUI and the CLI have threads, and a
+forked child of a threaded process can inherit a lock some other thread held): they come from
+a fork server (a clean process that imports what they need once) or, on Windows, are
+spawned; they are started once per process and reused by later jobs (`pool()`), and each
+keeps BLAS and OpenCV to one thread, so N workers use N cores. Starting costs about 0.25 s,
+so small jobs stay in threads (`use_processes`).
 A worker that dies (a decoder crashing on a hostile file, the OOM killer) breaks the pool:
 callers catch BrokenProcessPool, `reset()` and decide what the lost work means (sigindex
 retries the files one by one and records the one that crashes as failed; the geometric check
@@ -33,7 +35,7 @@ __all__ = ["BrokenProcessPool", "pool", "reset", "submit", "use_processes", "wor
 
 ENV = "IMGFINDER_WORKER_PROCESSES"  # "0": threads only (debugging, restricted platforms)
 MIN_SIGN_FILES = 1000  # files to sign from which processes pay for their start
-MIN_VERIFY_PAIRS = 100  # pairs to check geometrically from which they pay
+MIN_VERIFY_PAIRS = 200  # pairs to check geometrically from which they pay
 
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
@@ -64,22 +66,78 @@ def pool(workers: int | None = None) -> ProcessPoolExecutor:
             _pool.shutdown(wait=False, cancel_futures=True)
             _pool = None
         if _pool is None:
-            import multiprocessing  # noqa: PLC0415
-
-            _pool = ProcessPoolExecutor(
-                n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
-            )
+            _pool = ProcessPoolExecutor(n, mp_context=_context(), initializer=_init_worker)
             _pool_size = n
         return _pool
 
 
-def reset() -> None:
-    """Drop the shared pool (after a BrokenProcessPool, or to free its processes)."""
+# imported once by the fork server, so each worker forked from it starts at once ("__main__":
+# the program's main script, which a new worker would otherwise import again)
+PRELOAD = (
+    "__main__",
+    "imgfinder.core.dupes.workers",
+    "imgfinder.core.dupes.sigindex",
+    "imgfinder.core.dupes.geometry",
+    "cv2",
+    "threadpoolctl",
+)
+
+
+def _context():
+    """A fork server where there is one (Linux, macOS): a clean process started once, which
+    imports PRELOAD (~0.25 s) and forks each worker from that; else spawn (Windows)."""
+    import multiprocessing  # noqa: PLC0415
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(PRELOAD))
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def reset(wait: bool = False) -> None:
+    """Drop the shared pool (after a BrokenProcessPool, or to free its processes); `wait`:
+    until its processes have exited (their CPU time then shows in os.times())."""
     global _pool
     with _lock:
         old, _pool = _pool, None
     if old is not None:
-        old.shutdown(wait=False, cancel_futures=True)
+        old.shutdown(wait=wait, cancel_futures=True)
+
+
+def stop_all() -> None:
+    """Stop the workers and the fork server (as when the program exits): the next job starts
+    from scratch (benchmarks measure a fresh CLI command with this)."""
+    reset(wait=True)
+    import multiprocessing.forkserver as fs  # noqa: PLC0415
+
+    stop = getattr(fs._forkserver, "_stop", None)  # private; absent on some versions
+    if stop is not None:
+        stop()
+
+
+def cpu_seconds() -> float | None:
+    """CPU seconds used so far by the live workers and the fork server (Linux /proc; None
+    elsewhere). Exited workers count in os.times() of their parent, which for forked workers
+    is the fork server, not this process."""
+    pids = []
+    with _lock:
+        if _pool is not None:
+            pids += list(getattr(_pool, "_processes", None) or {})
+    import multiprocessing.forkserver as fs  # noqa: PLC0415
+
+    server = getattr(fs._forkserver, "_forkserver_pid", None)
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    for pid in [*pids, *([server] if server else [])]:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return None
+        used = fields[11:13] if pid != server else fields[11:15]  # + its exited workers
+        total += sum(int(v) for v in used) / ticks
+    return total
 
 
 def submit(workers: int | None, fn, *args):
