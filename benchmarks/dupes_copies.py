@@ -20,6 +20,7 @@ vectors; features only propose candidates) + `dupes`, exact + same-photo tiers a
 default threshold.
 
     python benchmarks/dupes_copies.py [--per-class 12] [--negatives 6] [--keep DIR]
+    python benchmarks/dupes_copies.py --issue-size --no-cnn --modes 2   # + threads vs workers
     python benchmarks/dupes_copies.py --issue-size    # ~3.5k files: 204 originals with one
         # copy each, 34 byte-identical, a shot of every original, all other flower photos,
         # 2,000 generated photos of which 150 have a re-take
@@ -395,6 +396,41 @@ def imgfinder_fast_path(photos: Path, data: Path):
     return groups, pl, t_sign, t_total, t_again, cpu
 
 
+def compare_modes(photos: Path, root: Path, repeat: int = 1) -> list[dict]:
+    """The no-CNN path with its work in threads and in worker processes, alternately, each a
+    fresh library and cold workers (`--modes`): wall and CPU per step, same files."""
+    from imgfinder.core.catalog import Catalog  # noqa: PLC0415
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+    from imgfinder.core.dupes import workers as worker_procs  # noqa: PLC0415
+    from imgfinder.core.types import run  # noqa: PLC0415
+
+    rows = []
+    for _ in range(repeat):
+        for mode, procs in (("threads", False), ("worker processes", True)):
+            data = root / "modes-data"
+            shutil.rmtree(data, ignore_errors=True)
+            row = {"work in": mode}
+            for step in ("sign", "scan"):
+                worker_procs.stop_all()
+                c0, t0 = time.process_time(), time.perf_counter()
+                if step == "sign":
+                    run(sigindex.index_signatures(data, [photos], processes=procs))
+                else:
+                    cat = Catalog(data / "catalog.sqlite")
+                    try:
+                        run(sigindex.scan_signatures(cat, data, processes=procs))
+                    finally:
+                        cat.close()
+                wall = time.perf_counter() - t0
+                cpu = time.process_time() - c0 + (worker_procs.cpu_seconds() or 0.0)
+                row |= {f"{step} wall s": f"{wall:.2f}", f"{step} CPU s": f"{cpu:.2f}"}
+            worker_procs.stop_all()
+            row["load"] = f"{os.getloadavg()[0]:.2f}"
+            rows.append(row)
+    shutil.rmtree(root / "modes-data", ignore_errors=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=12, help="originals per class")
@@ -409,6 +445,14 @@ def main() -> int:
         "all other flower photos, generated scenes with 150 re-takes",
     )
     ap.add_argument("--no-cnn", action="store_true", help="skip the CNN index (fast path only)")
+    ap.add_argument(
+        "--modes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run the no-CNN path N times with its work in threads and in worker "
+        "processes, alternately (core/dupes/workers.py)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep")
     args = ap.parse_args()
@@ -489,6 +533,10 @@ def main() -> int:
                 f"CPU {cpu_fast / max(float(cz['cpu s']), 1e-9):.2f}x; "
                 f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
             )
+        if args.modes:
+            modes = compare_modes(tmp / "photos", tmp, args.modes)
+            print("\nno-CNN path, threads against worker processes (CPU: this process + workers):")
+            print(table(modes, list(modes[0])))
         if not args.no_cnn:
             rows.append(cnn_row(truth, preds, data, tmp / "photos"))
         print(table(rows, list(rows[0])))

@@ -13,7 +13,10 @@ status `catalog.SIGNED`: a content hash and size, no vector and no model, so
   signature is replaced by the one from that decode, same version).
 
 Files are written per batch in one transaction each, so a cancelled or killed run keeps what
-it did; the writer lock is held from start to end, as for `index`. Unchanged files (same size
+it did; the writer lock is held from start to end, as for `index`. From workers.MIN_SIGN_FILES
+files on, they are read and signed in worker processes (workers.py; only this process
+writes), the first batch in threads while the workers start; the scan's geometric check
+likewise, from workers.MIN_VERIFY_PAIRS pairs. Unchanged files (same size
 and mtime) that already have a hash and a signature are not read again. Files that cannot be
 read become 'failed' rows with the reason, as `index` records them.
 """
