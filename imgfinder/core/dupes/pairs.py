@@ -43,7 +43,7 @@ import numpy as np
 
 from imgfinder.core import imagesig as signature
 from imgfinder.core.dupes import sigpairs
-from imgfinder.core.dupes.workers import MIN_VERIFY_PAIRS
+from imgfinder.core.dupes.workers import MIN_VERIFY_PAIRS, verify_in_batches
 from imgfinder.core.types import Progress
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,8 @@ SEARCH_VERSION = 3  # bump when the candidate search changes (2: signature self-
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
 CHUNK = 2048
 SIG_CHUNK = 8192  # pairs per signature-similarity gather
-SIG_SCORES_ELEMS = 1 << 20  # signature neighbours: score block of at most 4 MB (float32); its
-# top-k indices (int64) are 8 MB. Blocks under glibc's 32 MB mmap ceiling are reused from the
-# heap; the 32 MB blocks before (with a 64 MB index array) were fresh pages every time, and on
-# the test VM a first touch of fresh memory cost 0.6 s of system time for 3.5k photos (0.07 s
-# now, same pairs)
+SIG_SCORES_ELEMS = 1 << 20  # signature neighbours: 4 MB score blocks, reused from the heap (32 MB
+# ones were fresh pages each time: 0.6 s of page faults at 3.5k photos on the test VM)
 # threads of the feature k-NN: on the shared, loaded 2-core test machine (load 4-5) two threads
 # were slower than one (20k x 4096 LSH: 11 s wall against 8 s), the engine's many small numpy
 # steps contending for the GIL; more may pay on idle cores, unmeasured here
@@ -437,7 +434,8 @@ def find_pairs(
         missing = [missing[i] for i in _locality_order(a[missing], b[missing])]
         tv = time.perf_counter()
     if verifier is not None and verify_batch is not None and len(missing) >= batch_min:
-        got = yield from _verify_in_batches(missing, a, b, orient, verify_batch, cancel, stats, tv)
+        triples = [(int(a[t]), int(b[t]), int(orient[t])) for t in missing]
+        got = yield from verify_in_batches(triples, verify_batch, BATCH_PAIRS, cancel, stats, tv)
         if got is None:
             return None
         for t, s in zip(missing, got):
@@ -482,48 +480,6 @@ def find_pairs(
         seconds=time.perf_counter() - t0,
         stats=stats | {"pairs": len(a)},
     )
-
-
-def _verify_in_batches(missing, a, b, orient, verify_batch, cancel, stats, started):
-    """Copy scores of the `missing` pairs (in locality order) by `verify_batch`, BATCH_PAIRS
-    at a time, all chunks submitted at once (every worker busy) and collected in order:
-    progress and the cancel check per chunk. A chunk whose worker died scores NaN (not
-    verified, not cached: the next scan checks it again)."""
-    from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
-
-    chunks = [missing[lo : lo + BATCH_PAIRS] for lo in range(0, len(missing), BATCH_PAIRS)]
-    futures = [
-        verify_batch([(int(a[t]), int(b[t]), int(orient[t])) for t in chunk]) for chunk in chunks
-    ]
-    out: list[float] = []
-    decoded = lost = 0
-    try:
-        for chunk, fut in zip(chunks, futures):
-            if cancel.is_set():
-                return None
-            try:
-                scores, n = fut.result()
-                decoded += n
-            except (BrokenProcessPool, RuntimeError) as exc:
-                log.warning(
-                    "a geometric-check worker failed (%s); %d pairs left unverified",
-                    exc,
-                    len(chunk),
-                )
-                scores = [float("nan")] * len(chunk)
-                lost += len(chunk)
-            out.extend(scores)
-            yield Progress.since(
-                "verify", len(out), len(missing), started, "checking candidate copies"
-            )
-    finally:
-        for fut in futures:
-            fut.cancel()
-    stats["verify_batches"] = len(chunks)
-    stats["verify_batch_decodes"] = decoded
-    if lost:
-        stats["verify_lost"] = lost
-    return out
 
 
 def _close_groups(a, b, exact, similar, sig, orient, copy, sigs, hashes, verified, verifier):

@@ -197,6 +197,46 @@ def one_blas_thread():
                 _blas_limiter = None
 
 
+def verify_in_batches(triples, verify_batch, size, cancel, stats, started):
+    """Copy scores of (a, b, orientation) pairs (in locality order) by `verify_batch`, `size`
+    at a time, all chunks submitted at once (every worker busy) and collected in order:
+    progress and the cancel check per chunk (None when cancelled). A chunk whose worker died
+    scores NaN (not verified, not cached: the next scan checks it again)."""
+    from imgfinder.core.types import Progress  # noqa: PLC0415
+
+    chunks = [triples[lo : lo + size] for lo in range(0, len(triples), size)]
+    futures = [verify_batch(chunk) for chunk in chunks]
+    out: list[float] = []
+    decoded = lost = 0
+    try:
+        for chunk, fut in zip(chunks, futures):
+            if cancel.is_set():
+                return None
+            try:
+                scores, n = fut.result()
+                decoded += n
+            except (BrokenProcessPool, RuntimeError) as exc:
+                log.warning(
+                    "a geometric-check worker failed (%s); %d pairs left unverified",
+                    exc,
+                    len(chunk),
+                )
+                scores = [float("nan")] * len(chunk)
+                lost += len(chunk)
+            out.extend(scores)
+            yield Progress.since(
+                "verify", len(out), len(triples), started, "checking candidate copies"
+            )
+    finally:
+        for fut in futures:
+            fut.cancel()
+    stats["verify_batches"] = len(chunks)
+    stats["verify_batch_decodes"] = decoded
+    if lost:
+        stats["verify_lost"] = lost
+    return out
+
+
 # -- in the worker -----------------------------------------------------------------------------
 def _init_worker() -> None:
     single_thread_libraries()
