@@ -267,6 +267,9 @@ def sign_chunk(paths: list[str]) -> list[tuple]:
 
 
 _verifiers: dict = {}
+# described photos a worker keeps (~1.1 MB each at 384 px): a chunk's pairs touch at most
+# 2 x pairs.BATCH_PAIRS photos, and pairs come in locality order
+WORKER_CACHE = 64
 
 
 def verify_chunk(detectors: tuple[str, ...], items: list[tuple[str, str, int, bool]]):
@@ -277,7 +280,7 @@ def verify_chunk(detectors: tuple[str, ...], items: list[tuple[str, str, int, bo
 
     checker = _verifiers.get(detectors)
     if checker is None:
-        checker = _verifiers[detectors] = GeometricVerifier(detectors=detectors)
+        checker = _verifiers[detectors] = GeometricVerifier(WORKER_CACHE, detectors=detectors)
     before = checker.decoded
     scores = [checker(a, b, o, sure) for a, b, o, sure in items]
     return scores, checker.decoded - before
