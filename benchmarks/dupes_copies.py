@@ -20,6 +20,7 @@ vectors; features only propose candidates) + `dupes`, exact + same-photo tiers a
 default threshold.
 
     python benchmarks/dupes_copies.py [--per-class 12] [--negatives 6] [--keep DIR]
+    python benchmarks/dupes_copies.py --issue-size --no-cnn --modes 2   # + threads vs workers
     python benchmarks/dupes_copies.py --issue-size    # ~3.5k files: 204 originals with one
         # copy each, 34 byte-identical, a shot of every original, all other flower photos,
         # 2,000 generated photos of which 150 have a re-take
@@ -355,28 +356,79 @@ def peer_czkawka(root: Path) -> tuple[list[list[str]], float]:
 
 # ------------------------------------------------------------------------------ imgfinder
 def imgfinder_fast_path(photos: Path, data: Path):
-    """`index --signatures-only` + `dupes` (core/dupes/sigindex.py): no CNN, no torch."""
+    """`index --signatures-only` + `dupes` (core/dupes/sigindex.py): no CNN, no torch.
+
+    Both steps may run their work in worker processes (core/dupes/workers.py). As the two
+    CLI commands are two processes, the workers (and their fork server) are stopped after
+    signing, so the scan pays for starting its own; their CPU time is counted
+    (workers.cpu_seconds, read before they stop)."""
     from imgfinder.core import dupes  # noqa: PLC0415
     from imgfinder.core.catalog import Catalog  # noqa: PLC0415
     from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+    from imgfinder.core.dupes import workers as worker_procs  # noqa: PLC0415
     from imgfinder.core.types import run  # noqa: PLC0415
 
+    worker_procs.stop_all()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     run(sigindex.index_signatures(data, [photos]))
     t_sign = time.perf_counter() - t0
+    c1, k1 = time.process_time(), worker_procs.cpu_seconds() or 0.0
+    worker_procs.stop_all()  # `imgfinder index --signatures-only` ends here
+    t1 = time.perf_counter()
     cat = Catalog(data / "catalog.sqlite")
     try:
         pl = run(sigindex.scan_signatures(cat, data))
-        t_total = time.perf_counter() - t0
-        cpu = time.process_time()  # the caller subtracts its start
-        t1 = time.perf_counter()
+        t_total = t_sign + time.perf_counter() - t1
+        c2, k2 = time.process_time(), worker_procs.cpu_seconds() or 0.0
+        worker_procs.stop_all()  # `imgfinder dupes` ends here
+        t2 = time.perf_counter()
         again = run(sigindex.scan_signatures(cat, data))
         assert again.stats.get("cached")
-        t_again = time.perf_counter() - t1
+        t_again = time.perf_counter() - t2
     finally:
         cat.close()
     groups = [g.paths for g in dupes.group(pl, "copy")]
+    cpu = {
+        "sign": (c1 - c0, k1),  # (this process, worker processes and their fork server)
+        "scan": (c2 - c1, k2),
+    }
     return groups, pl, t_sign, t_total, t_again, cpu
+
+
+def compare_modes(photos: Path, root: Path, repeat: int = 1) -> list[dict]:
+    """The no-CNN path with its work in threads and in worker processes, alternately, each a
+    fresh library and cold workers (`--modes`): wall and CPU per step, same files."""
+    from imgfinder.core.catalog import Catalog  # noqa: PLC0415
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+    from imgfinder.core.dupes import workers as worker_procs  # noqa: PLC0415
+    from imgfinder.core.types import run  # noqa: PLC0415
+
+    rows = []
+    for _ in range(repeat):
+        for mode, procs in (("threads", False), ("worker processes", True)):
+            data = root / "modes-data"
+            shutil.rmtree(data, ignore_errors=True)
+            row = {"work in": mode}
+            for step in ("sign", "scan"):
+                worker_procs.stop_all()
+                c0, t0 = time.process_time(), time.perf_counter()
+                if step == "sign":
+                    run(sigindex.index_signatures(data, [photos], processes=procs))
+                else:
+                    cat = Catalog(data / "catalog.sqlite")
+                    try:
+                        run(sigindex.scan_signatures(cat, data, processes=procs))
+                    finally:
+                        cat.close()
+                wall = time.perf_counter() - t0
+                cpu = time.process_time() - c0 + (worker_procs.cpu_seconds() or 0.0)
+                row |= {f"{step} wall s": f"{wall:.2f}", f"{step} CPU s": f"{cpu:.2f}"}
+            worker_procs.stop_all()
+            row["load"] = f"{os.getloadavg()[0]:.2f}"
+            rows.append(row)
+    shutil.rmtree(root / "modes-data", ignore_errors=True)
+    return rows
 
 
 def main() -> int:
@@ -393,6 +445,14 @@ def main() -> int:
         "all other flower photos, generated scenes with 150 re-takes",
     )
     ap.add_argument("--no-cnn", action="store_true", help="skip the CNN index (fast path only)")
+    ap.add_argument(
+        "--modes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run the no-CNN path N times with its work in threads and in worker "
+        "processes, alternately (core/dupes/workers.py)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep")
     args = ap.parse_args()
@@ -413,6 +473,9 @@ def main() -> int:
             scene_shots=args.scene_shots,
         )
         recs = [(p.resolve(), f, k) for p, f, k in recs]
+        # the corpus just written is still being written back by the kernel; a user's photos
+        # are not being written while they scan, so every tool starts from files on disk
+        os.sync()
         truth = Truth(recs)
         paths = [str(r[0]) for r in recs]
         kinds = truth.kind
@@ -423,7 +486,11 @@ def main() -> int:
             f"{int((kinds == 'negative').sum())} other photos), "
             f"{int((truth.truth & truth.counted).sum())} same-photo pairs, "
             f"{int(truth.shot_pairs.sum())} shot/original pairs (not copies); "
-            f"built in {time.perf_counter() - t0:.0f} s"
+            f"built in {time.perf_counter() - t0:.0f} s, then synced to disk (os.sync)"
+        )
+        print(
+            "czkawka runs cold every time: its Python binding opens no hash cache (strace of "
+            "a run: no file but the photos), so --keep does not favour it"
         )
         rows, preds = [], {}
         for name, peer in (
@@ -442,8 +509,8 @@ def main() -> int:
             rows.append(truth.row(name, preds[name], t, cpu=cpu))
         data = tmp / "data"
         shutil.rmtree(data, ignore_errors=True)  # --keep DIR again: a fresh library, not cached
-        c0 = time.process_time()
-        fg, fpl, t_sign, t_fast, t_again, cpu_fast = imgfinder_fast_path(tmp / "photos", data)
+        fg, fpl, t_sign, t_fast, t_again, cpu = imgfinder_fast_path(tmp / "photos", data)
+        cpu_fast = sum(sum(v) for v in cpu.values())
         preds["imgfinder signatures only"] = truth.pairs_of(fg)
         rows.append(
             truth.row(
@@ -451,17 +518,25 @@ def main() -> int:
                 preds["imgfinder signatures only"],
                 t_fast,
                 f"signatures {t_sign:.2f} s + scan {t_fast - t_sign:.2f} s; repeat {t_again:.2f} s",
-                cpu=cpu_fast - c0,
+                cpu=cpu_fast,
             )
         )
         print(f"fast-path scan stats: {fpl.stats}")
+        print(
+            "fast-path CPU s (this process + worker processes): "
+            + ", ".join(f"{k} {a:.2f} + {b:.2f}" for k, (a, b) in cpu.items())
+        )
         cz = next((r for r in rows if r["tool"] == "czkawka default"), None)
         if cz is not None:
             print(
                 f"no-CNN path / czkawka, same run: wall {t_fast / float(cz['wall s']):.2f}x, "
-                f"CPU {(cpu_fast - c0) / max(float(cz['cpu s']), 1e-9):.2f}x; "
+                f"CPU {cpu_fast / max(float(cz['cpu s']), 1e-9):.2f}x; "
                 f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
             )
+        if args.modes:
+            modes = compare_modes(tmp / "photos", tmp, args.modes)
+            print("\nno-CNN path, threads against worker processes (CPU: this process + workers):")
+            print(table(modes, list(modes[0])))
         if not args.no_cnn:
             rows.append(cnn_row(truth, preds, data, tmp / "photos"))
         print(table(rows, list(rows[0])))

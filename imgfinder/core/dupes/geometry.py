@@ -167,7 +167,9 @@ def _band(grey: np.ndarray, unit: float) -> np.ndarray:
 
 def _keypoints(grey_u8: np.ndarray, detector: str = "sift") -> tuple[np.ndarray, np.ndarray | None]:
     kps, desc = _detector(detector).detectAndCompute(grey_u8, None)
-    xy = np.asarray([k.pt for k in kps], np.float32).reshape(-1, 2)
+    # KeyPoint_convert: the same (x, y) floats as [k.pt for k in kps], without the Python loop
+    xy = (_cv2().KeyPoint_convert(kps) if kps else np.zeros((0, 2))).astype(np.float32)
+    xy = xy.reshape(-1, 2)
     return xy, desc
 
 
@@ -284,7 +286,8 @@ def _contained(grey: np.ndarray, near: np.ndarray) -> float:
     if n_out == 0:
         return 1.0
     core = _cv2().erode(out.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # off the seam
-    v = grey[core] if core.any() else grey[out]
+    sel = np.flatnonzero(core)  # (index arrays: gathers ~9x faster than boolean masks here)
+    v = _gather(grey, sel if len(sel) else np.flatnonzero(out))
     if np.mean(np.abs(v - np.median(v)) <= FILL_TOL) >= 0.95:
         return 1.0
     return 1.0 - n_out / grey.size
@@ -311,10 +314,10 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
     if contain < CONTAIN_ZERO:
         return 0.0, contain, 1.0
     overlap = cv2.erode(inside_b.astype(np.uint8), grow) > 0
-    both = overlap & fa.textured
-    if both.sum() < 0.02 * ha * wa:
+    both = np.flatnonzero(overlap & fa.textured)  # flat indices of the compared pixels
+    if len(both) < 0.02 * ha * wa:
         return 0.0, 0.0, 1.0
-    x = fa.detail[both]
+    x = _gather(fa.detail, both)
     x = x - x.mean()
     nx = float(np.sqrt(x @ x))
     src = fb.grey if scale >= 0.95 else _blur(fb.grey, 0.5 / scale)
@@ -329,15 +332,21 @@ def _check(fa: PhotoFeatures, fb: PhotoFeatures, m: np.ndarray) -> tuple[float, 
         mm[0, 2] += dx
         mm[1, 2] += dy
         det_b = cv2.warpAffine(det_src, mm, (wa, ha), flags=cv2.INTER_LINEAR, borderValue=0)
-        y = det_b[both]
+        y = _gather(det_b, both)
         y = y - y.mean()
         corr = max(corr, float(x @ y / max(nx * np.sqrt(y @ y), 1e-6)))
-    grey_b = cv2.warpAffine(src, m, (wa, ha), flags=cv2.INTER_LINEAR, borderValue=0)[both]
-    grey_a = fa.grey[both]
+    grey_b = _gather(cv2.warpAffine(src, m, (wa, ha), flags=cv2.INTER_LINEAR, borderValue=0), both)
+    grey_a = _gather(fa.grey, both)
     mid = (grey_a >= TONE_RANGE[0]) & (grey_a <= TONE_RANGE[1]) & (grey_b >= TONE_RANGE[0])
     mid &= grey_b <= TONE_RANGE[1]  # unclipped in both: a brightened copy clips its highlights
-    gain = float(np.median(grey_b[mid] / grey_a[mid])) if mid.sum() >= 64 else 1.0
+    mid = np.flatnonzero(mid)
+    gain = float(np.median(grey_b[mid] / grey_a[mid])) if len(mid) >= 64 else 1.0
     return max(corr, 0.0), contain, gain
+
+
+def _gather(x: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """x's pixels at flat (row-major) indices: x[mask] for flat = np.flatnonzero(mask)."""
+    return x.reshape(-1)[flat]
 
 
 def match(

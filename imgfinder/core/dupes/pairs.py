@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
@@ -43,6 +43,7 @@ import numpy as np
 
 from imgfinder.core import imagesig as signature
 from imgfinder.core.dupes import sigpairs
+from imgfinder.core.dupes.workers import MIN_VERIFY_PAIRS, verify_in_batches
 from imgfinder.core.types import Progress
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,17 @@ SEARCH_VERSION = 3  # bump when the candidate search changes (2: signature self-
 EXACT_GROUP_CAP = 200  # identical files beyond this many per hash are left out of pairing
 CHUNK = 2048
 SIG_CHUNK = 8192  # pairs per signature-similarity gather
-SIG_SCORES_ELEMS = 1 << 23  # signature neighbours: score block of at most 32 MB (float32)
+SIG_SCORES_ELEMS = 1 << 20  # signature neighbours: 4 MB score blocks, reused from the heap (32 MB
+# ones were fresh pages each time: 0.6 s of page faults at 3.5k photos on the test VM)
 # threads of the feature k-NN: on the shared, loaded 2-core test machine (load 4-5) two threads
 # were slower than one (20k x 4096 LSH: 11 s wall against 8 s), the engine's many small numpy
 # steps contending for the GIL; more may pay on idle cores, unmeasured here
 KNN_THREADS = 1
 
 Verifier = Callable[[int, int, int], float]  # (position a, position b, orientation) -> score
+# [(position a, position b, orientation)] -> a future of (scores, photos decoded)
+BatchVerifier = Callable[[list[tuple[int, int, int]]], "Future"]
+BATCH_PAIRS = 32  # pairs per chunk sent to a worker (pairs of one photo stay together mostly)
 
 
 @dataclass
@@ -242,7 +247,8 @@ def _signature_pairs(
         chunk = valid[lo : lo + step]
         rows.append(np.repeat(chunk, kk))
         scores = inv[lo : lo + step] @ inv.T  # (step, photos): the exact cosines
-        nbrs.append(valid[np.argpartition(-scores, kk - 1, axis=1)[:, :kk]].ravel())
+        np.negative(scores, out=scores)  # in place: no second block
+        nbrs.append(valid[np.argpartition(scores, kk - 1, axis=1)[:, :kk]].ravel())
         done = lo + len(chunk)
         rate = done / max(time.perf_counter() - t0, 1e-9)
         yield Progress(
@@ -311,6 +317,8 @@ def find_pairs(
     knn_threads: int = KNN_THREADS,
     companions: tuple[np.ndarray, np.ndarray] | None = None,
     feature_positions: np.ndarray | None = None,
+    verify_batch: BatchVerifier | None = None,
+    batch_min: int = MIN_VERIFY_PAIRS,
 ) -> Generator[Progress, None, PairList | None]:
     """The scan proper, independent of the Library (the benchmark drives it directly).
 
@@ -322,8 +330,10 @@ def find_pairs(
     verified. `feature_positions`: ascending positions of the photos that have a vector in
     `index` (default all); the others take part through signatures and hashes only (photos
     from `index --signatures-only`). `workers`: threads of the geometric check;
-    `knn_threads`: of the feature k-NN (chunks queried in parallel). Returns None when
-    cancelled.
+    `knn_threads`: of the feature k-NN (chunks queried in parallel). `verify_batch`: checks
+    chunks of pairs elsewhere (worker processes, dupes/workers.py) instead of `verifier` in
+    threads, when there are at least `batch_min` to check; `verifier` still
+    checks the few pairs that close groups. Returns None when cancelled.
     """
     t0 = time.perf_counter()
     cancel = cancel or threading.Event()
@@ -423,6 +433,17 @@ def find_pairs(
     if verifier is not None and missing:
         missing = [missing[i] for i in _locality_order(a[missing], b[missing])]
         tv = time.perf_counter()
+    if verifier is not None and verify_batch is not None and len(missing) >= batch_min:
+        triples = [(int(a[t]), int(b[t]), int(orient[t])) for t in missing]
+        got = yield from verify_in_batches(triples, verify_batch, BATCH_PAIRS, cancel, stats, tv)
+        if got is None:
+            return None
+        for t, s in zip(missing, got):
+            copy[t] = s
+            copy[twins.get(t, [])] = s
+            if np.isfinite(s):
+                verified[_hp(hashes, a[t], b[t])] = float(s)
+    elif verifier is not None and missing:
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="dupes-verify") as pool:
             for lo in range(0, len(missing), 128):
                 if cancel.is_set():

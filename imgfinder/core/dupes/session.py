@@ -27,6 +27,7 @@ from imgfinder.core import imagesig as signature
 from imgfinder.core.dupes import cache as pair_cache
 from imgfinder.core.dupes import geometry, rawpairs, store
 from imgfinder.core.dupes import pairs as pairs_mod
+from imgfinder.core.dupes import workers as worker_procs
 from imgfinder.core.dupes.geometry import GeometricVerifier, handedness_sure
 from imgfinder.core.dupes.grouping import DEFAULT_THRESHOLDS, TIERS, DuplicateGroup
 from imgfinder.core.dupes.keeper import (
@@ -240,9 +241,14 @@ def compute_scan(
     workers: int | None = None,
     lock=None,
     started: float | None = None,
+    processes: bool | None = None,
 ) -> Generator[Progress, None, PairList | None]:
     """A fresh scan of `inputs`; `load_index()` gives the feature index (None: signatures and
-    hashes only). Signatures missing from the catalog are computed first and saved."""
+    hashes only). Signatures missing from the catalog are computed first and saved.
+
+    Without the index (the scan without the CNN) the geometric check runs in worker
+    processes (workers.py) when there are workers.MIN_VERIFY_PAIRS pairs or more to check;
+    `processes` True/False forces it either way."""
     cancel = cancel or threading.Event()
     t0 = started if started is not None else time.perf_counter()
     catalog, ids, paths, hashes = inputs.catalog, inputs.ids, inputs.paths, inputs.hashes
@@ -271,6 +277,16 @@ def compute_scan(
     def verifier(i: int, j: int, o: int) -> float:
         return checker(paths[i], paths[j], o, handedness_sure(sigs[i], sigs[j]))
 
+    batch = None
+    if checker is not None and fast and worker_procs.use_processes(1 << 62, 0, processes):
+        n_workers = workers or _workers()
+
+        def batch(triples: list[tuple[int, int, int]]):
+            items = [
+                (paths[i], paths[j], o, handedness_sure(sigs[i], sigs[j])) for i, j, o in triples
+            ]
+            return worker_procs.submit(n_workers, worker_procs.verify_chunk, detectors, items)
+
     result = yield from pairs_mod.find_pairs(
         index,
         ids,
@@ -287,6 +303,8 @@ def compute_scan(
         workers=workers or _workers(),
         companions=raw_jpeg_companions(catalog, ids, paths),
         feature_positions=inputs.features,
+        verify_batch=batch,
+        batch_min=0 if processes else worker_procs.MIN_VERIFY_PAIRS,
     )
     store.save_verified(catalog, {k: v for k, v in verified.items() if k not in before}, version)
     if result is None:
@@ -294,7 +312,9 @@ def compute_scan(
     result.model_id = inputs.model_id
     result.seconds = time.perf_counter() - t0
     result.stats["signatures_computed"] = len(todo)
-    result.stats["verify_decodes"] = checker.decoded if checker else 0
+    result.stats["verify_decodes"] = (checker.decoded if checker else 0) + result.stats.pop(
+        "verify_batch_decodes", 0
+    )
     result.stats["without_vectors"] = len(ids) - len(inputs.features)
     try:
         pair_cache.save(inputs.cache_path, result, inputs.key)

@@ -13,7 +13,10 @@ status `catalog.SIGNED`: a content hash and size, no vector and no model, so
   signature is replaced by the one from that decode, same version).
 
 Files are written per batch in one transaction each, so a cancelled or killed run keeps what
-it did; the writer lock is held from start to end, as for `index`. Unchanged files (same size
+it did; the writer lock is held from start to end, as for `index`. From workers.MIN_SIGN_FILES
+files on, they are read and signed in worker processes (workers.py; only this process
+writes), the first batch in threads while the workers start; the scan's geometric check
+likewise, from workers.MIN_VERIFY_PAIRS pairs. Unchanged files (same size
 and mtime) that already have a hash and a signature are not read again. Files that cannot be
 read become 'failed' rows with the reason, as `index` records them.
 """
@@ -26,6 +29,7 @@ import threading
 import time
 from collections.abc import Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,7 @@ import numpy as np
 from imgfinder.core import decode, jpegfast, scan
 from imgfinder.core.catalog import SIGNED, Catalog, recover_catalog, restore_missing_catalog
 from imgfinder.core.dupes import signature, store
+from imgfinder.core.dupes import workers as worker_procs
 from imgfinder.core.types import IndexSummary, Progress
 from imgfinder.errors import CatalogDamagedError, DecodeError
 from imgfinder.lock import WriterLock
@@ -40,6 +45,9 @@ from imgfinder.lock import WriterLock
 log = logging.getLogger(__name__)
 
 BATCH = 256
+CHUNK = 32  # files per task sent to a worker process
+WARM_FROM = 1000  # photos from which a scan starts its check's workers before it has pairs
+CRASHED = "the decoder crashed reading this file (it was read in a separate process)"
 CATALOG_NAME = "catalog.sqlite"
 SIMILAR_NEEDS_VECTORS = (
     "the similar-shot tier needs the CNN vectors, and this library has duplicate signatures "
@@ -102,18 +110,24 @@ def index_signatures(
     *,
     cancel: threading.Event | None = None,
     workers: int | None = None,
+    processes: bool | None = None,
 ) -> Generator[Progress, None, IndexSummary]:
     """Catalog every new or changed photo with its hash and duplicate signature (no CNN).
 
     `summary.indexed` counts the files read this run. Holds the writer lock throughout
-    (LibraryBusyError if another process is indexing)."""
+    (LibraryBusyError if another process is indexing). `workers` threads or worker
+    processes read the files; `processes` None: processes when there are at least
+    worker_procs.MIN_SIGN_FILES files to read (workers.py: they start in ~0.25 s, then run
+    without sharing the Python lock)."""
     t0 = time.perf_counter()
     data = Path(data_dir).resolve()
     lock = WriterLock(data)
     catalog = open_catalog(data, lock)
     lock.acquire("indexing duplicate signatures", timeout=2.0)
     try:
-        summary = yield from _index_locked(catalog, add_paths, cancel or threading.Event(), workers)
+        summary = yield from _index_locked(
+            catalog, add_paths, cancel or threading.Event(), workers, processes
+        )
     finally:
         lock.release()
         catalog.close()
@@ -121,12 +135,87 @@ def index_signatures(
     return summary
 
 
-def _index_locked(catalog, add_paths, cancel, workers) -> Generator[Progress, None, IndexSummary]:
+class _Signer:
+    """Signs batches of files (sign_file) in threads, or in chunks in worker processes.
+
+    The first batch is signed in threads while the workers start (~0.25 s, about what two
+    threads take for a batch), the rest by the workers.
+    A worker that dies breaks the pool: the batch is then signed again one file per task in
+    a fresh pool, and a file whose task breaks that pool too is recorded as failed (CRASHED),
+    so the next run does not read it again until it changes."""
+
+    THREADS = -1  # generation of futures run in threads
+
+    def __init__(self, threads: ThreadPoolExecutor, n: int, processes: bool):
+        self.threads, self.n, self.processes = threads, n, processes
+        self.generation = 0  # bumped at each pool reset: older futures are lost
+        self.started = False
+
+    def submit(self, batch: list[str]):
+        if not self.processes or not self.started:
+            futures = [self.threads.submit(sign_file, p) for p in batch]
+            if self.processes:
+                self.started = True
+                try:
+                    worker_procs.warm(self.n)
+                except (BrokenProcessPool, RuntimeError):
+                    self._reset()
+            return self.THREADS, futures
+        try:
+            p = worker_procs.pool(self.n)
+            chunks = [batch[i : i + CHUNK] for i in range(0, len(batch), CHUNK)]
+            return self.generation, [p.submit(worker_procs.sign_chunk, c) for c in chunks]
+        except (BrokenProcessPool, RuntimeError):  # broken, or shut down by a reset elsewhere
+            self._reset()
+            return self.generation, None
+
+    def results(self, ahead, batch: list[str]) -> list[tuple]:
+        generation, futures = ahead
+        if generation == self.THREADS:
+            return [f.result() for f in futures]
+        if futures is None or generation != self.generation:
+            generation, futures = self.submit(batch)
+        try:
+            if futures is None:
+                raise BrokenProcessPool("no worker pool")
+            return [r for f in futures for r in f.result()]
+        except BrokenProcessPool:
+            log.warning("a signing worker died; reading this batch's files one at a time")
+            self._reset()
+            return [self._one(p) for p in batch]
+
+    def _one(self, path: str):
+        try:
+            return worker_procs.pool(self.n).submit(worker_procs.sign_chunk, [path]).result()[0]
+        except (BrokenProcessPool, RuntimeError):
+            self._reset()
+            log.warning("reading %s crashed the decoder; recorded as failed", path)
+            try:
+                st = os.stat(path)
+                size, mtime_ns = st.st_size, st.st_mtime_ns
+            except OSError:
+                size = mtime_ns = 0
+            return (path, size, mtime_ns, None, None, None, "failed", CRASHED), None
+
+    def _reset(self) -> None:
+        worker_procs.reset()
+        self.generation += 1
+
+    @staticmethod
+    def cancel(ahead) -> None:
+        for f in ahead[1] or ():
+            f.cancel()
+
+
+def _index_locked(
+    catalog, add_paths, cancel, n_workers, processes
+) -> Generator[Progress, None, IndexSummary]:
     summary = IndexSummary()
     for p in add_paths:
         add_root(catalog, p)
     store.ensure_tables(catalog)
-    with ThreadPoolExecutor(workers or _workers(), thread_name_prefix="sigindex") as pool:
+    n_workers = n_workers or _workers()
+    with ThreadPoolExecutor(n_workers, thread_name_prefix="sigindex") as pool:
         for rid, root in catalog.roots():
             if cancel.is_set():
                 break
@@ -143,14 +232,19 @@ def _index_locked(catalog, add_paths, cancel, workers) -> Generator[Progress, No
             summary.unchanged += len(found) - len(todo)
             started = time.perf_counter()
             batches = [todo[lo : lo + BATCH] for lo in range(0, len(todo), BATCH)]
+            signer = _Signer(
+                pool,
+                n_workers,
+                worker_procs.use_processes(len(todo), worker_procs.MIN_SIGN_FILES, processes),
+            )
             # the next batch is read and signed while this one is written (no idle workers)
-            ahead = [pool.submit(sign_file, p) for p in batches[0]] if batches else []
+            ahead = signer.submit(batches[0]) if batches else (0, [])
             done = 0
             try:
                 for k, batch in enumerate(batches):
-                    got = [f.result() for f in ahead]
+                    got = signer.results(ahead, batch)
                     more = k + 1 < len(batches) and not cancel.is_set()
-                    ahead = [pool.submit(sign_file, p) for p in batches[k + 1]] if more else []
+                    ahead = signer.submit(batches[k + 1]) if more else (0, [])
                     fresh = [r for (r, _), p in zip(got, batch) if p not in sign_only]
                     catalog.write_signed(rid, fresh)
                     sigs = {r[3]: s for r, s in got if s is not None and r[3]}
@@ -172,8 +266,7 @@ def _index_locked(catalog, add_paths, cancel, workers) -> Generator[Progress, No
                     if not more:
                         break
             finally:
-                for f in ahead:  # closed or failed mid-run: drop what was not started
-                    f.cancel()
+                signer.cancel(ahead)  # closed or failed mid-run: drop what was not started
             if cancel.is_set():
                 break
             gone = sorted(set(existing) - set(found))
@@ -217,10 +310,13 @@ def scan_signatures(
     verify: bool = True,
     cancel: threading.Event | None = None,
     workers: int | None = None,
+    processes: bool | None = None,
 ):
     """Candidate pairs of every catalogued photo from hashes and signatures alone (no CNN,
     no torch): the exact and same-photo tiers; `similar` stays NaN. Same generator contract
-    and pair cache as session.scan."""
+    and pair cache as session.scan. The geometric check runs in worker processes when it
+    has enough pairs (`processes` None) or as told; BLAS keeps to one thread meanwhile
+    (worker_procs.one_blas_thread)."""
     from imgfinder.core.dupes import session  # noqa: PLC0415 (session imports this module)
 
     t0 = time.perf_counter()
@@ -229,11 +325,20 @@ def scan_signatures(
     if cached is not None:
         cached.seconds = time.perf_counter() - t0
         return cached
-    return (
-        yield from session.compute_scan(
-            inputs, None, verify=verify, cancel=cancel, workers=workers, started=t0
+    if verify and worker_procs.use_processes(len(inputs.ids), WARM_FROM, processes):
+        worker_procs.warm(workers)  # they start while candidates are found (~0.3 s here)
+    with worker_procs.one_blas_thread():
+        return (
+            yield from session.compute_scan(
+                inputs,
+                None,
+                verify=verify,
+                cancel=cancel,
+                workers=workers,
+                started=t0,
+                processes=processes,
+            )
         )
-    )
 
 
 def library_counts(data_dir: str | os.PathLike) -> dict[str, int]:
