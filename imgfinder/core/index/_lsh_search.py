@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ._kernels import F16_SCALE, hamming_many, hamming_rows, matvec, widen_f16
+from ._kernels import F16_SCALE, brute_force_knn, hamming_many, hamming_rows, matvec, widen_f16
 from ._lsh_tune import CALIB_K
 
 
@@ -223,8 +223,32 @@ class LSHSearch:
         return next(self._query_rows_batch(q[None, :], k))
 
     def _query_rows_batch(self, qs: np.ndarray, k: int, exclude=None):
+        if self._exact_mode:
+            yield from self._exact_many(qs, k, exclude)
+            return
         projs = self._project(qs[0])[None, :] if len(qs) == 1 else self._project(qs)
         yield from self._search_many(qs, projs, self._pack(projs), k, exclude)
+
+    def _exact_many(self, qs: np.ndarray, k: int, exclude=None):
+        """Exact search (the mode calibration falls back to): every live row scored, each
+        query by its own unthreaded dot products (`per_query`), so a query gets the same
+        rows and scores alone or in any batch; rows are streamed once per block of queries."""
+        step = 256
+        for lo in range(0, len(qs), step):
+            ex = None if exclude is None else np.asarray(exclude[lo : lo + step], np.int64)
+            rows, scores = brute_force_knn(
+                self._n_rows,
+                self._fetch_block,
+                qs[lo : lo + step],
+                k,
+                alive=self._alive.view,
+                exclude=ex,
+                row_scale=self._row_scale(),
+                per_query=True,
+            )
+            for r, sc in zip(rows, scores, strict=True):
+                ok = np.isfinite(sc)
+                yield r[ok], sc[ok]
 
     def _search_many(self, qs, projs, qcodes, k: int, exclude=None):
         """Yield (rows, exact cosine) best first for every query (rows exclude `exclude[j]`).
@@ -236,6 +260,9 @@ class LSHSearch:
         or in any batch. Queries whose buckets hold fewer than twice the re-rank depth are
         probed again, together, with doubled budgets; a query left with fewer than k
         candidates at the widest budget ranks every row by its sketch (`_select_all`)."""
+        if self._exact_mode:
+            yield from self._exact_many(qs, k, exclude)
+            return
         nq = len(qs)
         depth = self._depth(k)
         w, wr = self._sketch_query(qs)
