@@ -445,6 +445,8 @@ class LSHSearch:
                 wide = widen_f16(g[:m], w32[:m])
                 s[lo:hi] = np.vecdot(wide.reshape(hi - lo, r, self._dim), qsc[lo:hi, None, :])
             return s * self._store.inv_norm[flat].reshape(qc, r)
+        if callable(getattr(self._source, "take_f16", None)):
+            return self._source_scores(flat, qs, r)
         got = self._fetch_rows(flat)  # a source's rows (the app's: centred float32)
         if got.dtype == np.float16:
             x = widen_f16(got) * F16_SCALE
@@ -453,6 +455,33 @@ class LSHSearch:
         norms = np.sqrt(np.vecdot(x, x))
         norms[norms == 0] = 1.0
         return np.vecdot(x.reshape(qc, r, self._dim), qs[:, None, :]) / norms.reshape(qc, r)
+
+    def _source_scores(self, flat: np.ndarray, qs: np.ndarray, r: int) -> np.ndarray:
+        """Cosines of a source's rows in the fast form (base.py: `take_f16` + `shift`): a few
+        queries' float16 rows at a time gathered into a reused buffer, widened, shifted and
+        dotted while they are in the L2 cache, as for owned rows; the same arithmetic as
+        `source.get` + normalise (bit for bit), without a float32 copy of the block."""
+        qc = len(qs)
+        per = max(1, self._WIDEN_ELEMS // max(1, r * self._dim))
+        n = min(qc, per) * r
+        g = self._scratch.get("g16", (n, self._dim), np.float16)
+        w32 = self._scratch.get("w32", (n, self._dim), np.int32)
+        shift = getattr(self._source, "shift", None)
+        ids = self._row_ids.view[flat]
+        s = np.empty((qc, r), np.float32)
+        for lo in range(0, qc, per):
+            hi = min(qc, lo + per)
+            m = (hi - lo) * r
+            self._source.take_f16(ids[lo * r : hi * r], g[:m])
+            x = widen_f16(g[:m], w32[:m])
+            x *= F16_SCALE
+            if shift is not None:
+                x -= shift
+            norms = np.sqrt(np.vecdot(x, x))
+            norms[norms == 0] = 1.0
+            dots = np.vecdot(x.reshape(hi - lo, r, self._dim), qs[lo:hi, None, :])
+            s[lo:hi] = dots / norms.reshape(hi - lo, r)
+        return s
 
 
 def _subsets(m: int) -> np.ndarray:

@@ -11,7 +11,10 @@ vectors, held in one of two ways:
   vectors only to compute the backend's codes and drops them, re-ranking calls
   ``source.get(candidate_ids)`` (rows need not be normalised; scores are cosine regardless),
   `build()` streams all rows from the source, and `save` writes no vector section. Such a file
-  must be loaded with a source again.
+  must be loaded with a source again. A source may also offer the fast form the LSH re-rank
+  uses: ``take_f16(ids, out)`` (stored float16 rows into a (len(ids), dim) buffer) and
+  ``shift`` (a float32 vector subtracted from every row, or None): ``get(ids)`` must then
+  equal ``take_f16(ids) - shift`` in float32.
 
 Thread safety: concurrent `query` calls are safe (scratch buffers are per thread); mutation
 (`add`, `remove`, `build`) must not overlap with anything else.
@@ -329,6 +332,18 @@ class BaseIndex:
         return out
 
     def _unit_rows(self, rows: np.ndarray) -> np.ndarray:
+        take = getattr(self._source, "take_f16", None) if self._store is None else None
+        if callable(take):  # the fast form: no float32 copy made by the source, then another
+            g = take(self._row_ids.view[rows], np.empty((len(rows), self._dim), np.float16))
+            x = f16_to_f32(g)
+            shift = getattr(self._source, "shift", None)
+            if shift is not None:
+                x -= shift
+            # = np.linalg.norm(x, axis=1), bit for bit (its x * x, sum and sqrt)
+            norms = np.sqrt(np.add.reduce(np.square(x), axis=1, keepdims=True))
+            norms[norms == 0] = 1.0
+            x /= norms
+            return x
         got = self._fetch_rows(rows)
         # a new array either way (np.array copies), so it is scaled in place below
         x = f16_to_f32(got) if got.dtype == np.float16 else np.array(got, dtype=np.float32)
