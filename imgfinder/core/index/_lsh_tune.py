@@ -12,8 +12,11 @@ every true neighbour in refine order among the sketch's top R is recorded too, g
 as a function of (R, R2). Among the (b, probes, R, R2) that reach the target (less CALIB_SE
 = 1.5 standard errors of the per-query mean) and fit the RAM budget, the one with the lowest
 modelled cost is chosen. Cost model constants (seconds) were measured per
-stage on the 2-core reference box with numpy 2.x (100k x 4096, memory-mapped vectors);
-only their ratios matter.
+stage on the 2-core reference box with numpy 2.x (100k x 4096, memory-mapped vectors).
+An exact scan's modelled cost is the setting to beat (less the LSH query's fixed cost): a
+library where no setting beats it, or every one re-ranks EXACT_SHARE of the rows, is
+searched exactly, and a layout's probe budgets stop growing once its candidates are
+HOPELESS_SHARE of the rows (more probes only find the same rows again).
 
 Verification: `verify_recall` then runs the real query path for other held-out rows and
 measures recall@10 against exact search; the index re-calibrates with a stricter goal until

@@ -51,6 +51,12 @@ Parameter rule (`build()`; every value can be forced by a keyword):
   of the per-query mean, reaches ``target_recall`` (default 0.95) is chosen. R is per
   10 results and scales with k; probes double at query time while they yield fewer than 2R
   candidates. `tune(target)` re-calibrates without re-hashing.
+* Exact fallback (``exact_fallback``, default True): an exact scan, modelled per query, is the
+  setting to beat. A library whose scan is cheaper than an LSH query's fixed cost, or where
+  every setting reaching the target is modelled dearer than the scan or re-ranks a quarter of
+  the rows, is searched exactly (`_lsh_search._exact_many`; tables, codes and sketch are
+  still kept for incremental adds and the next build); the held-out check then measures the
+  exact path and the stored recall carries ``"exact": 1.0`` (`imgfinder status` says so).
 
 Incremental updates: rows added after `build()` are hashed with the current planes and kept in
 a pending list that every query scans by Hamming distance; once it exceeds ~3% of the tables
