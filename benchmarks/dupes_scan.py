@@ -21,7 +21,8 @@ file, the index in the library's centred space, re-rank rows read through a Cata
 instead of an index owning its float16 rows; its groups are not comparable with a run
 without it (another search space).
 `--pair-recall FILE` also runs the feature pass with an exact index (every photo's exact
-k+1 nearest neighbours; kept in FILE, .npz, and reused by later runs on the same data) and
+k+1 nearest neighbours, in the index's own space: centred with `--app-store`, reading the
+same CatalogSource; kept in FILE, .npz, and reused by later runs on the same data) and
 prints the pair recall of the LSH pass against it: of the exact k-NN pairs, the share the
 scan's feature pass found, all of them and those at or above the loosest similar setting
 (minutes at 30k x 4096; the exact pass is O(N^2)).
@@ -139,6 +140,8 @@ def pair_recall(path: str, index, ids: np.ndarray, vectors: np.ndarray, k: int, 
 
     n = len(ids)
     meta = np.array([n, args.dim, args.seed, args.planted, args.exact, k], np.int64)
+    if args.app_store:  # the app's exact neighbours are those of its (centred) search space
+        meta = np.append(meta, 1)
     got = None
     if Path(path).is_file():
         with np.load(path) as z:
@@ -146,9 +149,11 @@ def pair_recall(path: str, index, ids: np.ndarray, vectors: np.ndarray, k: int, 
                 got = z["a"], z["b"], z["cos"]
     if got is None:
         t0, c0 = time.perf_counter(), time.process_time()
-        exact = ExactIndex(args.dim, model_id="synthetic")
+        source = getattr(index, "_source", None) if args.app_store else None
+        exact = ExactIndex(args.dim, model_id="synthetic", source=source)
         for lo in range(0, n, 8192):
-            exact.add(ids[lo : lo + 8192], vectors[lo : lo + 8192])
+            part = vectors[lo : lo + 8192] if source is None else source.get(ids[lo : lo + 8192])
+            exact.add(ids[lo : lo + 8192], part)
         exact.build()
         got = _knn_pairs(exact, ids, k)
         np.savez(path, meta=meta, a=got[0], b=got[1], cos=got[2])

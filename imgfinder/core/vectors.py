@@ -260,6 +260,30 @@ class VectorStore:
                 self.bad_rows.update(fresh)
         return out
 
+    def take(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`get` into a caller's (len(rows), dim) float16 buffer: rows already checked in this
+        process are gathered straight from the mapped file's vector field, with no temporary
+        record array (the index's exact re-rank reads a few thousand rows per block this way);
+        any other row (unchecked, damaged or missing) goes through `get` and its checks."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n = len(self)
+        if len(rows) and (
+            rows.min() < 0
+            or rows.max() >= min(n, len(self._checked))
+            or self._unchecked(rows).any()
+        ):
+            out[:] = self.get(rows)
+            return out
+        if len(rows):
+            # whole records from a plain (rows, row_bytes / 2) uint16 view of the mapped file,
+            # then their vector part: np.take of the strided "v" field would first copy the
+            # whole field (numpy gathers from contiguous arrays only), ~15 ms per call at 8k rows
+            rec = self._records()
+            flat = rec.view(np.uint16).reshape(len(rec), self.row_bytes // 2)
+            got = np.take(flat, rows, axis=0, mode="clip")  # range checked above
+            np.copyto(out.view(np.uint16), got[:, : self.dim])
+        return out
+
     def compact_to(self, new_path: str | Path, live_rows: np.ndarray) -> VectorStore:
         """Write `live_rows` (in that order) to a new file; row i there is live_rows[i].
 

@@ -27,7 +27,7 @@ def _index(kind, x):
     idx = (
         ExactIndex(x.shape[1], model_id="t")
         if kind == "exact"
-        else LSHIndex(x.shape[1], model_id="t", seed=0)
+        else LSHIndex(x.shape[1], model_id="t", seed=0, exact_fallback=False)  # the LSH engine
     )
     idx.add(ids, x)
     idx.build()

@@ -56,6 +56,8 @@ def small_data():
 
 
 def make(backend: str, dim: int, **kw):
+    if backend == "lsh":  # these tests are about the LSH engine: no exact-search fallback
+        kw.setdefault("exact_fallback", False)  # (a 3,000 x 64 set would be searched exactly)
     return open_index(backend, dim, model_id="model-a", seed=1, **kw)
 
 
@@ -230,7 +232,7 @@ def test_add_after_build_is_found(backend, small_data):
 
 def test_lsh_many_adds_fold_into_tables(small_data):
     ids, base, queries = small_data
-    idx = LSHIndex(64, seed=2)
+    idx = LSHIndex(64, seed=2, exact_fallback=False)
     idx.add(ids[:1500], base[:1500])
     idx.build()
     for lo in range(1500, 3000, 100):  # pending list overflows -> re-bucketing
@@ -772,7 +774,10 @@ def test_format_1_lsh_file_is_rebuilt_on_load(small_data, tmp_path, monkeypatch,
         old = LSHIndex.load(tmp_path / "old", model_id="model-a")
     assert "format 1" in caplog.text and "rebuilding" in caplog.text
     assert old.measured_recall["recall_at_10"] >= 0.95
-    np.testing.assert_array_equal(old.query_batch(queries, 10)[0], idx.query_batch(queries, 10)[0])
+    fresh = built("lsh", small_data, exact_fallback=True)  # the file's params: the defaults
+    np.testing.assert_array_equal(
+        old.query_batch(queries, 10)[0], fresh.query_batch(queries, 10)[0]
+    )
 
 
 def test_status_shows_measured_index_recall(tmp_path, weights_file, capsys):
@@ -791,6 +796,79 @@ def test_status_shows_measured_index_recall(tmp_path, weights_file, capsys):
     assert main([*args, "status"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("index:")][0]
     assert "recall@10 1.000" in line and "4 held-out photos" in line
+    assert rec["exact"] == 1.0 and "searched exactly" in line  # 4 photos: a scan is cheaper
+
+
+def test_small_library_falls_back_to_exact_search(small_data, tmp_path):
+    """Where an exact scan is modelled as fast as LSH (1,000 x 64), the build skips the
+    calibration and searches exactly: recall 1.0 measured on held-out rows through the real
+    query path, recorded as exact, kept on save and load; single and batched queries agree
+    bit for bit, rows added after the build and removals are honoured."""
+    from imgfinder.core.index import stored_recall
+
+    ids, base, queries = small_data
+    idx = LSHIndex(64, seed=1)
+    idx.add(ids[:1000], base[:1000])
+    idx.build()
+    rec = idx.measured_recall
+    assert rec["exact"] == 1.0 and rec["recall_at_10"] == 1.0 and rec["queries"] == 256
+    ex = ExactIndex(64)
+    ex.add(ids[:1000], base[:1000])
+    ex.build()
+    got, scores = idx.query_batch(queries, 10)
+    np.testing.assert_array_equal(got, ex.query_batch(queries, 10)[0])
+    assert_single_equals_batch(idx, queries[:20], (1, 10, 30))
+    idx.add(ids[1000:1100], base[1000:1100])  # pending: scanned like every other row
+    idx.remove(ids[:5])
+    want = ExactIndex(64)
+    want.add(ids[5:1100], base[5:1100])
+    want.build()
+    np.testing.assert_array_equal(idx.query_batch(queries, 10)[0], want.query_batch(queries, 10)[0])
+    idx.save(tmp_path / "i")
+    loaded = LSHIndex.load(tmp_path / "i")
+    assert loaded.measured_recall == idx.measured_recall and loaded._exact_mode
+    assert stored_recall(tmp_path / "i")["exact"] == 1.0
+    np.testing.assert_array_equal(
+        loaded.query_batch(queries, 10)[0], want.query_batch(queries, 10)[0]
+    )
+    off = LSHIndex(64, seed=1, exact_fallback=False)  # the fallback can be switched off
+    off.add(ids[:1000], base[:1000])
+    off.build()
+    assert not off._exact_mode and "exact" not in off.measured_recall
+
+
+def test_calibration_gives_up_on_hopeless_settings():
+    """Isotropic Gaussian rows (no structure for the hash to find): where every LSH setting
+    reaching the target re-ranks a large share of the library, the build falls back to exact
+    search after measuring only a few probe budgets, and stays LSH when told not to."""
+    from imgfinder.core.index import _lsh_tune as tune
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 512)).astype(np.float32)
+    assert tune.exact_cost(LSHIndex(512).tuning()) < tune._COST_LSH_QUERY  # empty: exact
+    measured = []
+    real = tune._sketch_positions
+
+    def counting(*a, **kw):
+        measured.append(a[6])  # the probe budget
+        return real(*a, **kw)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(tune, "_sketch_positions", counting)
+    try:
+        idx = LSHIndex(512, seed=0)
+        idx.add(np.arange(2000), x)
+        idx.build()
+    finally:
+        mp.undo()
+    assert tune.exact_cost(idx.tuning()) > tune._COST_LSH_QUERY  # not the size rule
+    assert idx._exact_mode and idx.measured_recall["recall_at_10"] == 1.0
+    assert len(measured) <= 10 and max(measured) < idx._max_probes // 8, measured
+    q = x[:5] + 0.1 * rng.standard_normal((5, 512)).astype(np.float32)
+    ex = ExactIndex(512)
+    ex.add(np.arange(2000), x)
+    ex.build()
+    np.testing.assert_array_equal(idx.query_batch(q, 10)[0], ex.query_batch(q, 10)[0])
 
 
 def test_lsh_batch_equals_single_with_ties_pending_rows_and_removals(small_data):

@@ -160,11 +160,17 @@ def pad_results(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray
     return out_i, out_s
 
 
-def _scores(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+def _scores(rows: np.ndarray, queries: np.ndarray, per_query: bool = False) -> np.ndarray:
     """queries @ rows.T; a single query goes through the unthreaded `matvec` (threaded gemv
-    stalls on a busy machine: 1.3 s instead of 0.13 s per exact query at 100k x 4096)."""
+    stalls on a busy machine: 1.3 s instead of 0.13 s per exact query at 100k x 4096).
+    `per_query`: every query through `matvec`, so its scores do not depend on the batch."""
     if len(queries) == 1:
         return matvec(rows, queries[0])[None, :]
+    if per_query:
+        out = np.empty((len(queries), len(rows)), np.float32)
+        for j, q in enumerate(queries):
+            out[j] = matvec(rows, q)
+        return out
     return queries @ rows.T
 
 
@@ -198,13 +204,15 @@ def brute_force_knn(
     exclude: np.ndarray | None = None,
     chunk_elems: int = 1 << 20,
     row_scale: np.ndarray | str | None = None,
+    per_query: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k rows by cosine for each query, streaming rows in bounded chunks.
 
     `fetch(lo, hi)` returns rows lo..hi as float16 (or float32); `queries` are float32 unit
     vectors (Q, D). `alive` masks out removed rows, `exclude[q]` is a row hidden from query q
     (the query itself during calibration). `row_scale` multiplies row scores (stored 1/norm
-    per row) or is "normalise" to compute row norms on the fly. Returns (rows int64 (Q,k'), scores float32 (Q,k'))
+    per row) or is "normalise" to compute row norms on the fly. `per_query`: score each
+    query with its own dot products (bit-identical alone or in a batch; no GEMM). Returns (rows int64 (Q,k'), scores float32 (Q,k'))
     with k' = min(k, live rows), best first. Memory is O(chunk + Q*k).
     """
     nq, dim = queries.shape
@@ -218,10 +226,10 @@ def brute_force_knn(
         block = fetch(lo, hi)
         if block.dtype == np.float16:
             rows = widen_f16(np.ascontiguousarray(block), scratch[: hi - lo])
-            s = _scores(rows, qs)
+            s = _scores(rows, qs, per_query)
         else:
             rows = np.asarray(block, dtype=np.float32)
-            s = _scores(rows, queries)
+            s = _scores(rows, queries, per_query)
         if isinstance(row_scale, str):
             # ufuncs release the GIL (einsum held it ~60 ms per block: a GUI stall)
             norms = np.sqrt(np.square(rows, dtype=np.float64).sum(axis=1))

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ._kernels import F16_SCALE, hamming_many, hamming_rows, matvec, widen_f16
+from ._kernels import F16_SCALE, brute_force_knn, hamming_many, hamming_rows, matvec, widen_f16
 from ._lsh_tune import CALIB_K
 
 
@@ -223,8 +223,32 @@ class LSHSearch:
         return next(self._query_rows_batch(q[None, :], k))
 
     def _query_rows_batch(self, qs: np.ndarray, k: int, exclude=None):
+        if self._exact_mode:
+            yield from self._exact_many(qs, k, exclude)
+            return
         projs = self._project(qs[0])[None, :] if len(qs) == 1 else self._project(qs)
         yield from self._search_many(qs, projs, self._pack(projs), k, exclude)
+
+    def _exact_many(self, qs: np.ndarray, k: int, exclude=None):
+        """Exact search (the mode calibration falls back to): every live row scored, each
+        query by its own unthreaded dot products (`per_query`), so a query gets the same
+        rows and scores alone or in any batch; rows are streamed once per block of queries."""
+        step = 256
+        for lo in range(0, len(qs), step):
+            ex = None if exclude is None else np.asarray(exclude[lo : lo + step], np.int64)
+            rows, scores = brute_force_knn(
+                self._n_rows,
+                self._fetch_block,
+                qs[lo : lo + step],
+                k,
+                alive=self._alive.view,
+                exclude=ex,
+                row_scale=self._row_scale(),
+                per_query=True,
+            )
+            for r, sc in zip(rows, scores, strict=True):
+                ok = np.isfinite(sc)
+                yield r[ok], sc[ok]
 
     def _search_many(self, qs, projs, qcodes, k: int, exclude=None):
         """Yield (rows, exact cosine) best first for every query (rows exclude `exclude[j]`).
@@ -236,6 +260,9 @@ class LSHSearch:
         or in any batch. Queries whose buckets hold fewer than twice the re-rank depth are
         probed again, together, with doubled budgets; a query left with fewer than k
         candidates at the widest budget ranks every row by its sketch (`_select_all`)."""
+        if self._exact_mode:
+            yield from self._exact_many(qs, k, exclude)
+            return
         nq = len(qs)
         depth = self._depth(k)
         w, wr = self._sketch_query(qs)
@@ -418,6 +445,8 @@ class LSHSearch:
                 wide = widen_f16(g[:m], w32[:m])
                 s[lo:hi] = np.vecdot(wide.reshape(hi - lo, r, self._dim), qsc[lo:hi, None, :])
             return s * self._store.inv_norm[flat].reshape(qc, r)
+        if callable(getattr(self._source, "take_f16", None)):
+            return self._source_scores(flat, qs, r)
         got = self._fetch_rows(flat)  # a source's rows (the app's: centred float32)
         if got.dtype == np.float16:
             x = widen_f16(got) * F16_SCALE
@@ -426,6 +455,33 @@ class LSHSearch:
         norms = np.sqrt(np.vecdot(x, x))
         norms[norms == 0] = 1.0
         return np.vecdot(x.reshape(qc, r, self._dim), qs[:, None, :]) / norms.reshape(qc, r)
+
+    def _source_scores(self, flat: np.ndarray, qs: np.ndarray, r: int) -> np.ndarray:
+        """Cosines of a source's rows in the fast form (base.py: `take_f16` + `shift`): a few
+        queries' float16 rows at a time gathered into a reused buffer, widened, shifted and
+        dotted while they are in the L2 cache, as for owned rows; the same arithmetic as
+        `source.get` + normalise (bit for bit), without a float32 copy of the block."""
+        qc = len(qs)
+        per = max(1, self._WIDEN_ELEMS // max(1, r * self._dim))
+        n = min(qc, per) * r
+        g = self._scratch.get("g16", (n, self._dim), np.float16)
+        w32 = self._scratch.get("w32", (n, self._dim), np.int32)
+        shift = getattr(self._source, "shift", None)
+        ids = self._row_ids.view[flat]
+        s = np.empty((qc, r), np.float32)
+        for lo in range(0, qc, per):
+            hi = min(qc, lo + per)
+            m = (hi - lo) * r
+            self._source.take_f16(ids[lo * r : hi * r], g[:m])
+            x = widen_f16(g[:m], w32[:m])
+            x *= F16_SCALE
+            if shift is not None:
+                x -= shift
+            norms = np.sqrt(np.vecdot(x, x))
+            norms[norms == 0] = 1.0
+            dots = np.vecdot(x.reshape(hi - lo, r, self._dim), qs[lo:hi, None, :])
+            s[lo:hi] = dots / norms.reshape(hi - lo, r)
+        return s
 
 
 def _subsets(m: int) -> np.ndarray:

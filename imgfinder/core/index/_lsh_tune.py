@@ -12,8 +12,11 @@ every true neighbour in refine order among the sketch's top R is recorded too, g
 as a function of (R, R2). Among the (b, probes, R, R2) that reach the target (less CALIB_SE
 = 1.5 standard errors of the per-query mean) and fit the RAM budget, the one with the lowest
 modelled cost is chosen. Cost model constants (seconds) were measured per
-stage on the 2-core reference box with numpy 2.x (100k x 4096, memory-mapped vectors);
-only their ratios matter.
+stage on the 2-core reference box with numpy 2.x (100k x 4096, memory-mapped vectors).
+An exact scan's modelled cost is the setting to beat (less the LSH query's fixed cost): a
+library where no setting beats it, or every one re-ranks EXACT_SHARE of the rows, is
+searched exactly, and a layout's probe budgets stop growing once its candidates are
+HOPELESS_SHARE of the rows (more probes only find the same rows again).
 
 Verification: `verify_recall` then runs the real query path for other held-out rows and
 measures recall@10 against exact search; the index re-calibrates with a stricter goal until
@@ -51,6 +54,20 @@ _COST_RF_ROW = 40e-9  # per refine-scored row: a random access to a memory-mappe
 _COST_RF_ELEM = 0.6e-9  # per refine byte (gather, widen, dot)
 # Sketch depths R tried with a refine stage (the rows its int8 codes re-order).
 _REFINE_GRID = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+# An exact scan of the index's own rows for one query (brute_force_knn: float16 widened and
+# dotted block by block), measured (thread CPU, median of 200 queries): 0.08 ms at 1,000 x 64,
+# 0.14 ms at 3,000 x 64, 3.7 ms at 20,000 x 256, 5.4 ms at 3,000 x 2560: ~0.7 ns per element
+# plus ~40 us. The LSH pipeline's fixed cost per single query (projection, probe keys, a dozen
+# small numpy steps): 0.31 ms at 1,000 x 64, where it has almost nothing to rank. Calibration
+# takes an exact scan as the setting to beat: a library small enough, or one where the target
+# needs most rows re-ranked, is searched exactly (recall 1.0).
+_COST_EXACT_ELEM = 0.7e-9
+_COST_EXACT_QUERY = 40e-6
+_COST_LSH_QUERY = 300e-6
+# ... and gives up on an LSH setting whose exact re-rank would score this share of the rows
+EXACT_SHARE = 0.25
+# ... and stops adding probes to a layout once its candidates are this share of the rows
+HOPELESS_SHARE = 0.5
 CALIB_K = 10
 # Calibration accepts a setting whose recall over its sample, less CALIB_SE standard errors of
 # the per-query mean, reaches the goal. verify_recall then checks the real query path on other
@@ -203,18 +220,33 @@ def _layouts(index: Tunable) -> list[int]:
     return out or [min(grid, key=lambda bl: ram_per_row(index, *bl))[0]]
 
 
-def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int]:
+def exact_cost(index: Tunable) -> float:
+    """Modelled seconds of one exact-scan query over the live rows."""
+    return _COST_EXACT_QUERY + _COST_EXACT_ELEM * index.live * index.dim
+
+
+def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int, bool]:
     """Return (probes, sketch depth per 10 results, Hamming prefilter depth per 10 results
-    or 0 for none, refine depth per 10 results or 0 for no refine stage) for a built
+    or 0 for none, refine depth per 10 results or 0 for no refine stage, exact) for a built
     `index`; may re-bucket the tables with another bits-per-table value (index.table_bits)
-    when that is cheaper. Without a refine stage the sketch depth rows are re-ranked exactly."""
+    when that is cheaper. Without a refine stage the sketch depth rows are re-ranked exactly.
+
+    `exact` True: an exact scan is modelled cheaper than every LSH setting that reaches the
+    target (a small library, or one whose neighbours need most rows re-ranked), or none
+    reaches it; the index then searches exactly (params["exact_fallback"] False: never).
+    The exact scan's cost bounds the search, so hopeless probe budgets are never measured."""
     p = index.params
     fixed_pre, fixed_rf = p["prefilter"], p["refine"]
     if p["probes"] is not None and p["rerank"] is not None:
-        return int(p["probes"]), int(p["rerank"]), int(fixed_pre or 0), int(fixed_rf or 0)
+        return int(p["probes"]), int(p["rerank"]), int(fixed_pre or 0), int(fixed_rf or 0), False
     live = index.live
+    fallback = bool(p.get("exact_fallback", True))
+    # Cheaper than any LSH query's fixed cost: exact, without measuring anything.
+    if fallback and exact_cost(index) <= _COST_LSH_QUERY:
+        return int(p["probes"] or index.tables), int(p["rerank"] or 4 * CALIB_K), 0, 0, True
     if live <= 4 * CALIB_K:  # tiny: probe the home buckets, re-rank whatever they hold
-        return int(p["probes"] or index.tables), int(p["rerank"] or max(4 * CALIB_K, live)), 0, 0
+        tiny = int(p["rerank"] or max(4 * CALIB_K, live))
+        return int(p["probes"] or index.tables), tiny, 0, 0, False
     sample, qs, truth = _ground_truth(index, "calib")
     projs, codes = index.encode(qs)
     w, wr = index.sketch_weights(qs)
@@ -223,8 +255,11 @@ def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int]:
     sk_cost = _COST_SK_ROW + _COST_SK_ELEM * index.sketch_dims
     rf_cost = _COST_RF_ROW + _COST_RF_ELEM * index.refine_dims
     grid_r = _refine_grid(index, p)
-    best = None  # (cost, b, probes, r, prefilter, refine)
+    best = None  # (cost, b, probes, r, prefilter, refine); b None: the exact scan
+    if fallback:  # the setting to beat: an exact scan (the LSH's fixed cost added to theirs)
+        best = (exact_cost(index) - _COST_LSH_QUERY, None, 0, 0, 0, 0)
     widest = None  # (b, probes, deepest finite position)
+    too_many = EXACT_SHARE * live if fallback else math.inf  # re-ranked rows: give up above
     for b in _layouts(index):
         if b != index.table_bits:
             index.relayout(b)
@@ -241,8 +276,14 @@ def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int]:
             finite = pos[0][np.isfinite(pos[0])]
             widest = (b, n_probes, float(finite.max()) + 1 if finite.size else 0.0)
             gather = _COST_PROBE * n_probes + _COST_ENTRY * n_ent + _COST_UNIQUE * n_uni
+            log.debug(
+                "lsh calibration: b=%d probes=%d: %.0f entries, %.0f unique rows per query",
+                *(b, n_probes, n_ent, n_uni),
+            )
             if best is not None and gather > best[0]:
                 break
+            # candidates are most of the library: more probes only find the same rows again
+            hopeless = fallback and n_uni >= HOPELESS_SHARE * live
             for pre, pp, pp2 in zip(pres, pos, pos2, strict=True):
                 ranked = min(n_uni, pre) if pre else n_uni
                 r_need = _depth_for_recall(pp, target)
@@ -254,6 +295,7 @@ def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int]:
                 else:
                     r = max(CALIB_K, int(math.ceil(r_need))) if np.isfinite(r_need) else 0
                     ok = r > 0  # else too many neighbours unreachable with this many probes
+                ok = ok and r <= too_many
                 if ok and not (pre and pre < r):
                     cost = gather + sk_cost * ranked + row_cost * r
                     if best is None or cost < best[0]:
@@ -262,13 +304,22 @@ def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int]:
                     if pre and pre < r:
                         continue
                     r2 = _depth_for_recall(p2, target)
-                    if not np.isfinite(r2) or (fixed_rf and r2 > fixed_rf):
+                    if not np.isfinite(r2) or (fixed_rf and r2 > fixed_rf) or r2 > too_many:
                         continue
                     r2 = min(r, int(fixed_rf or max(CALIB_K, math.ceil(r2))))
                     sketch = sk_cost * ranked if ranked > r else 0.0
                     cost = gather + sketch + rf_cost * min(r, ranked) + row_cost * r2
                     if best is None or cost < best[0]:
                         best = (cost, b, n_probes, r, pre, r2)
+            if hopeless:
+                break
+    if best is not None and best[1] is None:  # no LSH setting beats an exact scan
+        log.info(
+            "lsh calibration: an exact scan (%.2f ms modelled) is cheaper than any setting "
+            "reaching recall %.3f at %d rows; searching exactly",
+            *(exact_cost(index) * 1e3, target, live),
+        )
+        return int(p["probes"] or index.tables), int(p["rerank"] or 4 * CALIB_K), 0, 0, True
     if best is None:  # target out of reach: probe widest, re-rank everything it finds
         log.warning("lsh calibration could not reach recall %.3f; probing widest", target)
         b, n_probes, deepest = widest
@@ -276,13 +327,15 @@ def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int]:
         best = (0.0, b, n_probes, r, 0, 0)
     if best[1] != index.table_bits:
         index.relayout(best[1])
-    return best[2], best[3], best[4], best[5]
+    return best[2], best[3], best[4], best[5], False
 
 
 def _refine_grid(index: Tunable, p: dict) -> tuple[int, ...]:
     """Sketch depths to try with the refine stage (none without refine codes)."""
     if not index.refine_dims or p["refine"] == 0:
         return ()
+    if index.refine_dims <= index.sketch_dims and not p["refine"]:
+        return ()  # the refine codes are a prefix of the sketch: they cannot re-order it better
     if p["rerank"]:
         return (int(p["rerank"]),)
     return _REFINE_GRID
@@ -365,14 +418,21 @@ def _sketch_positions(index, projs, codes, ws, truth, sample, n_probes, stamp, p
             continue
         above = s[None, :] > s[at][:, None]  # (hits, C)
         f = np.full(len(c), np.nan, np.float32) if grid else None  # refine scores, lazily
+        whole = None  # the ranks of a prefilter that keeps every candidate (computed once:
+        # every depth at or above len(c) gives the same, and most do on a small library)
         for i, pre in enumerate(prefilters):
             if pre and len(c) > pre:
                 keep = np.zeros(len(c), bool)
                 keep[np.argpartition(h, pre - 1)[:pre]] = True
                 inside = keep[at]
                 pos[i][j, cols[inside]] = (above[inside] & keep).sum(axis=1)
+            elif whole is not None:
+                pos[i][j, cols] = pos[whole][j, cols]
+                for g in range(len(grid)):
+                    pos2[i][g][j, cols] = pos2[whole][g][j, cols]
+                continue
             else:
-                keep, inside = None, np.ones(len(at), bool)
+                keep, inside, whole = None, np.ones(len(at), bool), i
                 pos[i][j, cols] = above.sum(axis=1)
             if grid and inside.any():
                 ranks = _refine_ranks(index, c, s, f, wr[j], keep, at[inside], grid, r_max)

@@ -11,7 +11,10 @@ vectors, held in one of two ways:
   vectors only to compute the backend's codes and drops them, re-ranking calls
   ``source.get(candidate_ids)`` (rows need not be normalised; scores are cosine regardless),
   `build()` streams all rows from the source, and `save` writes no vector section. Such a file
-  must be loaded with a source again.
+  must be loaded with a source again. A source may also offer the fast form the LSH re-rank
+  uses: ``take_f16(ids, out)`` (stored float16 rows into a (len(ids), dim) buffer) and
+  ``shift`` (a float32 vector subtracted from every row, or None): ``get(ids)`` must then
+  equal ``take_f16(ids) - shift`` in float32.
 
 Thread safety: concurrent `query` calls are safe (scratch buffers are per thread); mutation
 (`add`, `remove`, `build`) must not overlap with anything else.
@@ -27,7 +30,7 @@ import numpy as np
 
 from ...errors import IndexFormatError, IndexStateError
 from . import _persist
-from ._kernels import brute_force_knn, f16_bad_rows, f16_to_f32, pad_results
+from ._kernels import F16_SCALE, brute_force_knn, f16_bad_rows, f16_to_f32, pad_results, widen_f16
 from ._store import GrowArray, IdMap, RowStore
 
 log = logging.getLogger(__name__)
@@ -329,6 +332,24 @@ class BaseIndex:
         return out
 
     def _unit_rows(self, rows: np.ndarray) -> np.ndarray:
+        take = getattr(self._source, "take_f16", None) if self._store is None else None
+        if callable(take):  # the fast form, a few rows at a time (cache-sized, no big temporaries)
+            ids, shift = self._row_ids.view[rows], getattr(self._source, "shift", None)
+            out = np.empty((len(rows), self._dim), np.float32)
+            step = max(1, (1 << 17) // self._dim)
+            g = np.empty((min(step, len(rows)), self._dim), np.float16)
+            w = np.empty(g.shape, np.int32)
+            for lo in range(0, len(rows), step):
+                hi = min(len(rows), lo + step)
+                x = widen_f16(take(ids[lo:hi], g[: hi - lo]), w[: hi - lo])
+                x *= F16_SCALE  # = f16_to_f32, as source.get does it
+                if shift is not None:
+                    x -= shift
+                # = np.linalg.norm(x, axis=1), bit for bit (its x * x, sum and sqrt)
+                norms = np.sqrt(np.add.reduce(np.square(x), axis=1, keepdims=True))
+                norms[norms == 0] = 1.0
+                np.divide(x, norms, out=out[lo:hi])
+            return out
         got = self._fetch_rows(rows)
         # a new array either way (np.array copies), so it is scaled in place below
         x = f16_to_f32(got) if got.dtype == np.float16 else np.array(got, dtype=np.float32)
