@@ -26,6 +26,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         "burst). Every two members of a group are above the tier's threshold. This command "
         "never moves or deletes anything; resolve groups in the app.",
     )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        help="folders to add to the library first: their new and changed photos are "
+        "catalogued without the CNN (as `index --signatures-only`), so `dupes FOLDER` on a "
+        "fresh folder needs no model and no second command",
+    )
     p.add_argument("--tier", choices=TIER_CHOICES, default="all", help="which tier (default all)")
     p.add_argument(
         "--threshold",
@@ -159,7 +166,29 @@ def _open_catalog(data) -> Catalog | None:
         return None
 
 
+def _add_folders(args: argparse.Namespace) -> None:
+    """`dupes FOLDER...`: catalog the folders' new and changed photos by content hash and
+    signature (core/dupes/sigindex.py: no model, no torch), in this process, whose worker
+    processes the scan then reuses."""
+    from imgfinder.cli import fast  # noqa: PLC0415
+    from imgfinder.core.dupes import sigindex  # noqa: PLC0415
+
+    bar = ProgressBar()
+    try:
+        summary = run(sigindex.index_signatures(fast.data_dir(args), args.paths), bar)
+    finally:
+        bar.close()
+    if summary.indexed:
+        print(f"signed {count_text(summary.indexed, 'new or changed photo')}", file=sys.stderr)
+    for path, reason in sorted(summary.skipped.items()):
+        print(f"  skipped {path}: {reason}", file=sys.stderr)
+    for root in summary.missing_roots:
+        print(f"  folder not available (entries kept): {root}", file=sys.stderr)
+
+
 def cmd_dupes(args: argparse.Namespace) -> int:
+    if args.paths:
+        _add_folders(args)
     if args.tier == "exact":
         got = _exact_without_model(args)
     else:  # signatures-only library, or cached pairs: no torch

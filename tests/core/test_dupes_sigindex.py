@@ -165,6 +165,29 @@ def test_cli_signatures_only_then_dupes_never_imports_torch(tmp_path):
     assert len(photos) == 11
 
 
+def test_cli_dupes_folder_signs_and_lists_in_one_command(tmp_path):
+    """`imgfinder dupes FOLDER` on a fresh folder: signed and listed by one command, no torch;
+    a second `dupes FOLDER` reads nothing again, and `dupes` alone then lists the same."""
+    build_photos(tmp_path / "photos")
+    before = snapshot(tmp_path / "photos")
+    folder, data = str(tmp_path / "photos"), str(tmp_path / "data")
+    out = run_without_torch(
+        f"a = ['--data-dir', {data!r}]\n"
+        f"assert main([*a, 'dupes', '--json', {folder!r}]) == 0\n"
+        "print('SPLIT')\n"
+        f"assert main([*a, 'dupes', '--json', {folder!r}]) == 0\n"
+        "print('SPLIT')\n"
+        "assert main([*a, 'dupes', '--json']) == 0\n"
+    )
+    first, again, plain = (
+        json.loads(t[t.index("{") : t.rindex("}") + 1])["groups"]
+        for t in out.stdout.split("SPLIT")[:3]
+    )
+    assert any(g["tier"] == "copy" for g in first) and first == again == plain
+    assert out.stderr.count("signed 11 new or changed photos") == 1  # the second read none
+    assert snapshot(tmp_path / "photos") == before
+
+
 def test_later_index_adds_only_vectors_and_dupes_gains_features(signed, weights_file, capsys):
     root, photos, _ = signed
     lib = open_lib(root / "data", weights_file)

@@ -326,7 +326,8 @@ def scan_signatures(
         cached.seconds = time.perf_counter() - t0
         return cached
     if verify and worker_procs.use_processes(len(inputs.ids), WARM_FROM, processes):
-        worker_procs.warm(workers)  # they start while candidates are found (~0.3 s here)
+        # they start while the catalog is read and candidates are found (~0.3 s here)
+        worker_procs.warm(workers, background=True)
     with worker_procs.one_blas_thread():
         return (
             yield from session.compute_scan(

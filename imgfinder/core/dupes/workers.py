@@ -155,11 +155,23 @@ def submit(workers: int | None, fn, *args):
     raise AssertionError("unreachable")
 
 
-def warm(workers: int | None = None) -> None:
-    """Start the workers now (they import while the caller does other work)."""
+def warm(workers: int | None = None, *, background: bool = False) -> None:
+    """Start the workers now (they import while the caller does other work). Starting the
+    first one waits for the fork server (~0.2 s): `background` does that in a thread, so
+    the caller goes on at once."""
+    if background:
+        threading.Thread(target=_warm_quietly, args=(workers,), daemon=True).start()
+        return
     p = pool(workers)
     for _ in range(workers or worker_count()):
         p.submit(os.getpid)
+
+
+def _warm_quietly(workers: int | None) -> None:
+    try:
+        warm(workers)
+    except (BrokenProcessPool, RuntimeError, OSError) as exc:  # the job's own submit retries
+        log.debug("could not start the workers ahead: %s", exc)
 
 
 _blas_lock = threading.Lock()
