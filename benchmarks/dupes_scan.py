@@ -179,6 +179,8 @@ def app_index(args, ids: np.ndarray, vectors: np.ndarray):
     """The index as the app holds it (searchstate.py): vectors in a memory-mapped VectorStore
     file, the index in the library's centred space, reading its re-rank rows through a
     CatalogSource (no copy of the vectors in the index)."""
+    import atexit  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
     from imgfinder.core.centring import Centre  # noqa: PLC0415
@@ -187,6 +189,7 @@ def app_index(args, ids: np.ndarray, vectors: np.ndarray):
     from imgfinder.core.vectors import VectorStore  # noqa: PLC0415
 
     folder = tempfile.mkdtemp(prefix="imgfinder-scan-store-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # 820 MB at 100k: never left
     store = VectorStore(os.path.join(folder, "vectors.f16"), args.dim, "synthetic")
     rows, total = [], np.zeros(args.dim, np.float64)
     for lo in range(0, len(ids), 8192):
