@@ -232,6 +232,8 @@ def main() -> int:
         "--pair-recall", default=None, help="exact feature pairs (.npz, made if missing)"
     )
     args = ap.parse_args()
+    if args.planted + args.exact >= args.n:
+        ap.error(f"--planted {args.planted} + --exact {args.exact} must be below --n {args.n}")
 
     from imgfinder.core import dupes  # noqa: PLC0415
     from imgfinder.core.dupes import pairs as pairs_mod  # noqa: PLC0415
@@ -377,10 +379,13 @@ def main() -> int:
         pair_recall(args.pair_recall, index, ids, vectors, k_f, args)
     load = os.getloadavg()[0]
     print(f"load average now {load:.1f} on {os.cpu_count()} cores (other jobs share them)")
-    print(
-        f"goal: scan of 100k in <= 30 s (wall {t_scan:.1f} s, CPU {cpu_scan:.1f} s):",
-        "met" if t_scan <= 30 else "MISSED" + (" (CPU time meets it)" if cpu_scan <= 30 else ""),
-    )
+    if args.n == 100_000:  # the goal is stated at this size only
+        print(
+            f"goal: scan of 100k in <= 30 s (wall {t_scan:.1f} s, CPU {cpu_scan:.1f} s):",
+            "met"
+            if t_scan <= 30
+            else "MISSED" + (" (CPU time meets it)" if cpu_scan <= 30 else ""),
+        )
     return 0
 
 
