@@ -232,8 +232,11 @@ def main() -> int:
         "--pair-recall", default=None, help="exact feature pairs (.npz, made if missing)"
     )
     args = ap.parse_args()
-    if args.planted + args.exact >= args.n:
-        ap.error(f"--planted {args.planted} + --exact {args.exact} must be below --n {args.n}")
+    if args.n - args.planted - args.exact < max(args.planted, args.exact):
+        ap.error(  # copies are planted of distinct originals
+            f"--n {args.n} leaves fewer originals than --planted {args.planted} / --exact "
+            f"{args.exact} copies of them (at most a third of --n each)"
+        )
 
     from imgfinder.core import dupes  # noqa: PLC0415
     from imgfinder.core.dupes import pairs as pairs_mod  # noqa: PLC0415
