@@ -238,7 +238,7 @@ def main() -> int:
             f"{args.exact} copies of them (at most a third of --n each)"
         )
 
-    from imgfinder.core import dupes  # noqa: PLC0415
+    from imgfinder.core import dupes, imagesig  # noqa: PLC0415
     from imgfinder.core.dupes import pairs as pairs_mod  # noqa: PLC0415
     from imgfinder.core.index import LSHIndex  # noqa: PLC0415
 
@@ -250,7 +250,10 @@ def main() -> int:
     src, feats, psig = plant(base, sigs, args.planted, rng)
     exact_src = rng.choice(n_base, args.exact, replace=False)
     vectors = np.concatenate([base, feats, base[exact_src]])
+    # as the app holds them: stored as float16 blobs, loaded as float32 (imagesig.from_blob,
+    # session.compute_scan); the float64 of the generator made the signature pass 2.2x slower
     signatures = np.concatenate([sigs, psig, sigs[exact_src]])
+    signatures = signatures.astype(imagesig.SIG_DTYPE).astype(np.float32)
     del base
     n = len(vectors)
     ids = np.arange(1, n + 1, dtype=np.int64)
