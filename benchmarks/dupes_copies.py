@@ -456,6 +456,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep")
     args = ap.parse_args()
+    from imgfinder.core.memtune import tune_allocator  # noqa: PLC0415
+
+    tuned = tune_allocator()  # as the app's processes do (IMGFINDER_MALLOC_TUNE=0: not)
+    print(f"allocator: {'the app policy (core/memtune.py)' if tuned else 'the default'}")
     if args.issue_size:
         args.per_class, args.negatives, args.shot_every = 17, -1, 1
         args.scenes, args.scene_shots = 2200, 150

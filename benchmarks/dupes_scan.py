@@ -206,6 +206,15 @@ def app_index(args, ids: np.ndarray, vectors: np.ndarray):
     return index
 
 
+def _rss_now_mb() -> float:
+    """Resident memory now (Linux /proc), to see what the allocator keeps after a job."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20  # as peak_rss_mb
+    except (OSError, ValueError):
+        return float("nan")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000, help="library size (incl. planted copies)")
@@ -232,6 +241,10 @@ def main() -> int:
         "--pair-recall", default=None, help="exact feature pairs (.npz, made if missing)"
     )
     args = ap.parse_args()
+    from imgfinder.core.memtune import tune_allocator  # noqa: PLC0415
+
+    tuned = tune_allocator()  # as the app's processes do (IMGFINDER_MALLOC_TUNE=0: not)
+    print(f"allocator: {'the app policy (core/memtune.py)' if tuned else 'the default'}")
     if args.n - args.planted - args.exact < max(args.planted, args.exact):
         ap.error(  # copies are planted of distinct originals
             f"--n {args.n} leaves fewer originals than --planted {args.planted} / --exact "
@@ -366,6 +379,7 @@ def main() -> int:
         {"what": "similar-tier groups at 0.70", "value": len(similar)},
         {"what": "peak RSS before the scan (data + index)", "value": f"{rss_before:.0f} MB"},
         {"what": "peak RSS after the scan", "value": f"{peak_rss_mb():.0f} MB"},
+        {"what": "RSS now (the scan's temporaries freed)", "value": f"{_rss_now_mb():.0f} MB"},
     ]
     print(table(rows, ["what", "value"]))
     groups = {tier: sorted(sorted(g.paths) for g in dupes.group(pl, tier)) for tier in dupes.TIERS}

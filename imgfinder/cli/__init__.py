@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from imgfinder import __version__, paths
 from imgfinder.config import DEFAULTS, DEVICES, INDEX_BACKENDS  # noqa: F401 (DEFAULTS re-exported)
+from imgfinder.core.memtune import tune_allocator
 from imgfinder.core.modelspec import BACKBONES, DEFAULT_BACKBONE, OFFLINE_BACKBONE
 from imgfinder.errors import ImgfinderError
 from imgfinder.logsetup import setup_logging
@@ -237,6 +238,7 @@ def write_error_message(exc: BaseException) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _setup_streams()
+    tune_allocator()  # numpy's big temporaries reuse memory (core/memtune.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)

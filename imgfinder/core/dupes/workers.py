@@ -251,6 +251,9 @@ def verify_in_batches(triples, verify_batch, size, cancel, stats, started):
 
 # -- in the worker -----------------------------------------------------------------------------
 def _init_worker() -> None:
+    from imgfinder.core.memtune import tune_allocator  # noqa: PLC0415
+
+    tune_allocator()
     single_thread_libraries()
     from imgfinder.core.dupes import geometry, sigindex  # noqa: F401, PLC0415 (import once, now)
 
