@@ -39,14 +39,18 @@ class DupeTables:
         """content hash -> stored signature blob of this version, for the hashes that have one."""
         return self._by_hash("dupe_signatures", "sig", version, hashes)
 
-    def save_signature_blobs(self, version: int, blobs: dict[str, bytes]) -> None:
-        if not blobs:
+    def _save_by_hash(self, table: str, column: str, version: int, values: dict) -> None:
+        """Store content hash -> `column` rows of this version in `table`, one transaction."""
+        if not values:
             return
         with self._catalog.transaction() as c:
             c.executemany(
-                "INSERT OR REPLACE INTO dupe_signatures (hash, version, sig) VALUES (?, ?, ?)",
-                [(h, version, b) for h, b in blobs.items()],
+                f"INSERT OR REPLACE INTO {table} (hash, version, {column}) VALUES (?, ?, ?)",
+                [(h, version, v) for h, v in values.items()],
             )
+
+    def save_signature_blobs(self, version: int, blobs: dict[str, bytes]) -> None:
+        self._save_by_hash("dupe_signatures", "sig", version, blobs)
 
     def clear_signatures(self) -> None:
         """Forget every stored signature (benchmarks measure a first scan with this)."""
@@ -77,13 +81,7 @@ class DupeTables:
         return self._by_hash("dupe_facts", "facts", version, hashes)
 
     def save_fact_rows(self, version: int, rows: dict[str, str]) -> None:
-        if not rows:
-            return
-        with self._catalog.transaction() as c:
-            c.executemany(
-                "INSERT OR REPLACE INTO dupe_facts (hash, version, facts) VALUES (?, ?, ?)",
-                [(h, version, f) for h, f in rows.items()],
-            )
+        self._save_by_hash("dupe_facts", "facts", version, rows)
 
     # -- decisions -----------------------------------------------------------------------
     def decisions(self) -> dict[tuple[str, str], str]:
