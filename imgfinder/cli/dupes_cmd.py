@@ -72,7 +72,7 @@ def _scan_without_model(args: argparse.Namespace):
         return None
     try:
         pairs = None
-        if not sigindex.has_vectors(catalog) and catalog.signed_rows():
+        if sigindex.signatures_only(catalog):
             if args.tier == "similar":
                 raise ImgfinderError(sigindex.SIMILAR_NEEDS_VECTORS)
             bar = ProgressBar()
@@ -171,6 +171,7 @@ def _add_folders(args: argparse.Namespace) -> None:
     signature (core/dupes/sigindex.py: no model, no torch), in this process, whose worker
     processes the scan then reuses."""
     from imgfinder.cli import fast  # noqa: PLC0415
+    from imgfinder.cli.library_cmds import print_skipped  # noqa: PLC0415
     from imgfinder.core.dupes import sigindex  # noqa: PLC0415
 
     bar = ProgressBar()
@@ -180,10 +181,7 @@ def _add_folders(args: argparse.Namespace) -> None:
         bar.close()
     if summary.indexed:
         print(f"signed {count_text(summary.indexed, 'new or changed photo')}", file=sys.stderr)
-    for path, reason in sorted(summary.skipped.items()):
-        print(f"  skipped {path}: {reason}", file=sys.stderr)
-    for root in summary.missing_roots:
-        print(f"  folder not available (entries kept): {root}", file=sys.stderr)
+    print_skipped(summary, file=sys.stderr)
 
 
 def cmd_dupes(args: argparse.Namespace) -> int:

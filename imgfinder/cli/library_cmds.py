@@ -76,11 +76,16 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(
             f"  re-extracted {summary.repaired} images whose stored vector was missing or damaged"
         )
-    for path, reason in sorted(summary.skipped.items()):
-        print(f"  skipped {path}: {reason}")
-    for root in summary.missing_roots:
-        print(f"  folder not available (entries kept): {root}")
+    print_skipped(summary)
     return 0
+
+
+def print_skipped(summary, file=None) -> None:
+    """An index run's files that could not be read, with why, and folders not available."""
+    for path, reason in sorted(summary.skipped.items()):
+        print(f"  skipped {path}: {reason}", file=file)
+    for root in summary.missing_roots:
+        print(f"  folder not available (entries kept): {root}", file=file)
 
 
 def _index_signatures(args: argparse.Namespace) -> int:
@@ -100,10 +105,7 @@ def _index_signatures(args: argparse.Namespace) -> int:
         print(json.dumps(dict(summary.__dict__, library=lib), indent=2))
         return 0
     print(run_summary_text(summary, photos, skipped).replace("Indexed", "Signed", 1))
-    for path, reason in sorted(summary.skipped.items()):
-        print(f"  skipped {path}: {reason}")
-    for root in summary.missing_roots:
-        print(f"  folder not available (entries kept): {root}")
+    print_skipped(summary)
     if counts["signed"]:
         print(
             f"  {count_text(counts['signed'], 'photo')} with duplicate signatures only: "

@@ -123,7 +123,7 @@ def scan(
     `stats["without_vectors"]` says how many photos the similar-shot tier is missing."""
     from imgfinder.core.dupes import sigindex  # noqa: PLC0415 (sigindex imports this module)
 
-    if not sigindex.has_vectors(lib.catalog) and lib.catalog.signed_rows():
+    if sigindex.signatures_only(lib.catalog):
         return (
             yield from sigindex.scan_signatures(
                 lib.catalog, lib.data_dir, verify=verify, cancel=cancel, workers=workers

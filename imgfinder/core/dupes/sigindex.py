@@ -303,6 +303,12 @@ def has_vectors(catalog: Catalog) -> bool:
     return bool(catalog.model_counts())
 
 
+def signatures_only(catalog: Catalog) -> bool:
+    """A library of `index --signatures-only` photos and no CNN vector: `dupes` scans it
+    with scan_signatures, without the model."""
+    return not has_vectors(catalog) and bool(catalog.signed_rows())
+
+
 def scan_signatures(
     catalog: Catalog,
     data_dir: str | os.PathLike,
