@@ -466,17 +466,11 @@ class LSHSearch:
         n = min(qc, per) * r
         g = self._scratch.get("g16", (n, self._dim), np.float16)
         w32 = self._scratch.get("w32", (n, self._dim), np.int32)
-        shift = getattr(self._source, "shift", None)
         ids = self._row_ids.view[flat]
         s = np.empty((qc, r), np.float32)
         for lo in range(0, qc, per):
             hi = min(qc, lo + per)
-            m = (hi - lo) * r
-            self._source.take_f16(ids[lo * r : hi * r], g[:m])
-            x = widen_f16(g[:m], w32[:m])
-            x *= F16_SCALE
-            if shift is not None:
-                x -= shift
+            x = self._source_rows(ids[lo * r : hi * r], g, w32)  # base.py
             norms = np.sqrt(np.vecdot(x, x))
             norms[norms == 0] = 1.0
             dots = np.vecdot(x.reshape(hi - lo, r, self._dim), qs[lo:hi, None, :])

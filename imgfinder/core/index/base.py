@@ -331,20 +331,28 @@ class BaseIndex:
             out[live] = self._fetch_rows(live + lo)
         return out
 
+    def _source_rows(self, ids: np.ndarray, g16: np.ndarray, w32: np.ndarray) -> np.ndarray:
+        """A source's rows of `ids` in the fast form (see the module docstring): its stored
+        float16 rows gathered into `g16`, widened in `w32` (viewed as float32, returned),
+        shifted: bit for bit what `source.get(ids)` gives, without its temporaries."""
+        x = widen_f16(self._source.take_f16(ids, g16[: len(ids)]), w32[: len(ids)])
+        x *= F16_SCALE  # = f16_to_f32, as source.get does it
+        shift = getattr(self._source, "shift", None)
+        if shift is not None:
+            x -= shift
+        return x
+
     def _unit_rows(self, rows: np.ndarray) -> np.ndarray:
         take = getattr(self._source, "take_f16", None) if self._store is None else None
         if callable(take):  # the fast form, a few rows at a time (cache-sized, no big temporaries)
-            ids, shift = self._row_ids.view[rows], getattr(self._source, "shift", None)
+            ids = self._row_ids.view[rows]
             out = np.empty((len(rows), self._dim), np.float32)
             step = max(1, (1 << 17) // self._dim)
             g = np.empty((min(step, len(rows)), self._dim), np.float16)
             w = np.empty(g.shape, np.int32)
             for lo in range(0, len(rows), step):
                 hi = min(len(rows), lo + step)
-                x = widen_f16(take(ids[lo:hi], g[: hi - lo]), w[: hi - lo])
-                x *= F16_SCALE  # = f16_to_f32, as source.get does it
-                if shift is not None:
-                    x -= shift
+                x = self._source_rows(ids[lo:hi], g, w)
                 # = np.linalg.norm(x, axis=1), bit for bit (its x * x, sum and sqrt)
                 norms = np.sqrt(np.add.reduce(np.square(x), axis=1, keepdims=True))
                 norms[norms == 0] = 1.0
