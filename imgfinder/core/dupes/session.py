@@ -278,7 +278,7 @@ def compute_scan(
         return checker(paths[i], paths[j], o, handedness_sure(sigs[i], sigs[j]))
 
     batch = None
-    if checker is not None and fast and worker_procs.use_processes(1 << 62, 0, processes):
+    if checker is not None and fast and worker_procs.processes_allowed(processes):
         n_workers = workers or _workers()
 
         def batch(triples: list[tuple[int, int, int]]):

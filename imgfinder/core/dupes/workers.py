@@ -31,7 +31,15 @@ from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BrokenProcessPool", "pool", "reset", "submit", "use_processes", "worker_count"]
+__all__ = [
+    "BrokenProcessPool",
+    "pool",
+    "processes_allowed",
+    "reset",
+    "submit",
+    "use_processes",
+    "worker_count",
+]
 
 ENV = "IMGFINDER_WORKER_PROCESSES"  # "0": threads only (debugging, restricted platforms)
 MIN_SIGN_FILES = 1000  # files to sign from which processes pay for their start
@@ -48,13 +56,20 @@ def worker_count() -> int:
 
 def use_processes(items: int, minimum: int, requested: bool | None = None) -> bool:
     """Whether a job of `items` runs in worker processes: `requested` when given (True/False),
-    else when it has at least `minimum` items, the machine more than one core and the
-    IMGFINDER_WORKER_PROCESSES environment variable is not "0"."""
+    else when it has at least `minimum` items and `processes_allowed()`."""
     if requested is not None:
         return requested
-    if os.environ.get(ENV, "").strip() == "0":
-        return False
-    return items >= minimum and (os.cpu_count() or 1) > 1
+    return items >= minimum and processes_allowed()
+
+
+def processes_allowed(requested: bool | None = None) -> bool:
+    """Whether worker processes may be used at all, whatever the job's size: `requested` when
+    given, else when the machine has more than one core and the IMGFINDER_WORKER_PROCESSES
+    environment variable is not "0" (a job whose size is only known later, such as the
+    geometric check, decides its threshold itself)."""
+    if requested is not None:
+        return requested
+    return os.environ.get(ENV, "").strip() != "0" and (os.cpu_count() or 1) > 1
 
 
 def pool(workers: int | None = None) -> ProcessPoolExecutor:
