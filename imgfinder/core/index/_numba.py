@@ -7,11 +7,12 @@ temporary directory, the first of them that is writable (numba's own default, ne
 package, is read-only in a system-wide install). Compilation is paid once per machine (a
 few seconds; later processes load the cached machine code in a fraction of that).
 
-`get(wait)`: the kernels module, or None for the numpy engine. With wait False (a single
-query: the GUI's first search, `imgfinder search`) a kernels that are not loaded yet are
-loaded on a background thread and the numpy engine answers meanwhile; both engines return
-the same rows and scores, so a switch between them is invisible. With wait True (batches:
-the duplicate scan, calibration's held-out check) the caller loads them itself.
+`get(wait)`: the kernels module, or None for the numpy engine. A batch of queries (the
+duplicate scan, calibration's held-out check) waits for them to load; a single query
+takes them only when they are already loaded, so a short process (`imgfinder search`: one
+query) never imports numba and its start-up is unchanged. The GUI calls `preload()` once its
+window is up: they load on a background thread while the numpy engine answers. Both engines
+return the same rows and scores, so a switch between them is invisible.
 
 IMGFINDER_NUMBA=0 forces the numpy engine; a missing or broken numba falls back to it (logged
 once).
@@ -94,13 +95,19 @@ def get(wait: bool) -> ModuleType | None:
     if not enabled():
         return None
     mod = _state["mod"]
-    if mod is not None:
+    if mod is not None or not wait:
         return mod
-    if wait:
-        return _load()
+    return _load()
+
+
+def preload() -> None:
+    """Load the kernels on a background thread (a long-lived process, the GUI: its first
+    searches run on the numpy engine until they are in; a short one, `imgfinder search`,
+    never pays for them). Returns at once."""
+    if not enabled() or _state["mod"] is not None:
+        return
     with _start:
         if _state["thread"] is None:
             t = threading.Thread(target=_load, name="imgfinder-numba-load", daemon=True)
             _state["thread"] = t
             t.start()
-    return None
