@@ -180,3 +180,44 @@ def test_cache_folder_is_writable_when_the_package_is_not(tmp_path):
     assert ok == "True"
     assert Path(where).is_relative_to(data), where
     assert any(Path(where).rglob("*.nbi")), "no cached kernels written"
+
+
+def test_calibration_models_the_engine_that_answers(monkeypatch):
+    """The cost table calibration uses follows the engine: compiled unless the index is
+    forced to numpy, IMGFINDER_NUMBA=0 is set or numba is missing."""
+    idx = LSHIndex(32)
+    assert idx.tuning().compiled == nb.enabled()
+    idx._force_numpy = True
+    assert not idx.tuning().compiled
+    idx._force_numpy = False
+    monkeypatch.setenv("IMGFINDER_NUMBA", "0")
+    assert not idx.tuning().compiled
+
+
+def test_single_queries_do_not_import_numba_until_loaded(tmp_path):
+    """A short process's single query on a saved index (`imgfinder search`) runs the numpy
+    engine and never imports numba; a batch loads the kernels, and single queries use them
+    from then on."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 32)).astype(np.float32)
+    idx = LSHIndex(32, seed=0, exact_fallback=False, probes=16, rerank=40)
+    idx.add(np.arange(3000), x)
+    idx.build()
+    idx.save(tmp_path / "x.idx")
+    np.save(tmp_path / "x.npy", x[:4])
+    code = (
+        "import sys, numpy as np\n"
+        "from imgfinder.core.index import LSHIndex\n"
+        "from imgfinder.core.index import _numba as nb\n"
+        f"idx = LSHIndex.load({str(tmp_path / 'x.idx')!r})\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        "a = idx.query(x[0], 5)\n"
+        "print('numba' in sys.modules, idx._engine(1) is None)\n"
+        "b = idx.query_batch(x, 5)\n"
+        "print(nb.enabled() == ('numba' in sys.modules), (idx._engine(1) is None) != nb.enabled())\n"
+        "c = idx.query(x[0], 5)\n"
+        "print(np.array_equal(a[0], c[0]) and np.array_equal(a[1], c[1]))\n"
+    )
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "True", "True", "True", "True"]
