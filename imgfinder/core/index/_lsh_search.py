@@ -312,7 +312,7 @@ class LSHSearch:
         """The compiled kernels (`_numba`) or None for the numpy engine. A batch waits for
         them to load (compiled once per machine, then cached); a single query does not (the
         numpy engine answers while they load in the background)."""
-        if self._force_numpy:
+        if self._force_numpy or self._rows_flat.dtype != np.int32:  # (2**31+ table entries)
             return None
         return _numba.get(wait=nq > 1)
 

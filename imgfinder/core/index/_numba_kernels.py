@@ -58,32 +58,32 @@ def _rw(dtype, ndim):
 
 
 _I64, _I32, _U64 = T.int64, T.int32, T.uint64
-_SIGS = [
-    T.void(
-        _ro(_I64, 2),
-        _ro(_I64, 2),
-        _ro(rows_t, 1),
-        _ro(_U64, 2),
-        _ro(_U64, 2),
-        _I64,
-        _I64,
-        _ro(T.boolean, 1),
-        T.boolean,
-        _ro(_I64, 1),
-        _rw(_I32, 1),
-        _I64,
-        _I64,
-        _ro(T.int8, 2),
-        _ro(_I32, 2),
-        _rw(_I32, 1),
-        _rw(_I32, 1),
-        _rw(_I32, 1),
-        _rw(_I64, 1),
-        _rw(_I64, 2),
-        _rw(_I64, 1),
-    )
-    for rows_t in (_I32, _I64)
-]
+# One signature (compiled once per machine, then loaded from the cache): int32 table rows,
+# which every table below 2**31 entries has (`_lsh_search._engine` keeps larger ones on the
+# numpy engine).
+_SIG = T.void(
+    _ro(_I64, 2),
+    _ro(_I64, 2),
+    _ro(_I32, 1),
+    _ro(_U64, 2),
+    _ro(_U64, 2),
+    _I64,
+    _I64,
+    _ro(T.boolean, 1),
+    T.boolean,
+    _ro(_I64, 1),
+    _rw(_I32, 1),
+    _I64,
+    _I64,
+    _ro(T.int8, 2),
+    _ro(_I32, 2),
+    _rw(_I32, 1),
+    _rw(_I32, 1),
+    _rw(_I32, 1),
+    _rw(_I64, 1),
+    _rw(_I64, 2),
+    _rw(_I64, 1),
+)
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -99,7 +99,7 @@ def _popcount(x):
     return (x * _H01) >> np.uint64(56)
 
 
-@njit(_SIGS, nogil=True, cache=True)
+@njit([_SIG], nogil=True, cache=True)
 def candidate_block(
     starts,  # (Q, P) int64: first entry of each probed bucket in rows_flat
     lens,  # (Q, P) int64: its length
