@@ -221,3 +221,20 @@ def test_single_queries_do_not_import_numba_until_loaded(tmp_path):
     r = _run(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "True", "True", "True", "True"]
+
+
+@needs_numba
+def test_compiled_engine_is_safe_across_threads(kern):
+    """Two threads querying one index at once (the duplicate scan's k-NN threads; the
+    kernels release the GIL) get what one thread gets: each has its own scratch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, qs = _broad(n=4000, nq=80, seed=13)
+    idx = LSHIndex(base.shape[1], seed=3, exact_fallback=False)
+    idx.add(np.arange(len(base)), base)
+    idx.build()
+    want = idx.query_batch(qs, 10)
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda lo: idx.query_batch(qs[lo : lo + 20], 10), range(0, 80, 20)))
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), want[0])
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), want[1])
