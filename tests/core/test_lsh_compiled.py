@@ -196,8 +196,8 @@ def test_calibration_models_the_engine_that_answers(monkeypatch):
 
 def test_single_queries_do_not_import_numba_until_loaded(tmp_path):
     """A short process's single query on a saved index (`imgfinder search`) runs the numpy
-    engine and never imports numba; a batch loads the kernels, and single queries use them
-    from then on."""
+    engine and never imports numba; a batch large enough loads the kernels (a small one
+    does not), and single queries use them from then on, with the same results."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3000, 32)).astype(np.float32)
     idx = LSHIndex(32, seed=0, exact_fallback=False, probes=16, rerank=40)
@@ -210,8 +210,10 @@ def test_single_queries_do_not_import_numba_until_loaded(tmp_path):
         "from imgfinder.core.index import LSHIndex\n"
         "from imgfinder.core.index import _numba as nb\n"
         f"idx = LSHIndex.load({str(tmp_path / 'x.idx')!r})\n"
+        "idx._COMPILED_WORK = 4 * 3000  # this batch of 4 loads the kernels\n"
         f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
         "a = idx.query(x[0], 5)\n"
+        "idx.query_batch(x[:3], 5)  # below _COMPILED_WORK: numpy\n"
         "print('numba' in sys.modules, idx._engine(1) is None)\n"
         "b = idx.query_batch(x, 5)\n"
         "print(nb.enabled() == ('numba' in sys.modules), (idx._engine(1) is None) != nb.enabled())\n"
