@@ -26,7 +26,7 @@ class LSHSearch:
     """Query methods of LSHIndex (see the module docstring)."""
 
     _force_numpy = False  # True: never the compiled engine (tests compare the two)
-    _COMPILED_WORK = 1 << 26  # queries x rows of a batch that loads the compiled kernels
+    _COMPILED_WORK = 1 << 24  # queries x rows of a batch that loads the compiled kernels
 
     # Block sizes: small enough for the gathered codes to stay in cache (measured CPU ms per
     # query, broad clusters 20k x 512: 0.53 with 2M-entry gathers, 0.40 with 128k).
@@ -312,9 +312,10 @@ class LSHSearch:
     def _engine(self, nq: int):
         """The compiled kernels (`_numba`) or None for the numpy engine. Once loaded they
         serve every query. A batch large enough to pay for loading them (queries x rows >=
-        _COMPILED_WORK: the duplicate scan's 2,048-photo chunks from ~33k photos, the build's
-        256-row recall check from ~260k; loading takes 0.4-2 s from the cache, about 6.5 s
-        CPU to compile once per machine) loads them; anything smaller runs on numpy."""
+        _COMPILED_WORK: the duplicate scan's 2,048-photo chunks from ~8k photos, the build's
+        256-row recall check from ~65k, where a build takes tens of seconds; loading takes
+        0.6 s CPU from the cache, about 6.5 s to compile once per machine) loads them;
+        anything smaller runs on numpy."""
         if self._force_numpy or self._rows_flat.dtype != np.int32:  # (2**31+ table entries)
             return None
         return _numba.get(wait=nq * self._live >= self._COMPILED_WORK)
