@@ -240,3 +240,33 @@ def test_compiled_engine_is_safe_across_threads(kern):
         parts = list(pool.map(lambda lo: idx.query_batch(qs[lo : lo + 20], 10), range(0, 80, 20)))
     np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), want[0])
     np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), want[1])
+
+
+def test_a_broken_numba_falls_back_to_numpy(tmp_path):
+    """numba failing to import (here: blocked) leaves the numpy engine answering, with the
+    same rows and scores as an index that never tried."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2000, 16)).astype(np.float32)
+    idx = LSHIndex(16, seed=0, exact_fallback=False, probes=16, rerank=40)
+    idx.add(np.arange(2000), x)
+    idx.build()
+    idx.save(tmp_path / "x.idx")
+    idx._force_numpy = True
+    want = idx.query_batch(x[:8], 5)
+    np.save(tmp_path / "want.npy", np.concatenate([want[0], want[1]], axis=1))
+    np.save(tmp_path / "q.npy", x[:8])
+    code = (
+        "import sys, numpy as np\n"
+        "sys.modules['numba'] = None  # import numba -> ImportError\n"
+        "from imgfinder.core.index import LSHIndex\n"
+        "from imgfinder.core.index import _numba as nb\n"
+        f"idx = LSHIndex.load({str(tmp_path / 'x.idx')!r})\n"
+        "idx._COMPILED_WORK = 0\n"
+        f"want = np.load({str(tmp_path / 'want.npy')!r})\n"
+        f"i, s = idx.query_batch(np.load({str(tmp_path / 'q.npy')!r}), 5)\n"
+        "print(nb.get(wait=True) is None, nb.enabled())\n"
+        "print(np.array_equal(np.concatenate([i, s], axis=1), want))\n"
+    )
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "False", "True"], r.stdout + r.stderr
