@@ -9,6 +9,12 @@ keys and bucket offsets for every query at once, one ragged gather of all candid
 one de-duplication, row-wise selections over a padded (queries x candidates) matrix for the
 prefilter and the sketch top-R, the refine top-R2 from the memory-mapped int8 refine codes,
 then one gather + widen + dot for the exact re-rank of those R2 rows.
+
+The candidate stage (bucket gather, de-duplication, Hamming prefilter, sketch top-R) has a
+second, compiled engine (`_numba_kernels.candidate_block`, loaded by `_numba`; see
+`_engine` for when): one loop per query instead of the passes above, returning the same
+rows in the same order (sketch weights are integers, `_integer_weights`, so sketch scores
+are exact in both). The numpy engine stays the reference and the fallback.
 """
 
 from __future__ import annotations
