@@ -249,6 +249,9 @@ def start(args: argparse.Namespace) -> MainWindow:
 def run_app(args: argparse.Namespace) -> int:
     """`imgfinder gui [IMAGE...]`: run the desktop app until the window closes."""
     window = start(args)
+    from imgfinder.core.index import _numba  # noqa: PLC0415 (numba itself loads later)
+
+    _numba.preload()  # the LSH index's compiled kernels, on a background thread
     app = QApplication.instance()
     reporter = ErrorReporter(window)
     reporter.install()

@@ -9,6 +9,12 @@ keys and bucket offsets for every query at once, one ragged gather of all candid
 one de-duplication, row-wise selections over a padded (queries x candidates) matrix for the
 prefilter and the sketch top-R, the refine top-R2 from the memory-mapped int8 refine codes,
 then one gather + widen + dot for the exact re-rank of those R2 rows.
+
+The candidate stage (bucket gather, de-duplication, Hamming prefilter, sketch top-R) has a
+second, compiled engine (`_numba_kernels.candidate_block`, loaded by `_numba`; see
+`_engine` for when): one loop per query instead of the passes above, returning the same
+rows in the same order (sketch weights are integers, `_integer_weights`, so sketch scores
+are exact in both). The numpy engine stays the reference and the fallback.
 """
 
 from __future__ import annotations
@@ -17,12 +23,16 @@ import math
 
 import numpy as np
 
+from . import _numba
 from ._kernels import F16_SCALE, brute_force_knn, hamming_many, hamming_rows, matvec, widen_f16
 from ._lsh_tune import CALIB_K
 
 
 class LSHSearch:
     """Query methods of LSHIndex (see the module docstring)."""
+
+    _force_numpy = False  # True: never the compiled engine (tests compare the two)
+    _COMPILED_WORK = 1 << 24  # queries x rows of a batch that loads the compiled kernels
 
     # Block sizes: small enough for the gathered codes to stay in cache (measured CPU ms per
     # query, broad clusters 20k x 512: 0.53 with 2M-entry gathers, 0.40 with 128k).
@@ -178,12 +188,14 @@ class LSHSearch:
 
     def _sketch_query(self, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-query weights with code . w ~ (row - mean) . q for the sketch ((Q, m)) and for
-        the refine codes ((Q, m_r)), from one product with the shared basis (float32)."""
+        the refine codes ((Q, m_r)), from one product with the shared basis (float32). The
+        sketch weights are integers (`_integer_weights`), so sketch scores are exact integers
+        whatever the order of their sums: both engines (numpy, compiled) get the same."""
         if len(qs) == 1:
             c = (matvec(self._sk_basis, qs[0]) * self._sk_step)[None, :]
         else:
             c = (qs @ self._sk_basis.T) * self._sk_step
-        return np.ascontiguousarray(c[:, : self._sk_m]), np.ascontiguousarray(c[:, : self._rf_m])
+        return _integer_weights(c[:, : self._sk_m]), np.ascontiguousarray(c[:, : self._rf_m])
 
     def _refine_scores(self, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Refine-code scores (float32) of `rows` for one query's refine weights."""
@@ -268,21 +280,30 @@ class LSHSearch:
         w, wr = self._sketch_query(qs)
         sel = np.full((nq, depth), -1, np.int64)
         todo, p = np.arange(nq), self._probes
+        kern = self._engine(nq)
+        wq = w.astype(np.int32) if kern is not None else None
         while len(todo):
             last = p >= self._max_probes
             per_probe = max(1.0, self._live / (1 << self._b))
             step = max(1, int(self._GATHER_ENTRIES // max(1.0, p * per_probe)))
             step = min(step, self._PROBE_CHUNK, len(todo))
+            if kern is not None:  # bounded per query, not per block: no gather to size
+                step = min(self._PROBE_CHUNK, len(todo))
             seen = self._scratch.get("seen", (self._n_rows,), np.int32)
             again = []
             for lo in range(0, len(todo), step):
                 js = todo[lo : lo + step]
                 ex = None if exclude is None else np.asarray(exclude, np.int64)[js]
-                flat, _, ends = self._gather(projs[js], qcodes[js], p, False)
-                rows, qid, counts = self._dedup_block(flat, ends, ex, seen)
+                if kern is not None:
+                    block, counts = self._select_compiled(
+                        kern, projs[js], qcodes[js], p, ex, wq[js], k, seen
+                    )
+                else:
+                    flat, _, ends = self._gather(projs[js], qcodes[js], p, False)
+                    rows, qid, counts = self._dedup_block(flat, ends, ex, seen)
+                    block = self._select_block(rows, qid, counts, qcodes[js], w[js], k)
                 avail = self._live - (0 if ex is None else (ex >= 0))
                 short = (counts < 2 * depth) & (counts < avail)
-                block = self._select_block(rows, qid, counts, qcodes[js], w[js], k)
                 sel[js] = -1
                 sel[js, : block.shape[1]] = block
                 if not last:
@@ -293,6 +314,57 @@ class LSHSearch:
             todo = np.concatenate(again) if again else todo[:0]
             p = min(2 * p, self._max_probes)
         yield from self._rerank_many(self._refine_select(sel, wr, k), qs, k)
+
+    def _engine(self, nq: int):
+        """The compiled kernels (`_numba`) or None for the numpy engine. Once loaded they
+        serve every query. A batch large enough to pay for loading them (queries x rows >=
+        _COMPILED_WORK: the duplicate scan's 2,048-photo chunks from ~8k photos, the build's
+        256-row recall check from ~65k, where a build takes tens of seconds; loading takes
+        0.6 s CPU from the cache, about 6.5 s to compile once per machine) loads them;
+        anything smaller runs on numpy."""
+        if self._force_numpy or self._rows_flat.dtype != np.int32:  # (2**31+ table entries)
+            return None
+        return _numba.get(wait=nq * self._live >= self._COMPILED_WORK)
+
+    def _select_compiled(self, kern, projs, qcodes, n_probes: int, exclude, wq, k: int, seen):
+        """What `_gather` + `_dedup_block` + `_select_block` return (the (Q, depth) rows to
+        re-rank, -1 padding, and the unique candidates per query), from one compiled pass
+        per query over its probed buckets (`_numba_kernels.candidate_block`)."""
+        nq, depth, pre = len(projs), self._depth(k), self._pre_depth(k)
+        tab, keys = self._probe_keys(projs, qcodes, n_probes)
+        slot = tab * self._offs_stride + keys
+        starts = self._offs_flat[slot].astype(np.int64)
+        lens = self._offs_flat[slot + 1] - starts
+        starts += tab * self._rows_stride
+        pending = self._n_rows - self._n_tabled
+        per_q = int(lens.sum(axis=1).max(initial=0)) + pending
+        sc = self._scratch
+        out = np.full((nq, depth), -1, np.int64)
+        counts = np.zeros(nq, np.int64)
+        kern.candidate_block(
+            starts,
+            lens.astype(np.int64, copy=False),
+            self._rows_flat,
+            self._codes.view,
+            np.ascontiguousarray(qcodes),
+            self._n_tabled,
+            self._n_rows,
+            self._alive.view,
+            self._live != self._n_rows,
+            np.full(nq, -1, np.int64) if exclude is None else exclude,
+            seen,
+            pre,
+            depth,
+            self._sketch.view,
+            wq,
+            sc.get("nb_r", (per_q,), np.int32),
+            sc.get("nb_h", (per_q,), np.int32),
+            sc.get("nb_c", (per_q,), np.int32),
+            sc.get("nb_k", (per_q,), np.int64),
+            out,
+            counts,
+        )
+        return out, counts
 
     def _dedup_block(self, flat, ends, exclude, seen):
         """Unique live (query, row) entries of a block of queries, pending rows included:
@@ -367,10 +439,11 @@ class LSHSearch:
         if mat.shape[1] > depth:
             if cols is None:
                 cols = np.broadcast_to(np.arange(mat.shape[1]), mat.shape)
-            s = self._sketch_block(mat, w)
-            s[mat < 0] = -np.inf
-            s -= cols * 1e-13  # float64: breaks exact ties only, by position
-            top = np.argpartition(-s, depth - 1, axis=1)[:, :depth]
+            # Key: the (exact, integer) sketch score, then the smaller position; padding last.
+            key = self._sketch_block(mat, w).astype(np.int64) << 32
+            key |= 0xFFFFFFFF - cols
+            key[mat < 0] = np.iinfo(np.int64).min
+            top = np.argpartition(key, key.shape[1] - depth, axis=1)[:, -depth:]
             mat = np.take_along_axis(mat, top, axis=1)
             cols = np.take_along_axis(cols, top, axis=1)
         if cols is not None:  # canonical order (by position), as the re-rank sort is stable
@@ -476,6 +549,21 @@ class LSHSearch:
             dots = np.vecdot(x.reshape(hi - lo, r, self._dim), qs[lo:hi, None, :])
             s[lo:hi] = dots / norms.reshape(hi - lo, r)
         return s
+
+
+# Sum of |w| per query for the integer sketch weights: every partial sum of int8 codes
+# (|c| <= 127) times them stays below 2**24, so float32 products are exact integers in any
+# order (BLAS, SIMD, the compiled kernel's int64 loop). About 10 bits per weight at 128
+# dimensions, finer than the int8 codes they multiply.
+_SK_L1 = 131_000
+
+
+def _integer_weights(c: np.ndarray) -> np.ndarray:
+    """(Q, m) float32 integer-valued weights proportional to c (per query), sum |w| <=
+    _SK_L1 + m / 2."""
+    l1 = np.abs(c).sum(axis=1, dtype=np.float64, keepdims=True)
+    scale = np.divide(_SK_L1, l1, out=np.ones_like(l1), where=l1 > 0)
+    return np.ascontiguousarray(np.rint(c * scale).astype(np.float32))
 
 
 def _subsets(m: int) -> np.ndarray:

@@ -42,6 +42,26 @@ _COST_ENTRY = 20e-9  # per candidate entry (ragged gather, de-duplication)
 _COST_UNIQUE = 30e-9  # per unique candidate (Hamming distance over B bits, prefilter select)
 _COST_SK_ROW = 20e-9  # per sketch-ranked candidate: a random memory access
 _COST_SK_ELEM = 0.6e-9  # per sketch byte of a ranked candidate (gather, widen, dot)
+# The same stages in the compiled engine (_numba_kernels.candidate_block: one pass per query,
+# prefetched loads), fitted by least squares to thread-CPU times of single queries at 1M x
+# 512 (heavy-tailed and fitted distributions, probes 16-4,096, prefilters 0-16,384):
+# entries are cheaper (no ragged-gather temporaries), unique rows and sketch rows cost about
+# what their random memory accesses cost. Calibration uses the table of the engine that will
+# answer (`Tunable.compiled`), so it picks the cheapest setting for that engine.
+_COSTS_NUMPY = {
+    "probe": _COST_PROBE,
+    "entry": _COST_ENTRY,
+    "unique": _COST_UNIQUE,
+    "sk_row": _COST_SK_ROW,
+    "sk_elem": _COST_SK_ELEM,
+}
+_COSTS_COMPILED = {
+    "probe": 36e-9,
+    "entry": 8e-9,
+    "unique": 40e-9,
+    "sk_row": 40e-9,
+    "sk_elem": 0.6e-9,
+}
 # Hamming prefilter depths tried (per 10 results). The deep ones matter on clustered data of
 # high intrinsic dimension, where 256-bit Hamming distance ranks neighbours poorly: at 1M x 512
 # (heavy-tailed clusters, 2,048 probes, 146k unique candidates) keeping the Hamming best 4,096
@@ -93,6 +113,7 @@ class Tunable(Protocol):
     sketch_dims: int
     refine_dims: int  # width of the refine codes (0: no refine stage)
     owns_vectors: bool
+    compiled: bool  # queries run on the compiled engine (its cost table applies)
     table_bits: int
     tables: int
     max_probes: int
@@ -252,7 +273,8 @@ def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int, bool]:
     w, wr = index.sketch_weights(qs)
     stamp = np.zeros(index.n_rows, dtype=np.int32)
     row_cost = _COST_ROW + _COST_ELEM * index.dim
-    sk_cost = _COST_SK_ROW + _COST_SK_ELEM * index.sketch_dims
+    cc = _COSTS_COMPILED if index.compiled else _COSTS_NUMPY
+    sk_cost = cc["sk_row"] + cc["sk_elem"] * index.sketch_dims
     rf_cost = _COST_RF_ROW + _COST_RF_ELEM * index.refine_dims
     grid_r = _refine_grid(index, p)
     best = None  # (cost, b, probes, r, prefilter, refine); b None: the exact scan
@@ -266,7 +288,7 @@ def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int, bool]:
         grid = [int(p["probes"])] if p["probes"] else _probe_grid(index.tables, index.max_probes)
         per_bucket = live / (1 << index.table_bits)
         for n_probes in grid:
-            floor = _COST_PROBE * n_probes + _COST_ENTRY * n_probes * per_bucket * 0.5
+            floor = (cc["probe"] + cc["entry"] * per_bucket * 0.5) * n_probes
             if best is not None and floor > best[0]:
                 break  # more probes (or coarser tables) only cost more from here on
             pres = [int(fixed_pre)] if fixed_pre is not None else list(_PREFILTERS)
@@ -275,7 +297,7 @@ def calibrate(index: Tunable, target: float) -> tuple[int, int, int, int, bool]:
             )
             finite = pos[0][np.isfinite(pos[0])]
             widest = (b, n_probes, float(finite.max()) + 1 if finite.size else 0.0)
-            gather = _COST_PROBE * n_probes + _COST_ENTRY * n_ent + _COST_UNIQUE * n_uni
+            gather = cc["probe"] * n_probes + cc["entry"] * n_ent + cc["unique"] * n_uni
             log.debug(
                 "lsh calibration: b=%d probes=%d: %.0f entries, %.0f unique rows per query",
                 *(b, n_probes, n_ent, n_uni),
