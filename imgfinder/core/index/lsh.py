@@ -1,6 +1,7 @@
 """Random-hyperplane (SimHash) LSH for cosine search, tuned for pooled CNN features.
 
-Pipeline for one query (numpy only, vectorised, no Python loop over candidates):
+Pipeline for one query (numpy, vectorised, no Python loop over candidates; steps 3-5's
+candidate stage also has a compiled engine, `_numba_kernels`, that returns the same rows):
 
 1. Centre and project: ``p = H @ q - offset`` with H a seeded Gaussian (B x dim) matrix and
    ``offset = H @ mean + median``. Centring matters because ReLU features share a large
