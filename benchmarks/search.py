@@ -373,6 +373,11 @@ def run_one(name, make, n, dim, args, workdir: Path, anchors: bool) -> dict:
         ndis=f"{cands / 1e3:.1f}k>{depths[2] or depths[1]}",
     )
     rows.append(lsh_row)
+    print(
+        f"  lsh: recall {lsh_rec:.4f}, {lsh_row.cpu:.3f} ms CPU ({lsh_row.med:.3f} wall), "
+        f"{exact_cpu / max(lsh_row.cpu, 1e-6):.1f}x the exact scan's CPU; {lsh_row.note}",
+        flush=True,
+    )
     lsh = None
     gc.collect()
 
@@ -434,7 +439,8 @@ def _picks(name, settings, target, fixed, extra="") -> list[Row]:
         # printed at once too: a long run stopped part-way keeps what it measured
         print(
             f"  {r.name}: recall {r.rec:.4f}, {r.cpu:.3f} ms CPU ({r.med:.3f} wall), build "
-            f"{r.build_s or 0:.0f} s, {r.bpv or 0:.0f} + {r.vec_bpv or 0:.0f} B/vec; {r.note}",
+            f"{r.build_s or 0:.0f} s, {r.bpv or 0:.0f} + {r.vec_bpv or 0:.0f} B/vec, touched "
+            f"{r.ndis or '-'}; {r.note}",
             flush=True,
         )
     return rows
@@ -486,7 +492,7 @@ def run_anchors(x32, base, queries, truth, target, dim, args, workdir) -> list[R
                     q[None, :], K, params=p
                 )[1][0],
             )
-            for kf in (4, 16, 64, 256)
+            for kf in (4, 8, 16, 32, 64, 128, 256)
         ]
         settings = _sweep(knobs, queries, truth, stop, rb, 32.0, 4 * dim)
         extra = "; a flat Hamming scan of every code, then an exact re-rank of k_factor * 10"
@@ -591,7 +597,8 @@ def _ivf_anchors(faiss, x32, queries, truth, target, fixed, stop, dim, args) -> 
     out = []
     ivf_stats = faiss.cvar.indexIVF_stats
     counter = (ivf_stats.reset, lambda: ivf_stats.ndis)
-    probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if p <= nlist]
+    grid = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+    probes = [p for p in grid if p <= nlist]  # steps of about sqrt(2)
     if not args.skip_ivfflat:
         t1 = time.perf_counter()
         add_preassigned(ivf, x32, assign)
@@ -634,7 +641,7 @@ def _ivf_anchors(faiss, x32, queries, truth, target, fixed, stop, dim, args) -> 
 
         settings = []
         for kf in (16, 64):
-            knobs = [(f"nprobe={p} k_factor={kf}", nprobe_pq(p, kf)) for p in probes[2:]]
+            knobs = [(f"nprobe={p} k_factor={kf}", nprobe_pq(p, kf)) for p in probes[3:]]
             settings += _sweep(knobs, queries, truth, stop, build_s, m + 8.0, 4 * dim, counter)
         extra = f"; nlist={nlist} PQ{m}x8; touched = PQ codes scanned"
         out += _picks(f"faiss IVF{nlist}-PQ{m} + refine", settings, target, fixed, extra)
@@ -669,7 +676,7 @@ def print_worst(results: list[dict], stats: dict, bar: float) -> None:
         f" / mean cos at the run size, then at {stats.get('size', 'the real size')})"
     )
     head = (
-        f"{'size':<14}{'dist':<14}{'LSH rec':>8}{'cpu ms':>8}{'spd':>7}  {'best anchor':<28}"
+        f"{'size':<16}{'dist':<14}{'LSH rec':>8}{'cpu ms':>8}{'spd':>7}  {'best anchor':<28}"
         f"{'rec':>6}{'cpu ms':>8}{'spd':>7}  {'best <=300B':<28}{'spd':>7}{'LSH/HNSW':>9}"
         f"  {'RC  LID  cos (run)':<20}{'RC  LID  cos (real n)':<22}"
     )
@@ -698,7 +705,7 @@ def print_worst(results: list[dict], stats: dict, bar: float) -> None:
                 (a for a in anchors if "HNSW" in a["name"]), key=lambda a: a["cpu_ms"], default=None
             )
             ok = "" if r["recall"] >= bar else "!"
-            line = f"{size:<14}{r['dist']:<14}{r['recall']:8.3f}{r['cpu_ms']:8.2f}"
+            line = f"{size:<16}{r['dist']:<14}{r['recall']:8.3f}{r['cpu_ms']:8.2f}"
             line += f"{r['cpu_speedup']:6.1f}{ok or 'x'}  "
             for a, full in ((best, True), (small, False)):
                 name = "-" if a is None else a["name"].replace(f" @{bar:.2f}", "")
@@ -719,7 +726,7 @@ def print_worst(results: list[dict], stats: dict, bar: float) -> None:
                     worst[key] = (val, r["dist"])
         w = {k: f"{v[0]:.1f}x ({v[1]})" if v else "-" for k, v in worst.items()}
         print(
-            f"{size:<14}{'WORST':<14}  LSH {w['lsh']} (0x: recall below {bar:.2f}); best anchor "
+            f"{size:<16}{'WORST':<14}  LSH {w['lsh']} (0x: recall below {bar:.2f}); best anchor "
             f"{w['best']}, within 300 B {w['small']} (over the distributions run with anchors)"
         )
     if stats.get("real"):
