@@ -68,6 +68,15 @@ class LSHSearch:
         keys ^= np.take_along_axis(flips, pick, axis=1).astype(np.int64)
         return tab, keys
 
+    def _probe_ranges(self, projs, qcodes, n_probes: int) -> tuple[np.ndarray, np.ndarray]:
+        """(first entry in rows_flat, length) of every probed bucket, (Q, probes) int64 each."""
+        tab, keys = self._probe_keys(projs, qcodes, n_probes)
+        slot = tab * self._offs_stride + keys
+        starts = self._offs_flat[slot].astype(np.int64)
+        lens = self._offs_flat[slot + 1] - starts
+        starts += tab * self._rows_stride
+        return starts, lens
+
     def _gather(self, projs, qcodes, n_probes: int, with_ham: bool = True):
         """Candidate entries (with repeats) of every query: flat rows (int32), their Hamming
         distance to the query's code (uint16, one vectorised pass; None unless `with_ham`),
@@ -76,11 +85,8 @@ class LSHSearch:
         rows_out, ham_out, ends_out, base = [], [], [], 0
         for lo in range(0, nq, self._PROBE_CHUNK):
             hi = min(nq, lo + self._PROBE_CHUNK)
-            tab, keys = self._probe_keys(projs[lo:hi], qcodes[lo:hi], n_probes)
-            slot = tab * self._offs_stride + keys
-            starts = self._offs_flat[slot].astype(np.int64)
-            lens = (self._offs_flat[slot + 1] - starts).ravel()
-            shift = (starts + tab * self._rows_stride).ravel()
+            shift, lens = self._probe_ranges(projs[lo:hi], qcodes[lo:hi], n_probes)
+            shift, lens = shift.ravel(), lens.ravel()
             ends = np.cumsum(lens)
             total = int(ends[-1]) if len(ends) else 0
             q_ends = ends.reshape(hi - lo, -1)[:, -1]
@@ -164,11 +170,8 @@ class LSHSearch:
         """Mean candidate entries (with repeats) per query at a probe budget (cheap: offsets)."""
         tot = 0
         for lo in range(0, len(projs), self._PROBE_CHUNK):
-            tab, keys = self._probe_keys(
-                projs[lo : lo + self._PROBE_CHUNK], qcodes[lo : lo + self._PROBE_CHUNK], n_probes
-            )
-            slot = tab * self._offs_stride + keys
-            tot += int((self._offs_flat[slot + 1] - self._offs_flat[slot]).sum())
+            hi = lo + self._PROBE_CHUNK
+            tot += int(self._probe_ranges(projs[lo:hi], qcodes[lo:hi], n_probes)[1].sum())
         return tot / max(len(projs), 1)
 
     def _pre_depth(self, k: int) -> int:
@@ -331,11 +334,7 @@ class LSHSearch:
         re-rank, -1 padding, and the unique candidates per query), from one compiled pass
         per query over its probed buckets (`_numba_kernels.candidate_block`)."""
         nq, depth, pre = len(projs), self._depth(k), self._pre_depth(k)
-        tab, keys = self._probe_keys(projs, qcodes, n_probes)
-        slot = tab * self._offs_stride + keys
-        starts = self._offs_flat[slot].astype(np.int64)
-        lens = self._offs_flat[slot + 1] - starts
-        starts += tab * self._rows_stride
+        starts, lens = self._probe_ranges(projs, qcodes, n_probes)
         pending = self._n_rows - self._n_tabled
         per_q = int(lens.sum(axis=1).max(initial=0)) + pending
         sc = self._scratch
@@ -343,7 +342,7 @@ class LSHSearch:
         counts = np.zeros(nq, np.int64)
         kern.candidate_block(
             starts,
-            lens.astype(np.int64, copy=False),
+            lens,
             self._rows_flat,
             self._codes.view,
             np.ascontiguousarray(qcodes),
