@@ -194,16 +194,22 @@ def test_calibration_models_the_engine_that_answers(monkeypatch):
     assert not idx.tuning().compiled
 
 
+def _saved_index(tmp_path, n: int, dim: int, seed: int):
+    """A small LSH index with fixed search settings, built on Gaussian rows drawn with `seed`
+    and saved as tmp_path / "x.idx" (for tests that load it in a fresh process)."""
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    idx = LSHIndex(dim, seed=0, exact_fallback=False, probes=16, rerank=40)
+    idx.add(np.arange(n), x)
+    idx.build()
+    idx.save(tmp_path / "x.idx")
+    return idx, x
+
+
 def test_single_queries_do_not_import_numba_until_loaded(tmp_path):
     """A short process's single query on a saved index (`imgfinder search`) runs the numpy
     engine and never imports numba; a batch large enough loads the kernels (a small one
     does not), and single queries use them from then on, with the same results."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((3000, 32)).astype(np.float32)
-    idx = LSHIndex(32, seed=0, exact_fallback=False, probes=16, rerank=40)
-    idx.add(np.arange(3000), x)
-    idx.build()
-    idx.save(tmp_path / "x.idx")
+    idx, x = _saved_index(tmp_path, 3000, 32, seed=0)
     np.save(tmp_path / "x.npy", x[:4])
     code = (
         "import sys, numpy as np\n"
@@ -245,12 +251,7 @@ def test_compiled_engine_is_safe_across_threads(kern):
 def test_a_broken_numba_falls_back_to_numpy(tmp_path):
     """numba failing to import (here: blocked) leaves the numpy engine answering, with the
     same rows and scores as an index that never tried."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((2000, 16)).astype(np.float32)
-    idx = LSHIndex(16, seed=0, exact_fallback=False, probes=16, rerank=40)
-    idx.add(np.arange(2000), x)
-    idx.build()
-    idx.save(tmp_path / "x.idx")
+    idx, x = _saved_index(tmp_path, 2000, 16, seed=1)
     idx._force_numpy = True
     want = idx.query_batch(x[:8], 5)
     np.save(tmp_path / "want.npy", np.concatenate([want[0], want[1]], axis=1))

@@ -325,9 +325,17 @@ class LSHSearch:
         256-row recall check from ~65k, where a build takes tens of seconds; loading takes
         0.6 s CPU from the cache, about 6.5 s to compile once per machine) loads them;
         anything smaller runs on numpy."""
-        if self._force_numpy or self._rows_flat.dtype != np.int32:  # (2**31+ table entries)
+        if not self._can_compile():
             return None
         return _numba.get(wait=nq * self._live >= self._COMPILED_WORK)
+
+    def _can_compile(self) -> bool:
+        """Whether queries run on the compiled engine once it is loaded: numba usable, not
+        forced off, and int32 table rows (an index of 2**31+ table entries stays on numpy;
+        an index not built yet has no tables to check)."""
+        rows = getattr(self, "_rows_flat", None)
+        small = rows is None or rows.dtype == np.int32
+        return not self._force_numpy and small and _numba.enabled()
 
     def _select_compiled(self, kern, projs, qcodes, n_probes: int, exclude, wq, k: int, seen):
         """What `_gather` + `_dedup_block` + `_select_block` return (the (Q, depth) rows to

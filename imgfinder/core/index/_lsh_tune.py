@@ -37,24 +37,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_COST_PROBE = 60e-9  # per probed bucket (offset lookups, ragged gather set-up)
-_COST_ENTRY = 20e-9  # per candidate entry (ragged gather, de-duplication)
-_COST_UNIQUE = 30e-9  # per unique candidate (Hamming distance over B bits, prefilter select)
-_COST_SK_ROW = 20e-9  # per sketch-ranked candidate: a random memory access
-_COST_SK_ELEM = 0.6e-9  # per sketch byte of a ranked candidate (gather, widen, dot)
+# Candidate-stage costs of the numpy engine, per stage:
+_COSTS_NUMPY = {
+    "probe": 60e-9,  # per probed bucket (offset lookups, ragged gather set-up)
+    "entry": 20e-9,  # per candidate entry (ragged gather, de-duplication)
+    "unique": 30e-9,  # per unique candidate (Hamming distance over B bits, prefilter select)
+    "sk_row": 20e-9,  # per sketch-ranked candidate: a random memory access
+    "sk_elem": 0.6e-9,  # per sketch byte of a ranked candidate (gather, widen, dot)
+}
 # The same stages in the compiled engine (_numba_kernels.candidate_block: one pass per query,
 # prefetched loads), fitted by least squares to thread-CPU times of single queries at 1M x
 # 512 (heavy-tailed and fitted distributions, probes 16-4,096, prefilters 0-16,384):
 # entries are cheaper (no ragged-gather temporaries), unique rows and sketch rows cost about
 # what their random memory accesses cost. Calibration uses the table of the engine that will
 # answer (`Tunable.compiled`), so it picks the cheapest setting for that engine.
-_COSTS_NUMPY = {
-    "probe": _COST_PROBE,
-    "entry": _COST_ENTRY,
-    "unique": _COST_UNIQUE,
-    "sk_row": _COST_SK_ROW,
-    "sk_elem": _COST_SK_ELEM,
-}
 _COSTS_COMPILED = {
     "probe": 36e-9,
     "entry": 8e-9,

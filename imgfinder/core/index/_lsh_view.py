@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _numba
-
 if TYPE_CHECKING:
     from .lsh import LSHIndex
 
@@ -29,7 +27,7 @@ class Tuning:
     sketch_dims = property(lambda self: self._ix._sk_m)
     refine_dims = property(lambda self: self._ix._rf_m)
     owns_vectors = property(lambda self: self._ix._store is not None)
-    compiled = property(lambda self: not self._ix._force_numpy and _numba.enabled())
+    compiled = property(lambda self: self._ix._can_compile())
     table_bits = property(lambda self: self._ix._b)
     tables = property(lambda self: self._ix._L)
     max_probes = property(lambda self: self._ix._max_probes)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -79,7 +80,7 @@ def _load() -> ModuleType | None:
             return _state["mod"]
         try:
             d = cache_dir()
-            if d is not None and "numba" not in __import__("sys").modules:
+            if d is not None and "numba" not in sys.modules:
                 os.environ["NUMBA_CACHE_DIR"] = str(d)
             from . import _numba_kernels as mod  # compiles, or loads the cached code
 
